@@ -1,0 +1,88 @@
+"""The decision-core contract shared by the operator shell and the simulator shell.
+
+Both shells build an :class:`Observation`, hand it to an :class:`Autoscaler`
+together with the state the autoscaler returned last time, and apply the
+:class:`Decision` they get back. Nothing here performs I/O, so a policy that
+looks good in simulation is byte-for-byte the code that runs in the cluster.
+
+Metrics are ``None`` when they could not be read. Policies must treat ``None``
+as "unknown" (hold), never as zero: a missing metric never scales to zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+POOL_UNIFIED = "unified"
+POOL_PREFILL = "prefill"
+POOL_DECODE = "decode"
+POOL_FUNCTION = "function"
+
+
+@dataclass(frozen=True)
+class PoolObservation:
+    """What a shell could see of one pool (all replicas of one role) at one instant.
+
+    Rates are per second, latencies are the SLO percentile over the shell's
+    metrics window. ``None`` means the metric was unavailable.
+    """
+
+    ready_replicas: int
+    starting_replicas: int = 0
+    pending_replicas: int = 0
+    draining_replicas: int = 0
+    request_rate_rps: float | None = None
+    prompt_tokens_rps: float | None = None
+    output_tokens_rps: float | None = None
+    running_requests: float | None = None
+    waiting_requests: float | None = None
+    kv_cache_usage_ratio: float | None = None
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+
+    @property
+    def current_replicas(self) -> int:
+        """Replicas that exist or are on their way (the base for scale decisions)."""
+        return self.ready_replicas + self.starting_replicas + self.pending_replicas
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One tick's view of a workload: time, per-pool metrics, and whether metrics were readable."""
+
+    now_s: float
+    pools: Mapping[str, PoolObservation]
+    metrics_available: bool = True
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a decision came out as it did. Reasons are data; shells only format them."""
+
+    code: str
+    message: str
+    pool: str | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Desired replicas per pool, plus the reasons and the forecast that produced them."""
+
+    desired_replicas: Mapping[str, int]
+    reasons: tuple[Reason, ...] = ()
+    forecast_rps: float | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Autoscaler(Protocol):
+    """A pure policy. ``state`` is whatever the policy returned last tick (``None`` at first).
+
+    Implementations must be deterministic in (observation, state) and must not
+    mutate either argument; persistence of ``state`` is the shell's job.
+    """
+
+    name: str
+
+    def decide(self, observation: Observation, state: Any) -> tuple[Decision, Any]:
+        ...
