@@ -8,11 +8,8 @@ from typing import Optional
 
 import typer
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="SLO-driven autoscaling for LLM serving on Kubernetes.")
-console = Console()
 
 DEFAULT_CRD_DIR = Path("crds")
 DEFAULT_REFERENCE = Path("docs/reference.md")
@@ -33,18 +30,18 @@ def crds(
         if reference is not None and (not reference.exists() or reference.read_text() != render_reference()):
             problems.append(f"{reference}: differs from the models")
         for problem in problems:
-            console.print(f"[red]stale[/red] {problem}")
+            typer.echo(f"stale: {problem}")
         if problems:
-            console.print("Run `make crds` (or `tidal crds`) and commit the result.")
+            typer.echo("Run `make crds` (or `tidal crds`) and commit the result.")
             raise typer.Exit(1)
-        console.print(f"[green]up to date[/green]: {output_dir}" + (f", {reference}" if reference else ""))
+        typer.echo(f"up to date: {output_dir}" + (f", {reference}" if reference else ""))
         return
     for path in write_crds(output_dir):
-        console.print(f"wrote {path}")
+        typer.echo(f"wrote {path}")
     if reference is not None:
         reference.parent.mkdir(parents=True, exist_ok=True)
         reference.write_text(render_reference())
-        console.print(f"wrote {reference}")
+        typer.echo(f"wrote {reference}")
 
 
 @app.command()
@@ -52,13 +49,12 @@ def validate(files: list[Path] = typer.Argument(..., help="YAML files with tidal
     """Validate tidal resources offline, with the same rules the API server enforces."""
     from tidal.api.validation import InvalidResource, parse_resource
 
-    table = Table("file", "kind", "name", "result")
     failed = 0
     for path in files:
         try:
             documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
         except (OSError, yaml.YAMLError) as exc:
-            table.add_row(str(path), "-", "-", f"[red]{exc}[/red]")
+            typer.echo(f"{path}: cannot read: {exc}")
             failed += 1
             continue
         for doc in documents:
@@ -67,11 +63,12 @@ def validate(files: list[Path] = typer.Argument(..., help="YAML files with tidal
             kind = doc.get("kind", "?") if isinstance(doc, dict) else "?"
             try:
                 parse_resource(doc)
-                table.add_row(str(path), str(kind), str(name), "[green]valid[/green]")
+                typer.echo(f"{path}: {kind}/{name}: valid")
             except InvalidResource as exc:
                 failed += 1
-                table.add_row(str(path), str(kind), str(name), "[red]" + "\n".join(map(str, exc.errors)) + "[/red]")
-    console.print(table)
+                typer.echo(f"{path}: {kind}/{name}: INVALID")
+                for error in exc.errors:
+                    typer.echo(f"  - {error}")
     if failed:
         raise typer.Exit(1)
 
