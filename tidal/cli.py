@@ -13,20 +13,28 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="SLO-driven a
 
 DEFAULT_CRD_DIR = Path("crds")
 DEFAULT_REFERENCE = Path("docs/reference.md")
+DEFAULT_CHART_CRD_DIR = Path("charts/tidal/crds")
 
 
 @app.command()
 def crds(
     output_dir: Path = typer.Option(DEFAULT_CRD_DIR, "--output-dir", "-o", help="Where to write the CRD YAML files."),
     reference: Optional[Path] = typer.Option(DEFAULT_REFERENCE, help="Where to write the resource reference (markdown)."),
+    chart_dir: Optional[Path] = typer.Option(
+        None, help="Also keep a copy of the CRDs here (the Helm chart's crds/); defaults to "
+        f"{DEFAULT_CHART_CRD_DIR} when that chart exists. Pass '' to skip.",
+    ),
     check: bool = typer.Option(False, "--check", help="Do not write; exit 1 naming each stale file."),
 ) -> None:
     """Generate CRDs (and the resource reference) from the API models."""
     from tidal.api.crdgen import stale_crds, write_crds
     from tidal.api.reference import render_reference
 
+    if chart_dir is None and DEFAULT_CHART_CRD_DIR.parent.is_dir() and output_dir == DEFAULT_CRD_DIR:
+        chart_dir = DEFAULT_CHART_CRD_DIR
+    crd_dirs = [output_dir] + ([chart_dir] if chart_dir and str(chart_dir) not in ("", ".") else [])
     if check:
-        problems = stale_crds(output_dir)
+        problems = [p for d in crd_dirs for p in stale_crds(d)]
         if reference is not None and (not reference.exists() or reference.read_text() != render_reference()):
             problems.append(f"{reference}: differs from the models")
         for problem in problems:
@@ -36,8 +44,9 @@ def crds(
             raise typer.Exit(1)
         typer.echo(f"up to date: {output_dir}" + (f", {reference}" if reference else ""))
         return
-    for path in write_crds(output_dir):
-        typer.echo(f"wrote {path}")
+    for directory in crd_dirs:
+        for path in write_crds(directory):
+            typer.echo(f"wrote {path}")
     if reference is not None:
         reference.parent.mkdir(parents=True, exist_ok=True)
         reference.write_text(render_reference())
