@@ -1,0 +1,105 @@
+"""load_trace names, the shared-folder error, and the pure transforms."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from traces_testkit import real_traces
+
+from tidal.sim.traces import (
+    TRACE_NAMES,
+    LLMRequest,
+    TraceNotFoundError,
+    UnknownTraceError,
+    load_demo_trace,
+    load_trace,
+    rate_scale,
+    time_window,
+)
+
+
+def test_demo_needs_no_shared_folder(tmp_path) -> None:
+    requests = load_trace("demo", shared=tmp_path / "absent")
+    assert requests == load_demo_trace()
+
+
+def test_unknown_name_lists_the_valid_names() -> None:
+    with pytest.raises(UnknownTraceError) as caught:
+        load_trace("azure-chat")
+    for name in TRACE_NAMES:
+        assert name in str(caught.value)
+
+
+def test_missing_shared_folder_says_where_it_looked(tmp_path) -> None:
+    with pytest.raises(TraceNotFoundError, match="TIDAL_SHARED") as caught:
+        load_trace("azure-conv", shared=tmp_path / "absent")
+    assert str(tmp_path / "absent" / "traces") in str(caught.value)
+
+
+def test_env_var_points_at_shared(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TIDAL_SHARED", str(tmp_path))
+    with pytest.raises(TraceNotFoundError, match=str(tmp_path)):
+        load_trace("mooncake")
+
+
+@pytest.mark.parametrize("name", ["azure-conv", "azure-code", "mooncake"])
+def test_real_names_load(name: str) -> None:
+    real_traces()
+    requests = load_trace(name)
+    assert len(requests) > 1000
+    assert [r.arrival_s for r in requests] == sorted(r.arrival_s for r in requests)
+
+
+def test_window_cuts_and_rebases_the_demo() -> None:
+    full = load_demo_trace()
+    window = load_trace("demo", start_s=60.0, duration_s=120.0)
+    expected = [r for r in full if 60.0 <= r.arrival_s < 180.0]
+    assert len(window) == len(expected) > 0
+    assert all(0.0 <= r.arrival_s < 120.0 for r in window)
+    assert [r.request_id for r in window] == [r.request_id for r in expected]
+
+
+arrival_lists = st.lists(
+    st.floats(min_value=0.0, max_value=1e6, allow_nan=False), max_size=50
+).map(sorted)
+
+
+@given(arrivals=arrival_lists, factor=st.floats(min_value=1e-3, max_value=1e3))
+def test_rate_scale_preserves_count_order_and_tokens(arrivals: list[float], factor: float) -> None:
+    requests = [LLMRequest(a, prompt_tokens=i, output_tokens=1, request_id=i)
+                for i, a in enumerate(arrivals)]
+    scaled = rate_scale(requests, factor)
+    assert len(scaled) == len(requests)
+    assert [r.request_id for r in scaled] == [r.request_id for r in requests]
+    assert [r.arrival_s for r in scaled] == sorted(r.arrival_s for r in scaled)
+    for before, after in zip(requests, scaled, strict=True):
+        assert after.arrival_s == pytest.approx(before.arrival_s / factor)
+        assert after.prompt_tokens == before.prompt_tokens
+
+
+def test_rate_scale_doubles_the_rate_of_the_demo() -> None:
+    requests = load_demo_trace()
+    faster = rate_scale(requests, 2.0)
+    assert faster[-1].arrival_s == pytest.approx(requests[-1].arrival_s / 2)
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, float("nan"), float("inf")])
+def test_rate_scale_rejects_bad_factors(factor: float) -> None:
+    with pytest.raises(ValueError, match="factor"):
+        rate_scale([], factor)
+
+
+@given(
+    arrivals=arrival_lists,
+    start=st.floats(min_value=0, max_value=1e6),
+    duration=st.floats(min_value=1e-3, max_value=1e6),
+)
+def test_time_window_keeps_exactly_the_requests_inside(
+    arrivals: list[float], start: float, duration: float
+) -> None:
+    requests = [LLMRequest(a, 1, 1, request_id=i) for i, a in enumerate(arrivals)]
+    window = time_window(requests, start, duration)
+    inside = [r.request_id for r in requests if start <= r.arrival_s < start + duration]
+    assert [r.request_id for r in window] == inside
+    assert all(r.arrival_s >= 0 for r in window)

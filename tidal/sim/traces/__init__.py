@@ -1,0 +1,41 @@
+"""Trace loaders and synthetic workloads for the simulator.
+
+Every loader returns immutable records (``LLMRequest``, ``FunctionInvocation``)
+sorted by arrival time, and raises ``TraceFormatError`` naming file, line and
+column on the first row it cannot read: no row is ever silently dropped.
+See docs/traces.md for formats, models and their sources.
+"""
+
+from tidal.sim.traces.azure_llm import load_azure_llm
+from tidal.sim.traces.errors import TraceFormatError, TraceNotFoundError, UnknownTraceError
+from tidal.sim.traces.locations import shared_dir, traces_dir
+from tidal.sim.traces.mooncake import load_mooncake
+from tidal.sim.traces.records import (
+    KV_BLOCK_TOKENS,
+    FunctionInvocation,
+    FunctionSpec,
+    LLMRequest,
+    RateWindow,
+)
+from tidal.sim.traces.registry import TRACE_NAMES, load_demo_trace, load_trace
+from tidal.sim.traces.transforms import rate_scale, time_window
+
+__all__ = [
+    "KV_BLOCK_TOKENS",
+    "TRACE_NAMES",
+    "FunctionInvocation",
+    "FunctionSpec",
+    "LLMRequest",
+    "RateWindow",
+    "TraceFormatError",
+    "TraceNotFoundError",
+    "UnknownTraceError",
+    "load_azure_llm",
+    "load_demo_trace",
+    "load_mooncake",
+    "load_trace",
+    "rate_scale",
+    "shared_dir",
+    "time_window",
+    "traces_dir",
+]

@@ -1,0 +1,74 @@
+"""``load_trace``: every LLM workload by a short name, for the CLI and benchmarks.
+
+Names and what they load:
+
+- ``demo``: the bundled 12-minute Azure LLM 2023 ``conv`` excerpt (package data;
+  needs no network and no ``../shared``).
+- ``azure-conv``, ``azure-code``: the full Azure LLM 2023 traces.
+- ``mooncake``: the Mooncake FAST'25 synthetic trace (with prefix-block hashes).
+
+Real traces are read from ``../shared/traces`` (see ``locations.py``).
+``start_s``/``duration_s`` cut a window out of any trace and re-base it to 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from tidal.sim.traces.azure_llm import load_azure_llm
+from tidal.sim.traces.errors import UnknownTraceError
+from tidal.sim.traces.locations import demo_trace_resource, traces_dir
+from tidal.sim.traces.mooncake import load_mooncake
+from tidal.sim.traces.records import LLMRequest
+from tidal.sim.traces.transforms import time_window
+
+AZURE_LLM_FILES = {
+    "azure-conv": "azure-llm-2023/AzureLLMInferenceTrace_conv.csv",
+    "azure-code": "azure-llm-2023/AzureLLMInferenceTrace_code.csv",
+}
+MOONCAKE_FILE = "mooncake-synthetic/synthetic_trace.jsonl"
+
+TRACE_NAMES: tuple[str, ...] = ("demo", "azure-conv", "azure-code", "mooncake")
+"""Every name ``load_trace`` accepts."""
+
+
+def load_demo_trace() -> list[LLMRequest]:
+    """The bundled Azure conv excerpt; works without ``../shared``."""
+    with resources.as_file(demo_trace_resource()) as path:
+        return load_azure_llm(path)
+
+
+def load_trace(
+    name: str,
+    *,
+    seed: int = 0,
+    shared: str | Path | None = None,
+    start_s: float = 0.0,
+    duration_s: float | None = None,
+) -> list[LLMRequest]:
+    """Load an LLM workload by short name (see the module docstring for the names).
+
+    ``seed`` makes sampled workloads reproducible; replayed traces ignore it.
+    ``shared`` overrides the folder holding ``traces/`` (default ``../shared``).
+    """
+    del seed  # replayed traces are deterministic; sampled families use it
+    loader = _replay_loaders(shared).get(name)
+    if loader is None:
+        raise UnknownTraceError(
+            f"unknown trace {name!r}; valid names: {', '.join(TRACE_NAMES)}"
+        )
+    requests = loader()
+    if start_s or duration_s is not None:
+        requests = time_window(requests, start_s, duration_s)
+    return requests
+
+
+def _replay_loaders(shared: str | Path | None) -> dict[str, Callable[[], list[LLMRequest]]]:
+    """Loaders of the traces that are replayed as recorded (no sampling)."""
+    loaders: dict[str, Callable[[], list[LLMRequest]]] = {"demo": load_demo_trace}
+    for name, relative in AZURE_LLM_FILES.items():
+        loaders[name] = lambda relative=relative: load_azure_llm(traces_dir(shared) / relative)
+    loaders["mooncake"] = lambda: load_mooncake(traces_dir(shared) / MOONCAKE_FILE)
+    return loaders
