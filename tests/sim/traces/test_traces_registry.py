@@ -103,3 +103,18 @@ def test_time_window_keeps_exactly_the_requests_inside(
     inside = [r.request_id for r in requests if start <= r.arrival_s < start + duration]
     assert [r.request_id for r in window] == inside
     assert all(r.arrival_s >= 0 for r in window)
+
+
+def test_servegen_name_samples_one_client_window() -> None:
+    real_traces()
+    requests = load_trace("servegen-m-small:0", seed=1, start_s=337_800.0, duration_s=600.0)
+    assert len(requests) == 6_796  # rate 11.3267 req/s in that 10-minute window
+    assert requests == load_trace("servegen-m-small:0", seed=1, start_s=337_800.0, duration_s=600.0)
+    assert all(0.0 <= r.arrival_s < 600.0 for r in requests)
+
+
+@pytest.mark.parametrize("name", ["servegen-m-small:999", "servegen-m-big:1", "servegen-m-mid:x"])
+def test_bad_servegen_names_explain_themselves(name: str) -> None:
+    real_traces()
+    with pytest.raises(UnknownTraceError, match="m-small"):
+        load_trace(name)

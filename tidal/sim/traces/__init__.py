@@ -18,23 +18,30 @@ from tidal.sim.traces.records import (
     RateWindow,
 )
 from tidal.sim.traces.registry import TRACE_NAMES, load_demo_trace, load_trace
+from tidal.sim.traces.servegen import load_servegen_client, sample_servegen_requests
+from tidal.sim.traces.tokens import EmpiricalTokenSampler, TokenSampler, azure_conv_token_sampler
 from tidal.sim.traces.transforms import rate_scale, time_window
 
 __all__ = [
     "KV_BLOCK_TOKENS",
     "TRACE_NAMES",
+    "EmpiricalTokenSampler",
     "FunctionInvocation",
     "FunctionSpec",
     "LLMRequest",
     "RateWindow",
+    "TokenSampler",
     "TraceFormatError",
     "TraceNotFoundError",
     "UnknownTraceError",
+    "azure_conv_token_sampler",
     "load_azure_llm",
     "load_demo_trace",
     "load_mooncake",
+    "load_servegen_client",
     "load_trace",
     "rate_scale",
+    "sample_servegen_requests",
     "shared_dir",
     "time_window",
     "traces_dir",

@@ -6,6 +6,11 @@ Names and what they load:
   needs no network and no ``../shared``).
 - ``azure-conv``, ``azure-code``: the full Azure LLM 2023 traces.
 - ``mooncake``: the Mooncake FAST'25 synthetic trace (with prefix-block hashes).
+- ``servegen-m-small:<client>``, ``servegen-m-mid:<client>``: requests sampled
+  from one ServeGen client's rate windows (``<client>`` is the N of
+  ``chunk-N-trace.csv``); seeded by ``seed``. Because a busy client sends
+  hundreds of millions of requests over the 14 days, ``duration_s=None`` means
+  the first ``SERVEGEN_DEFAULT_DURATION_S`` after ``start_s`` for these names.
 
 Real traces are read from ``../shared/traces`` (see ``locations.py``).
 ``start_s``/``duration_s`` cut a window out of any trace and re-base it to 0.
@@ -22,6 +27,7 @@ from tidal.sim.traces.errors import UnknownTraceError
 from tidal.sim.traces.locations import demo_trace_resource, traces_dir
 from tidal.sim.traces.mooncake import load_mooncake
 from tidal.sim.traces.records import LLMRequest
+from tidal.sim.traces.servegen import load_servegen_client, sample_servegen_requests
 from tidal.sim.traces.transforms import time_window
 
 AZURE_LLM_FILES = {
@@ -29,9 +35,18 @@ AZURE_LLM_FILES = {
     "azure-code": "azure-llm-2023/AzureLLMInferenceTrace_code.csv",
 }
 MOONCAKE_FILE = "mooncake-synthetic/synthetic_trace.jsonl"
+SERVEGEN_POOLS = ("m-small", "m-mid")
+SERVEGEN_DEFAULT_DURATION_S = 3600.0
 
-TRACE_NAMES: tuple[str, ...] = ("demo", "azure-conv", "azure-code", "mooncake")
-"""Every name ``load_trace`` accepts."""
+TRACE_NAMES: tuple[str, ...] = (
+    "demo",
+    "azure-conv",
+    "azure-code",
+    "mooncake",
+    "servegen-m-small:<client>",
+    "servegen-m-mid:<client>",
+)
+"""Every name ``load_trace`` accepts (``<client>`` stands for a client number)."""
 
 
 def load_demo_trace() -> list[LLMRequest]:
@@ -53,7 +68,8 @@ def load_trace(
     ``seed`` makes sampled workloads reproducible; replayed traces ignore it.
     ``shared`` overrides the folder holding ``traces/`` (default ``../shared``).
     """
-    del seed  # replayed traces are deterministic; sampled families use it
+    if name.startswith("servegen-"):
+        return _servegen(name, seed=seed, shared=shared, start_s=start_s, duration_s=duration_s)
     loader = _replay_loaders(shared).get(name)
     if loader is None:
         raise UnknownTraceError(
@@ -72,3 +88,31 @@ def _replay_loaders(shared: str | Path | None) -> dict[str, Callable[[], list[LL
         loaders[name] = lambda relative=relative: load_azure_llm(traces_dir(shared) / relative)
     loaders["mooncake"] = lambda: load_mooncake(traces_dir(shared) / MOONCAKE_FILE)
     return loaders
+
+
+def _servegen(
+    name: str, *, seed: int, shared: str | Path | None, start_s: float, duration_s: float | None
+) -> list[LLMRequest]:
+    pool, _, client = name.removeprefix("servegen-").partition(":")
+    if pool not in SERVEGEN_POOLS or not client.isdigit():
+        raise UnknownTraceError(
+            f"unknown trace {name!r}; ServeGen names look like 'servegen-m-small:3' "
+            f"(pools: {', '.join(SERVEGEN_POOLS)}); valid names: {', '.join(TRACE_NAMES)}"
+        )
+    folder = traces_dir(shared) / "servegen" / pool
+    path = folder / f"chunk-{int(client)}-trace.csv"
+    if not path.is_file():
+        available = sorted(
+            int(p.name.split("-")[1]) for p in folder.glob("chunk-*-trace.csv")
+        )
+        raise UnknownTraceError(
+            f"ServeGen pool {pool} has no client {client} ({path.name} not found); "
+            f"clients: {available[0]}..{available[-1]}" if available else f"{folder} is empty"
+        )
+    windows = load_servegen_client(path)
+    return sample_servegen_requests(
+        windows,
+        seed=seed,
+        start_s=start_s,
+        duration_s=SERVEGEN_DEFAULT_DURATION_S if duration_s is None else duration_s,
+    )
