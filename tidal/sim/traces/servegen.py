@@ -219,7 +219,11 @@ def exact_count_arrivals(window: RateWindow, rng: np.random.Generator) -> np.nda
     if not total > 0:  # every gap underflowed to 0 (shape << 1): one burst mid-window
         return np.full(count, window.start_s + window.duration_s / 2)
     fractions = cumulative[:-1] / total
-    return window.start_s + window.duration_s * fractions
+    arrivals = window.start_s + window.duration_s * fractions
+    # With shape << 1 the closing gap can underflow to 0, putting the last
+    # arrivals exactly on the window end; keep them just inside their window.
+    last_inside = np.nextafter(window.start_s + window.duration_s, -math.inf)
+    return np.minimum(arrivals, last_inside)
 
 
 def renewal_arrivals(window: RateWindow, rng: np.random.Generator) -> np.ndarray:
