@@ -1,0 +1,463 @@
+"""Iteration-level model of one continuous-batching LLM engine replica (vLLM V1-like).
+
+Scheduling per iteration follows vLLM's V1 scheduler with chunked prefill
+(Sarathi-Serve): a token budget (``max_num_batched_tokens``) is filled first by
+the running sequences (one token per decoding sequence, the next chunk of a
+partially prefilled prompt), then by waiting sequences in arrival order while
+budget, sequence slots (``max_num_seqs``) and KV blocks allow. When a running
+sequence needs a KV block and none is free (after evicting unreferenced
+prefix-cache entries), the most recently admitted running sequence is
+preempted and later recomputed from scratch (vLLM's default preemption mode).
+
+Speed: consecutive decode-only iterations with an unchanged batch are
+advanced in one closed-form *run* (their times form an arithmetic series, see
+:meth:`StepTimeModel.decode_run_s`) that ends at the next completion, the KV
+limit, or is cut at the next iteration boundary when a request arrives.
+
+The engine does not own a clock: the runner calls :meth:`submit` and
+:meth:`wake` and reads :attr:`next_wake_s`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from tidal.sim.perf_model import StepTimeModel
+from tidal.sim.prefix_cache import MOONCAKE_HASH_BLOCK_TOKENS, PrefixCache
+
+# vLLM engine-argument defaults (docs: "Engine Arguments"): block_size 16,
+# max_num_seqs 256; max_num_batched_tokens 2048 is V1's default for the
+# OpenAI-compatible server on data-centre GPUs with chunked prefill enabled.
+DEFAULT_KV_BLOCK_TOKENS = 16
+DEFAULT_MAX_NUM_SEQS = 256
+DEFAULT_MAX_BATCHED_TOKENS = 2048
+
+ROLE_UNIFIED = "unified"
+ROLE_PREFILL = "prefill"
+ROLE_DECODE = "decode"
+
+
+class RequestLike(Protocol):
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    hash_ids: tuple[int, ...]
+    session_id: int | None
+    request_id: int
+
+
+class Sequence:
+    """Mutable per-request state inside the engine (and its outcome once finished)."""
+
+    __slots__ = ("req", "arrival_s", "prompt_tokens", "output_tokens", "prefill_target",
+                 "computed", "generated", "own_blocks", "shared_refs", "cached_tokens",
+                 "first_token_s", "finish_s", "preemptions", "replica", "prefill_replica",
+                 "transfer_s", "kv_ready_s", "admitted")
+
+    def __init__(self, req: RequestLike) -> None:
+        self.req = req
+        self.arrival_s = req.arrival_s
+        self.prompt_tokens = max(1, int(req.prompt_tokens))
+        self.output_tokens = max(1, int(req.output_tokens))
+        self.prefill_target = self.prompt_tokens   # tokens whose KV must exist before decoding
+        self.computed = 0                            # tokens whose KV exists
+        self.generated = 0                           # output tokens emitted
+        self.own_blocks = 0                          # KV blocks owned (not shared via cache)
+        self.shared_refs: tuple[int, ...] = ()       # prefix-cache entries referenced
+        self.cached_tokens = 0                       # prompt tokens served from the prefix cache
+        self.first_token_s: float | None = None
+        self.finish_s: float | None = None
+        self.preemptions = 0
+        self.replica: int | None = None
+        self.prefill_replica: int | None = None
+        self.transfer_s = 0.0
+        self.kv_ready_s: float | None = None
+        self.admitted = False
+
+    @property
+    def in_prefill(self) -> bool:
+        return self.computed < self.prefill_target
+
+    @property
+    def remaining_output(self) -> int:
+        return self.output_tokens - self.generated
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_num_batched_tokens: int = DEFAULT_MAX_BATCHED_TOKENS
+    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
+    kv_block_tokens: int = DEFAULT_KV_BLOCK_TOKENS
+    enable_prefix_cache: bool = True
+    prefix_block_tokens: int = MOONCAKE_HASH_BLOCK_TOKENS
+    # Per-session KV pin after a turn ends (None: plain LRU). Set by a KV-TTL policy.
+    session_kv_ttl_s: float | None = None
+
+
+class EngineListener(Protocol):
+    def on_first_token(self, seq: Sequence, now_s: float) -> None: ...
+    def on_finish(self, seq: Sequence, now_s: float) -> None: ...
+    def on_prefill_done(self, seq: Sequence, now_s: float) -> None: ...
+    def on_tokens(self, prompt_tokens: int, output_tokens: int, now_s: float) -> None: ...
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class Engine:
+    """One replica's engine. ``role`` selects unified, prefill-only or decode-only behaviour."""
+
+    def __init__(self, replica_id: int, perf: StepTimeModel, kv_capacity_tokens: int,
+                 listener: EngineListener, config: EngineConfig = EngineConfig(),
+                 role: str = ROLE_UNIFIED) -> None:
+        self.id = replica_id
+        self.perf = perf
+        self.cfg = config
+        self.role = role
+        self.listener = listener
+        self.block_tokens = config.kv_block_tokens
+        self.capacity_blocks = kv_capacity_tokens // config.kv_block_tokens
+        if self.capacity_blocks <= 0:
+            raise ValueError("KV capacity must hold at least one block")
+        self.prefix_cache = (PrefixCache(kv_blocks_per_entry=config.prefix_block_tokens
+                                         // config.kv_block_tokens,
+                                         block_tokens=config.prefix_block_tokens)
+                             if config.enable_prefix_cache else None)
+        self.waiting: deque[Sequence] = deque()
+        self.running: list[Sequence] = []
+        self.own_blocks_used = 0
+        self.next_wake_s: float | None = None     # end of the segment in flight
+        self.version = 0                          # bumps when next_wake_s changes
+        self.busy_s = 0.0
+        self.iterations = 0
+        self.preemptions = 0
+        self.peak_blocks_used = 0
+        # segment in flight
+        self._seg_start = 0.0
+        self._seg_kind = ""                       # "step" or "run"
+        self._seg_plan: list[tuple[Sequence, int]] = []
+        self._run_k = 0
+        self._run_coef = (0.0, 0.0)
+        self._run_ctx0 = 0
+        self._admission_blocked = False
+
+    # -- public --------------------------------------------------------------------------
+    @property
+    def blocks_used(self) -> int:
+        cache = self.prefix_cache.blocks if self.prefix_cache else 0
+        return self.own_blocks_used + cache
+
+    @property
+    def kv_usage_ratio(self) -> float:
+        """What vLLM exports as KV-cache usage: unreferenced cached blocks count as free."""
+        ref = self.prefix_cache.referenced_blocks if self.prefix_cache else 0
+        return (self.own_blocks_used + ref) / self.capacity_blocks
+
+    @property
+    def num_requests(self) -> int:
+        return len(self.waiting) + len(self.running)
+
+    @property
+    def idle(self) -> bool:
+        return self.next_wake_s is None
+
+    def submit(self, seq: Sequence, now_s: float) -> None:
+        """A request reaches this replica (for decode role: its KV has arrived)."""
+        seq.replica = self.id
+        self.waiting.append(seq)
+        if self.next_wake_s is None:
+            self._start_segment(now_s)
+        elif (self._seg_kind == "run" and self._run_k > 1 and len(self.waiting) == 1
+              and len(self.running) < self.cfg.max_num_seqs):
+            # it could join the batch at the next iteration boundary
+            self._truncate_run(now_s)
+
+    def wake(self, now_s: float) -> None:
+        """The segment in flight ends at ``now_s``: apply it and start the next one."""
+        self._finish_segment(now_s)
+        self._start_segment(now_s)
+
+    # -- KV blocks -----------------------------------------------------------------------
+    def _free_blocks(self) -> int:
+        return self.capacity_blocks - self.blocks_used
+
+    def _reserve(self, blocks: int, now_s: float) -> bool:
+        """Make ``blocks`` free (evicting unreferenced cache entries); False if impossible."""
+        free = self._free_blocks()
+        if blocks <= free:
+            return True
+        if self.prefix_cache is not None:
+            self.prefix_cache.evict(blocks - free, now_s)
+            return blocks <= self._free_blocks()
+        return False
+
+    def _grow(self, seq: Sequence, new_tokens: int, now_s: float) -> bool:
+        """Allocate the blocks ``seq`` needs to hold ``new_tokens`` more tokens of KV."""
+        shared = len(seq.shared_refs) * self.cfg.prefix_block_tokens
+        need = _ceil_div(seq.computed + new_tokens - shared, self.block_tokens) - seq.own_blocks
+        if need <= 0:
+            return True
+        if not self._reserve(need, now_s):
+            return False
+        seq.own_blocks += need
+        self.own_blocks_used += need
+        if self.blocks_used > self.peak_blocks_used:
+            self.peak_blocks_used = self.blocks_used
+        return True
+
+    def _release(self, seq: Sequence, now_s: float) -> None:
+        self.own_blocks_used -= seq.own_blocks
+        seq.own_blocks = 0
+        if seq.shared_refs and self.prefix_cache is not None:
+            ttl = self.cfg.session_kv_ttl_s if seq.req.session_id is not None else None
+            self.prefix_cache.release(seq.shared_refs, now_s, ttl)
+        seq.shared_refs = ()
+
+    def _preempt(self, seq: Sequence, now_s: float) -> None:
+        self.running.remove(seq)
+        self._release(seq, now_s)
+        seq.computed = 0
+        seq.prefill_target = seq.prompt_tokens + seq.generated
+        seq.preemptions += 1
+        seq.admitted = False
+        self.preemptions += 1
+        self.waiting.appendleft(seq)
+
+    # -- prefix cache ---------------------------------------------------------------------
+    def _cacheable_blocks(self, seq: Sequence) -> int:
+        return min(len(seq.req.hash_ids), seq.prompt_tokens // self.cfg.prefix_block_tokens)
+
+    def _admit_prefix(self, seq: Sequence) -> None:
+        if self.prefix_cache is None or not seq.req.hash_ids or seq.computed > 0:
+            return
+        n = self._cacheable_blocks(seq)
+        hit = self.prefix_cache.match_and_reference(seq.req.hash_ids, n)
+        if hit:
+            seq.shared_refs = tuple(seq.req.hash_ids[:hit])
+            # vLLM recomputes the last prompt token even on a full hit (it needs its logits)
+            seq.computed = min(hit * self.cfg.prefix_block_tokens, seq.prefill_target - 1)
+            seq.cached_tokens = seq.computed
+
+    def _publish_prefix(self, seq: Sequence) -> None:
+        """After a prompt is computed, its full hash blocks become shared cache entries."""
+        if self.prefix_cache is None or not seq.req.hash_ids:
+            return
+        n = self._cacheable_blocks(seq)
+        have = len(seq.shared_refs)
+        if n <= have:
+            return
+        new_refs = list(seq.shared_refs)
+        for h in seq.req.hash_ids[have:n]:
+            self.prefix_cache.insert_referenced(h)
+            new_refs.append(h)
+        seq.shared_refs = tuple(new_refs)
+        # the sequence's own copy of those tokens moves to (or duplicates) the cache
+        shared = len(seq.shared_refs) * self.cfg.prefix_block_tokens
+        own = max(0, _ceil_div(seq.computed - shared, self.block_tokens))
+        self.own_blocks_used += own - seq.own_blocks
+        seq.own_blocks = own
+
+    # -- scheduling -----------------------------------------------------------------------
+    def _schedule_step(self, now_s: float) -> list[tuple[Sequence, int]]:
+        """Pick this iteration's (sequence, tokens) pairs, allocating KV and preempting."""
+        budget = self.cfg.max_num_batched_tokens
+        plan: list[tuple[Sequence, int]] = []
+        preempted = False
+        i = 0
+        while i < len(self.running) and budget > 0:
+            seq = self.running[i]
+            tokens = min(seq.prefill_target - seq.computed, budget) if seq.in_prefill else 1
+            while not self._grow(seq, tokens, now_s):
+                victim = self.running[-1]
+                self._preempt(victim, now_s)
+                plan = [(s, t) for s, t in plan if s is not victim]
+                preempted = True
+                if victim is seq:
+                    break
+            else:
+                plan.append((seq, tokens))
+                budget -= tokens
+                i += 1
+                continue
+            # seq itself was preempted; the loop index already points at the next one
+        self._admission_blocked = preempted
+        if not preempted:
+            while (self.waiting and budget > 0
+                   and len(self.running) < self.cfg.max_num_seqs):
+                seq = self.waiting[0]
+                self._admit_prefix(seq)
+                if seq.in_prefill:
+                    tokens = min(seq.prefill_target - seq.computed, budget)
+                else:          # decode role: KV arrived with the request
+                    tokens = 1
+                if not self._grow(seq, tokens, now_s):
+                    if seq.shared_refs and not seq.admitted:
+                        self._release(seq, now_s)
+                        seq.computed = 0
+                        seq.cached_tokens = 0
+                    self._admission_blocked = True
+                    break
+                self.waiting.popleft()
+                seq.admitted = True
+                self.running.append(seq)
+                plan.append((seq, tokens))
+                budget -= tokens
+        return plan
+
+    def _start_segment(self, now_s: float) -> None:
+        self._seg_plan = []
+        if not self.running and not self.waiting:
+            self._set_wake(None)
+            return
+        plan = self._schedule_step(now_s)
+        if not plan:
+            # nothing fits (e.g. a prompt larger than the whole KV cache): fail loudly
+            seq = self.waiting[0] if self.waiting else None
+            raise RuntimeError(
+                f"replica {self.id}: cannot schedule request "
+                f"{getattr(seq.req, 'request_id', '?') if seq else '?'} "
+                f"(prompt {seq.prompt_tokens if seq else '?'} tokens, KV capacity "
+                f"{self.capacity_blocks * self.block_tokens} tokens)")
+        self._seg_start = now_s
+        all_decode = all(not s.in_prefill for s, _ in plan)
+        # A decode-only batch repeats unchanged until a sequence finishes, the KV cache
+        # fills, or a new request could join: only then can it be advanced in one run.
+        admission_possible = (bool(self.waiting) and not self._admission_blocked
+                              and len(self.running) < self.cfg.max_num_seqs)
+        if all_decode and not admission_possible and len(plan) == len(self.running):
+            self._start_run(now_s, plan)
+            return
+        self._seg_kind = "step"
+        self._seg_plan = plan
+        decode = [s for s, t in plan if not s.in_prefill]
+        chunks = [(t, s.computed) for s, t in plan if s.in_prefill]
+        finishing = sum(1 for s, t in plan if s.in_prefill and s.computed + t >= s.prefill_target)
+        dt = self.perf.iteration_s(decode_seqs=len(decode),
+                                   decode_context_tokens=sum(s.computed for s in decode),
+                                   prefill_chunks=chunks, prefill_finishing=finishing)
+        self._set_wake(now_s + dt)
+
+    def _start_run(self, now_s: float, plan: list[tuple[Sequence, int]]) -> None:
+        seqs = [s for s, _ in plan]
+        k = min(s.remaining_output for s in seqs)
+        if k > 1:
+            k = self._kv_limited_run(seqs, k, now_s)
+        n = len(seqs)
+        ctx0 = sum(s.computed for s in seqs)
+        a, b = self.perf.decode_run_coefficients(n)
+        self._seg_kind = "run"
+        self._seg_plan = plan
+        self._run_k = k
+        self._run_coef = (a, b)
+        self._run_ctx0 = ctx0
+        self._set_wake(now_s + StepTimeModel.decode_run_s(a, b, n, ctx0, k))
+
+    def _kv_limited_run(self, seqs: list[Sequence], k: int, now_s: float) -> int:
+        """Largest run length <= k whose extra KV blocks fit; allocates them. At least 1."""
+        bt = self.block_tokens
+        pbt = self.cfg.prefix_block_tokens
+
+        def extra(kk: int) -> int:
+            total = 0
+            for s in seqs:
+                shared = len(s.shared_refs) * pbt
+                total += max(0, _ceil_div(s.computed + kk - shared, bt) - s.own_blocks)
+            return total
+
+        avail = self._free_blocks() + (self.prefix_cache.evictable_blocks
+                                       if self.prefix_cache else 0)
+        if extra(k) > avail:
+            lo, hi = 1, k          # extra(lo) fits (single step already allocated)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if extra(mid) <= avail:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            k = lo
+        for s in seqs:
+            if not self._grow(s, k, now_s):
+                raise AssertionError("KV run allocation failed after a successful fit check")
+        return k
+
+    def _truncate_run(self, now_s: float) -> None:
+        a, b = self._run_coef
+        n = len(self._seg_plan)
+        done = StepTimeModel.decode_iterations_done(a, b, n, self._run_ctx0, now_s - self._seg_start)
+        new_k = done + 1                       # the iteration in flight completes
+        if new_k >= self._run_k:
+            return
+        # give back the blocks reserved for iterations that will not run
+        self._run_k = new_k
+        for s, _ in self._seg_plan:
+            shared = len(s.shared_refs) * self.cfg.prefix_block_tokens
+            keep = max(0, _ceil_div(s.computed + new_k - shared, self.block_tokens))
+            if keep < s.own_blocks:
+                self.own_blocks_used -= s.own_blocks - keep
+                s.own_blocks = keep
+        self._set_wake(self._seg_start
+                       + StepTimeModel.decode_run_s(a, b, n, self._run_ctx0, new_k))
+
+    def _set_wake(self, t: float | None) -> None:
+        self.next_wake_s = t
+        self.version += 1
+
+    # -- applying a finished segment --------------------------------------------------------
+    def _finish_segment(self, now_s: float) -> None:
+        self.busy_s += now_s - self._seg_start
+        listener = self.listener
+        if self._seg_kind == "run":
+            k = self._run_k
+            self.iterations += k
+            out_tokens = 0
+            for s, _ in self._seg_plan:
+                s.computed += k
+                s.generated += k
+                out_tokens += k
+            listener.on_tokens(0, out_tokens, now_s)
+            for s, _ in self._seg_plan:
+                if s.generated >= s.output_tokens:
+                    self._complete(s, now_s)
+            return
+        self.iterations += 1
+        prompt_tokens = 0
+        out_tokens = 0
+        for s, t in self._seg_plan:
+            if s.in_prefill:
+                s.computed += t
+                prompt_tokens += t
+                if s.computed >= s.prefill_target:
+                    self._publish_prefix(s)
+                    if self.role == ROLE_PREFILL:
+                        s.generated = 1
+                        out_tokens += 1
+                        if s.first_token_s is None:
+                            s.first_token_s = now_s
+                        self.running.remove(s)
+                        self._release(s, now_s)
+                        listener.on_prefill_done(s, now_s)
+                        continue
+                    s.generated += 1
+                    out_tokens += 1
+                    if s.first_token_s is None:
+                        s.first_token_s = now_s
+                        listener.on_first_token(s, now_s)
+            else:
+                s.computed += t
+                s.generated += 1
+                out_tokens += 1
+            if s.generated >= s.output_tokens:
+                self._complete(s, now_s)
+        listener.on_tokens(prompt_tokens, out_tokens, now_s)
+
+    def _complete(self, seq: Sequence, now_s: float) -> None:
+        self.running.remove(seq)
+        self._release(seq, now_s)
+        seq.finish_s = now_s
+        self.listener.on_finish(seq, now_s)
+
+
+EngineFactory = Callable[[int, str], Engine]

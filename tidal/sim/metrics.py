@@ -1,0 +1,60 @@
+"""What a monitoring stack could see: per-tick metric buckets and windowed aggregates.
+
+The runner builds every :class:`~tidal.policies.interface.Observation` from
+these buckets only -- counts and latencies of things that already happened,
+as Prometheus would scrape them from vLLM (request counters, token counters,
+TTFT and TPOT histograms). Future arrivals never enter a bucket before they
+arrive.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Bucket:
+    """Events of one pool between two ticks."""
+
+    end_s: float = 0.0
+    arrivals: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    ttft_s: list[float] = field(default_factory=list)
+    tpot_s: list[float] = field(default_factory=list)
+
+
+class PoolMetrics:
+    """Rolling window of buckets for one pool."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.current = Bucket()
+        self.closed: deque[Bucket] = deque()
+
+    def close(self, now_s: float) -> None:
+        self.current.end_s = now_s
+        self.closed.append(self.current)
+        self.current = Bucket()
+        while self.closed and self.closed[0].end_s <= now_s - self.window_s:
+            self.closed.popleft()
+
+    def window_span_s(self, now_s: float, start_s: float) -> float:
+        """Length of the window actually covered (shorter right after the start)."""
+        return max(1e-9, min(self.window_s, now_s - start_s))
+
+    def rates(self, now_s: float, start_s: float) -> tuple[float, float, float]:
+        span = self.window_span_s(now_s, start_s)
+        arrivals = sum(b.arrivals for b in self.closed)
+        prompt = sum(b.prompt_tokens for b in self.closed)
+        output = sum(b.output_tokens for b in self.closed)
+        return arrivals / span, prompt / span, output / span
+
+    def latency_percentile(self, attr: str, q: float) -> float | None:
+        values = [v for b in self.closed for v in getattr(b, attr)]
+        if not values:
+            return None
+        return float(np.quantile(np.asarray(values), q))

@@ -1,0 +1,428 @@
+"""Event-driven replay of an LLM workload on a simulated cluster, driven by any Autoscaler.
+
+One heap of timed events (engine segment ends, pods becoming Ready, KV
+transfers, autoscaler ticks) plus a pointer into the sorted arrival list. At
+every tick the runner builds an :class:`Observation` from what an operator
+could scrape (pod phases, windowed request/token rates, running/waiting
+requests, KV usage, TTFT/TPOT percentile over the metrics window), calls
+``autoscaler.decide(observation, state)`` and applies the desired replicas:
+scale-up creates pods that go through the cold-start lifecycle; scale-down
+removes pending/starting pods first and drains ready ones.
+
+Same inputs and seed -> identical result (the only randomness is the seeded
+cold-start jitter; ties are broken by insertion order).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence as Seq
+
+import numpy as np
+
+from tidal.policies.interface import (POOL_DECODE, POOL_PREFILL, POOL_UNIFIED, Autoscaler,
+                                      Decision, Observation, PoolObservation)
+from tidal.sim.cluster import DRAINING, PENDING, READY, STARTING, Cluster, Pod
+from tidal.sim.coldstart import ColdStartParams
+from tidal.sim.engine import (ROLE_DECODE, ROLE_PREFILL, ROLE_UNIFIED, Engine, EngineConfig,
+                              RequestLike, Sequence)
+from tidal.sim.hardware import get_accelerator, get_model
+from tidal.sim.metrics import PoolMetrics
+from tidal.sim.perf_model import StepTimeModel, kv_capacity_tokens
+
+MODE_UNIFIED = "unified"
+MODE_DISAGGREGATED = "disaggregated"
+
+# Kubernetes HPA controller default sync period (--horizontal-pod-autoscaler-sync-period).
+DEFAULT_TICK_S = 15.0
+# A one-minute window, the usual Prometheus rate() range for request metrics.
+DEFAULT_METRICS_WINDOW_S = 60.0
+# KV transfer between prefill and decode nodes over one 200 Gb/s RDMA NIC (25 GB/s),
+# plus a fixed per-transfer setup latency.
+DEFAULT_KV_TRANSFER_BPS = 25e9
+DEFAULT_KV_TRANSFER_LATENCY_S = 1e-3
+# Stop a run whose requests cannot finish (e.g. a policy holding zero replicas)
+# this long after the last arrival; what is left is reported as unfinished.
+DEFAULT_DRAIN_HORIZON_S = 3600.0
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Per-request latency targets.
+
+    Defaults are the MLPerf Inference server-scenario limits for Llama-3.1-8B
+    (TTFT 2 s, TPOT 100 ms); ``percentile`` is the percentile shells report in
+    observations (90 %, the attainment target DistServe evaluates against).
+    """
+
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+    percentile: float = 0.9
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    model: str = "llama-3.1-8b"
+    accelerator: str = "H100-80GB"
+    tp: int = 1
+    mode: str = MODE_UNIFIED
+    nodes: int = 4
+    initial_replicas: Mapping[str, int] | None = None  # None: the policy's decision at t=0
+    tick_s: float = DEFAULT_TICK_S
+    metrics_window_s: float = DEFAULT_METRICS_WINDOW_S
+    slo: SLO = SLO()
+    engine: EngineConfig = EngineConfig()
+    cold_start: ColdStartParams = ColdStartParams()
+    image_cached: bool = False
+    weights_cached: bool = False
+    kv_transfer_bps: float = DEFAULT_KV_TRANSFER_BPS
+    kv_transfer_latency_s: float = DEFAULT_KV_TRANSFER_LATENCY_S
+    gpu_hour_cost_usd: float | None = None
+    drain_horizon_s: float = DEFAULT_DRAIN_HORIZON_S
+    seed: int = 0
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        if self.mode == MODE_UNIFIED:
+            return (POOL_UNIFIED,)
+        if self.mode == MODE_DISAGGREGATED:
+            return (POOL_PREFILL, POOL_DECODE)
+        raise ValueError(f"mode must be {MODE_UNIFIED!r} or {MODE_DISAGGREGATED!r}, "
+                         f"got {self.mode!r}")
+
+
+@dataclass
+class SimResult:
+    """Outcome of one replay. ``summary`` is deterministic in (trace, policy, config)."""
+
+    summary: dict[str, Any]
+    timeline: dict[str, list]
+    decisions: list[dict[str, Any]]
+    requests: dict[str, np.ndarray]
+    pods: list[dict[str, Any]]
+    wall_s: float = 0.0
+
+
+_ROLE = {POOL_UNIFIED: ROLE_UNIFIED, POOL_PREFILL: ROLE_PREFILL, POOL_DECODE: ROLE_DECODE}
+_EV_ENGINE, _EV_READY, _EV_KV, _EV_TICK = 0, 1, 2, 3
+
+
+class _PoolListener:
+    """Engine callbacks for one pod, forwarded to the simulation with the pool attached."""
+
+    __slots__ = ("sim", "pool", "pod")
+
+    def __init__(self, sim: "Simulation", pool: str, pod: Pod) -> None:
+        self.sim, self.pool, self.pod = sim, pool, pod
+
+    def on_first_token(self, seq: Sequence, now_s: float) -> None:
+        ttft = now_s - seq.arrival_s
+        self.sim._metrics[self.pool].current.ttft_s.append(ttft)
+        self.sim._latency_window.current.ttft_s.append(ttft)
+
+    def on_finish(self, seq: Sequence, now_s: float) -> None:
+        self.sim._on_finish(seq, self.pool, now_s)
+
+    def on_prefill_done(self, seq: Sequence, now_s: float) -> None:
+        self.sim._on_prefill_done(seq, now_s)
+
+    def on_tokens(self, prompt_tokens: int, output_tokens: int, now_s: float) -> None:
+        bucket = self.sim._metrics[self.pool].current
+        bucket.prompt_tokens += prompt_tokens
+        bucket.output_tokens += output_tokens
+
+
+class Simulation:
+    """One replay of ``requests`` under ``autoscaler`` with ``config``."""
+
+    def __init__(self, requests: Seq[RequestLike], autoscaler: Autoscaler,
+                 config: SimConfig = SimConfig()) -> None:
+        self.cfg = config
+        self.requests = requests
+        self.autoscaler = autoscaler
+        self.model = get_model(config.model)
+        self.accelerator = get_accelerator(config.accelerator)
+        self.perf = StepTimeModel(self.model, self.accelerator, config.tp)
+        self.kv_tokens = kv_capacity_tokens(self.model, self.accelerator, config.tp)
+        self.rng = np.random.default_rng(config.seed)
+        self.cluster = Cluster(self.accelerator, self.model, nodes=config.nodes,
+                               cold_start=config.cold_start, rng=self.rng,
+                               image_cached=config.image_cached,
+                               weights_cached=config.weights_cached)
+        self.pools = config.pools
+        self._metrics = {p: PoolMetrics(config.metrics_window_s) for p in self.pools}
+        self._gateway: dict[str, deque[Sequence]] = {p: deque() for p in self.pools}
+        self._ready: dict[str, list[Pod]] = {p: [] for p in self.pools}
+        self._heap: list[tuple] = []
+        self._counter = 0
+        self._pushed_version: dict[int, int] = {}
+        self._finished: list[Sequence] = []
+        self._rejected: list[Sequence] = []
+        self._outstanding = 0
+        self._policy_state: Any = None
+        self.timeline: dict[str, list] = {"t_s": [], "arrival_rps": []}
+        for p in self.pools:
+            for k in ("ready", "starting", "pending", "draining", "desired"):
+                self.timeline[f"{p}.{k}"] = []
+        self.timeline.update({"ttft_p50_s": [], "ttft_p99_s": [], "tpot_p50_s": [],
+                              "tpot_p99_s": []})
+        self.decisions: list[dict[str, Any]] = []
+        self._arrivals_window: PoolMetrics = PoolMetrics(config.metrics_window_s)
+        self._latency_window: PoolMetrics = PoolMetrics(config.metrics_window_s)
+        self.now_s = 0.0
+
+    # -- event plumbing -------------------------------------------------------------
+    def _push(self, t: float, kind: int, a: Any = None, b: Any = None) -> None:
+        self._counter += 1
+        heapq.heappush(self._heap, (t, kind, self._counter, a, b))
+
+    def _kick(self, pod: Pod) -> None:
+        engine: Engine = pod.engine  # type: ignore[assignment]
+        if engine.next_wake_s is not None and self._pushed_version.get(pod.id) != engine.version:
+            self._pushed_version[pod.id] = engine.version
+            self._push(engine.next_wake_s, _EV_ENGINE, pod, engine.version)
+
+    # -- routing ----------------------------------------------------------------------
+    def _route(self, seq: Sequence, pool: str, now_s: float) -> None:
+        ready = self._ready[pool]
+        if not ready:
+            self._gateway[pool].append(seq)
+            return
+        best = ready[0]
+        best_load = best.engine.num_requests  # type: ignore[union-attr]
+        for pod in ready[1:]:
+            load = pod.engine.num_requests  # type: ignore[union-attr]
+            if load < best_load:
+                best, best_load = pod, load
+        best.engine.submit(seq, now_s)  # type: ignore[union-attr]
+        self._kick(best)
+
+    def _flush_gateway(self, pool: str, now_s: float) -> None:
+        queue = self._gateway[pool]
+        while queue and self._ready[pool]:
+            self._route(queue.popleft(), pool, now_s)
+
+    # -- request lifecycle ---------------------------------------------------------------
+    def _on_arrival(self, req: RequestLike, now_s: float) -> None:
+        seq = Sequence(req)
+        self._arrivals_window.current.arrivals += 1
+        first_pool = self.pools[0]
+        self._metrics[first_pool].current.arrivals += 1
+        if seq.prompt_tokens + seq.output_tokens > self.kv_tokens:
+            self._rejected.append(seq)      # vLLM rejects requests longer than its KV cache
+            return
+        self._outstanding += 1
+        self._route(seq, first_pool, now_s)
+
+    def _on_prefill_done(self, seq: Sequence, now_s: float) -> None:
+        seq.prefill_replica = seq.replica
+        seq.transfer_s = (seq.prompt_tokens * self.model.kv_bytes_per_token
+                          / self.cfg.kv_transfer_bps + self.cfg.kv_transfer_latency_s)
+        self._push(now_s + seq.transfer_s, _EV_KV, seq)
+
+    def _on_kv_arrived(self, seq: Sequence, now_s: float) -> None:
+        # the client sees its first token once the decode instance holds the KV
+        seq.first_token_s = now_s
+        seq.kv_ready_s = now_s
+        self._metrics[POOL_DECODE].current.arrivals += 1
+        self._metrics[POOL_DECODE].current.ttft_s.append(now_s - seq.arrival_s)
+        self._latency_window.current.ttft_s.append(now_s - seq.arrival_s)
+        if seq.output_tokens <= 1:
+            seq.finish_s = now_s
+            self._on_finish(seq, POOL_DECODE, now_s)
+            return
+        seq.computed = seq.prompt_tokens
+        seq.prefill_target = seq.prompt_tokens
+        seq.generated = 1
+        seq.own_blocks, seq.shared_refs, seq.admitted = 0, (), False
+        self._route(seq, POOL_DECODE, now_s)
+
+    def _on_finish(self, seq: Sequence, pool: str, now_s: float) -> None:
+        self._finished.append(seq)
+        self._outstanding -= 1
+        if seq.output_tokens > 1 and seq.first_token_s is not None:
+            tpot = (now_s - seq.first_token_s) / (seq.output_tokens - 1)
+            self._metrics[pool].current.tpot_s.append(tpot)
+            self._latency_window.current.tpot_s.append(tpot)
+
+    # -- pods -------------------------------------------------------------------------------
+    def _make_engine(self, pod: Pod) -> Engine:
+        return Engine(pod.id, self.perf, self.kv_tokens, _PoolListener(self, pod.pool, pod),
+                      self.cfg.engine, role=_ROLE[pod.pool])
+
+    def _start_pending(self, now_s: float) -> None:
+        for pod in self.cluster.schedule_pending(now_s):
+            self._push(now_s + pod.cold_start.total_s, _EV_READY, pod)  # type: ignore[union-attr]
+
+    def _on_pod_ready(self, pod: Pod, now_s: float) -> None:
+        if pod.phase != STARTING:
+            return                          # removed while starting
+        self.cluster.mark_ready(pod, now_s)
+        pod.engine = self._make_engine(pod)
+        self._ready[pod.pool].append(pod)
+        self._flush_gateway(pod.pool, now_s)
+
+    def _terminate(self, pod: Pod, now_s: float) -> None:
+        if pod in self._ready[pod.pool]:
+            self._ready[pod.pool].remove(pod)
+        self.cluster.terminate(pod, now_s)
+        self._start_pending(now_s)
+
+    def _apply(self, desired: Mapping[str, int], now_s: float) -> None:
+        for pool in self.pools:
+            if pool not in desired:
+                continue
+            want = max(0, int(desired[pool]))
+            pending = self.cluster.pods_in(pool, PENDING)
+            starting = self.cluster.pods_in(pool, STARTING)
+            ready = self.cluster.pods_in(pool, READY)
+            current = len(pending) + len(starting) + len(ready)
+            if want > current:
+                for _ in range(want - current):
+                    self.cluster.create_pod(pool, self.cfg.tp, now_s)
+                self._start_pending(now_s)
+            elif want < current:
+                excess = current - want
+                victims = (sorted(pending, key=lambda p: -p.id) + sorted(starting, key=lambda p: -p.id)
+                           + sorted(ready, key=lambda p: (p.engine.num_requests, -p.id)))
+                for pod in victims[:excess]:
+                    if pod.phase in (PENDING, STARTING):
+                        self.cluster.terminate(pod, now_s)
+                    else:
+                        self._ready[pool].remove(pod)
+                        self.cluster.begin_drain(pod, now_s)
+                        if pod.engine.num_requests == 0:  # type: ignore[union-attr]
+                            self._terminate(pod, now_s)
+                self._start_pending(now_s)
+
+    # -- observation --------------------------------------------------------------------
+    def observe(self, now_s: float) -> Observation:
+        pools = {}
+        q = self.cfg.slo.percentile
+        for pool in self.pools:
+            m = self._metrics[pool]
+            rate, prompt_rps, output_rps = m.rates(now_s, 0.0)
+            serving = self.cluster.pods_in(pool, READY, DRAINING)
+            running = sum(len(p.engine.running) for p in serving)  # type: ignore[union-attr]
+            waiting = (sum(len(p.engine.waiting) for p in serving)  # type: ignore[union-attr]
+                       + len(self._gateway[pool]))
+            ready = [p for p in serving if p.phase == READY]
+            kv = (float(np.mean([p.engine.kv_usage_ratio for p in ready]))  # type: ignore
+                  if ready else None)
+            pools[pool] = PoolObservation(
+                ready_replicas=len(ready),
+                starting_replicas=self.cluster.count(pool, STARTING),
+                pending_replicas=self.cluster.count(pool, PENDING),
+                draining_replicas=self.cluster.count(pool, DRAINING),
+                request_rate_rps=rate, prompt_tokens_rps=prompt_rps,
+                output_tokens_rps=output_rps, running_requests=float(running),
+                waiting_requests=float(waiting), kv_cache_usage_ratio=kv,
+                ttft_s=m.latency_percentile("ttft_s", q),
+                tpot_s=m.latency_percentile("tpot_s", q))
+        return Observation(now_s=now_s, pools=pools)
+
+    def _tick(self, now_s: float) -> None:
+        for m in self._metrics.values():
+            m.close(now_s)
+        self._arrivals_window.close(now_s)
+        self._latency_window.close(now_s)
+        obs = self.observe(now_s)
+        decision, self._policy_state = self.autoscaler.decide(obs, self._policy_state)
+        self._record(now_s, obs, decision)
+        self._apply(decision.desired_replicas, now_s)
+
+    def _record(self, now_s: float, obs: Observation, decision: Decision) -> None:
+        tl = self.timeline
+        tl["t_s"].append(now_s)
+        tl["arrival_rps"].append(self._arrivals_window.rates(now_s, 0.0)[0])
+        for pool in self.pools:
+            po = obs.pools[pool]
+            tl[f"{pool}.ready"].append(po.ready_replicas)
+            tl[f"{pool}.starting"].append(po.starting_replicas)
+            tl[f"{pool}.pending"].append(po.pending_replicas)
+            tl[f"{pool}.draining"].append(po.draining_replicas)
+            tl[f"{pool}.desired"].append(int(decision.desired_replicas.get(pool, po.current_replicas)))
+        lw = self._latency_window
+        tl["ttft_p50_s"].append(lw.latency_percentile("ttft_s", 0.5))
+        tl["ttft_p99_s"].append(lw.latency_percentile("ttft_s", 0.99))
+        tl["tpot_p50_s"].append(lw.latency_percentile("tpot_s", 0.5))
+        tl["tpot_p99_s"].append(lw.latency_percentile("tpot_s", 0.99))
+        self.decisions.append({
+            "t_s": now_s, "desired": dict(decision.desired_replicas),
+            "reasons": [{"code": r.code, "message": r.message, "pool": r.pool}
+                        for r in decision.reasons],
+            "forecast_rps": decision.forecast_rps})
+
+    # -- main loop -----------------------------------------------------------------------------
+    def run(self, progress: Callable[[float, float], None] | None = None) -> SimResult:
+        wall0 = time.perf_counter()
+        reqs = self.requests
+        n = len(reqs)
+        last_arrival = reqs[-1].arrival_s if n else 0.0
+        horizon = last_arrival + self.cfg.drain_horizon_s
+        # The deployment exists at its initial size when replay starts (pre-warmed pods).
+        initial = self.cfg.initial_replicas
+        if initial is None:
+            obs0 = Observation(now_s=0.0, pools={p: PoolObservation(ready_replicas=0)
+                                                 for p in self.pools})
+            decision, self._policy_state = self.autoscaler.decide(obs0, None)
+            initial = decision.desired_replicas
+        for pool in self.pools:
+            for _ in range(int(initial.get(pool, 0))):
+                pod = self.cluster.create_pod(pool, self.cfg.tp, 0.0)
+                if self.cluster.start_prewarmed(pod, 0.0):
+                    pod.engine = self._make_engine(pod)
+                    self._ready[pool].append(pod)
+        self._start_pending(0.0)
+        self._push(self.cfg.tick_s, _EV_TICK)
+        i = 0
+        heap = self._heap
+        next_progress = 0.0
+        while True:
+            next_arrival = reqs[i].arrival_s if i < n else math.inf
+            if heap and heap[0][0] <= next_arrival:
+                t, kind, _, a, b = heapq.heappop(heap)
+                if t > horizon:
+                    self.now_s = horizon
+                    break
+                self.now_s = t
+                if kind == _EV_ENGINE:
+                    pod: Pod = a
+                    engine: Engine = pod.engine  # type: ignore[assignment]
+                    if engine.version != b:
+                        continue
+                    engine.wake(t)
+                    self._kick(pod)
+                    if pod.phase == DRAINING and engine.num_requests == 0:
+                        self._terminate(pod, t)
+                elif kind == _EV_KV:
+                    self._on_kv_arrived(a, t)
+                elif kind == _EV_READY:
+                    self._on_pod_ready(a, t)
+                else:
+                    self._tick(t)
+                    if i < n or self._outstanding > 0:
+                        self._push(t + self.cfg.tick_s, _EV_TICK)
+                    if progress is not None and t >= next_progress:
+                        progress(min(t, last_arrival), last_arrival)
+                        next_progress = t + 60.0
+            elif i < n:
+                self.now_s = next_arrival
+                self._on_arrival(reqs[i], next_arrival)
+                i += 1
+            else:
+                break
+            if i >= n and self._outstanding == 0:
+                break           # everything replayed and finished
+        if progress is not None:
+            progress(last_arrival, last_arrival)
+        return self._result(time.perf_counter() - wall0)
+
+    # -- results ------------------------------------------------------------------------------
+    def _result(self, wall_s: float) -> SimResult:
+        from tidal.sim.summary import build_result
+        return build_result(self, wall_s)
