@@ -1,0 +1,200 @@
+"""The Prometheus adapter against a real Prometheus scraping real exporters under a known load.
+
+Tolerances (why a correct adapter lands inside them and a wrong one does not):
+
+* Rates: each pod's requests arrive every 1/rate seconds, so the count inside any
+  window is exact to +-1 request; rate() over 5 s of 0.5 s scrapes sees >= 4.5 s of
+  increase, i.e. >= 45 requests per pod, so quantisation is <= 2.2 %, plus scrape-time
+  jitter of a few ms. ``RATE_RTOL`` = 5 %. A wrong aggregation (one pod only, double
+  counting both spellings or both TPOT names) is off by >= 25 %.
+* Quantiles: ``histogram_quantile`` interpolates linearly inside the bucket holding the
+  rank. The reference is what it returns for a histogram filled exactly by the known
+  latency distribution (``interpolated_quantile``); that differs from the true quantile
+  by the bucket interpolation error (reported, bounded by the bucket width). What remains
+  is the empirical CDF of the ~100-200 requests in the window versus the true CDF: the
+  latencies follow a Weyl sequence, whose runs of N >= 100 draws stay within ~3 % of
+  the CDF, plus a request or two straddling the window edges. ``CDF_TOL`` = 6 %, turned
+  into seconds through the bucket's width and probability mass.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from tests.operator.conftest import (
+    CUSTOM_DEPLOYMENT_LABEL,
+    OUTPUT_TOKENS,
+    PROMPT_TOKENS_CYCLE,
+    TPOT,
+    TTFT,
+    WINDOW_S,
+    Fleet,
+)
+from tests.support.vllm_exporter import UniformLatency, interpolated_quantile
+from tidal.operator.prometheus import FailureKind, PrometheusMetrics, PrometheusSettings
+from tidal.operator.promql import LabelScheme
+from tidal.policies.interface import PoolObservation
+
+pytestmark = pytest.mark.prometheus
+
+RATE_RTOL = 0.05
+CDF_TOL = 0.06
+PERCENTILES = (50.0, 90.0, 99.0)
+GAUGE_ATOL = 1e-9
+"""Gauges are served and stored as float64 and only summed or averaged: exact up to rounding."""
+
+POOLS = (
+    # (namespace, deployment, pool, dialect)
+    pytest.param("team-a", "llama", "unified", "vllm", id="vllm-new-names-colon"),
+    pytest.param("team-a", "llama-old", "unified", "vllm", id="vllm-old-names-underscore"),
+    pytest.param("team-b", "qwen", "prefill", "sglang", id="sglang-new-names-colon"),
+    pytest.param("team-b", "qwen-old", "decode", "sglang", id="sglang-old-names-underscore"),
+)
+
+
+@pytest.fixture(scope="module")
+def adapter(engine_fleet: Fleet) -> PrometheusMetrics:
+    return PrometheusMetrics(PrometheusSettings(url=engine_fleet.prometheus.url, query_timeout_s=5.0))
+
+
+def quantile_tolerance_s(bounds: tuple[float, ...], dist: UniformLatency, q: float) -> float:
+    """CDF_TOL expressed in seconds inside the bucket that holds quantile ``q``."""
+    lower = 0.0
+    for bound in bounds:
+        if dist.cdf(bound) >= q:
+            mass = dist.cdf(bound) - dist.cdf(lower)
+            return CDF_TOL * (bound - lower) / mass
+        lower = bound
+    raise AssertionError("quantile beyond the last finite bucket")
+
+
+def read(adapter: PrometheusMetrics, namespace: str, deployment: str, pool: str, dialect: str,
+         percentile: float = 90.0):
+    return adapter.read_pool(namespace=namespace, deployment=deployment, pool=pool, dialect=dialect,
+                             window_s=WINDOW_S, percentile=percentile, at_s=time.time())
+
+
+def test_fleet_serves_both_spellings(engine_fleet: Fleet) -> None:
+    """Precondition for the spelling tests: Prometheus really holds vllm:x for some pods and vllm_x for others."""
+    prom = engine_fleet.prometheus
+    assert prom.query('count({__name__="vllm:num_requests_running", tidal_dev_deployment="llama"})')
+    assert not prom.query('count({__name__="vllm_num_requests_running", tidal_dev_deployment="llama"})')
+    assert prom.query('count({__name__="vllm_gpu_cache_usage_perc", tidal_dev_deployment="llama-old"})')
+    assert not prom.query('count({__name__="vllm:gpu_cache_usage_perc", tidal_dev_deployment="llama-old"})')
+    assert prom.query('count({__name__="sglang:num_queue_reqs", tidal_dev_deployment="qwen"})')
+    assert prom.query('count({__name__="sglang_num_queue_reqs", tidal_dev_deployment="qwen-old"})')
+
+
+@pytest.mark.parametrize(("namespace", "deployment", "pool", "dialect"), POOLS)
+def test_rates_and_gauges_match_served_load(adapter, engine_fleet: Fleet, namespace, deployment, pool,
+                                            dialect) -> None:
+    pods = engine_fleet.pods_of(deployment)
+    metrics = read(adapter, namespace, deployment, pool, dialect)
+    assert metrics.complete, metrics.message()
+
+    expected_rps = sum(p.rate_rps for p in pods)
+    mean_prompt = sum(PROMPT_TOKENS_CYCLE) / len(PROMPT_TOKENS_CYCLE)
+    assert metrics.request_rate_rps == pytest.approx(expected_rps, rel=RATE_RTOL)
+    assert metrics.prompt_tokens_rps == pytest.approx(expected_rps * mean_prompt, rel=RATE_RTOL)
+    assert metrics.output_tokens_rps == pytest.approx(expected_rps * OUTPUT_TOKENS, rel=RATE_RTOL)
+
+    assert metrics.running_requests == pytest.approx(sum(p.gauges.running_requests for p in pods), abs=GAUGE_ATOL)
+    assert metrics.waiting_requests == pytest.approx(sum(p.gauges.waiting_requests for p in pods), abs=GAUGE_ATOL)
+    mean_kv = sum(p.gauges.kv_cache_usage_ratio for p in pods) / len(pods)
+    assert metrics.kv_cache_usage_ratio == pytest.approx(mean_kv, abs=GAUGE_ATOL)
+
+    assert set(metrics.pods) == {p.pod for p in pods}
+    for spec in pods:
+        pod = metrics.pods[spec.pod]
+        assert pod.request_rate_rps == pytest.approx(spec.rate_rps, rel=RATE_RTOL)
+        assert pod.running_requests == pytest.approx(spec.gauges.running_requests, abs=GAUGE_ATOL)
+        assert pod.waiting_requests == pytest.approx(spec.gauges.waiting_requests, abs=GAUGE_ATOL)
+        assert pod.kv_cache_usage_ratio == pytest.approx(spec.gauges.kv_cache_usage_ratio, abs=GAUGE_ATOL)
+
+
+@pytest.mark.parametrize("percentile", PERCENTILES)
+@pytest.mark.parametrize(("namespace", "deployment", "pool", "dialect"), POOLS)
+def test_latency_percentiles_match_served_histograms(adapter, engine_fleet: Fleet, namespace, deployment, pool,
+                                                     dialect, percentile) -> None:
+    flavour = engine_fleet.pods_of(deployment)[0].flavour
+    q = percentile / 100
+    metrics = read(adapter, namespace, deployment, pool, dialect, percentile=percentile)
+    assert metrics.complete, metrics.message()
+
+    expected_ttft = interpolated_quantile(flavour.ttft_buckets_s, TTFT.cdf, q)
+    expected_tpot = interpolated_quantile(flavour.itl_buckets_s, TPOT.cdf, q)
+    ttft_tol = quantile_tolerance_s(flavour.ttft_buckets_s, TTFT, q)
+    tpot_tol = quantile_tolerance_s(flavour.itl_buckets_s, TPOT, q)
+    assert metrics.ttft_s == pytest.approx(expected_ttft, abs=ttft_tol), (
+        f"ttft p{percentile}: got {metrics.ttft_s}, histogram of the served data gives {expected_ttft} "
+        f"(true quantile {TTFT.quantile(q)})"
+    )
+    assert metrics.tpot_s == pytest.approx(expected_tpot, abs=tpot_tol), (
+        f"tpot p{percentile}: got {metrics.tpot_s}, histogram of the served data gives {expected_tpot} "
+        f"(true quantile {TPOT.quantile(q)})"
+    )
+
+
+def test_percentile_changes_the_answer(adapter) -> None:
+    """p50 and p99 differ by far more than the tolerance, so the percentile really reaches the query."""
+    p50 = read(adapter, "team-a", "llama", "unified", "vllm", percentile=50.0)
+    p99 = read(adapter, "team-a", "llama", "unified", "vllm", percentile=99.0)
+    assert p99.ttft_s - p50.ttft_s > 0.15
+    assert p99.tpot_s - p50.tpot_s > 0.02
+
+
+def test_idle_engine_reads_zero_rates_but_no_latency(adapter) -> None:
+    """Zero is reported only where Prometheus says zero; an empty histogram is unknown, not 0 s."""
+    metrics = read(adapter, "team-a", "idle", "unified", "vllm")
+    assert metrics.request_rate_rps == 0.0
+    assert metrics.output_tokens_rps == 0.0
+    assert metrics.running_requests == 0.0
+    assert metrics.ttft_s is None and metrics.tpot_s is None
+    kinds = {f.field: f.kind for f in metrics.failures}
+    assert kinds == {"ttft_s": FailureKind.NOT_A_NUMBER, "tpot_s": FailureKind.NOT_A_NUMBER}
+    assert not metrics.complete and metrics.prometheus_reachable
+
+
+def test_unknown_workload_is_all_none_never_zero(adapter) -> None:
+    metrics = read(adapter, "team-a", "does-not-exist", "unified", "vllm")
+    assert all(v is None for v in metrics.observation_fields().values())
+    assert metrics.pods == {}
+    assert {f.kind for f in metrics.failures} == {FailureKind.EMPTY}
+    assert len(metrics.failures) == 8
+    assert metrics.reason() == "EmptyResult"
+    assert metrics.prometheus_reachable
+
+
+def test_wrong_dialect_finds_nothing(adapter) -> None:
+    """An SGLang pool read as vLLM matches no series; nothing is invented."""
+    metrics = read(adapter, "team-b", "qwen", "prefill", "vllm")
+    assert all(v is None for v in metrics.observation_fields().values())
+
+
+def test_label_names_are_configurable(engine_fleet: Fleet) -> None:
+    custom = PrometheusMetrics(PrometheusSettings(
+        url=engine_fleet.prometheus.url, labels=LabelScheme(deployment=CUSTOM_DEPLOYMENT_LABEL)))
+    metrics = custom.read_pool(namespace="team-b", deployment="qwen", pool="prefill", dialect="sglang",
+                               window_s=WINDOW_S, percentile=90.0)
+    assert metrics.complete, metrics.message()
+    assert metrics.request_rate_rps == pytest.approx(20.0, rel=RATE_RTOL)
+    # The vLLM pods do not carry the custom label, so the same scheme finds nothing there.
+    assert custom.read_pool(namespace="team-a", deployment="llama", pool="unified", dialect="vllm",
+                            window_s=WINDOW_S, percentile=90.0).request_rate_rps is None
+
+
+def test_result_fills_a_pool_observation(adapter) -> None:
+    metrics = read(adapter, "team-a", "llama", "unified", "vllm")
+    observation = metrics.apply_to(PoolObservation(ready_replicas=2))
+    assert observation.ready_replicas == 2
+    assert observation.request_rate_rps == metrics.request_rate_rps
+    assert observation.ttft_s == metrics.ttft_s and math.isfinite(observation.ttft_s)
+
+
+async def test_async_read(adapter) -> None:
+    metrics = await adapter.read_pool_async(namespace="team-a", deployment="llama", pool="unified",
+                                            dialect="vllm", window_s=WINDOW_S, percentile=90.0)
+    assert metrics.complete, metrics.message()

@@ -1,0 +1,339 @@
+"""PromQL for the engine metrics tidal reads: metric names per dialect, label scheme, query text.
+
+Everything here is pure string building and result parsing, so it can be checked
+without a Prometheus. The HTTP part lives in :mod:`tidal.operator.prometheus`.
+
+Two facts shape the queries (details and sources in docs/metrics.md):
+
+* Engines rename metrics between releases (vLLM ``gpu_cache_usage_perc`` became
+  ``kv_cache_usage_perc``; ``time_per_output_token_seconds`` became
+  ``inter_token_latency_seconds``; SGLang made the same change). A dialect lists the
+  names of each signal newest first and the query joins them with PromQL ``or``,
+  which keeps the first name that has series and ignores later ones. Engines that
+  export both the deprecated and the new name during a transition are therefore
+  read once, not twice.
+* The same metric reaches Prometheus spelt ``vllm:x`` or ``vllm_x``: prometheus-client
+  0.26 writes ``vllm_x`` in its OpenMetrics exposition, which Prometheus negotiates
+  by default, and keeps ``vllm:x`` in the classic text format. Every selector
+  therefore matches ``__name__=~"vllm:x|vllm_x"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping, Sequence
+
+# ---------------------------------------------------------------------------
+# Label scheme
+
+DEFAULT_NAMESPACE_LABEL = "namespace"
+"""prometheus-operator PodMonitor/ServiceMonitor targets carry the pod's namespace as ``namespace``."""
+DEFAULT_POD_LABEL = "pod"
+"""prometheus-operator PodMonitor/ServiceMonitor targets carry the pod name as ``pod``."""
+DEFAULT_DEPLOYMENT_LABEL = "tidal_dev_deployment"
+"""Pod label ``tidal.dev/deployment`` after Prometheus label sanitising ('.' and '/' become '_')."""
+DEFAULT_POOL_LABEL = "tidal_dev_pool"
+"""Pod label ``tidal.dev/pool`` after Prometheus label sanitising."""
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """Prometheus label names that identify a workload's series (see docs/metrics.md for relabelling)."""
+
+    namespace: str = DEFAULT_NAMESPACE_LABEL
+    deployment: str = DEFAULT_DEPLOYMENT_LABEL
+    pool: str = DEFAULT_POOL_LABEL
+    pod: str = DEFAULT_POD_LABEL
+
+    def __post_init__(self) -> None:
+        for field_name in ("namespace", "deployment", "pool", "pod"):
+            value = getattr(self, field_name)
+            if not isinstance(value, str) or not _LABEL_NAME.match(value):
+                raise ValueError(
+                    f"labels.{field_name}={value!r} is not a Prometheus label name; "
+                    "use letters, digits and '_' and do not start with a digit "
+                    "(e.g. 'tidal_dev_pool' for the pod label tidal.dev/pool)"
+                )
+
+
+@dataclass(frozen=True)
+class WorkloadSelector:
+    """Which series belong to one pool of one ModelDeployment."""
+
+    namespace: str
+    deployment: str
+    pool: str
+
+    def __post_init__(self) -> None:
+        for field_name in ("namespace", "deployment", "pool"):
+            value = getattr(self, field_name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"workload {field_name} must be a non-empty string, got {value!r}")
+
+
+# ---------------------------------------------------------------------------
+# Dialects
+
+
+@dataclass(frozen=True)
+class DialectMetrics:
+    """Metric names of one engine family, each signal newest name first (as exported, with ``_total``).
+
+    Histogram entries are base names without ``_bucket``.
+    """
+
+    name: str
+    request_count: tuple[str, ...]
+    prompt_tokens: tuple[str, ...]
+    output_tokens: tuple[str, ...]
+    running_requests: tuple[str, ...]
+    waiting_requests: tuple[str, ...]
+    kv_cache_usage: tuple[str, ...]
+    ttft_histogram: tuple[str, ...]
+    tpot_histogram: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        for field_name in (
+            "request_count", "prompt_tokens", "output_tokens", "running_requests",
+            "waiting_requests", "kv_cache_usage", "ttft_histogram", "tpot_histogram",
+        ):
+            names = getattr(self, field_name)
+            if not names:
+                raise ValueError(f"dialect {self.name}: {field_name} needs at least one metric name")
+            for metric in names:
+                if not _METRIC_NAME.match(metric):
+                    raise ValueError(f"dialect {self.name}: {field_name} has invalid metric name {metric!r}")
+
+
+VLLM = DialectMetrics(
+    name="vllm",
+    request_count=("vllm:request_success_total",),
+    prompt_tokens=("vllm:prompt_tokens_total",),
+    output_tokens=("vllm:generation_tokens_total",),
+    running_requests=("vllm:num_requests_running",),
+    waiting_requests=("vllm:num_requests_waiting",),
+    # vLLM 0.10 added kv_cache_usage_perc and deprecated gpu_cache_usage_perc (both exported for a while).
+    kv_cache_usage=("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"),
+    ttft_histogram=("vllm:time_to_first_token_seconds",),
+    # vLLM 0.11 renamed time_per_output_token_seconds to inter_token_latency_seconds.
+    tpot_histogram=("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
+)
+
+SGLANG = DialectMetrics(
+    name="sglang",
+    request_count=("sglang:num_requests_total",),
+    prompt_tokens=("sglang:prompt_tokens_total",),
+    output_tokens=("sglang:generation_tokens_total",),
+    running_requests=("sglang:num_running_reqs",),
+    waiting_requests=("sglang:num_queue_reqs",),
+    # token_usage: fraction of the KV token pool in use (0..1), SGLang's analogue of kv_cache_usage_perc.
+    kv_cache_usage=("sglang:token_usage",),
+    ttft_histogram=("sglang:time_to_first_token_seconds",),
+    # Newer SGLang exports inter_token_latency_seconds; older releases time_per_output_token_seconds.
+    tpot_histogram=("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
+)
+
+DIALECTS: Mapping[str, DialectMetrics] = {"vllm": VLLM, "sglang": SGLANG}
+
+
+def dialect_named(name: str) -> DialectMetrics:
+    """The dialect for ``spec.engine.metricsDialect``; a clear error for anything else."""
+    try:
+        return DIALECTS[name]
+    except KeyError:
+        raise ValueError(
+            f"metrics dialect {name!r} is not known; use one of {sorted(DIALECTS)}"
+        ) from None
+
+
+# ---------------------------------------------------------------------------
+# Query text
+
+
+def spellings(metric: str) -> tuple[str, ...]:
+    """The names a metric may carry inside Prometheus: as exported, and with ':' replaced by '_'."""
+    underscored = metric.replace(":", "_")
+    return (metric,) if underscored == metric else (metric, underscored)
+
+
+def promql_string(value: str) -> str:
+    """A PromQL double-quoted string literal holding ``value`` exactly."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def promql_duration(seconds: float) -> str:
+    """A PromQL range duration: whole seconds as ``60s``, otherwise whole milliseconds."""
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"window must be a positive number of seconds, got {seconds!r}")
+    milliseconds = round(seconds * 1000)
+    if milliseconds < 1:
+        raise ValueError(f"window {seconds!r}s is shorter than PromQL's 1ms resolution")
+    if milliseconds % 1000 == 0:
+        return f"{milliseconds // 1000}s"
+    return f"{milliseconds}ms"
+
+
+def quantile_from_percentile(percentile: float) -> float:
+    """SLO percentile (0 < p < 100, as in ``spec.slo.percentile``) as a PromQL quantile."""
+    if not isinstance(percentile, (int, float)) or not 0 < percentile < 100:
+        raise ValueError(f"percentile must be strictly between 0 and 100, got {percentile!r}")
+    return percentile / 100.0
+
+
+def series_selector(
+    metric: str, selector: WorkloadSelector, labels: LabelScheme, *, suffix: str = ""
+) -> str:
+    """``{__name__=~"a:b_suffix|a_b_suffix", ns="..", deployment="..", pool=".."}``."""
+    names = "|".join(name + suffix for name in spellings(metric))
+    matchers = [
+        f"__name__=~{promql_string(names)}",
+        f"{labels.namespace}={promql_string(selector.namespace)}",
+        f"{labels.deployment}={promql_string(selector.deployment)}",
+        f"{labels.pool}={promql_string(selector.pool)}",
+    ]
+    return "{" + ", ".join(matchers) + "}"
+
+
+def first_present(alternatives: Sequence[str]) -> str:
+    """Join queries with ``or`` so the first alternative that has series wins."""
+    return " or ".join(f"({query})" for query in alternatives) if len(alternatives) > 1 else alternatives[0]
+
+
+Aggregation = Literal["sum", "mean"]
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One PromQL query that fills one ``PoolObservation`` field.
+
+    ``per_pod`` queries return one series per pod; the pool value is the ``pool_aggregation``
+    of the pod values. Other queries return exactly one series for the whole pool.
+    """
+
+    field: str
+    promql: str
+    per_pod: bool
+    pool_aggregation: Aggregation = "sum"
+
+
+def counter_rate_query(
+    field: str, metrics: Sequence[str], selector: WorkloadSelector, labels: LabelScheme, window: str
+) -> MetricQuery:
+    """Per-pod per-second rate of a counter over the window (all other labels summed)."""
+    alternatives = [
+        f"sum by ({labels.pod}) (rate({series_selector(m, selector, labels)}[{window}]))" for m in metrics
+    ]
+    return MetricQuery(field=field, promql=first_present(alternatives), per_pod=True)
+
+
+def gauge_query(
+    field: str,
+    metrics: Sequence[str],
+    selector: WorkloadSelector,
+    labels: LabelScheme,
+    *,
+    within_pod: Literal["sum", "avg"],
+    pool_aggregation: Aggregation,
+) -> MetricQuery:
+    """Per-pod latest value of a gauge; several engines in one pod are summed or averaged."""
+    alternatives = [f"{within_pod} by ({labels.pod}) ({series_selector(m, selector, labels)})" for m in metrics]
+    return MetricQuery(
+        field=field, promql=first_present(alternatives), per_pod=True, pool_aggregation=pool_aggregation
+    )
+
+
+def histogram_quantile_query(
+    field: str,
+    histograms: Sequence[str],
+    selector: WorkloadSelector,
+    labels: LabelScheme,
+    window: str,
+    quantile: float,
+) -> MetricQuery:
+    """Pool-wide quantile of a histogram over the window: buckets of all pods summed by ``le``."""
+    alternatives = [
+        f"histogram_quantile({quantile!r}, sum by (le) "
+        f"(rate({series_selector(h, selector, labels, suffix='_bucket')}[{window}])))"
+        for h in histograms
+    ]
+    return MetricQuery(field=field, promql=first_present(alternatives), per_pod=False)
+
+
+def pool_queries(
+    dialect: DialectMetrics,
+    selector: WorkloadSelector,
+    labels: LabelScheme,
+    *,
+    window_s: float,
+    percentile: float,
+) -> tuple[MetricQuery, ...]:
+    """All queries for one pool, in the order the adapter runs them (cheap gauges first)."""
+    window = promql_duration(window_s)
+    quantile = quantile_from_percentile(percentile)
+    return (
+        gauge_query("running_requests", dialect.running_requests, selector, labels,
+                    within_pod="sum", pool_aggregation="sum"),
+        gauge_query("waiting_requests", dialect.waiting_requests, selector, labels,
+                    within_pod="sum", pool_aggregation="sum"),
+        gauge_query("kv_cache_usage_ratio", dialect.kv_cache_usage, selector, labels,
+                    within_pod="avg", pool_aggregation="mean"),
+        counter_rate_query("request_rate_rps", dialect.request_count, selector, labels, window),
+        counter_rate_query("prompt_tokens_rps", dialect.prompt_tokens, selector, labels, window),
+        counter_rate_query("output_tokens_rps", dialect.output_tokens, selector, labels, window),
+        histogram_quantile_query("ttft_s", dialect.ttft_histogram, selector, labels, window, quantile),
+        histogram_quantile_query("tpot_s", dialect.tpot_histogram, selector, labels, window, quantile),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Result parsing
+
+
+class MalformedResult(ValueError):
+    """Prometheus answered, but not with an instant vector of the expected shape."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One series of an instant-vector result."""
+
+    labels: Mapping[str, str]
+    value: float
+
+
+def parse_instant_vector(result: Any) -> tuple[Sample, ...]:
+    """Validate the ``data.result`` list of an instant query and convert values to floats.
+
+    Values may be ``NaN`` or ``±Inf`` (Prometheus encodes them as strings); the caller decides
+    what a non-finite value means. Anything else out of shape raises :class:`MalformedResult`
+    naming the offending element.
+    """
+    if not isinstance(result, list):
+        raise MalformedResult(f"expected a list of series, got {type(result).__name__}")
+    samples = []
+    for index, series in enumerate(result):
+        if not isinstance(series, dict):
+            raise MalformedResult(f"result[{index}] is {type(series).__name__}, expected an object")
+        labels = series.get("metric")
+        value = series.get("value")
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise MalformedResult(f"result[{index}].metric is not a map of label names to strings")
+        if not isinstance(value, list) or len(value) != 2 or not isinstance(value[1], str):
+            raise MalformedResult(
+                f"result[{index}].value is {value!r}, expected [timestamp, \"number\"] "
+                "(a range vector or scalar where an instant vector was expected?)"
+            )
+        try:
+            number = float(value[1])
+        except ValueError:
+            raise MalformedResult(f"result[{index}].value {value[1]!r} is not a number") from None
+        samples.append(Sample(labels=dict(labels), value=number))
+    return tuple(samples)
