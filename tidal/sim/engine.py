@@ -54,7 +54,7 @@ class Sequence:
     __slots__ = ("req", "arrival_s", "prompt_tokens", "output_tokens", "prefill_target",
                  "computed", "generated", "own_blocks", "shared_refs", "cached_tokens",
                  "first_token_s", "finish_s", "preemptions", "replica", "prefill_replica",
-                 "transfer_s", "kv_ready_s", "admitted")
+                 "transfer_s", "kv_ready_s", "admitted", "routed_s")
 
     def __init__(self, req: RequestLike) -> None:
         self.req = req
@@ -75,6 +75,7 @@ class Sequence:
         self.transfer_s = 0.0
         self.kv_ready_s: float | None = None
         self.admitted = False
+        self.routed_s: float | None = None          # when it last reached a replica
 
     @property
     def in_prefill(self) -> bool:
@@ -167,6 +168,7 @@ class Engine:
     def submit(self, seq: Sequence, now_s: float) -> None:
         """A request reaches this replica (for decode role: its KV has arrived)."""
         seq.replica = self.id
+        seq.routed_s = now_s
         self.waiting.append(seq)
         if self.next_wake_s is None:
             self._start_segment(now_s)

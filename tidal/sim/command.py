@@ -1,0 +1,128 @@
+"""``tidal simulate``: replay a trace through the simulator under a policy and report.
+
+Registered on the main CLI by tidal/cli.py; kept here as a plain function with
+typer annotations so the simulator owns its options.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from tidal.policies.baselines.fixed import FixedReplicas
+from tidal.policies.interface import POOL_DECODE, POOL_PREFILL, POOL_UNIFIED, Autoscaler
+from tidal.policies.utilization import UtilizationTarget
+from tidal.sim.hardware import ACCELERATORS, MODELS
+from tidal.sim.report import summary_rows, write_html_report
+from tidal.sim.runner import MODE_DISAGGREGATED, MODE_UNIFIED, SLO, SimConfig, Simulation
+
+POLICY_HELP = ("fixed:N (unified), fixed:P/D (disaggregated prefill/decode), or "
+               "utilization[:TARGET[:MIN[:MAX]]] (in-flight requests per replica)")
+
+
+def parse_policy(spec: str, mode: str) -> Autoscaler:
+    """Build a policy from its command-line spelling; errors say what is accepted."""
+    name, _, arg = spec.partition(":")
+    pools = ((POOL_UNIFIED,) if mode == MODE_UNIFIED else (POOL_PREFILL, POOL_DECODE))
+    try:
+        if name == "fixed":
+            counts = [int(x) for x in arg.split("/")] if arg else [1]
+            if len(counts) == 1:
+                counts = counts * len(pools)
+            if len(counts) != len(pools):
+                raise ValueError(f"expected {len(pools)} counts separated by '/'")
+            return FixedReplicas(dict(zip(pools, counts)))
+        if name in ("utilization", "util"):
+            parts = [p for p in arg.split(":") if p] if arg else []
+            kwargs: dict[str, Any] = {}
+            if parts:
+                kwargs["target_inflight_per_replica"] = float(parts[0])
+            if len(parts) > 1:
+                kwargs["min_replicas"] = int(parts[1])
+            if len(parts) > 2:
+                kwargs["max_replicas"] = int(parts[2])
+            return UtilizationTarget(**kwargs)
+    except ValueError as exc:
+        raise typer.BadParameter(f"policy {spec!r}: {exc}; use {POLICY_HELP}") from None
+    raise typer.BadParameter(f"unknown policy {spec!r}; use {POLICY_HELP}")
+
+
+def _load(trace: str, seed: int, duration: Optional[float], rate_scale: float):
+    from tidal.sim.traces import load_trace, rate_scale as scale
+    try:
+        requests = load_trace(trace, seed=seed, duration_s=duration)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--trace") from None
+    if rate_scale != 1.0:
+        requests = scale(requests, rate_scale)
+    if not requests:
+        raise typer.BadParameter(f"trace {trace!r} has no requests in the chosen window",
+                                 param_hint="--trace")
+    return requests
+
+
+def simulate(
+    trace: str = typer.Option("demo", help="Trace name: demo (bundled excerpt), azure-conv, "
+                              "azure-code, mooncake, servegen-..., agent."),
+    policy: str = typer.Option("fixed:4", help=POLICY_HELP),
+    accelerator: str = typer.Option("H100-80GB", help="One of: " + ", ".join(ACCELERATORS)),
+    model: str = typer.Option("llama-3.1-8b", help="One of: " + ", ".join(MODELS)),
+    tp: int = typer.Option(1, min=1, help="Tensor-parallel GPUs per replica."),
+    mode: str = typer.Option(MODE_UNIFIED, help="unified or disaggregated (prefill/decode pools)."),
+    seed: int = typer.Option(0, help="Seed for sampled traces and cold-start jitter."),
+    duration: Optional[float] = typer.Option(None, min=0.0,
+                                             help="Replay only the first DURATION seconds."),
+    rate_scale: float = typer.Option(1.0, min=1e-6, help="Compress inter-arrival times by this."),
+    nodes: int = typer.Option(4, min=1, help="GPU nodes in the simulated cluster."),
+    tick: float = typer.Option(15.0, min=0.1, help="Autoscaler tick interval (s)."),
+    ttft_slo: float = typer.Option(2.0, min=0.0, help="TTFT SLO (s)."),
+    tpot_slo: float = typer.Option(0.1, min=0.0, help="TPOT SLO (s)."),
+    image_cached: bool = typer.Option(False, help="Serving image pre-pulled on every node."),
+    weights_cached: bool = typer.Option(False, help="Model weights pre-cached on every node."),
+    gpu_hour_cost: Optional[float] = typer.Option(None, min=0.0,
+                                                  help="Override USD per GPU-hour."),
+    report: Path = typer.Option(Path("tidal-sim-report.html"), help="HTML report path."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Replay a trace on a simulated cluster under an autoscaling policy."""
+    console = Console()
+    if mode not in (MODE_UNIFIED, MODE_DISAGGREGATED):
+        raise typer.BadParameter(f"mode must be {MODE_UNIFIED} or {MODE_DISAGGREGATED}",
+                                 param_hint="--mode")
+    autoscaler = parse_policy(policy, mode)
+    requests = _load(trace, seed, duration, rate_scale)
+    config = SimConfig(model=model, accelerator=accelerator, tp=tp, mode=mode, nodes=nodes,
+                       tick_s=tick, slo=SLO(ttft_s=ttft_slo, tpot_s=tpot_slo),
+                       image_cached=image_cached, weights_cached=weights_cached,
+                       gpu_hour_cost_usd=gpu_hour_cost, seed=seed)
+    try:
+        sim = Simulation(requests, autoscaler, config)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if progress:
+        with Progress(TextColumn("simulating {task.description}"), BarColumn(),
+                      TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task(trace, total=1.0)
+            result = sim.run(progress=lambda t, total: bar.update(
+                task, completed=(t / total) if total else 1.0))
+    else:
+        result = sim.run()
+    table = Table(title=f"tidal simulate: {trace} | {result.summary['policy']} | "
+                        f"{model} on {accelerator} x TP{tp} | {mode}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for label, value in summary_rows(result):
+        table.add_row(label, value)
+    console.print(table)
+    path = write_html_report(result, report, title=f"tidal simulate --trace {trace}")
+    console.print(f"report: {path}  (simulated {len(requests)} requests in {result.wall_s:.2f} s)")
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.summary, indent=2))
