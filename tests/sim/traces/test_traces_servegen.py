@@ -140,14 +140,15 @@ def test_too_many_requests_is_refused_with_advice(tmp_path) -> None:
     [
         ("600,1.0,1.0,Gamma,1.0", None, "6 comma-separated fields"),
         ("600,1.0,1.0,Gamma,1.0,1.0,7", None, "6 comma-separated fields"),
-        ("600,fast,1.0,Gamma,1.0,1.0", "rate_req_per_s", "finite number"),
+        ("600,fast,1.0,Gamma,1.0,1.0", "rate_req_per_s", "non-negative number"),
         ("600,-1.0,1.0,Gamma,1.0,1.0", "rate_req_per_s", "non-negative"),
-        ("600,1.0,nan,Gamma,1.0,1.0", "cv_of_interarrival", "finite number"),
+        ("600,1.0,nan,Gamma,1.0,1.0", "cv_of_interarrival", "non-negative number"),
         ("600,1.0,1.0,Pareto,1.0,1.0", "iat_distribution", "Gamma, Weibull or empty"),
         ("600,1.0,1.0,Weibull,0,1.0", "param1", "positive Weibull parameter"),
         ("600,1.0,1.0,Gamma,1.0,-2", "param2", "positive Gamma parameter"),
         ("0,1.0,1.0,Gamma,1.0,1.0", "window_start_s", "after the previous one"),
-        ("x,1.0,1.0,Gamma,1.0,1.0", "window_start_s", "finite number"),
+        ("x,1.0,1.0,Gamma,1.0,1.0", "window_start_s", "non-negative number"),
+        ("600,1.0,1.0,Gamma,inf,1.0", "param1", "finite number"),
     ],
 )
 def test_malformed_rows_name_line_and_column(tmp_path, row, column, expected) -> None:

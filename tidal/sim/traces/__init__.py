@@ -6,6 +6,12 @@ column on the first row it cannot read: no row is ever silently dropped.
 See docs/traces.md for formats, models and their sources.
 """
 
+from tidal.sim.traces.azure_functions import (
+    FunctionArrivals,
+    load_azure_functions,
+    sample_function_arrays,
+    sample_function_invocations,
+)
 from tidal.sim.traces.azure_llm import load_azure_llm
 from tidal.sim.traces.errors import TraceFormatError, TraceNotFoundError, UnknownTraceError
 from tidal.sim.traces.locations import shared_dir, traces_dir
@@ -17,7 +23,12 @@ from tidal.sim.traces.records import (
     LLMRequest,
     RateWindow,
 )
-from tidal.sim.traces.registry import TRACE_NAMES, load_demo_trace, load_trace
+from tidal.sim.traces.registry import (
+    TRACE_NAMES,
+    load_demo_trace,
+    load_function_trace,
+    load_trace,
+)
 from tidal.sim.traces.servegen import load_servegen_client, sample_servegen_requests
 from tidal.sim.traces.tokens import EmpiricalTokenSampler, TokenSampler, azure_conv_token_sampler
 from tidal.sim.traces.transforms import rate_scale, time_window
@@ -26,6 +37,7 @@ __all__ = [
     "KV_BLOCK_TOKENS",
     "TRACE_NAMES",
     "EmpiricalTokenSampler",
+    "FunctionArrivals",
     "FunctionInvocation",
     "FunctionSpec",
     "LLMRequest",
@@ -35,12 +47,16 @@ __all__ = [
     "TraceNotFoundError",
     "UnknownTraceError",
     "azure_conv_token_sampler",
+    "load_azure_functions",
     "load_azure_llm",
     "load_demo_trace",
+    "load_function_trace",
     "load_mooncake",
     "load_servegen_client",
     "load_trace",
     "rate_scale",
+    "sample_function_arrays",
+    "sample_function_invocations",
     "sample_servegen_requests",
     "shared_dir",
     "time_window",

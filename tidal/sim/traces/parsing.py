@@ -24,7 +24,10 @@ def nonnegative_int(text: str, path: Path, line: int, column: str) -> int:
 
 def nonnegative_float(text: str, path: Path, line: int, column: str) -> float:
     """A finite real number >= 0."""
-    value = finite_float(text, path, line, column)
+    try:
+        value = finite_float(text, path, line, column)
+    except TraceFormatError:
+        value = -1.0
     if value < 0:
         raise TraceFormatError(path, line, column, "a non-negative number", text)
     return value

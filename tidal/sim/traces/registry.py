@@ -22,11 +22,14 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
+from tidal.sim.traces.azure_functions import load_azure_functions
 from tidal.sim.traces.azure_llm import load_azure_llm
 from tidal.sim.traces.errors import UnknownTraceError
 from tidal.sim.traces.locations import demo_trace_resource, traces_dir
 from tidal.sim.traces.mooncake import load_mooncake
-from tidal.sim.traces.records import LLMRequest
+from tidal.sim.traces.records import FunctionSpec, LLMRequest
 from tidal.sim.traces.servegen import load_servegen_client, sample_servegen_requests
 from tidal.sim.traces.transforms import time_window
 
@@ -35,6 +38,7 @@ AZURE_LLM_FILES = {
     "azure-code": "azure-llm-2023/AzureLLMInferenceTrace_code.csv",
 }
 MOONCAKE_FILE = "mooncake-synthetic/synthetic_trace.jsonl"
+AZURE_FUNCTIONS_FOLDER = "azure-functions-2019"
 SERVEGEN_POOLS = ("m-small", "m-mid")
 SERVEGEN_DEFAULT_DURATION_S = 3600.0
 
@@ -53,6 +57,13 @@ def load_demo_trace() -> list[LLMRequest]:
     """The bundled Azure conv excerpt; works without ``../shared``."""
     with resources.as_file(demo_trace_resource()) as path:
         return load_azure_llm(path)
+
+
+def load_function_trace(
+    shared: str | Path | None = None,
+) -> tuple[list[FunctionSpec], dict[str, np.ndarray]]:
+    """The Azure Functions 2019 sample from ``../shared/traces`` (specs, per-minute counts)."""
+    return load_azure_functions(traces_dir(shared) / AZURE_FUNCTIONS_FOLDER)
 
 
 def load_trace(
