@@ -1,0 +1,148 @@
+"""Engine invariants: causality, KV capacity, preemption, prefix cache, run truncation."""
+
+from __future__ import annotations
+
+import heapq
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.sim.conftest import Recorder, make_requests
+from tidal.sim.engine import Engine, EngineConfig, Sequence
+from tidal.sim.hardware import get_accelerator, get_model
+from tidal.sim.perf_model import StepTimeModel
+from tidal.sim.traces import LLMRequest
+
+PERF = StepTimeModel(get_model("llama-3.1-8b"), get_accelerator("H100-80GB"), 1)
+
+
+def drive(engine: Engine, requests, *, check=None) -> None:
+    """Minimal event loop for one engine: arrivals and segment ends in time order."""
+    i = 0
+    while i < len(requests) or engine.next_wake_s is not None:
+        wake = engine.next_wake_s if engine.next_wake_s is not None else float("inf")
+        if i < len(requests) and requests[i].arrival_s <= wake:
+            engine.submit(Sequence(requests[i]), requests[i].arrival_s)
+            i += 1
+        else:
+            engine.wake(wake)
+        if check:
+            check(engine)
+
+
+def kv_check(engine: Engine) -> None:
+    assert engine.blocks_used <= engine.capacity_blocks
+    assert engine.own_blocks_used >= 0
+    assert engine.peak_blocks_used <= engine.capacity_blocks
+
+
+def test_every_request_finishes_after_it_arrives(recorder: Recorder) -> None:
+    engine = Engine(0, PERF, 400_000, recorder)
+    reqs = make_requests(200, gap_s=0.05)
+    drive(engine, reqs, check=kv_check)
+    assert len(recorder.finished) == len(reqs)
+    for seq, t in recorder.finished:
+        assert seq.arrival_s <= seq.first_token_s <= t == seq.finish_s
+        assert seq.generated == seq.output_tokens
+    assert recorder.output_tokens == sum(r.output_tokens for r in reqs)
+    assert recorder.prompt_tokens == sum(r.prompt_tokens for r in reqs)
+
+
+def test_preemption_happens_when_kv_is_full_and_capacity_is_never_exceeded(
+        recorder: Recorder) -> None:
+    # 6,000 tokens of KV; each request needs up to ~1,500: more than four at once cannot fit
+    engine = Engine(0, PERF, 6_000, recorder)
+    reqs = [LLMRequest(arrival_s=0.01 * i, prompt_tokens=500, output_tokens=1000, request_id=i)
+            for i in range(12)]
+    drive(engine, reqs, check=kv_check)
+    assert engine.preemptions > 0
+    assert len(recorder.finished) == 12
+    assert all(s.generated == s.output_tokens for s, _ in recorder.finished)
+
+
+def test_without_kv_pressure_nothing_is_preempted(recorder: Recorder) -> None:
+    engine = Engine(0, PERF, 400_000, recorder)
+    drive(engine, [LLMRequest(arrival_s=0.01 * i, prompt_tokens=500, output_tokens=1000)
+                   for i in range(12)])
+    assert engine.preemptions == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 5), st.integers(1, 3000), st.integers(1, 400)),
+                min_size=1, max_size=40),
+       st.integers(4_000, 40_000), st.booleans())
+def test_kv_never_exceeds_capacity_and_all_finish(rows, kv_tokens, prefix) -> None:
+    rows = sorted(rows)
+    reqs = [LLMRequest(arrival_s=a, prompt_tokens=p, output_tokens=o,
+                       hash_ids=tuple(range(p // 512)) if prefix else (), request_id=i)
+            for i, (a, p, o) in enumerate(rows) if p + o <= kv_tokens]
+    if not reqs:
+        return
+    rec = Recorder()
+    engine = Engine(0, PERF, kv_tokens, rec, EngineConfig(max_num_batched_tokens=1024))
+    drive(engine, reqs, check=kv_check)
+    assert len(rec.finished) == len(reqs)
+    for seq, t in rec.finished:
+        assert seq.arrival_s <= seq.first_token_s <= t
+
+
+def test_prefix_cache_hits_reduce_prefill_work() -> None:
+    shared = tuple(range(8))                  # 8 x 512 = 4,096 shared prompt tokens
+    reqs = [LLMRequest(arrival_s=10.0 * i, prompt_tokens=4200, output_tokens=20,
+                       hash_ids=shared + (100 + i,), request_id=i) for i in range(5)]
+    with_cache, without = Recorder(), Recorder()
+    e1 = Engine(0, PERF, 400_000, with_cache, EngineConfig(enable_prefix_cache=True))
+    e2 = Engine(0, PERF, 400_000, without, EngineConfig(enable_prefix_cache=False))
+    drive(e1, reqs)
+    drive(e2, reqs)
+    assert with_cache.prompt_tokens < without.prompt_tokens
+    cached = {s.req.request_id: s.cached_tokens for s, _ in with_cache.finished}
+    assert cached[0] == 0 and all(cached[i] == 4096 for i in range(1, 5))
+    ttft_hit = [s.first_token_s - s.arrival_s for s, _ in with_cache.finished][1:]
+    ttft_miss = [s.first_token_s - s.arrival_s for s, _ in without.finished][1:]
+    assert max(ttft_hit) < min(ttft_miss)
+
+
+def test_request_joins_a_decode_run_at_the_next_iteration(recorder: Recorder) -> None:
+    engine = Engine(0, PERF, 400_000, recorder)
+    long_req = LLMRequest(arrival_s=0.0, prompt_tokens=100, output_tokens=2000, request_id=0)
+    late = LLMRequest(arrival_s=1.0, prompt_tokens=100, output_tokens=5, request_id=1)
+    drive(engine, [long_req, late])
+    seqs = {s.req.request_id: s for s, _ in recorder.finished}
+    # it must not wait for the 2000-token run to end (~14 s): one step plus its own prefill
+    assert seqs[1].first_token_s - 1.0 < 0.05
+    assert seqs[0].finish_s > seqs[1].finish_s
+
+
+def test_decode_run_closed_form_matches_step_by_step() -> None:
+    a, b = PERF.decode_run_coefficients(7)
+    total = 0.0
+    for k in range(50):
+        total += PERF.iteration_s(decode_seqs=7, decode_context_tokens=3000 + 7 * k)
+    assert abs(StepTimeModel.decode_run_s(a, b, 7, 3000, 50) - total) < 1e-9
+
+
+@given(st.integers(1, 256), st.integers(0, 500_000), st.floats(0, 100))
+def test_iterations_done_inverts_run_time(n, ctx, elapsed) -> None:
+    a, b = PERF.decode_run_coefficients(n)
+    k = StepTimeModel.decode_iterations_done(a, b, n, ctx, elapsed)
+    assert StepTimeModel.decode_run_s(a, b, n, ctx, k) <= elapsed + 1e-12
+    assert StepTimeModel.decode_run_s(a, b, n, ctx, k + 1) > elapsed
+
+
+def test_session_ttl_pins_prefix_against_lru_eviction() -> None:
+    # session 1's prefix is pinned; a flood of other prefixes would evict it under plain LRU
+    def run(ttl):
+        rec = Recorder()
+        engine = Engine(0, PERF, 20_000, rec, EngineConfig(session_kv_ttl_s=ttl))
+        reqs = [LLMRequest(0.0, 2100, 4, hash_ids=(1, 2, 3, 4), session_id=1, request_id=0)]
+        reqs += [LLMRequest(1.0 + i, 2100, 4, hash_ids=(1000 + 4 * i, 1001 + 4 * i,
+                                                        1002 + 4 * i, 1003 + 4 * i),
+                            session_id=None, request_id=1 + i) for i in range(12)]
+        reqs.append(LLMRequest(30.0, 2100, 4, hash_ids=(1, 2, 3, 4), session_id=1,
+                               request_id=99))
+        drive(engine, reqs, check=kv_check)
+        return {s.req.request_id: s.cached_tokens for s, _ in rec.finished}[99]
+
+    assert run(None) == 0
+    assert run(600.0) == 2048
