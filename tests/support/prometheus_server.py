@@ -48,9 +48,12 @@ def require_prometheus_binary() -> str:
     binary = find_prometheus_binary()
     if binary is not None:
         return binary
+    reason = MISSING_BINARY_REASON
+    if os.environ.get(BINARY_ENV_VAR):
+        reason = f"{BINARY_ENV_VAR}={os.environ[BINARY_ENV_VAR]!r} is not an executable file; unset it or {reason}"
     if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {MISSING_BINARY_REASON}", pytrace=False)
-    pytest.skip(MISSING_BINARY_REASON)
+        pytest.fail(f"CI is set but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def free_loopback_port() -> int:
