@@ -1,0 +1,90 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "tidal.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: the release name, prefixed with the chart name unless it already contains it. */}}
+{{- define "tidal.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tidal.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tidal.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tidal.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "tidal.labels" -}}
+helm.sh/chart: {{ include "tidal.chart" . }}
+{{ include "tidal.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: tidal
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "tidal.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tidal.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "tidal.peeringName" -}}
+{{- default (include "tidal.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{/* The image reference: repository@digest when a digest is given, else repository:tag. */}}
+{{- define "tidal.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* true when the operator watches every namespace (no watchNamespaces given). */}}
+{{- define "tidal.clusterWide" -}}
+{{- if .Values.watchNamespaces }}false{{ else }}true{{ end }}
+{{- end }}
+
+{{/*
+The `tidal run` arguments: the contract between this chart and the operator's entry point
+(documented in docs/configuration.md).
+*/}}
+{{- define "tidal.args" -}}
+- run
+- --interval={{ .Values.operator.intervalSeconds }}
+{{- range .Values.watchNamespaces }}
+- {{ printf "--namespace=%s" . | quote }}
+{{- end }}
+{{- with .Values.operator.prometheusUrl }}
+- {{ printf "--prometheus-url=%s" . | quote }}
+{{- end }}
+- --log-format={{ .Values.operator.logFormat }}
+- --log-level={{ .Values.operator.logLevel }}
+{{- if .Values.peering.enabled }}
+- --peering={{ include "tidal.peeringName" . }}
+{{- else }}
+- --standalone
+{{- end }}
+- --health-port={{ .Values.ports.health }}
+- --metrics-port={{ .Values.ports.metrics }}
+{{- range .Values.operator.extraArgs }}
+- {{ . | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,116 @@
+{{/*
+tidal.rbacRules: every permission the operator needs, in ONE list, so that the rendered roles and
+the RBAC test (operator API calls vs. rendered rules) read from the same place.
+
+Each entry:
+  scope      cluster    - cluster-scoped resources, or namespaced ones read cluster-wide
+                          (always in the ClusterRole)
+             namespaced - resources in watched namespaces (ClusterRole when cluster-wide,
+                          one Role per watched namespace otherwise)
+             events     - like namespaced, plus the release namespace: kopf posts events about
+                          cluster-scoped objects into the operator's own namespace
+  why        what the operator does with it; `admission:` marks a grant no API call uses but an
+             admission plugin checks (the RBAC test must exclude those from "unused" checks)
+  apiGroups, resources, verbs: as in a PolicyRule (exact names, never "*")
+
+Rules depend on the mode: peering rules only when peering is on, ClusterKopfPeering cluster-wide,
+KopfPeering in watched namespaces; namespace discovery only cluster-wide.
+*/}}
+{{- define "tidal.rbacRules" -}}
+{{- $clusterWide := eq (include "tidal.clusterWide" .) "true" -}}
+- scope: namespaced
+  why: kopf watches the workloads and patches their finalizers and its handler-progress annotations
+  apiGroups: ["tidal.dev"]
+  resources: ["modeldeployments", "serverlessfunctions"]
+  verbs: ["get", "list", "watch", "patch"]
+- scope: namespaced
+  why: the operator writes status (forecast, replicas, conditions, last decision)
+  apiGroups: ["tidal.dev"]
+  resources: ["modeldeployments/status", "serverlessfunctions/status"]
+  verbs: ["patch"]
+- scope: namespaced
+  why: "admission: OwnerReferencesPermissionEnforcement requires update on an owner's finalizers to set blockOwnerDeletion on children"
+  apiGroups: ["tidal.dev"]
+  resources: ["modeldeployments/finalizers", "serverlessfunctions/finalizers"]
+  verbs: ["update"]
+- scope: cluster
+  why: accelerator catalogue and fair-share policies are read every tick
+  apiGroups: ["tidal.dev"]
+  resources: ["acceleratorclasses", "fairsharepolicies"]
+  verbs: ["get", "list", "watch"]
+- scope: cluster
+  why: the operator writes AcceleratorClass and FairSharePolicy status (grants, deficits, fairness)
+  apiGroups: ["tidal.dev"]
+  resources: ["acceleratorclasses/status", "fairsharepolicies/status"]
+  verbs: ["patch"]
+- scope: namespaced
+  why: one Deployment per pool and accelerator, server-side applied; removed when a pool or accelerator goes away
+  apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- scope: namespaced
+  why: Services per pool and KV-cache policy ConfigMaps, server-side applied
+  apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- scope: namespaced
+  why: pod start phases feed the cold-start predictor; pending pods feed the cascade guard
+  apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- scope: cluster
+  why: free accelerators per node for placement and fair share
+  apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
+- scope: events
+  why: kopf and tidal post events about decisions and errors
+  apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- scope: events
+  why: kopf and tidal post events about decisions and errors (events.k8s.io/v1 API)
+  apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- scope: cluster
+  why: kopf scans CustomResourceDefinitions to resolve the resources it serves
+  apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- if $clusterWide }}
+- scope: cluster
+  why: kopf discovers namespaces when serving all of them
+  apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+{{- if .Values.peering.enabled }}
+{{- if $clusterWide }}
+- scope: cluster
+  why: kopf peering (ClusterKopfPeering) so that two operator instances never act at once
+  apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- else }}
+- scope: namespaced
+  why: kopf peering (KopfPeering per watched namespace) so that two operator instances never act at once
+  apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* PolicyRules of the given scopes, without the bookkeeping keys. Call with (list $ (list "scope"...)). */}}
+{{- define "tidal.policyRules" -}}
+{{- $root := index . 0 -}}
+{{- $scopes := index . 1 -}}
+{{- range (include "tidal.rbacRules" $root | fromYamlArray) }}
+{{- if has .scope $scopes }}
+- apiGroups: {{ toJson .apiGroups }}
+  resources: {{ toJson .resources }}
+  verbs: {{ toJson .verbs }}
+{{- end }}
+{{- end }}
+{{- end }}
