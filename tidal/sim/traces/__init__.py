@@ -6,6 +6,15 @@ column on the first row it cannot read: no row is ever silently dropped.
 See docs/traces.md for formats, models and their sources.
 """
 
+from tidal.sim.traces.agent import (
+    DEFAULT_AGENT_MODEL,
+    DEFAULT_TOOLS,
+    AgentModel,
+    Lognormal,
+    ToolPause,
+    session_pauses,
+    synthetic_agent_sessions,
+)
 from tidal.sim.traces.azure_functions import (
     FunctionArrivals,
     load_azure_functions,
@@ -34,6 +43,13 @@ from tidal.sim.traces.tokens import EmpiricalTokenSampler, TokenSampler, azure_c
 from tidal.sim.traces.transforms import rate_scale, time_window
 
 __all__ = [
+    "DEFAULT_AGENT_MODEL",
+    "DEFAULT_TOOLS",
+    "AgentModel",
+    "Lognormal",
+    "ToolPause",
+    "session_pauses",
+    "synthetic_agent_sessions",
     "KV_BLOCK_TOKENS",
     "TRACE_NAMES",
     "EmpiricalTokenSampler",

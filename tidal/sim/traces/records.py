@@ -29,6 +29,12 @@ class LLMRequest:
     ``hash_ids`` holds one id per ``KV_BLOCK_TOKENS``-token prefix block of the
     prompt; equal ids at equal positions mean the KV for that block can be
     reused. Traces that carry no prefix information leave it empty.
+
+    For multi-turn sessions (``session_id`` set, ``turn`` > 0), ``pause_s`` is
+    the client-side pause (tool call or user think time) between the end of the
+    previous turn's response and this request, and ``tool`` names what caused
+    it. ``arrival_s`` is the open-loop arrival; a closed-loop simulator can
+    instead release turn ``k`` ``pause_s`` after turn ``k - 1`` completes.
     """
 
     arrival_s: float
@@ -38,6 +44,8 @@ class LLMRequest:
     session_id: int | None = None
     turn: int = 0
     request_id: int = 0
+    pause_s: float = 0.0
+    tool: str | None = None
 
 
 @dataclass(frozen=True)

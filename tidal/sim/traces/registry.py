@@ -11,6 +11,8 @@ Names and what they load:
   ``chunk-N-trace.csv``); seeded by ``seed``. Because a busy client sends
   hundreds of millions of requests over the 14 days, ``duration_s=None`` means
   the first ``SERVEGEN_DEFAULT_DURATION_S`` after ``start_s`` for these names.
+- ``agent``: ``AGENT_DEFAULT_SESSIONS`` synthetic multi-turn agent sessions
+  (``agent.py``; default parameters are stated assumptions), seeded by ``seed``.
 
 Real traces are read from ``../shared/traces`` (see ``locations.py``).
 ``start_s``/``duration_s`` cut a window out of any trace and re-base it to 0.
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tidal.sim.traces.agent import synthetic_agent_sessions
 from tidal.sim.traces.azure_functions import load_azure_functions
 from tidal.sim.traces.azure_llm import load_azure_llm
 from tidal.sim.traces.errors import UnknownTraceError
@@ -41,6 +44,7 @@ MOONCAKE_FILE = "mooncake-synthetic/synthetic_trace.jsonl"
 AZURE_FUNCTIONS_FOLDER = "azure-functions-2019"
 SERVEGEN_POOLS = ("m-small", "m-mid")
 SERVEGEN_DEFAULT_DURATION_S = 3600.0
+AGENT_DEFAULT_SESSIONS = 600  # 20 minutes of session starts at the default 0.5 sessions/s
 
 TRACE_NAMES: tuple[str, ...] = (
     "demo",
@@ -49,6 +53,7 @@ TRACE_NAMES: tuple[str, ...] = (
     "mooncake",
     "servegen-m-small:<client>",
     "servegen-m-mid:<client>",
+    "agent",
 )
 """Every name ``load_trace`` accepts (``<client>`` stands for a client number)."""
 
@@ -81,6 +86,11 @@ def load_trace(
     """
     if name.startswith("servegen-"):
         return _servegen(name, seed=seed, shared=shared, start_s=start_s, duration_s=duration_s)
+    if name == "agent":
+        requests = synthetic_agent_sessions(seed=seed, sessions=AGENT_DEFAULT_SESSIONS)
+        if start_s or duration_s is not None:
+            requests = time_window(requests, start_s, duration_s)
+        return requests
     loader = _replay_loaders(shared).get(name)
     if loader is None:
         raise UnknownTraceError(
