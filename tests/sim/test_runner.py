@@ -11,7 +11,7 @@ from tests.sim.conftest import make_requests
 from tidal.policies.baselines.fixed import FixedReplicas
 from tidal.policies.interface import Decision, Observation
 from tidal.policies.utilization import UtilizationTarget
-from tidal.sim.cluster import DRAINING, PENDING, READY, TERMINATED
+from tidal.sim.cluster import TERMINATED
 from tidal.sim.coldstart import ColdStartParams, sample_cold_start
 from tidal.sim.hardware import get_model
 from tidal.sim.runner import SimConfig, Simulation
