@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 
@@ -39,7 +40,7 @@ def test_reproducible_for_a_seed_and_different_across_seeds() -> None:
 def test_each_turn_extends_the_previous_context_and_reuses_its_full_blocks() -> None:
     for turns in by_session(synthetic_agent_sessions(seed=1, sessions=40)).values():
         assert [r.turn for r in turns] == list(range(len(turns)))
-        for before, after in zip(turns, turns[1:], strict=False):
+        for before, after in itertools.pairwise(turns):
             assert after.prompt_tokens > before.prompt_tokens + before.output_tokens
             assert after.arrival_s > before.arrival_s
             full_before = before.prompt_tokens // KV_BLOCK_TOKENS
@@ -78,7 +79,7 @@ def test_turn_gap_is_assumed_response_time_plus_recorded_pause() -> None:
     model = AgentModel(assumed_ttft_s=0.2, assumed_tpot_s=0.01)
     for turns in by_session(synthetic_agent_sessions(seed=6, sessions=20, model=model)).values():
         assert turns[0].pause_s == 0.0 and turns[0].tool is None
-        for before, after in zip(turns, turns[1:], strict=False):
+        for before, after in itertools.pairwise(turns):
             expected = 0.2 + 0.01 * before.output_tokens + after.pause_s
             assert after.arrival_s - before.arrival_s == pytest.approx(expected)
             assert after.tool is not None
@@ -95,8 +96,10 @@ def test_session_starts_are_poisson_at_the_given_rate() -> None:
 
 def test_turn_counts_are_geometric_with_the_given_mean_and_cap() -> None:
     model = AgentModel(mean_turns=5.0, max_turns=12)
-    turns = [len(t) for t in by_session(synthetic_agent_sessions(seed=8, sessions=3000,
-                                                                 model=model)).values()]
+    turns = [
+        len(t)
+        for t in by_session(synthetic_agent_sessions(seed=8, sessions=3000, model=model)).values()
+    ]
     assert max(turns) == 12
     # Mean of min(Geometric(1/5), 12) = 5 * (1 - 0.8**12).
     assert np.mean(turns) == pytest.approx(5 * (1 - 0.8**12), rel=0.05)
@@ -117,7 +120,7 @@ def test_default_token_means_are_of_the_order_of_mooncake_toolagent() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(session_rate_rps=0), dict(mean_turns=0.5), dict(tools=()), dict(max_context_tokens=0)],
+    [{"session_rate_rps": 0}, {"mean_turns": 0.5}, {"tools": ()}, {"max_context_tokens": 0}],
 )
 def test_bad_parameters_are_rejected(kwargs) -> None:
     with pytest.raises(ValueError):

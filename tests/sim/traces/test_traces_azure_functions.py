@@ -58,8 +58,13 @@ def test_real_sample_has_500_functions_over_one_day() -> None:
     first = specs[0]
     assert first.function_id.startswith("c7a3df2a")
     assert first.duration_percentiles_ms == {
-        "p0": 265.0, "p1": 265.0, "p25": 265.0, "p50": 265.0,
-        "p75": 466.0, "p99": 466.0, "p100": 466.0,
+        "p0": 265.0,
+        "p1": 265.0,
+        "p25": 265.0,
+        "p50": 265.0,
+        "p75": 466.0,
+        "p99": 466.0,
+        "p100": 466.0,
     }
     assert all(s.memory_percentiles_mb is not None for s in specs)
     assert counts[first.function_id][:4].tolist() == [2, 0, 3, 2]
@@ -109,7 +114,8 @@ def test_window_is_rebased_and_seeded(tmp_path) -> None:
 
 def test_durations_follow_the_percentile_table() -> None:
     spec = FunctionSpec(
-        "f", {"p0": 0, "p1": 10, "p25": 100, "p50": 200, "p75": 300, "p99": 1000, "p100": 5000},
+        "f",
+        {"p0": 0, "p1": 10, "p25": 100, "p50": 200, "p75": 300, "p99": 1000, "p100": 5000},
         None,
     )
     durations_ms = sample_durations_s(spec, np.random.default_rng(0), 200_000) * 1000
@@ -122,29 +128,71 @@ def test_durations_follow_the_percentile_table() -> None:
 @pytest.mark.parametrize(
     ("file", "rows", "where", "expected"),
     [
-        ("inv", ["fa,fa,fa,2,x,1", "fb,fb,fb,0,3,0"], "inv.csv line 2, column minute_2",
-         "non-negative integer"),
-        ("inv", ["fa,fa,fa,2,-1,1", "fb,fb,fb,0,3,0"], "inv.csv line 2, column minute_2",
-         "non-negative integer"),
+        (
+            "inv",
+            ["fa,fa,fa,2,x,1", "fb,fb,fb,0,3,0"],
+            "inv.csv line 2, column minute_2",
+            "non-negative integer",
+        ),
+        (
+            "inv",
+            ["fa,fa,fa,2,-1,1", "fb,fb,fb,0,3,0"],
+            "inv.csv line 2, column minute_2",
+            "non-negative integer",
+        ),
         ("inv", ["fa,fa,fa,2,0", "fb,fb,fb,0,3,0"], "inv.csv line 2", "6 comma-separated"),
-        ("inv", ["fa,fa,fa,2,0,1", "fa,fa,fa,0,3,0"], "inv.csv line 3, column HashFunction",
-         "each function once"),
-        ("run", ["fa,fa,fa,3,100,90,110,90,90,95,100,105,110,110"], "run.csv, column HashFunction",
-         "every function"),
-        ("run", ["fa,fa,fa,3,100,90,110,90,90,95,100,105,110,110",
-                 "fb,fb,fb,3,1000,900,1100,900,900,950,abc,1050,1100,1100"],
-         "run.csv line 3, column percentile_Average_50", "non-negative number"),
-        ("run", ["fa,fa,fa,3,100,90,110,90,90,95,100,105,110,110",
-                 "fb,fb,fb,3,1000,900,1100,900,900,950,800,1050,1100,1100"],
-         "run.csv line 3, column percentile_Average_50", ">= the previous"),
-        ("run", ["fa,fa,fa,3,100,90,110,90,90,95,100,105,110,110",
-                 "fb,fb,fb,3,1000,900,1100,900,900,950,1000,1050,1100,1100",
-                 "fz,fz,fz,3,1,1,1,1,1,1,1,1,1,1"], "run.csv line 4, column HashFunction",
-         "listed in inv.csv"),
-        ("mem", ["fa,fa,3,128,120,121,122,128,130,131,132,-1"],
-         "mem.csv line 2, column AverageAllocatedMb_pct100", "non-negative"),
-        ("mem", ["zz,zz,3,128,120,121,122,128,130,131,132,133"], "mem.csv line 2, column HashApp",
-         "listed in inv.csv"),
+        (
+            "inv",
+            ["fa,fa,fa,2,0,1", "fa,fa,fa,0,3,0"],
+            "inv.csv line 3, column HashFunction",
+            "each function once",
+        ),
+        (
+            "run",
+            ["fa,fa,fa,3,100,90,110,90,90,95,100,105,110,110"],
+            "run.csv, column HashFunction",
+            "every function",
+        ),
+        (
+            "run",
+            [
+                "fa,fa,fa,3,100,90,110,90,90,95,100,105,110,110",
+                "fb,fb,fb,3,1000,900,1100,900,900,950,abc,1050,1100,1100",
+            ],
+            "run.csv line 3, column percentile_Average_50",
+            "non-negative number",
+        ),
+        (
+            "run",
+            [
+                "fa,fa,fa,3,100,90,110,90,90,95,100,105,110,110",
+                "fb,fb,fb,3,1000,900,1100,900,900,950,800,1050,1100,1100",
+            ],
+            "run.csv line 3, column percentile_Average_50",
+            ">= the previous",
+        ),
+        (
+            "run",
+            [
+                "fa,fa,fa,3,100,90,110,90,90,95,100,105,110,110",
+                "fb,fb,fb,3,1000,900,1100,900,900,950,1000,1050,1100,1100",
+                "fz,fz,fz,3,1,1,1,1,1,1,1,1,1,1",
+            ],
+            "run.csv line 4, column HashFunction",
+            "listed in inv.csv",
+        ),
+        (
+            "mem",
+            ["fa,fa,3,128,120,121,122,128,130,131,132,-1"],
+            "mem.csv line 2, column AverageAllocatedMb_pct100",
+            "non-negative",
+        ),
+        (
+            "mem",
+            ["zz,zz,3,128,120,121,122,128,130,131,132,133"],
+            "mem.csv line 2, column HashApp",
+            "listed in inv.csv",
+        ),
     ],
 )
 def test_malformed_rows_name_file_line_and_column(tmp_path, file, rows, where, expected) -> None:

@@ -10,9 +10,7 @@ from tidal.sim.traces import TraceFormatError, load_azure_llm, load_demo_trace
 HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 
 
-@pytest.mark.parametrize(
-    ("service", "rows"), [("conv", 19_366), ("code", 8_819)]
-)
+@pytest.mark.parametrize(("service", "rows"), [("conv", 19_366), ("code", 8_819)])
 def test_real_file_loads_every_row(service: str, rows: int) -> None:
     path = real_traces() / "azure-llm-2023" / f"AzureLLMInferenceTrace_{service}.csv"
     requests = load_azure_llm(path)
@@ -53,9 +51,7 @@ def test_demo_excerpt_is_a_verbatim_slice_of_the_real_trace() -> None:
         (r.prompt_tokens, r.output_tokens) for r in demo
     ]
     offset = window[0].arrival_s
-    assert [round(r.arrival_s - offset, 6) for r in window] == [
-        round(r.arrival_s, 6) for r in demo
-    ]
+    assert [round(r.arrival_s - offset, 6) for r in window] == [round(r.arrival_s, 6) for r in demo]
 
 
 def test_unsorted_rows_are_sorted_and_keep_their_row_index(tmp_path) -> None:
@@ -100,8 +96,11 @@ def test_malformed_row_names_file_line_and_column(
 
 def test_error_message_quotes_the_bad_value(tmp_path) -> None:
     path = write(tmp_path, "azure_code.csv", HEADER + "2023-11-16 18:00:00.0,abc,1\n")
-    with pytest.raises(TraceFormatError, match=r"azure_code.csv line 2, column ContextTokens: "
-                       r"expected a non-negative integer, got 'abc'"):
+    with pytest.raises(
+        TraceFormatError,
+        match=r"azure_code.csv line 2, column ContextTokens: "
+        r"expected a non-negative integer, got 'abc'",
+    ):
         load_azure_llm(path)
 
 

@@ -22,9 +22,7 @@ def test_real_synthetic_trace_loads_every_line() -> None:
     assert requests[0].prompt_tokens == 40_160 and requests[0].output_tokens == 6
     assert requests[0].hash_ids == tuple(range(79))
     assert requests[-1].arrival_s == pytest.approx(1022.025)  # 17 minutes, ms -> s
-    assert all(
-        len(r.hash_ids) == -(-r.prompt_tokens // KV_BLOCK_TOKENS) for r in requests
-    )
+    assert all(len(r.hash_ids) == -(-r.prompt_tokens // KV_BLOCK_TOKENS) for r in requests)
     # The trace has shared prefixes: some block ids recur across requests.
     seen: set[int] = set()
     reused = 0
@@ -35,9 +33,13 @@ def test_real_synthetic_trace_loads_every_line() -> None:
 
 
 def test_unsorted_lines_are_sorted_stably(tmp_path) -> None:
-    path = write(tmp_path, "t.jsonl", "\n".join(
-        [line(timestamp=2000), line(timestamp=1000), line(timestamp=2000, output_length=9)]
-    ))
+    path = write(
+        tmp_path,
+        "t.jsonl",
+        "\n".join(
+            [line(timestamp=2000), line(timestamp=1000), line(timestamp=2000, output_length=9)]
+        ),
+    )
     requests = load_mooncake(path)
     assert [r.request_id for r in requests] == [1, 0, 2]
     assert [r.arrival_s for r in requests] == [1.0, 2.0, 2.0]
@@ -55,8 +57,11 @@ def test_unsorted_lines_are_sorted_stably(tmp_path) -> None:
         (line(output_length=True), "output_length", "non-negative integer"),
         (line(hash_ids=[1, "b"]), "hash_ids", "list of non-negative integers"),
         (line(hash_ids=[1]), "hash_ids", "= 2 block ids"),
-        (json.dumps({"timestamp": 0, "input_length": 1, "output_length": 1}), "hash_ids",
-         "the fields"),
+        (
+            json.dumps({"timestamp": 0, "input_length": 1, "output_length": 1}),
+            "hash_ids",
+            "the fields",
+        ),
         (line(extra=1), "extra", "only the fields"),
     ],
 )

@@ -60,15 +60,17 @@ def test_window_cuts_and_rebases_the_demo() -> None:
     assert [r.request_id for r in window] == [r.request_id for r in expected]
 
 
-arrival_lists = st.lists(
-    st.floats(min_value=0.0, max_value=1e6, allow_nan=False), max_size=50
-).map(sorted)
+arrival_lists = st.lists(st.floats(min_value=0.0, max_value=1e6, allow_nan=False), max_size=50).map(
+    sorted
+)
 
 
 @given(arrivals=arrival_lists, factor=st.floats(min_value=1e-3, max_value=1e3))
 def test_rate_scale_preserves_count_order_and_tokens(arrivals: list[float], factor: float) -> None:
-    requests = [LLMRequest(a, prompt_tokens=i, output_tokens=1, request_id=i)
-                for i, a in enumerate(arrivals)]
+    requests = [
+        LLMRequest(a, prompt_tokens=i, output_tokens=1, request_id=i)
+        for i, a in enumerate(arrivals)
+    ]
     scaled = rate_scale(requests, factor)
     assert len(scaled) == len(requests)
     assert [r.request_id for r in scaled] == [r.request_id for r in requests]
@@ -118,3 +120,11 @@ def test_bad_servegen_names_explain_themselves(name: str) -> None:
     real_traces()
     with pytest.raises(UnknownTraceError, match="m-small"):
         load_trace(name)
+
+
+def test_missing_trace_file_is_a_not_found_error(tmp_path) -> None:
+    from tidal.sim.traces import load_azure_llm, load_mooncake, load_servegen_client
+
+    for loader in (load_azure_llm, load_mooncake, load_servegen_client):
+        with pytest.raises(TraceNotFoundError, match="nothing.csv"):
+            loader(tmp_path / "nothing.csv")

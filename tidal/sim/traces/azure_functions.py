@@ -98,7 +98,10 @@ def _invocations(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     expected = (*ID_COLUMNS, *(f"minute_{m}" for m in range(1, minutes + 1)))
     if minutes < 1 or tuple(header) != expected:
         raise TraceFormatError(
-            path, 1, None, "the header HashFunction,HashApp,HashOwner,minute_1,...,minute_N",
+            path,
+            1,
+            None,
+            "the header HashFunction,HashApp,HashOwner,minute_1,...,minute_N",
             ",".join(header),
         )
     counts: dict[str, np.ndarray] = {}
@@ -125,8 +128,9 @@ def _run_percentiles(path: Path, functions: set[str]) -> dict[str, dict[str, flo
     for line, fields in csv_rows(path, RUN_COLUMNS, header=True):
         function_id = _id(fields[0], path, line, "HashFunction")
         if function_id not in functions:
-            raise TraceFormatError(path, line, "HashFunction", "a function listed in inv.csv",
-                                   function_id)
+            raise TraceFormatError(
+                path, line, "HashFunction", "a function listed in inv.csv", function_id
+            )
         if function_id in out:
             raise TraceFormatError(path, line, "HashFunction", "each function once", function_id)
         for column, text in zip(RUN_COLUMNS[3:7], fields[3:7], strict=True):

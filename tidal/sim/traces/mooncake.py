@@ -30,11 +30,9 @@ def load_mooncake(path: str | Path) -> list[LLMRequest]:
     """Read a Mooncake JSONL trace into requests sorted by arrival."""
     path = Path(path)
     requests: list[LLMRequest] = []
-    try:
-        handle = open(path, encoding="utf-8")
-    except FileNotFoundError as missing:
-        raise TraceNotFoundError(f"trace file not found: {path}") from missing
-    with handle:
+    if not path.is_file():
+        raise TraceNotFoundError(f"trace file not found: {path}")
+    with open(path, encoding="utf-8") as handle:
         for line_number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
@@ -80,9 +78,7 @@ def _request(raw: str, path: Path, line: int, row_index: int) -> LLMRequest:
     if not isinstance(hash_ids, list) or not all(
         isinstance(h, int) and not isinstance(h, bool) and h >= 0 for h in hash_ids
     ):
-        raise TraceFormatError(
-            path, line, "hash_ids", "a list of non-negative integers", hash_ids
-        )
+        raise TraceFormatError(path, line, "hash_ids", "a list of non-negative integers", hash_ids)
     blocks = math.ceil(prompt_tokens / KV_BLOCK_TOKENS)
     if len(hash_ids) != blocks:
         raise TraceFormatError(

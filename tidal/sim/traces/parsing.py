@@ -56,19 +56,15 @@ def csv_rows(
     well-formed row raises ``TraceFormatError``.
     """
     expected_fields = len(columns)
-    try:
-        handle = open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError as missing:
-        raise TraceNotFoundError(f"trace file not found: {path}") from missing
-    with handle:
+    if not path.is_file():
+        raise TraceNotFoundError(f"trace file not found: {path}")
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         for line_number, raw in enumerate(handle, start=1):
             line = raw.rstrip("\r\n")
             if line_number == 1 and header:
                 found = tuple(name.strip() for name in line.split(","))
                 if found != columns:
-                    raise TraceFormatError(
-                        path, 1, None, f"the header {','.join(columns)}", line
-                    )
+                    raise TraceFormatError(path, 1, None, f"the header {','.join(columns)}", line)
                 continue
             if not line.strip():
                 continue

@@ -93,9 +93,7 @@ def load_trace(
         return requests
     loader = _replay_loaders(shared).get(name)
     if loader is None:
-        raise UnknownTraceError(
-            f"unknown trace {name!r}; valid names: {', '.join(TRACE_NAMES)}"
-        )
+        raise UnknownTraceError(f"unknown trace {name!r}; valid names: {', '.join(TRACE_NAMES)}")
     requests = loader()
     if start_s or duration_s is not None:
         requests = time_window(requests, start_s, duration_s)
@@ -123,12 +121,12 @@ def _servegen(
     folder = traces_dir(shared) / "servegen" / pool
     path = folder / f"chunk-{int(client)}-trace.csv"
     if not path.is_file():
-        available = sorted(
-            int(p.name.split("-")[1]) for p in folder.glob("chunk-*-trace.csv")
-        )
+        available = sorted(int(p.name.split("-")[1]) for p in folder.glob("chunk-*-trace.csv"))
         raise UnknownTraceError(
             f"ServeGen pool {pool} has no client {client} ({path.name} not found); "
-            f"clients: {available[0]}..{available[-1]}" if available else f"{folder} is empty"
+            f"clients: {available[0]}..{available[-1]}"
+            if available
+            else f"{folder} is empty"
         )
     windows = load_servegen_client(path)
     return sample_servegen_requests(

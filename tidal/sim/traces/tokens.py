@@ -22,9 +22,7 @@ from tidal.sim.traces.records import LLMRequest
 class TokenSampler(Protocol):
     """Draws ``count`` (prompt_tokens, output_tokens) pairs as two int arrays."""
 
-    def __call__(
-        self, rng: np.random.Generator, count: int
-    ) -> tuple[np.ndarray, np.ndarray]: ...
+    def __call__(self, rng: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
