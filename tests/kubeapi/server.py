@@ -22,6 +22,7 @@ import logging
 import pathlib
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -132,7 +133,10 @@ class KubeApiServer:
         try:
             app = web.Application(client_max_size=64 * 1024 * 1024)
             app.router.add_route("*", "/{tail:.*}", self._dispatch)
-            self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+            self._runner = web.AppRunner(
+                app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S,
+                handler_cancellation=True,  # a client hanging up ends its watch, as in Kubernetes
+            )
             loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, LOOPBACK, self._requested_port)
             loop.run_until_complete(site.start())
@@ -204,6 +208,17 @@ class KubeApiServer:
             "namespace": target.namespace or "",
         }
         code = 500
+        recorded = False
+
+        def record(status: int) -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                self.audit.record(AuditRecord(
+                    name=target.name or "", code=status,
+                    user_agent=request.headers.get("User-Agent", ""), **audit,
+                ))
+
         try:
             fault = self.faults.take(audit)
             if fault is not None:
@@ -212,7 +227,11 @@ class KubeApiServer:
                 injected = fault.error()
                 if injected is not None:
                     raise injected
-            response = await self._handle(request, verb, target)
+            if verb == "watch":
+                # Watches last long: audit them once the stream is established.
+                response = await self._watch(request, target, on_established=lambda: record(200))
+            else:
+                response = await self._handle(request, verb, target)
             code = response.status
             return response
         except errors.ApiError as error:
@@ -223,10 +242,7 @@ class KubeApiServer:
             code = 500
             return _error_response(errors.ApiError(500, "InternalError", f"test API server bug: {exc!r}"))
         finally:
-            self.audit.record(AuditRecord(
-                name=target.name or "", code=code,
-                user_agent=request.headers.get("User-Agent", ""), **audit,
-            ))
+            record(code)
 
     async def _non_resource(self, request: web.Request) -> web.StreamResponse | None:
         path = request.path.rstrip("/") or "/"
@@ -334,8 +350,6 @@ class KubeApiServer:
     # --- verbs -------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request, verb: str, target: Target) -> web.StreamResponse:
-        if verb == "watch":
-            return await self._watch(request, target)
         if verb == "list":
             return self._list(request, target)
         if verb == "get":
@@ -607,7 +621,9 @@ class KubeApiServer:
         return {"type": "BOOKMARK", "object": {"kind": rtype.kind, "apiVersion": rtype.api_version,
                                                "metadata": meta}}
 
-    async def _watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def _watch(
+        self, request: web.Request, target: Target, on_established: Callable[[], None]
+    ) -> web.StreamResponse:
         query = request.query
         rtype = target.rtype
         flt = self._filter(request, target)
@@ -645,6 +661,7 @@ class KubeApiServer:
             return response
 
         self._watch_wakers.add(waker)
+        on_established()
 
         async def send(event: dict[str, Any]) -> None:
             await response.write(json.dumps(event, separators=(",", ":")).encode() + b"\n")
@@ -685,8 +702,8 @@ class KubeApiServer:
                 except TimeoutError:
                     pass
             await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the client went away; a cancelled handler re-raises CancelledError instead
         finally:
             self.store.unsubscribe(subscriber)
             self._watch_wakers.discard(waker)
