@@ -40,6 +40,8 @@ class ResourceType:
     printer_columns: tuple[dict[str, Any], ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
     from_crd: str | None = None  # the CRD name that registered it, if any
+    # Another resource whose storage this one shares (events.k8s.io/v1 Events are core Events).
+    storage_key: tuple[str, str] | None = None
 
     @property
     def api_version(self) -> str:
@@ -48,7 +50,7 @@ class ResourceType:
     @property
     def key(self) -> tuple[str, str]:
         """Objects are stored per (group, plural), whatever the version they were written in."""
-        return (self.group, self.plural)
+        return self.storage_key or (self.group, self.plural)
 
     @property
     def list_kind(self) -> str:
@@ -71,7 +73,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _core("serviceaccounts", "ServiceAccount", True, short_names=("sa",)),
     _core("events", "Event", True, short_names=("ev",)),
     _core("nodes", "Node", False, short_names=("no",), has_status=True),
-    ResourceType("events.k8s.io", "v1", "events", "event", "Event", True, short_names=("ev",)),
+    ResourceType("events.k8s.io", "v1", "events", "event", "Event", True, short_names=("ev",),
+                 storage_key=("", "events")),
     ResourceType(
         "apps", "v1", "deployments", "deployment", "Deployment", True,
         short_names=("deploy",), categories=("all",), has_status=True,

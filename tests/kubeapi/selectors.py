@@ -104,10 +104,16 @@ _FIELD_GETTERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "metadata.namespace": lambda o: o.get("metadata", {}).get("namespace", ""),
     "spec.nodeName": lambda o: (o.get("spec") or {}).get("nodeName", ""),
     "status.phase": lambda o: (o.get("status") or {}).get("phase", ""),
-    "involvedObject.name": lambda o: (o.get("involvedObject") or {}).get("name", ""),
-    "involvedObject.uid": lambda o: (o.get("involvedObject") or {}).get("uid", ""),
-    "involvedObject.kind": lambda o: (o.get("involvedObject") or {}).get("kind", ""),
 }
+# Events are stored as written (core/v1 involvedObject or events.k8s.io/v1 regarding); both
+# spellings select on either form.
+for _field in ("name", "namespace", "uid", "kind"):
+    for _prefix in ("involvedObject", "regarding"):
+        _FIELD_GETTERS[f"{_prefix}.{_field}"] = (
+            lambda o, f=_field: (o.get("involvedObject") or o.get("regarding") or {}).get(f, "")
+        )
+for _same in ("reason", "type"):
+    _FIELD_GETTERS[_same] = lambda o, a=_same: str(o.get(a) or "")
 
 
 @dataclasses.dataclass(frozen=True)

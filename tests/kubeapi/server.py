@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from tests.kubeapi import discovery, errors, tables
+from tests.kubeapi import conversion, discovery, errors, tables
 from tests.kubeapi.audit import AuditLog, AuditRecord
 from tests.kubeapi.faults import FaultInjector
 from tests.kubeapi.resources import Registry, ResourceType
@@ -381,6 +381,8 @@ class KubeApiServer:
         """Serve an object in the requested version (CRD versions share one schema-less store)."""
         if obj.get("apiVersion") == rtype.api_version:
             return obj
+        if rtype.kind == "Event":
+            return conversion.convert_event(obj, rtype.api_version)
         return {**obj, "apiVersion": rtype.api_version}
 
     def _wants_table(self, request: web.Request) -> bool:
@@ -430,6 +432,13 @@ class KubeApiServer:
         raw = await request.read()
         if not raw:
             raise errors.bad_request("the request body is empty")
+        if "protobuf" in request.content_type or "cbor" in request.content_type:
+            raise errors.ApiError(
+                415, "UnsupportedMediaType",
+                f"the tidal test API server accepts JSON and YAML bodies only, not "
+                f"{request.content_type} (kubectl's imperative 'create <kind>' sends protobuf; "
+                f"use 'kubectl create -f' or 'kubectl apply -f')",
+            )
         try:
             if yaml_ok or "yaml" in request.content_type:
                 return yaml.safe_load(raw)

@@ -406,6 +406,9 @@ class Store:
                 f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
             )
         new["apiVersion"], new["kind"] = rtype.api_version, rtype.kind
+        if rtype.kind == "Event":
+            # Events keep the form they were written in (see conversion.py).
+            new["apiVersion"] = current["apiVersion"]
         if subresource == "status":
             # The status subresource changes status only.
             merged = copy.deepcopy(current)

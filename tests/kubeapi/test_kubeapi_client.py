@@ -592,3 +592,26 @@ def test_fault_injection_and_audit_log(core: client.CoreV1Api, kube_api: KubeApi
     patches = [r for r in kube_api.audit.records() if r.verb == "patch"]
     assert [r.code for r in patches] == [500, 500, 200]
     assert all(r.namespace == NS and r.name == "cfg" for r in patches)
+
+
+def test_events_are_shared_between_core_and_events_k8s_io(core: client.CoreV1Api,
+                                                          kube_client: client.ApiClient) -> None:
+    events_v1 = client.EventsV1Api(kube_client)
+    regarding = {"kind": "Deployment", "name": "web", "namespace": NS, "uid": "u-1",
+                 "apiVersion": "apps/v1"}
+    events_v1.create_namespaced_event(NS, {
+        "metadata": {"name": "web.scaled"}, "regarding": regarding, "note": "scaled to 3",
+        "reason": "ScaledUp", "type": "Normal", "action": "Scale",
+        "eventTime": "2025-01-01T00:00:00.000000Z", "reportingController": "tidal.dev/operator",
+        "reportingInstance": "tidal-0"})
+    core.create_namespaced_event(NS, {
+        "metadata": {"name": "web.legacy"}, "involvedObject": regarding, "message": "hello",
+        "reason": "Legacy", "type": "Normal"})
+
+    as_core = core.list_namespaced_event(NS, field_selector="involvedObject.name=web")
+    assert sorted((e.reason, e.message) for e in as_core.items) == [
+        ("Legacy", "hello"), ("ScaledUp", "scaled to 3")]
+    as_v1 = events_v1.list_namespaced_event(NS, field_selector="regarding.uid=u-1")
+    assert sorted((e.reason, e.note) for e in as_v1.items) == [("Legacy", "hello"), ("ScaledUp", "scaled to 3")]
+    assert core.list_namespaced_event(NS, field_selector="reason=ScaledUp").items[0].reporting_component == (
+        "tidal.dev/operator")
