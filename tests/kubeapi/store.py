@@ -23,6 +23,7 @@ import dataclasses
 import datetime
 import itertools
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -43,13 +44,16 @@ DEFAULT_HISTORY_EVENTS = 10_000
 # Namespaces every cluster has (kube-apiserver creates them at start-up).
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
+# RFC 1123 subdomain, as kube-apiserver validates object names (apimachinery validation).
+_DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
 CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 FOREGROUND_FINALIZER = "foregroundDeletion"
 ORPHAN_FINALIZER = "orphan"
 
 
 def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def format_time(moment: datetime.datetime) -> str:
@@ -226,13 +230,14 @@ class Store:
         causes: list[tuple[str, str]] = []
         if not name:
             causes.append(("metadata.name", "Required value: name or generateName is required"))
-        elif len(name) > 253 or not all(c.isalnum() and c.islower() or c.isdigit() or c in "-."
-                                        for c in name) or not name[0].isalnum() or not name[-1].isalnum():
+        elif len(name) > 253 or not _DNS_SUBDOMAIN_RE.fullmatch(name):
             causes.append((
                 "metadata.name",
-                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-                f"alphanumeric characters, '-' or '.', and must start and end with an alphanumeric "
-                f"character",
+                (
+                    f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower '
+                    "case alphanumeric characters, '-' or '.', and must start and end with an "
+                    "alphanumeric character"
+                ),
             ))
         for field in ("labels", "annotations"):
             values = obj["metadata"].get(field) or {}
@@ -438,8 +443,9 @@ class Store:
             if added:
                 raise errors.invalid(
                     rtype.kind, rtype.group, name,
-                    [("metadata.finalizers", "Forbidden: no new finalizers can be added if the "
-                      f"object is being deleted, found new finalizers {sorted(added)!r}")],
+                    [("metadata.finalizers", (
+                        "Forbidden: no new finalizers can be added if the object is being "
+                        f"deleted, found new finalizers {sorted(added)!r}"))],
                 )
         new = self._validate(rtype, new, current)
         if "generation" in old_meta and self._generation_relevant(rtype, new) != (
@@ -600,10 +606,8 @@ class Store:
                 finalizers.append(FOREGROUND_FINALIZER)
             elif propagation == "Orphan" and ORPHAN_FINALIZER not in finalizers:
                 finalizers.append(ORPHAN_FINALIZER)
-            if rtype.kind == "Namespace":
-                # The namespace controller empties it, then drops the "kubernetes" finalizer.
-                finalizers = finalizers or []
-            if not finalizers and not (rtype.kind == "Namespace"):
+            # A namespace is never removed at once: the namespace controller empties it first.
+            if not finalizers and rtype.kind != "Namespace":
                 return self._remove(rtype, current), True
             if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
                 return current, False  # already being deleted
@@ -775,8 +779,8 @@ def _crd_problems(crd: Obj) -> list[tuple[str, str]]:
         if not names.get(field):
             problems.append((f"spec.names.{field}", "Required value"))
     if spec.get("scope") not in ("Namespaced", "Cluster"):
-        problems.append(("spec.scope", f'Unsupported value: "{spec.get("scope")}": supported values: '
-                         '"Cluster", "Namespaced"'))
+        problems.append(("spec.scope", (
+            f'Unsupported value: "{spec.get("scope")}": supported values: "Cluster", "Namespaced"')))
     versions = spec.get("versions") or []
     if not versions:
         problems.append(("spec.versions", "Required value: must have exactly one version marked as storage version"))

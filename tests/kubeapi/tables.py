@@ -52,7 +52,7 @@ def human_age(created: str | None, now: datetime.datetime) -> str:
     """kubectl-style short duration (e.g. 5s, 3m, 2h, 4d)."""
     if not created:
         return "<unknown>"
-    then = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    then = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
     seconds = max(0, int((now - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

@@ -74,7 +74,7 @@ def kubectl(kubeconfig: pathlib.Path, tmp_path: pathlib.Path):
 
     def run(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(KUBECTL), *args], input=stdin, capture_output=True, text=True, env=env,
+            [str(KUBECTL), *args], check=False, input=stdin, capture_output=True, text=True, env=env,
             timeout=KUBECTL_TIMEOUT_S,
         )
         if check and result.returncode != 0:

@@ -144,9 +144,9 @@ def cel_errors(
     import celpy  # imported lazily: only CRDs with CEL rules need it
 
     environment = celpy.Environment()
+    functions = _kubernetes_cel_library()
     errors = []
-    body = {k: v for k, v in obj.items() if k != "metadata"}
-    old_body = {k: v for k, v in old.items() if k != "metadata"} if old is not None else None
+    body, old_body = _cel_root(obj), (_cel_root(old) if old is not None else None)
     for path, rule, value, old_value in _rules(body, old_body, schema, ""):
         expression = rule["rule"]
         uses_old = "oldSelf" in expression
@@ -156,7 +156,8 @@ def cel_errors(
         if uses_old:
             activation["oldSelf"] = celpy.json_to_cel(old_value)
         try:
-            result = environment.program(environment.compile(expression)).evaluate(activation)
+            program = environment.program(environment.compile(expression), functions=functions)
+            result = program.evaluate(activation)
         except Exception as exc:  # noqa: BLE001 -- any compile/eval failure is reported as 422
             errors.append((path or "<root>", f"rule {expression!r} could not be evaluated: {exc}"))
             continue
@@ -165,3 +166,49 @@ def cel_errors(
             field = rule.get("fieldPath")
             errors.append(((path + field) if field else (path or "<root>"), message))
     return errors
+
+
+def _cel_root(obj: dict[str, Any]) -> dict[str, Any]:
+    """``self`` at the root: kube-apiserver exposes only metadata.name and generateName."""
+    root = {k: v for k, v in obj.items() if k != "metadata"}
+    meta = obj.get("metadata") or {}
+    root["metadata"] = {k: meta[k] for k in ("name", "generateName") if k in meta}
+    return root
+
+
+def _kubernetes_cel_library() -> dict[str, Any]:
+    """The parts of Kubernetes' CEL extension libraries (lists, strings) cel-python lacks.
+
+    Kubernetes documents them under "CEL in Kubernetes": list library (sum, min, max, isSorted,
+    indexOf, lastIndexOf) and the cel-go strings extension (lowerAscii, upperAscii, trim, split,
+    join). Everything else a rule uses must come from standard CEL.
+    """
+    from celpy import celtypes
+
+    def list_sum(items: Any) -> Any:
+        return sum(items[1:], items[0]) if len(items) else celtypes.IntType(0)
+
+    def index_of(target: Any, item: Any) -> Any:
+        if isinstance(target, str):
+            return celtypes.IntType(target.find(item))
+        return celtypes.IntType(list(target).index(item) if item in target else -1)
+
+    def last_index_of(target: Any, item: Any) -> Any:
+        if isinstance(target, str):
+            return celtypes.IntType(target.rfind(item))
+        positions = [n for n, value in enumerate(target) if value == item]
+        return celtypes.IntType(positions[-1] if positions else -1)
+
+    return {
+        "sum": list_sum,
+        "min": lambda items: min(items),
+        "max": lambda items: max(items),
+        "isSorted": lambda items: celtypes.BoolType(list(items) == sorted(items)),
+        "indexOf": index_of,
+        "lastIndexOf": last_index_of,
+        "lowerAscii": lambda text: celtypes.StringType(text.lower()),
+        "upperAscii": lambda text: celtypes.StringType(text.upper()),
+        "trim": lambda text: celtypes.StringType(text.strip()),
+        "split": lambda text, sep: celtypes.ListType([celtypes.StringType(x) for x in text.split(sep)]),
+        "join": lambda items, sep="": celtypes.StringType(sep.join(items)),
+    }
