@@ -1,0 +1,155 @@
+"""The torch quantile forecaster: a shared pretrained body, a per-workload head.
+
+The body (features -> hidden) is the global prior trained on many ServeGen
+series (scripts/train_forecast_prior.py) and never changes at run time. Each
+workload owns only a correction to the last layer, learned online by one small
+SGD step per finalised cell, pulled back towards zero (the prior) by weight
+decay so a few odd cells cannot wreck it. That keeps per-workload state to a
+few kilobytes, CPU per tick to a sub-millisecond forward/backward pass, and
+makes forecasting many workloads one batched forward pass (batch.py).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tidal.predictors._state import STATE_VERSION, check_kind, decode_array, encode_array
+from tidal.predictors.features import CONTEXT_CELLS, build_features, lag_cells
+from tidal.predictors.grid import GridSeries
+from tidal.predictors.load import GridForecaster
+from tidal.predictors.quantile_net import GRID_QUANTILES, QuantileNet, load_prior, monotone, pinball
+from tidal.predictors.quantiles import QuantileForecast, interpolate_levels, make_forecast
+
+# Horizons (cells) whose realised values train the head each tick: one example
+# per horizon, so the head learns the horizons policies ask for (10 s - 10 min
+# at the 10-second grid, 10 min - 5 h at the 10-minute grid).
+ONLINE_TRAIN_STEPS = (1, 2, 4, 8, 16, 32)
+# Online SGD step size and pull towards the prior (per step). Chosen on days
+# 1-11 of ServeGen and the first 20 minutes of Azure code (bench/forecast.py
+# --tune prints the sweep); the test spans were not used.
+ONLINE_LR = 2e-3
+ONLINE_DECAY = 1e-3
+TARGET_CLIP = 50.0  # same clip as the prior's training targets
+
+
+def rows_for(grid: GridSeries, origin: int | np.ndarray, steps: np.ndarray):
+    """Raw inputs (see features.build_features) for targets ``origin + steps``.
+
+    ``origin`` is one cell (a forecast) or one per step (online training rows).
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    n = len(steps)
+    origins = np.broadcast_to(np.asarray(origin, dtype=np.int64), (n,))
+    if np.ndim(origin) == 0:
+        recent = np.broadcast_to(grid.window(CONTEXT_CELLS, int(origin)), (n, CONTEXT_CELLS))
+    else:
+        recent = grid.get(origins[:, None] + np.arange(-CONTEXT_CELLS + 1, 1))
+    lc = lag_cells(origins, steps, grid.day_cells, grid.week_cells)
+    lags = {k: grid.get(v) for k, v in lc.items()}
+    t_s = (origins + steps) * grid.step_s
+    return recent, lags, steps, t_s, np.full(n, grid.step_s)
+
+
+class TorchQuantileForecaster(GridForecaster):
+    """Multi-horizon quantile MLP with a per-workload head trained online."""
+
+    name = "torch"
+    kind = "torch"
+
+    def __init__(
+        self,
+        step_s: float,
+        capacity: int | None = None,
+        prior_path: Path | None = None,
+        online_lr: float = ONLINE_LR,
+        online_decay: float = ONLINE_DECAY,
+    ) -> None:
+        super().__init__(step_s, capacity)
+        self.prior: QuantileNet = load_prior(prior_path)
+        self._prior_path = prior_path
+        q, h = self.prior.head.weight.shape
+        self.delta_w = torch.zeros(q, h)
+        self.delta_b = torch.zeros(q)
+        self.online_lr = float(online_lr)
+        self.online_decay = float(online_decay)
+        self.n_updates = 0
+
+    # --- network ---------------------------------------------------------
+    def head_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.prior.head.weight + self.delta_w, self.prior.head.bias + self.delta_b
+
+    def grid_quantiles(self, origin: int, steps: np.ndarray) -> np.ndarray:
+        """[H, len(GRID_QUANTILES)] forecast in req/s (unsanitised)."""
+        x, scale = build_features(*rows_for(self.grid, origin, steps))
+        with torch.no_grad():
+            hid = self.prior.body(torch.from_numpy(x))
+            w, b = self.head_weight()
+            out = monotone(hid @ w.T + b).numpy().astype(np.float64)
+        return out * scale[:, None]
+
+    def values_from(self, origin: int, steps: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+        """Unsanitised [H, Q] forecast from a *final* origin cell (used for scoring)."""
+        return interpolate_levels(np.array(GRID_QUANTILES), self.grid_quantiles(origin, steps), qs)
+
+    def _forecast(self, hs: tuple[float, ...], steps: np.ndarray, qs: tuple[float, ...]) -> QuantileForecast:
+        if self.grid.last_cell is None:
+            return make_forecast(hs, qs, np.zeros((len(hs), len(qs))), self.name)
+        g = self.grid_quantiles(self.grid.last_cell, steps)
+        vals = interpolate_levels(np.array(GRID_QUANTILES), g, qs)
+        fb = self.grid.last_valid()
+        return make_forecast(hs, qs, vals, self.name, fallback=0.0 if math.isnan(fb) else fb)
+
+    # --- online learning -------------------------------------------------------
+    def _on_final(self, cell: int) -> None:
+        y = self.grid.value(cell)
+        if math.isnan(y):
+            return
+        first = self.grid.last_cell - min(self.grid.n_cells, self.grid.capacity) + 1  # type: ignore[operator]
+        steps = np.array([h for h in ONLINE_TRAIN_STEPS if cell - h >= first], dtype=np.int64)
+        if steps.size == 0:
+            return
+        x, scale = build_features(*rows_for(self.grid, cell - steps, steps))
+        target = torch.from_numpy(np.clip(y / scale, 0, TARGET_CLIP).astype(np.float32))
+        with torch.no_grad():
+            hid = self.prior.body(torch.from_numpy(x))
+        dw = self.delta_w.clone().requires_grad_(True)
+        db = self.delta_b.clone().requires_grad_(True)
+        pred = monotone(hid @ (self.prior.head.weight + dw).T + self.prior.head.bias + db)
+        loss = pinball(pred, target, torch.tensor(GRID_QUANTILES))
+        gw, gb = torch.autograd.grad(loss, (dw, db))
+        with torch.no_grad():
+            keep = 1.0 - self.online_decay
+            self.delta_w = keep * self.delta_w - self.online_lr * gw
+            self.delta_b = keep * self.delta_b - self.online_lr * gb
+        self.n_updates += 1
+
+    # --- state -------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "kind": self.kind,
+            "grid": self.grid.to_state(),
+            "delta_w": encode_array(self.delta_w.numpy()),
+            "delta_b": encode_array(self.delta_b.numpy()),
+            "online_lr": self.online_lr,
+            "online_decay": self.online_decay,
+            "n_updates": self.n_updates,
+        }
+
+    @classmethod
+    def from_state(cls, s: dict[str, Any], prior_path: Path | None = None) -> "TorchQuantileForecaster":
+        check_kind(s, cls.kind)
+        f = cls(s["grid"]["step_s"], s["grid"]["capacity"], prior_path, s["online_lr"], s["online_decay"])
+        f.grid = GridSeries.from_state(s["grid"])
+        dw, db = decode_array(s["delta_w"]), decode_array(s["delta_b"])
+        if dw.shape != tuple(f.delta_w.shape):
+            raise ValueError(f"torch forecaster state: head shape {dw.shape} does not fit the prior")
+        f.delta_w = torch.from_numpy(dw)
+        f.delta_b = torch.from_numpy(db)
+        f.n_updates = s["n_updates"]
+        return f
