@@ -3,8 +3,11 @@
 Every member (seasonal-naive, Holt-Winters, torch) forecasts from every final
 cell at a few scoring horizons; when the target cell is final, each member's
 pinball loss (scaled by the level) feeds an exponentially weighted average per
-member and horizon. A forecast request at horizon ``h`` is answered by the
-member with the lowest average at the scoring horizon nearest to ``h``.
+member, horizon and quantile level. A forecast of quantile ``q`` at horizon
+``h`` is answered by the member with the lowest average at the scoring horizon
+and level nearest to ``(h, q)``; a classical member displaces the torch member
+only when it is better by a margin, since its score is a noisy estimate and the
+torch member carries the prior learned from many series.
 
 While history is short no member has a track record: the torch member answers
 (its prior was trained on many series) with quantiles widened around the
@@ -40,6 +43,9 @@ MIN_SCORES = 12
 COLD_WIDEN = 1.0
 WARM_CELLS = 36
 COLD_MEMBER = "torch"
+# A classical member must beat the torch member's score by this fraction to be
+# picked (hysteresis against noisy scores).
+SWITCH_MARGIN = 0.1
 MEMBER_ORDER = ("seasonal_naive", "holt_winters", "torch")
 
 
@@ -64,7 +70,7 @@ class AutoForecaster(GridForecaster):
         self._pend = np.zeros((nm, nk, ring, nq))
         self._pend_scale = np.ones((nk, ring))
         self._pend_target = np.full((nk, ring), -(2**62), dtype=np.int64)
-        self.score = np.zeros((nm, nk))
+        self.score = np.zeros((nm, nk, nq))
         self.n_scores = np.zeros((nm, nk), dtype=np.int64)
 
     def _share_grid(self) -> None:
@@ -80,9 +86,9 @@ class AutoForecaster(GridForecaster):
             rate = 1.0 - 0.5 ** (1.0 / SCORE_HALF_LIFE_CELLS)
             qa = np.array(SCORE_QUANTILES)
             for k in np.flatnonzero(self._pend_target[:, slot] == cell):
-                loss = pinball_loss(y, np.maximum(self._pend[:, k, slot, :], 0.0), qa).mean(1)
+                loss = pinball_loss(y, np.maximum(self._pend[:, k, slot, :], 0.0), qa)
                 loss = loss / self._pend_scale[k, slot]
-                fresh = self.n_scores[:, k] == 0
+                fresh = (self.n_scores[:, k] == 0)[:, None]
                 self.score[:, k] = np.where(fresh, loss, self.score[:, k] + rate * (loss - self.score[:, k]))
                 self.n_scores[:, k] += 1
         for m in self.members.values():
@@ -94,18 +100,21 @@ class AutoForecaster(GridForecaster):
         self._pend_scale[np.arange(len(self._steps)), tslots] = self.level(cell)
         self._pend_target[np.arange(len(self._steps)), tslots] = cell + self._steps
 
-    def choice(self, steps: np.ndarray) -> list[str]:
-        """Member answering each horizon (cells), by nearest scoring horizon."""
+    def choice(self, steps: np.ndarray, qs: tuple[float, ...] = (0.5,)) -> np.ndarray:
+        """[H, Q] index into MEMBER_ORDER of the member answering each (horizon, level)."""
         ls = np.log(self._steps.astype(float))
-        out = []
-        for h in np.asarray(steps):
+        sq = np.array(SCORE_QUANTILES)
+        t = MEMBER_ORDER.index(COLD_MEMBER)
+        out = np.full((len(steps), len(qs)), t, dtype=np.int64)
+        for i, h in enumerate(np.asarray(steps)):
             k = int(np.argmin(np.abs(ls - math.log(max(int(h), 1)))))
             ok = self.n_scores[:, k] >= MIN_SCORES
-            if not ok.any():
-                out.append(COLD_MEMBER)
-            else:
-                sc = np.where(ok, self.score[:, k], np.inf)
-                out.append(MEMBER_ORDER[int(np.argmin(sc))])
+            if not ok[t]:
+                continue
+            for j, q in enumerate(qs):
+                sc = np.where(ok, self.score[:, k, int(np.argmin(np.abs(sq - q)))], np.inf)
+                sc[t] *= 1.0 - SWITCH_MARGIN
+                out[i, j] = int(np.argmin(sc))
         return out
 
     def widen_factor(self) -> float:
@@ -115,15 +124,21 @@ class AutoForecaster(GridForecaster):
     def _forecast(self, hs: tuple[float, ...], steps: np.ndarray, qs: tuple[float, ...]) -> QuantileForecast:
         if self.grid.last_cell is None:
             return make_forecast(hs, qs, np.zeros((len(hs), len(qs))), "auto")
-        picks = self.choice(steps)
-        vals = np.empty((len(hs), len(qs)))
-        for name in set(picks):
-            rows = np.array([p == name for p in picks])
-            f = self.members[name]._forecast(tuple(np.array(hs)[rows]), steps[rows], qs)
-            vals[rows] = f.values
+        pick = self.choice(steps, qs)
+        member_vals = {
+            int(i): self.members[MEMBER_ORDER[int(i)]]._forecast(hs, steps, qs).values for i in np.unique(pick)
+        }
+        return self.assemble(hs, qs, pick, member_vals)
+
+    def assemble(self, hs, qs, pick: np.ndarray, member_vals: dict[int, np.ndarray]) -> QuantileForecast:
+        """Combine members' [H, Q] forecasts cell by cell, widen if cold, sanitise."""
+        vals = np.empty(pick.shape)
+        for i, v in member_vals.items():
+            vals[pick == i] = v[pick == i]
         vals = self._widen(vals, qs)
+        used = sorted({MEMBER_ORDER[int(i)] for i in np.unique(pick)})
         fb = self.grid.last_valid()
-        return make_forecast(hs, qs, vals, "auto:" + ",".join(picks), 0.0 if math.isnan(fb) else fb)
+        return make_forecast(hs, qs, vals, "auto:" + "+".join(used), 0.0 if math.isnan(fb) else fb)
 
     def _widen(self, vals: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
         w = self.widen_factor()

@@ -95,13 +95,17 @@ class EmpiricalQuantileForecaster(GridForecaster):
         """[H, Q] scaled error quantiles, interpolated between tracks in log-horizon."""
         qa = np.asarray(qs)
         z = ndtri(qa)
-        per_track = np.empty((len(self._tracks), len(qs)))
-        for k, h in enumerate(self._tracks):
-            n = int(min(self._resid_n[k], RESIDUALS_PER_TRACK))
-            if n >= MIN_RESIDUALS:
-                per_track[k] = np.quantile(self._resid[k, :n], qa)
-            else:
-                per_track[k] = COLD_RELATIVE_SD * math.sqrt(h) * z
+        counts = np.minimum(self._resid_n, RESIDUALS_PER_TRACK)
+        if (counts == RESIDUALS_PER_TRACK).all():  # the steady state: one vectorised call
+            per_track = np.quantile(self._resid, qa, axis=1).T
+        else:
+            per_track = np.empty((len(self._tracks), len(qs)))
+            for k, h in enumerate(self._tracks):
+                n = int(counts[k])
+                if n >= MIN_RESIDUALS:
+                    per_track[k] = np.quantile(self._resid[k, :n], qa)
+                else:
+                    per_track[k] = COLD_RELATIVE_SD * math.sqrt(h) * z
         lt = np.log(self._tracks.astype(float))
         lh = np.log(np.clip(steps.astype(float), 1, self._tracks[-1]))
         out = np.empty((len(steps), len(qs)))

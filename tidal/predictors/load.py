@@ -26,9 +26,10 @@ LEVEL_FLOOR_RPS = 1e-3
 # Share of the long-run mean added to the recent level. Without it a series that
 # was idle for an hour has a near-zero scale, and its next burst becomes an error
 # of thousands of "levels" that poisons every later interval.
-LONG_MEAN_SHARE = 0.1
-# Cells averaged for the long-run mean (one day at 10-minute steps).
-LONG_MEAN_CELLS = 144
+LONG_MEAN_SHARE = 0.25
+# Cells averaged for the long-run mean (1.8 days at 10-minute steps): long enough
+# that an on/off tenant's quiet hours do not shrink its scale to nothing.
+LONG_MEAN_CELLS = 256
 
 
 @runtime_checkable

@@ -1,0 +1,96 @@
+"""Forecast many workloads in one tick with one torch forward pass.
+
+The operator holds one forecaster per workload and signal. Asking each for a
+forecast runs the network once per workload; :func:`forecast_many` gathers the
+inputs of every torch-backed request (torch forecasters, and auto forecasters
+whose pick is torch), runs the shared body once, applies each workload's own
+head with a batched matrix product, and hands every caller exactly what its own
+``forecast`` would have returned.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from tidal.predictors.auto import MEMBER_ORDER, AutoForecaster
+from tidal.predictors.features import build_features
+from tidal.predictors.neural import TorchQuantileForecaster, rows_for
+from tidal.predictors.quantile_net import GRID_QUANTILES, monotone
+from tidal.predictors.quantiles import QuantileForecast, check_horizons, check_quantiles, interpolate_levels, make_forecast
+
+
+def _torch_grid_batch(jobs: list[tuple[TorchQuantileForecaster, np.ndarray]]) -> list[np.ndarray]:
+    """Per job ``(forecaster, steps)``: [len(steps), len(GRID_QUANTILES)] in req/s.
+
+    All forecasters must share one prior (one body); each brings its own head.
+    """
+    parts = [rows_for(m.grid, m.grid.last_cell, st) for m, st in jobs]
+    recent = np.concatenate([p[0] for p in parts])
+    lags = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    x, scale = build_features(
+        recent, lags, np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]),
+        np.concatenate([p[4] for p in parts]),
+    )
+    counts = [len(st) for _, st in jobs]
+    owner = torch.from_numpy(np.repeat(np.arange(len(jobs)), counts))
+    prior = jobs[0][0].prior
+    with torch.no_grad():
+        hid = prior.body(torch.from_numpy(x))  # [N, D]
+        dw = torch.stack([m.delta_w for m, _ in jobs])[owner]  # [N, Q, D]
+        db = torch.stack([m.delta_b for m, _ in jobs])[owner]  # [N, Q]
+        raw = hid @ prior.head.weight.T + prior.head.bias + torch.einsum("nd,nqd->nq", hid, dw) + db
+        out = monotone(raw).numpy().astype(np.float64) * scale[:, None]
+    return np.split(out, np.cumsum(counts)[:-1])
+
+
+def forecast_many(
+    forecasters: Sequence[object], horizons_s: Sequence[float], quantiles: Sequence[float] = (0.1, 0.5, 0.9)
+) -> list[QuantileForecast]:
+    """``[f.forecast(horizons_s, quantiles) for f in forecasters]``, batched where possible.
+
+    All forecasters must share one grid step (horizons map to the same cells).
+    """
+    if not forecasters:
+        return []
+    steps_s = {f.step_s for f in forecasters}  # type: ignore[attr-defined]
+    if len(steps_s) != 1:
+        raise ValueError(f"forecast_many: forecasters have different step_s {sorted(steps_s)}; batch per step")
+    hs, steps = check_horizons(horizons_s, steps_s.pop())
+    qs = check_quantiles(quantiles)
+    results: list[QuantileForecast | None] = [None] * len(forecasters)
+    partial: dict[int, tuple[np.ndarray, dict[int, np.ndarray]]] = {}  # auto: picks, member values
+    torch_jobs: list[tuple[int, TorchQuantileForecaster]] = []
+    t_idx = MEMBER_ORDER.index("torch")
+    for i, f in enumerate(forecasters):
+        if isinstance(f, AutoForecaster) and f.grid.last_cell is not None:
+            pick = f.choice(steps, qs)
+            vals = {}
+            for m in np.unique(pick):
+                if int(m) != t_idx:
+                    vals[int(m)] = f.members[MEMBER_ORDER[int(m)]]._forecast(hs, steps, qs).values
+            partial[i] = (pick, vals)
+            if (pick == t_idx).any():
+                torch_jobs.append((i, f.members["torch"]))
+        elif isinstance(f, TorchQuantileForecaster) and f.grid.last_cell is not None:
+            torch_jobs.append((i, f))
+        else:
+            results[i] = f.forecast(hs, qs)  # type: ignore[attr-defined]
+    by_prior: dict[int, list[tuple[int, TorchQuantileForecaster]]] = {}
+    for job in torch_jobs:
+        by_prior.setdefault(id(job[1].prior), []).append(job)
+    for jobs in by_prior.values():
+        grids = _torch_grid_batch([(m, steps) for _, m in jobs])
+        for (i, m), g in zip(jobs, grids):
+            v = interpolate_levels(np.array(GRID_QUANTILES), g, qs)
+            if i in partial:
+                partial[i][1][t_idx] = v
+            else:
+                fb = m.grid.last_valid()
+                results[i] = make_forecast(hs, qs, v, m.name, 0.0 if math.isnan(fb) else fb)
+    for i, (pick, vals) in partial.items():
+        results[i] = forecasters[i].assemble(hs, qs, pick, vals)  # type: ignore[attr-defined]
+    return results  # type: ignore[return-value]
