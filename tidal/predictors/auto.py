@@ -45,7 +45,7 @@ WARM_CELLS = 36
 COLD_MEMBER = "torch"
 # A classical member must beat the torch member's score by this fraction to be
 # picked (hysteresis against noisy scores).
-SWITCH_MARGIN = 0.1
+SWITCH_MARGIN = 0.25
 MEMBER_ORDER = ("seasonal_naive", "holt_winters", "torch")
 
 
@@ -102,19 +102,16 @@ class AutoForecaster(GridForecaster):
 
     def choice(self, steps: np.ndarray, qs: tuple[float, ...] = (0.5,)) -> np.ndarray:
         """[H, Q] index into MEMBER_ORDER of the member answering each (horizon, level)."""
-        ls = np.log(self._steps.astype(float))
-        sq = np.array(SCORE_QUANTILES)
         t = MEMBER_ORDER.index(COLD_MEMBER)
-        out = np.full((len(steps), len(qs)), t, dtype=np.int64)
-        for i, h in enumerate(np.asarray(steps)):
-            k = int(np.argmin(np.abs(ls - math.log(max(int(h), 1)))))
-            ok = self.n_scores[:, k] >= MIN_SCORES
-            if not ok[t]:
-                continue
-            for j, q in enumerate(qs):
-                sc = np.where(ok, self.score[:, k, int(np.argmin(np.abs(sq - q)))], np.inf)
-                sc[t] *= 1.0 - SWITCH_MARGIN
-                out[i, j] = int(np.argmin(sc))
+        ls = np.log(self._steps.astype(float))
+        k = np.argmin(np.abs(ls[None, :] - np.log(np.maximum(np.asarray(steps), 1))[:, None]), 1)  # [H]
+        j = np.argmin(np.abs(np.array(SCORE_QUANTILES)[None, :] - np.asarray(qs)[:, None]), 1)  # [Q]
+        ok = self.n_scores[:, k] >= MIN_SCORES  # [M, H]
+        sc = self.score[:, k][:, :, j].copy()  # [M, H, Q]
+        sc[t] *= 1.0 - SWITCH_MARGIN
+        sc[~ok] = np.inf
+        out = np.argmin(sc, 0)
+        out[~ok[t]] = t  # the torch member is not scored yet: it answers (cold start)
         return out
 
     def widen_factor(self) -> float:

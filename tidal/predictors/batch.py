@@ -23,8 +23,8 @@ from tidal.predictors.quantile_net import GRID_QUANTILES, monotone
 from tidal.predictors.quantiles import QuantileForecast, check_horizons, check_quantiles, interpolate_levels, make_forecast
 
 
-def _torch_grid_batch(jobs: list[tuple[TorchQuantileForecaster, np.ndarray]]) -> list[np.ndarray]:
-    """Per job ``(forecaster, steps)``: [len(steps), len(GRID_QUANTILES)] in req/s.
+def _torch_grid_batch(jobs: list[tuple[TorchQuantileForecaster, np.ndarray]]) -> tuple[np.ndarray, list[int]]:
+    """All jobs' ``(forecaster, steps)`` rows stacked: [N, len(GRID_QUANTILES)] in req/s, rows per job.
 
     All forecasters must share one prior (one body); each brings its own head.
     """
@@ -44,7 +44,7 @@ def _torch_grid_batch(jobs: list[tuple[TorchQuantileForecaster, np.ndarray]]) ->
         db = torch.stack([m.delta_b for m, _ in jobs])[owner]  # [N, Q]
         raw = hid @ prior.head.weight.T + prior.head.bias + torch.einsum("nd,nqd->nq", hid, dw) + db
         out = monotone(raw).numpy().astype(np.float64) * scale[:, None]
-    return np.split(out, np.cumsum(counts)[:-1])
+    return out, counts
 
 
 def forecast_many(
@@ -83,9 +83,9 @@ def forecast_many(
     for job in torch_jobs:
         by_prior.setdefault(id(job[1].prior), []).append(job)
     for jobs in by_prior.values():
-        grids = _torch_grid_batch([(m, steps) for _, m in jobs])
-        for (i, m), g in zip(jobs, grids):
-            v = interpolate_levels(np.array(GRID_QUANTILES), g, qs)
+        grid_vals, counts = _torch_grid_batch([(m, steps) for _, m in jobs])
+        all_v = interpolate_levels(np.array(GRID_QUANTILES), grid_vals, qs)
+        for (i, m), v in zip(jobs, np.split(all_v, np.cumsum(counts)[:-1])):
             if i in partial:
                 partial[i][1][t_idx] = v
             else:

@@ -49,6 +49,7 @@ class EmpiricalQuantileForecaster(GridForecaster):
         self._pend_target = np.full((nt, ring), -(2**62), dtype=np.int64)
         self._resid = np.zeros((nt, RESIDUALS_PER_TRACK))
         self._resid_n = np.zeros(nt, dtype=np.int64)
+        self._sorted: np.ndarray | None = None  # cache of sorted residuals, reset per cell
 
     # --- subclass hooks -------------------------------------------------
     def _update(self, cell: int, y: float) -> None:
@@ -64,6 +65,7 @@ class EmpiricalQuantileForecaster(GridForecaster):
 
     # --- bookkeeping -----------------------------------------------------
     def _on_final(self, cell: int) -> None:
+        self._sorted = None
         y = self.grid.value(cell)
         ring = self._pend_point.shape[1]
         slot = cell % ring
@@ -96,8 +98,14 @@ class EmpiricalQuantileForecaster(GridForecaster):
         qa = np.asarray(qs)
         z = ndtri(qa)
         counts = np.minimum(self._resid_n, RESIDUALS_PER_TRACK)
-        if (counts == RESIDUALS_PER_TRACK).all():  # the steady state: one vectorised call
-            per_track = np.quantile(self._resid, qa, axis=1).T
+        if (counts == RESIDUALS_PER_TRACK).all():  # the steady state: sorted once per cell
+            if self._sorted is None:
+                self._sorted = np.sort(self._resid, axis=1)
+            pos = qa * (RESIDUALS_PER_TRACK - 1)  # numpy's default "linear" quantile
+            lo = np.floor(pos).astype(np.int64)
+            hi = np.minimum(lo + 1, RESIDUALS_PER_TRACK - 1)
+            frac = pos - lo
+            per_track = self._sorted[:, lo] * (1 - frac) + self._sorted[:, hi] * frac
         else:
             per_track = np.empty((len(self._tracks), len(qs)))
             for k, h in enumerate(self._tracks):

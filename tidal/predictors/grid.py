@@ -115,10 +115,13 @@ class GridSeries:
     def get(self, cells: np.ndarray) -> np.ndarray:
         """Values at absolute cells; NaN where missing, in the future, or forgotten."""
         cells = np.asarray(cells, dtype=np.int64)
-        out = np.full(cells.shape, np.nan)
         if self.last_cell is None:
-            return out
-        ok = (cells <= self.last_cell) & (cells > self.last_cell - min(self.capacity, self.n_cells))
+            return np.full(cells.shape, np.nan)
+        lo = self.last_cell - min(self.capacity, self.n_cells)
+        if cells.size and cells.min() > lo and cells.max() <= self.last_cell:
+            return self._values[cells % self.capacity]  # all inside the live ring
+        out = np.full(cells.shape, np.nan)
+        ok = (cells <= self.last_cell) & (cells > lo)
         out[ok] = self._values[cells[ok] % self.capacity]
         return out
 

@@ -50,7 +50,11 @@ def rows_for(grid: GridSeries, origin: int | np.ndarray, steps: np.ndarray):
     else:
         recent = grid.get(origins[:, None] + np.arange(-CONTEXT_CELLS + 1, 1))
     lc = lag_cells(origins, steps, grid.day_cells, grid.week_cells)
-    lags = {k: grid.get(v) for k, v in lc.items()}
+    flat = grid.get(np.concatenate([v.ravel() for v in lc.values()]))  # one gather for all lags
+    lags, at = {}, 0
+    for k, v in lc.items():
+        lags[k] = flat[at : at + v.size].reshape(v.shape)
+        at += v.size
     t_s = (origins + steps) * grid.step_s
     return recent, lags, steps, t_s, np.full(n, grid.step_s)
 
