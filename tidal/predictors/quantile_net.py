@@ -83,7 +83,7 @@ def load_prior(path: Path | None = None) -> QuantileNet:
 
 
 def save_prior(net: QuantileNet, path: Path, meta: dict) -> None:
-    """Write weights as float16-free float32 state dict plus the config needed to load."""
+    """Write the float32 state dict plus the config needed to load it."""
     blob = {
         "state_dict": {k: v.detach().clone() for k, v in net.state_dict().items()},
         "n_features": N_FEATURES,
