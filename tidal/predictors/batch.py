@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from tidal.predictors.auto import MEMBER_ORDER, AutoForecaster
-from tidal.predictors.features import build_features
-from tidal.predictors.neural import TorchQuantileForecaster, rows_for
+from tidal.predictors.features import CONTEXT_CELLS, build_features, lag_cells
+
+LAG_KEYS = ("day", "day_origin", "week", "week_origin")
+from tidal.predictors.neural import TorchQuantileForecaster
 from tidal.predictors.quantile_net import GRID_QUANTILES, monotone
 from tidal.predictors.quantiles import QuantileForecast, check_horizons, check_quantiles, interpolate_levels, make_forecast
 
@@ -28,14 +30,25 @@ def _torch_grid_batch(jobs: list[tuple[TorchQuantileForecaster, np.ndarray]]) ->
 
     All forecasters must share one prior (one body); each brings its own head.
     """
-    parts = [rows_for(m.grid, m.grid.last_cell, st) for m, st in jobs]
-    recent = np.concatenate([p[0] for p in parts])
-    lags = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
-    x, scale = build_features(
-        recent, lags, np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]),
-        np.concatenate([p[4] for p in parts]),
-    )
     counts = [len(st) for _, st in jobs]
+    steps = np.concatenate([st for _, st in jobs]).astype(np.int64)
+    origins = np.repeat(np.array([m.grid.last_cell for m, _ in jobs], dtype=np.int64), counts)
+    g0 = jobs[0][0].grid
+    # Lag cells for every row at once (all grids share the step, so day/week agree).
+    lc = lag_cells(origins, steps, g0.day_cells, g0.week_cells)
+    lag_all = np.concatenate([lc[k] for k in LAG_KEYS], 1)  # [N, 12]
+    recent = np.empty((len(steps), CONTEXT_CELLS))
+    lag_vals = np.empty(lag_all.shape)
+    at = 0
+    for (m, _), n in zip(jobs, counts):
+        both = m.grid.get(
+            np.concatenate([np.arange(m.grid.last_cell - CONTEXT_CELLS + 1, m.grid.last_cell + 1), lag_all[at : at + n].ravel()])
+        )
+        recent[at : at + n] = both[:CONTEXT_CELLS]
+        lag_vals[at : at + n] = both[CONTEXT_CELLS:].reshape(n, -1)
+        at += n
+    lags = {k: lag_vals[:, 3 * i : 3 * i + 3] for i, k in enumerate(LAG_KEYS)}
+    x, scale = build_features(recent, lags, steps, (origins + steps) * g0.step_s, np.full(len(steps), g0.step_s))
     owner = torch.from_numpy(np.repeat(np.arange(len(jobs)), counts))
     prior = jobs[0][0].prior
     with torch.no_grad():
