@@ -13,11 +13,10 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtri
 
 from tidal.predictors._state import check_kind, decode_array, encode_array, STATE_VERSION
 from tidal.predictors.load import GridForecaster
-from tidal.predictors.quantiles import QuantileForecast, make_forecast
+from tidal.predictors.quantiles import QuantileForecast, make_forecast, norm_ppf
 
 # Horizons (in grid steps) whose errors are tracked; other horizons interpolate
 # between the nearest tracks in log-horizon.
@@ -96,7 +95,7 @@ class EmpiricalQuantileForecaster(GridForecaster):
     def _error_quantiles(self, steps: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
         """[H, Q] scaled error quantiles, interpolated between tracks in log-horizon."""
         qa = np.asarray(qs)
-        z = ndtri(qa)
+        z = norm_ppf(qa)
         counts = np.minimum(self._resid_n, RESIDUALS_PER_TRACK)
         if (counts == RESIDUALS_PER_TRACK).all():  # the steady state: sorted once per cell
             if self._sorted is None:

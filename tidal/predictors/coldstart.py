@@ -133,9 +133,9 @@ def weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: np.ndarray) -> np.ndarr
 
 def _prior_rows(image_cached: bool, weights_cached: bool) -> np.ndarray:
     """Comonotone pseudo-rows from the lognormal priors (a conservative total)."""
-    from scipy.special import ndtri
+    from tidal.predictors.quantiles import norm_ppf
 
-    z = ndtri((np.arange(_PRIOR_ROWS) + 0.5) / _PRIOR_ROWS)
+    z = norm_ppf((np.arange(_PRIOR_ROWS) + 0.5) / _PRIOR_ROWS)
     cols = []
     for p in PHASES:
         cached = weights_cached if p == "weights_load" else image_cached

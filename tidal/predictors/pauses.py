@@ -37,10 +37,10 @@ _LOG_EDGES = np.log(_EDGES)
 
 
 def _prior_hist() -> np.ndarray:
-    from scipy.special import ndtr
+    from tidal.predictors.quantiles import norm_cdf
 
     sigma = math.log(PRIOR_P90_S / PRIOR_MEDIAN_S) / 1.2815515655446004
-    cdf = ndtr((_LOG_EDGES - math.log(PRIOR_MEDIAN_S)) / sigma)
+    cdf = norm_cdf((_LOG_EDGES - math.log(PRIOR_MEDIAN_S)) / sigma)
     h = np.diff(cdf)
     h[0] += cdf[0]
     h[-1] += 1 - cdf[-1]

@@ -8,9 +8,24 @@ policies rely on: finite, non-negative, and non-decreasing in the quantile level
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
+
+_STD_NORMAL = NormalDist()
+
+
+def norm_ppf(p) -> np.ndarray:
+    """Standard-normal quantile function, elementwise (stdlib; no scipy at run time)."""
+    a = np.asarray(p, dtype=np.float64)
+    return np.array([_STD_NORMAL.inv_cdf(float(v)) for v in a.ravel()]).reshape(a.shape)
+
+
+def norm_cdf(x) -> np.ndarray:
+    """Standard-normal distribution function, elementwise."""
+    a = np.asarray(x, dtype=np.float64)
+    return np.array([_STD_NORMAL.cdf(float(v)) for v in a.ravel()]).reshape(a.shape)
 
 
 @dataclass(frozen=True)
@@ -93,10 +108,8 @@ def interpolate_levels(grid_q: np.ndarray, grid_values: np.ndarray, quantiles: S
     Linear inside the grid; beyond its ends the outermost gap is extended
     linearly in the normal-score scale, which keeps tails monotone.
     """
-    from scipy.special import ndtri
-
-    zq = ndtri(np.asarray(grid_q, dtype=np.float64))
-    zt = ndtri(np.asarray(quantiles, dtype=np.float64))
+    zq = norm_ppf(grid_q)
+    zt = norm_ppf(quantiles)
     gv = np.asarray(grid_values, dtype=np.float64)
     out = np.empty(gv.shape[:-1] + (len(zt),))
     for j, z in enumerate(zt):
