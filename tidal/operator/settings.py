@@ -1,0 +1,71 @@
+"""Operator settings: what `tidal run` was told on its command line.
+
+Why a frozen dataclass and not module globals: handlers receive the settings explicitly, so two
+operators (or a test and an operator) can run in one process with different settings. The flag
+names and defaults are the contract with the Helm chart (`charts/tidal/templates/_helpers.tpl`,
+`tidal.args`) and docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+DEFAULT_INTERVAL_S = 15.0
+"""Tick interval: Kubernetes HPA's default sync period (--horizontal-pod-autoscaler-sync-period=15s)."""
+MIN_INTERVAL_S = 1.0
+MAX_INTERVAL_S = 3600.0
+DEFAULT_HEALTH_PORT = 8080
+DEFAULT_METRICS_PORT = 9090
+DEFAULT_METRICS_WINDOW_S = 60.0
+"""PromQL rate/histogram window: four 15 s scrapes, the smallest window that survives one missed scrape."""
+
+LogFormat = Literal["json", "plain"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class SettingsError(ValueError):
+    """A flag value the operator cannot run with; the message names the flag and the fix."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...] = ()
+    """Empty: all namespaces (cluster-wide). Otherwise exactly these."""
+    interval_s: float = DEFAULT_INTERVAL_S
+    prometheus_url: str | None = None
+    """None: no metrics; workloads report MetricsAvailable=False and replicas are held."""
+    metrics_window_s: float = DEFAULT_METRICS_WINDOW_S
+    log_format: LogFormat = "json"
+    log_level: LogLevel = "info"
+    peering_name: str | None = None
+    """kopf peering object to join; None means standalone."""
+    health_port: int = DEFAULT_HEALTH_PORT
+    metrics_port: int = DEFAULT_METRICS_PORT
+    field_manager: str = "tidal"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not MIN_INTERVAL_S <= self.interval_s <= MAX_INTERVAL_S:
+            raise SettingsError(
+                f"--interval={self.interval_s:g}: must be between {MIN_INTERVAL_S:g} and {MAX_INTERVAL_S:g} seconds"
+            )
+        if self.metrics_window_s < self.interval_s:
+            raise SettingsError(
+                f"metrics window {self.metrics_window_s:g}s is shorter than --interval={self.interval_s:g}s: "
+                "each tick would miss samples; raise the window or lower the interval"
+            )
+        for flag, port in (("--health-port", self.health_port), ("--metrics-port", self.metrics_port)):
+            if not 0 <= port <= 65535:
+                raise SettingsError(f"{flag}={port}: must be a TCP port 0..65535 (0 disables)")
+        if self.health_port and self.health_port == self.metrics_port:
+            raise SettingsError(f"--health-port and --metrics-port are both {self.health_port}: give them different ports")
+        if self.prometheus_url is not None and not self.prometheus_url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"--prometheus-url={self.prometheus_url!r}: must start with http:// or https://, "
+                "e.g. http://prometheus-operated.monitoring:9090"
+            )
+
+    @property
+    def cluster_wide(self) -> bool:
+        return not self.namespaces
