@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 tools: $(STAMP)
 	PYTHON=$(BIN)/python bash scripts/install_tools.sh
 
+# The main job on the embedded default: replay the bundled 12-minute excerpt of the Azure LLM
+# conversation trace on a simulated H100 cluster under the utilisation rule (1..8 replicas).
 demo: $(STAMP)
-	$(BIN)/tidal validate examples/*.yaml
-	$(BIN)/tidal crds --check
+	$(BIN)/tidal simulate --trace demo --policy utilization:8:1:8 --report reports/demo-report.html
 
 test: $(STAMP) tools
 	$(BIN)/tidal crds --check

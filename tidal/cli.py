@@ -82,6 +82,11 @@ def validate(files: list[Path] = typer.Argument(..., help="YAML files with tidal
         raise typer.Exit(1)
 
 
+from tidal.sim.command import simulate  # noqa: E402  (registered below, after the core commands)
+
+app.command()(simulate)
+
+
 def main() -> None:  # pragma: no cover - console-script shim
     app(sys.argv[1:])
 

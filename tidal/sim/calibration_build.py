@@ -22,7 +22,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from tidal.sim.paths import shared_dir
+from tidal.sim.traces.locations import shared_dir
 
 # Token counts at which the per-layer operator times are kept (Vidur profiles
 # 1..4096 in steps of 8; this grid keeps the curvature at small counts where

@@ -27,9 +27,10 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("e2e_p99_s", "End-to-end p99 (s)", "{:.2f}"),
     ("gpu_hours", "GPU-hours", "{:.2f}"),
     ("cost_usd", "Cost (USD)", "{:.2f}"),
-    ("cold_starts", "Cold starts", "{:d}"),
+    ("cold_starts", "Cold starts (pods that became ready)", "{:d}"),
     ("cold_start_mean_s", "Mean cold start (s)", "{:.1f}"),
-    ("max_replicas", "Replicas created (max pool)", "{:d}"),
+    ("pods_created", "Pods created (largest pool)", "{:d}"),
+    ("pods_cancelled", "Pods removed before ready", "{:d}"),
     ("preemptions", "Preemptions", "{:d}"),
     ("prefix_cache_hit_ratio", "Prefix-cache hit ratio", "{:.1%}"),
 )

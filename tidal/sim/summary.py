@@ -63,8 +63,10 @@ def build_result(sim: "Simulation", wall_s: float) -> "SimResult":
         "cold_starts": len(cold),
         "cold_start_mean_s": (float(np.mean([p.cold_start.total_s for p in cold]))
                               if cold else None),
-        "max_replicas": max((sum(1 for p in pods if p.pool == pool) for pool in sim.pools),
+        "pods_created": max((sum(1 for p in pods if p.pool == pool) for pool in sim.pools),
                             default=0),
+        # Scale-downs that hit a pod still pending or starting: it cost GPU time, served nothing.
+        "pods_cancelled": sum(1 for p in pods if p.ready_s is None and p.terminated_s is not None),
         "preemptions": int(preempt.sum()),
         "prefix_cache_hit_ratio": (hits / lookups) if lookups else None,
         "cached_prompt_tokens": int(cached.sum()),
