@@ -59,3 +59,43 @@ def test_bad_parameters_are_rejected() -> None:
         UtilizationTarget(target_inflight_per_replica=0)
     with pytest.raises(ValueError):
         UtilizationTarget(min_replicas=5, max_replicas=2)
+
+
+def test_scale_down_waits_for_the_stabilization_window_then_follows() -> None:
+    policy = UtilizationTarget(target_inflight_per_replica=10, min_replicas=1, max_replicas=20,
+                               scale_down_stabilization_s=300)
+
+    def tick(t, ready, inflight, state):
+        o = Observation(t, {"unified": PoolObservation(ready_replicas=ready, running_requests=inflight,
+                                                       waiting_requests=0)})
+        d, state = policy.decide(o, state)
+        return d.desired_replicas["unified"], d.reasons[0].code, state
+
+    n, _, state = tick(0, 2, 100, None)
+    assert n == 10  # scale-up is immediate
+    n, code, state = tick(15, 10, 5, state)
+    assert (n, code) == (10, "scale-down-stabilized")  # lull: held at the window's highest
+    n, code, state = tick(290, 10, 5, state)
+    assert n == 10
+    n, code, state = tick(316, 10, 5, state)
+    assert n == 1  # the burst's recommendation left the window
+    assert all(t > 316 - 300 for t, _ in state["recommendations"]["unified"])
+
+
+@given(st.lists(st.tuples(st.integers(0, 30), st.floats(0, 500)), min_size=1, max_size=30),
+       st.floats(0, 600))
+def test_stabilized_decisions_stay_in_bounds_and_never_below_fresh_advice(ticks, window) -> None:
+    policy = UtilizationTarget(target_inflight_per_replica=8, min_replicas=1, max_replicas=20,
+                               scale_down_stabilization_s=window)
+    stateless = UtilizationTarget(target_inflight_per_replica=8, min_replicas=1, max_replicas=20,
+                                  scale_down_stabilization_s=0)
+    state = None
+    for i, (ready, inflight) in enumerate(ticks):
+        o = Observation(15.0 * i, {"unified": PoolObservation(ready_replicas=ready, running_requests=inflight,
+                                                              waiting_requests=0)})
+        d, state = policy.decide(o, state)
+        fresh, _ = stateless.decide(o, None)
+        n, f = d.desired_replicas["unified"], fresh.desired_replicas["unified"]
+        assert 1 <= n <= 20
+        assert n >= f  # stabilisation only ever delays a scale-down
+        assert n <= max(f, ready)  # and never scales up beyond fresh advice

@@ -6,6 +6,13 @@ reduces to ``ceil(total in-flight / target)``; like the HPA, changes within a
 tolerance of the target (10 %, the HPA default
 ``--horizontal-pod-autoscaler-tolerance``) are ignored. Missing metrics hold
 the current size (never scale to zero on missing data).
+
+Scale-down is stabilised like the HPA's: the policy scales down only to the highest
+recommendation of the last ``scale_down_stabilization_s`` seconds (HPA default 300 s,
+``--horizontal-pod-autoscaler-downscale-stabilization``), so a short lull does not cancel pods
+that are still starting. The window lives in the returned state (a JSON-friendly dict), so
+shells that persist the state keep it across ticks and restarts; with ``state=None`` only the
+current recommendation counts.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
 
 HPA_DEFAULT_TOLERANCE = 0.1
+HPA_DEFAULT_SCALE_DOWN_STABILIZATION_S = 300.0
 # In-flight requests per replica; the order of vLLM's useful batch sizes for chat
 # workloads on one GPU (the KPA's concurrency-target default is 100 per pod for
 # generic HTTP; LLM replicas saturate much earlier).
@@ -26,6 +34,7 @@ REASON_HOLD_NO_METRICS = "hold-no-metrics"
 REASON_WITHIN_TOLERANCE = "within-tolerance"
 REASON_SCALE = "utilization-target"
 REASON_BOUNDS = "bounded"
+REASON_STABILIZED = "scale-down-stabilized"
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,7 @@ class UtilizationTarget:
     min_replicas: int = 1
     max_replicas: int = 16
     tolerance: float = HPA_DEFAULT_TOLERANCE
+    scale_down_stabilization_s: float = HPA_DEFAULT_SCALE_DOWN_STABILIZATION_S
     name: str = "utilization"
 
     def __post_init__(self) -> None:
@@ -43,6 +53,8 @@ class UtilizationTarget:
             raise ValueError("need 0 <= min_replicas <= max_replicas")
         if self.tolerance < 0:
             raise ValueError("tolerance must be >= 0")
+        if self.scale_down_stabilization_s < 0:
+            raise ValueError("scale_down_stabilization_s must be >= 0")
 
     def _pool(self, pool: str, obs: PoolObservation) -> tuple[int, Reason]:
         current = obs.current_replicas
@@ -70,9 +82,22 @@ class UtilizationTarget:
         return bounded, reason
 
     def decide(self, observation: Observation, state: Any) -> tuple[Decision, Any]:
-        desired, reasons = {}, []
+        now = observation.now_s
+        horizon = now - self.scale_down_stabilization_s
+        past: dict[str, list[list[float]]] = state.get("recommendations", {}) if isinstance(state, dict) else {}
+        desired, reasons, window = {}, [], {}
         for pool, obs in observation.pools.items():
             n, reason = self._pool(pool, obs)
+            kept = [[t, r] for t, r in past.get(pool, ()) if horizon < t <= now]
+            kept.append([now, n])
+            window[pool] = kept
+            # As the HPA: a scale-down goes only as far as the window's highest recommendation;
+            # scale-ups are never delayed.
+            stable = min(obs.current_replicas, int(max(r for _, r in kept)))
+            if stable > n:
+                reason = Reason(REASON_STABILIZED, f"{reason.message}; scale-down held at {stable}, the highest "
+                                f"recommendation of the last {self.scale_down_stabilization_s:g}s", pool)
+                n = stable
             desired[pool] = n
             reasons.append(reason)
-        return Decision(desired_replicas=desired, reasons=tuple(reasons)), state
+        return Decision(desired_replicas=desired, reasons=tuple(reasons)), {"recommendations": window}
