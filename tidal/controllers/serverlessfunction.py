@@ -1,0 +1,194 @@
+"""Render and report a ServerlessFunction: one Deployment and one Service, instances from the
+keep-alive/pre-warm policy, and the status the operator writes.
+
+Pure: the operator applies what this returns with server-side apply (field manager ``tidal``), so
+re-rendering the same inputs is a no-op. The instance count comes from
+:class:`tidal.policies.keepalive.KeepAlivePolicy`, the same object the serverless simulator runs.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+from tidal.api.serverlessfunction import ServerlessFunction, ServerlessFunctionSpec, ServerlessFunctionStatus
+from tidal.api.types import Condition, parse_duration_s
+from tidal.controllers.acceleratorclass import set_condition
+from tidal.controllers.labels import FUNCTION_LABEL, MANAGED_BY
+from tidal.controllers.modeldeployment import owner_reference
+from tidal.policies.interface import POOL_FUNCTION, Decision
+from tidal.policies.keepalive import KeepAlivePolicy
+
+KIND = "ServerlessFunction"
+PRESTOP_DELAY_S = 5
+"""Seconds a terminating instance keeps serving while Service endpoints drop it (the usual
+endpoint-propagation allowance for graceful Pod shutdown; same as ModelDeployment replicas)."""
+REQUEST_TIMEOUT_S = 300
+"""Knative Serving ``revision-timeout-seconds`` default (300 s): the longest a request may run, so
+the longest drain a scale-down must allow before the container is killed."""
+INITIAL_SCALE = 1
+"""Knative ``initial-scale: 1``: a new function starts with one instance so its first request is warm."""
+SERVICE_PORT = 80
+"""Knative exposes functions on port 80 of their Service."""
+READINESS_PERIOD_S = 1
+"""Functions start in seconds; probe every second (Knative's queue-proxy probes even faster)."""
+READINESS_FAILURE_THRESHOLD = 3
+
+
+def function_labels(name: str) -> dict[str, str]:
+    return {FUNCTION_LABEL: name}
+
+
+def label_selector(name: str) -> str:
+    return f"{FUNCTION_LABEL}={name}"
+
+
+def policy_for(spec: ServerlessFunctionSpec, *, cold_start_s: float = 0.0,
+               activity_window_s: float = 0.0) -> KeepAlivePolicy:
+    """The keep-alive policy configured by the spec (``keepAlive: auto`` learns the windows)."""
+    keep_alive_s = None if spec.keep_alive == "auto" else parse_duration_s(spec.keep_alive)
+    return KeepAlivePolicy(
+        concurrency_target=float(spec.concurrency_target),
+        min_instances=spec.min_instances,
+        max_instances=spec.max_instances,
+        scale_to_zero=spec.scale_to_zero,
+        keep_alive_s=keep_alive_s,
+        prewarm=spec.prewarm == "auto",
+        cold_start_s=cold_start_s,
+        activity_window_s=activity_window_s,
+    )
+
+
+def initial_instances(spec: ServerlessFunctionSpec) -> int:
+    """Instances for a function tidal has not decided on yet."""
+    return min(max(spec.min_instances, INITIAL_SCALE), spec.max_instances)
+
+
+def instances_to_render(spec: ServerlessFunctionSpec, status: Mapping[str, Any] | None) -> int:
+    """Replicas for the Deployment on create/update: the last decision if any, within the spec's
+    (possibly changed) bounds, else the initial scale."""
+    desired = (status or {}).get("desiredInstances")
+    if not isinstance(desired, int) or isinstance(desired, bool) or not (status or {}).get("observedGeneration"):
+        return initial_instances(spec)
+    floor = spec.min_instances if spec.scale_to_zero else max(spec.min_instances, 1)
+    return min(max(desired, floor), spec.max_instances)
+
+
+def render_deployment(fn: ServerlessFunction, uid: str, replicas: int) -> dict[str, Any]:
+    name = fn.metadata.name or ""
+    spec = fn.spec
+    labels = {**MANAGED_BY, **function_labels(name)}
+    env = [{"name": "PORT", "value": str(spec.container.port)}]
+    env += [{"name": k, "value": v} for k, v in sorted(spec.container.env.items()) if k != "PORT"]
+    container: dict[str, Any] = {
+        "name": "function",
+        "image": spec.container.image,
+        "ports": [{"name": "http", "containerPort": spec.container.port}],
+        "env": env,
+        "resources": {"requests": {"memory": spec.memory}, "limits": {"memory": spec.memory}},
+        # Functions declare no health path; a listening socket is what Knative probes by default.
+        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": READINESS_PERIOD_S,
+                           "failureThreshold": READINESS_FAILURE_THRESHOLD},
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_DELAY_S}}},
+    }
+    if spec.container.args:
+        container["args"] = list(spec.container.args)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": fn.metadata.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(KIND, name, uid)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": function_labels(name)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [container],
+                         "terminationGracePeriodSeconds": PRESTOP_DELAY_S + REQUEST_TIMEOUT_S},
+            },
+        },
+    }
+
+
+def render_service(fn: ServerlessFunction, uid: str) -> dict[str, Any]:
+    name = fn.metadata.name or ""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": fn.metadata.namespace,
+            "labels": {**MANAGED_BY, **function_labels(name)},
+            "ownerReferences": [owner_reference(KIND, name, uid)],
+        },
+        "spec": {
+            "selector": function_labels(name),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def render_children(fn: ServerlessFunction, uid: str, replicas: int) -> list[dict[str, Any]]:
+    return [render_deployment(fn, uid, replicas), render_service(fn, uid)]
+
+
+def cold_starts_added(current: int, desired: int) -> int:
+    """Instances started by a decision; each pays a cold start."""
+    return max(0, desired - current)
+
+
+def compute_status(
+    *,
+    generation: int | None,
+    desired: int,
+    ready: int,
+    decision: Decision | None,
+    metrics_available: bool,
+    metrics_message: str,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+    cold_starts: int = 0,
+    degraded: str | None = None,
+) -> dict[str, Any]:
+    """The status to write (camelCase), conditions keeping their lastTransitionTime when unchanged."""
+    previous = previous or {}
+    conditions: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
+    details = decision.details if decision is not None else {}
+    ready_ok = ready >= desired
+    conditions = set_condition(conditions, "Ready", ready_ok,
+                               "InstancesReady" if ready_ok else "InstancesStarting",
+                               f"{ready}/{desired} instances ready", now, generation)
+    conditions = set_condition(conditions, "MetricsAvailable", metrics_available,
+                               "MetricsRead" if metrics_available else "MetricsUnavailable", metrics_message,
+                               now, generation)
+    conditions = set_condition(conditions, "Degraded", degraded is not None,
+                               "StepFailed" if degraded else "AsExpected", degraded or "", now, generation)
+    keep_alive = details.get("keep_alive_s", previous.get("keepAliveSeconds"))
+    status = ServerlessFunctionStatus(
+        observed_generation=generation,
+        desired_instances=desired,
+        ready_instances=ready,
+        keep_alive_seconds=None if keep_alive is None or not math.isfinite(keep_alive) else float(keep_alive),
+        prewarm_instances=int(details.get("prewarm_instances", 0)),
+        cold_starts=int(previous.get("coldStarts", 0)) + cold_starts,
+        conditions=[Condition.model_validate(c) for c in conditions],
+    )
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def invalid_status(generation: int | None, message: str, previous: Mapping[str, Any] | None,
+                   now: datetime) -> dict[str, Any]:
+    """Status for a spec tidal cannot act on: Ready False with reason InvalidSpec, nothing else changed."""
+    conditions = set_condition((previous or {}).get("conditions") or [], "Ready", False, "InvalidSpec",
+                               message, now, generation)
+    return {"observedGeneration": generation, "conditions": list(conditions)}
+
+
+def desired_of(decision: Decision) -> int | None:
+    return decision.desired_replicas.get(POOL_FUNCTION)
