@@ -1,0 +1,477 @@
+"""Event-driven replay of serverless invocations on function instances, driven by any Autoscaler.
+
+Each function has its own instances (no shared node capacity is modelled). An
+invocation runs on a ready instance with a free slot (``concurrency`` slots per
+instance); otherwise it joins an instance that is starting and has a free slot;
+otherwise a new instance is started for it (a cold start: it waits the whole
+cold-start time); if the function is at ``max_instances`` it queues FIFO for
+the next free slot. An instance that runs nothing is idle; it is removed once
+it has been idle for the keep-alive window, unless the pool floor holds it.
+
+At every tick (``tick_s``, HPA's 15 s as in ``tidal.sim.runner``) the runner
+builds a :class:`FunctionPoolObservation` per function (pool ``"function"``),
+calls ``autoscaler.decide(observation, state)`` with that function's own state
+and applies the decision:
+
+- ``desired_replicas["function"]`` is the floor: the function keeps at least
+  this many instances, and if it has fewer, new ones are started ahead of
+  demand (pre-warm). It never caps demand. A decision without the key keeps the
+  previous floor (0 at the start).
+- ``details["keep_alive_s"]`` (``DETAIL_KEEP_ALIVE_S``) is the keep-alive window
+  in seconds (``inf``: never removed); without it ``default_keep_alive_s``.
+  Idle times are measured from the end of an instance's last execution (or from
+  when it became ready), in continuous time, not rounded to ticks; a changed
+  window applies at once to instances already idle.
+
+Same workload, policy, config and seed give identical results: cold starts are
+drawn from one generator per function seeded by ``(seed, function position)``,
+so the k-th instance of a function gets the same draw under every policy.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from tidal.policies.baselines.keepalive_fixed import DETAIL_KEEP_ALIVE_S, OPENWHISK_KEEP_ALIVE_S
+from tidal.policies.interface import POOL_FUNCTION, Autoscaler, Observation
+from tidal.sim.serverless.coldstart import HUAWEI_R1, FunctionColdStartModel
+from tidal.sim.serverless.observation import FunctionPoolObservation
+from tidal.sim.serverless.workload import FunctionWorkload
+
+# Kubernetes HPA default sync period, the operator's default tick (as tidal.sim.runner).
+DEFAULT_TICK_S = 15.0
+# One-minute window, the usual Prometheus rate() range (as tidal.sim.runner).
+DEFAULT_METRICS_WINDOW_S = 60.0
+# One invocation per instance at a time: Azure Functions consumption plan and AWS Lambda.
+DEFAULT_CONCURRENCY = 1
+# Latency budget on top of an invocation's own run time: 1 s, the limit for the user's
+# flow of thought to stay uninterrupted (Nielsen, "Response Times: The 3 Important
+# Limits", 1993). Cold starts of the Huawei model (median ~1 s) mostly break it.
+DEFAULT_SLO_SLACK_S = 1.0
+
+_FINISH, _READY, _EXPIRE, _TICK = 0, 1, 2, 3
+
+
+def _discard(items: list, item: object) -> None:
+    """Remove ``item`` (known to be present); O(1) when it is last, the common case."""
+    if items[-1] is item:
+        items.pop()
+    else:
+        items.remove(item)
+_STARTING, _READY_PHASE, _GONE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class FunctionSLO:
+    """Per-invocation latency target, cold start and queueing included.
+
+    ``latency_s`` set: an absolute end-to-end target (as ``ServerlessFunction.spec.slo``).
+    Otherwise the target is the invocation's own run time plus ``slack_s``, so
+    functions that run for minutes are judged on the delay the platform added.
+    """
+
+    latency_s: float | None = None
+    slack_s: float = DEFAULT_SLO_SLACK_S
+
+    def __post_init__(self) -> None:
+        if self.latency_s is not None and self.latency_s < 0:
+            raise ValueError(f"SLO latency must be >= 0 s, got {self.latency_s}")
+        if self.slack_s < 0:
+            raise ValueError(f"SLO slack must be >= 0 s, got {self.slack_s}")
+
+    def targets(self, duration_s: np.ndarray) -> np.ndarray:
+        if self.latency_s is not None:
+            return np.full(len(duration_s), self.latency_s)
+        return duration_s + self.slack_s
+
+    def describe(self) -> str:
+        return (f"latency <= {self.latency_s:g} s" if self.latency_s is not None
+                else f"latency <= run time + {self.slack_s:g} s")
+
+
+@dataclass(frozen=True)
+class FunctionSimConfig:
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_instances: int | None = None
+    tick_s: float = DEFAULT_TICK_S
+    metrics_window_s: float = DEFAULT_METRICS_WINDOW_S
+    cold_start: FunctionColdStartModel = HUAWEI_R1
+    default_keep_alive_s: float = OPENWHISK_KEEP_ALIVE_S
+    slo: FunctionSLO = FunctionSLO()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {self.concurrency}")
+        if self.max_instances is not None and self.max_instances < 1:
+            raise ValueError(f"max_instances must be >= 1 or None, got {self.max_instances}")
+        if self.tick_s <= 0 or self.metrics_window_s <= 0:
+            raise ValueError("tick_s and metrics_window_s must be > 0")
+        if math.isnan(self.default_keep_alive_s) or self.default_keep_alive_s < 0:
+            raise ValueError(f"default_keep_alive_s must be >= 0, got {self.default_keep_alive_s}")
+
+
+class _Instance:
+    __slots__ = ("id", "fn", "phase", "created_s", "ready_s", "removed_s", "prewarm",
+                 "cold_start_s", "active", "reserved", "pending", "idle_since", "idle_total",
+                 "in_free", "in_idle")
+
+    def __init__(self, iid: int, fn: "_Function", now: float, cold_start_s: float,
+                 prewarm: bool) -> None:
+        self.id = iid
+        self.fn = fn
+        self.phase = _STARTING
+        self.created_s = now
+        self.ready_s = now + cold_start_s
+        self.removed_s: float | None = None
+        self.prewarm = prewarm
+        self.cold_start_s = cold_start_s
+        self.active = 0
+        self.reserved = 0
+        self.pending: list[int] = []
+        self.idle_since: float | None = None
+        self.idle_total = 0.0
+        self.in_free = False
+        self.in_idle = False
+
+
+class _Function:
+    """Mutable per-function platform state (local to one Simulation)."""
+
+    __slots__ = ("idx", "memory_mb", "rng", "free", "starting_free", "idle", "queue", "live",
+                 "n_ready", "n_starting", "running", "waiting", "floor", "keep_alive_s",
+                 "held", "state", "window", "arrivals_tick", "cold_tick", "last_arrival_s",
+                 "idle_since_s", "gaps")
+
+    def __init__(self, idx: int, memory_mb: float, seed: int, keep_alive_s: float,
+                 window_ticks: int) -> None:
+        self.idx = idx
+        self.memory_mb = memory_mb
+        self.rng = np.random.default_rng((seed, 1, idx))
+        self.free: list[_Instance] = []
+        self.starting_free: list[_Instance] = []
+        self.idle: list[_Instance] = []
+        self.queue: deque[int] = deque()
+        self.live = 0
+        self.n_ready = 0
+        self.n_starting = 0
+        self.running = 0
+        self.waiting = 0
+        self.floor = 0
+        self.keep_alive_s = keep_alive_s
+        self.held = False
+        self.state: Any = None
+        self.window: deque[int] = deque(maxlen=window_ticks)
+        self.arrivals_tick = 0
+        self.cold_tick = 0
+        self.last_arrival_s: float | None = None
+        self.idle_since_s: float | None = None
+        self.gaps: list[float] = []
+
+
+@dataclass
+class FunctionSimResult:
+    """Outcome of one replay: per-invocation and per-instance arrays, a timeline, the summary."""
+
+    summary: dict[str, Any]
+    invocations: dict[str, np.ndarray]
+    instances: dict[str, np.ndarray]
+    timeline: dict[str, list]
+    per_function: dict[str, np.ndarray]
+    wall_s: float = 0.0
+
+
+class FunctionSimulation:
+    """One replay of ``workload`` under ``autoscaler`` with ``config``."""
+
+    def __init__(self, workload: FunctionWorkload, autoscaler: Autoscaler,
+                 config: FunctionSimConfig = FunctionSimConfig()) -> None:
+        self.workload = workload
+        self.autoscaler = autoscaler
+        self.cfg = config
+        window_ticks = max(1, math.ceil(config.metrics_window_s / config.tick_s))
+        self.functions = [
+            _Function(i, float(m), config.seed, config.default_keep_alive_s, window_ticks)
+            for i, m in enumerate(workload.memory_mb)]
+        n = workload.invocations
+        self._arrival = workload.arrival_s.tolist()
+        self._fn_of = workload.function_index.tolist()
+        self._dur = workload.duration_s.tolist()
+        self.start_s = [math.nan] * n
+        self.finish_s = [math.nan] * n
+        self.cold = [False] * n
+        self.triggered = [False] * n
+        self.instance_of = [-1] * n
+        self.instances: list[_Instance] = []
+        self._heap: list[tuple] = []
+        self._seq = 0
+        self.now_s = 0.0
+        self.timeline: dict[str, list] = {k: [] for k in (
+            "t_s", "arrivals", "cold_starts", "instances", "ready", "idle", "starting",
+            "running", "floor", "keep_alive_median_s")}
+        self._ran = False
+
+    # -- events -----------------------------------------------------------------------------
+    def _push(self, t: float, kind: int, a: Any = None, b: Any = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, kind, a, b))
+
+    def run(self, progress: Callable[[float, float], None] | None = None) -> FunctionSimResult:
+        """Replay to the end; returns the result (a Simulation runs once)."""
+        if self._ran:
+            raise RuntimeError("a FunctionSimulation runs once; build a new one")
+        self._ran = True
+        from tidal.sim.serverless.results import build_result
+
+        wall0 = time.perf_counter()
+        horizon = self.workload.horizon_s
+        arrival = self._arrival
+        n = len(arrival)
+        i = 0
+        heap = self._heap
+        self._push(0.0, _TICK)
+        last_progress = -1.0
+        while True:
+            if heap and (i >= n or heap[0][0] <= arrival[i]):
+                t = heap[0][0]
+                if i >= n and t >= horizon and self._inflight() == 0:
+                    break
+                t, _, kind, a, b = heapq.heappop(heap)
+                self.now_s = t
+                if kind == _FINISH:
+                    self._on_finish(a, b, t)
+                elif kind == _READY:
+                    self._on_ready(a, t)
+                elif kind == _EXPIRE:
+                    if a.phase == _READY_PHASE and a.active == 0 and a.idle_since == b:
+                        self._maybe_expire(a, t)
+                else:
+                    self._on_tick(t)
+                    if progress is not None and t - last_progress >= 60.0:
+                        last_progress = t
+                        progress(min(t, horizon), horizon)
+                    if i < n or t + self.cfg.tick_s < horizon or self._inflight() > 0:
+                        self._push(t + self.cfg.tick_s, _TICK)
+            elif i < n:
+                self.now_s = arrival[i]
+                self._on_arrival(i, arrival[i])
+                i += 1
+            else:
+                break
+        finished = [f for f in self.finish_s if not math.isnan(f)]
+        end_s = max([horizon, self.now_s] + ([max(finished)] if finished else []))
+        self.now_s = end_s
+        if progress is not None:
+            progress(horizon, horizon)
+        return build_result(self, end_s, time.perf_counter() - wall0)
+
+    def _inflight(self) -> int:
+        return sum(f.running + f.waiting for f in self.functions)
+
+    # -- invocations ------------------------------------------------------------------------
+    def _on_arrival(self, k: int, t: float) -> None:
+        fn = self.functions[self._fn_of[k]]
+        fn.arrivals_tick += 1
+        fn.last_arrival_s = t
+        if fn.idle_since_s is not None:
+            fn.gaps.append(t - fn.idle_since_s)
+            fn.idle_since_s = None
+        c = self.cfg.concurrency
+        if fn.free:
+            inst = fn.free[-1] if c == 1 else max(fn.free, key=lambda x: (x.active, x.id))
+            self._start(k, inst, t, cold=False)
+            return
+        fn.waiting += 1
+        if fn.starting_free:
+            inst = fn.starting_free[-1]
+            self._reserve(inst, k)
+            return
+        if self.cfg.max_instances is None or fn.live < self.cfg.max_instances:
+            inst = self._new_instance(fn, t, prewarm=False)
+            self.triggered[k] = True
+            self._reserve(inst, k)
+            return
+        fn.queue.append(k)
+
+    def _reserve(self, inst: _Instance, k: int) -> None:
+        inst.reserved += 1
+        inst.pending.append(k)
+        self.cold[k] = True
+        inst.fn.cold_tick += 1
+        if inst.reserved >= self.cfg.concurrency and inst in inst.fn.starting_free:
+            _discard(inst.fn.starting_free, inst)
+
+    def _start(self, k: int, inst: _Instance, t: float, *, cold: bool) -> None:
+        fn = inst.fn
+        if inst.active == 0 and inst.idle_since is not None:
+            inst.idle_total += t - inst.idle_since
+            inst.idle_since = None
+            if inst.in_idle:
+                _discard(fn.idle, inst)
+                inst.in_idle = False
+        inst.active += 1
+        if inst.active >= self.cfg.concurrency and inst.in_free:
+            _discard(fn.free, inst)
+            inst.in_free = False
+        self.start_s[k] = t
+        finish = t + self._dur[k]
+        self.finish_s[k] = finish
+        self.instance_of[k] = inst.id
+        self.cold[k] = cold
+        fn.running += 1
+        self._push(finish, _FINISH, inst, k)
+
+    def _on_finish(self, inst: _Instance, k: int, t: float) -> None:
+        fn = inst.fn
+        fn.running -= 1
+        inst.active -= 1
+        if fn.queue:
+            fn.waiting -= 1
+            self._start(fn.queue.popleft(), inst, t, cold=False)
+            return
+        self._settle(inst, t)
+        if fn.running == 0 and fn.waiting == 0:
+            fn.idle_since_s = t
+
+    def _settle(self, inst: _Instance, t: float) -> None:
+        """After a slot of a ready instance frees: back to the free list, maybe idle."""
+        fn = inst.fn
+        if inst.active < self.cfg.concurrency and not inst.in_free:
+            fn.free.append(inst)
+            inst.in_free = True
+        if inst.active == 0:
+            inst.idle_since = t
+            fn.idle.append(inst)
+            inst.in_idle = True
+            self._maybe_expire(inst, t)
+
+    # -- instances --------------------------------------------------------------------------
+    def _new_instance(self, fn: _Function, t: float, *, prewarm: bool) -> _Instance:
+        cold_start_s = sum(self.cfg.cold_start.sample(fn.rng))
+        inst = _Instance(len(self.instances), fn, t, cold_start_s, prewarm)
+        self.instances.append(inst)
+        fn.live += 1
+        fn.n_starting += 1
+        fn.starting_free.append(inst)
+        self._push(inst.ready_s, _READY, inst)
+        return inst
+
+    def _on_ready(self, inst: _Instance, t: float) -> None:
+        fn = inst.fn
+        inst.phase = _READY_PHASE
+        fn.n_starting -= 1
+        fn.n_ready += 1
+        if inst in fn.starting_free:
+            _discard(fn.starting_free, inst)
+        pending, inst.pending = inst.pending, []
+        for k in pending:
+            fn.waiting -= 1
+            self._start(k, inst, t, cold=True)
+        while fn.queue and inst.active < self.cfg.concurrency:
+            fn.waiting -= 1
+            self._start(fn.queue.popleft(), inst, t, cold=False)
+        self._settle(inst, t)
+
+    def _maybe_expire(self, inst: _Instance, t: float) -> None:
+        fn = inst.fn
+        deadline = inst.idle_since + fn.keep_alive_s
+        if deadline <= t:
+            if fn.live > fn.floor:
+                self._remove(inst, t)
+            else:
+                fn.held = True
+        elif not math.isinf(deadline):
+            self._push(deadline, _EXPIRE, inst, inst.idle_since)
+
+    def _remove(self, inst: _Instance, t: float) -> None:
+        fn = inst.fn
+        inst.phase = _GONE
+        inst.removed_s = t
+        inst.idle_total += t - inst.idle_since
+        inst.idle_since = None
+        if inst.in_free:
+            _discard(fn.free, inst)
+            inst.in_free = False
+        if inst.in_idle:
+            _discard(fn.idle, inst)
+            inst.in_idle = False
+        fn.live -= 1
+        fn.n_ready -= 1
+
+    # -- autoscaler -------------------------------------------------------------------------
+    def _observe(self, fn: _Function, t: float) -> Observation:
+        fn.window.append(fn.arrivals_tick)
+        span = max(1e-9, min(self.cfg.metrics_window_s, t))
+        pool = FunctionPoolObservation(
+            ready_replicas=fn.n_ready, starting_replicas=fn.n_starting,
+            request_rate_rps=sum(fn.window) / span, running_requests=float(fn.running),
+            waiting_requests=float(fn.waiting), idle_replicas=len(fn.idle),
+            arrivals_since_last_tick=fn.arrivals_tick, cold_starts_since_last_tick=fn.cold_tick,
+            last_arrival_s=fn.last_arrival_s, idle_since_s=fn.idle_since_s,
+            idle_gaps_s=tuple(fn.gaps), memory_mb=fn.memory_mb,
+            concurrency=self.cfg.concurrency)
+        fn.gaps = []
+        return Observation(now_s=t, pools={POOL_FUNCTION: pool})
+
+    def _on_tick(self, t: float) -> None:
+        arrivals = cold = 0
+        name = getattr(self.autoscaler, "name", type(self.autoscaler).__name__)
+        for fn in self.functions:
+            arrivals += fn.arrivals_tick
+            cold += fn.cold_tick
+            decision, fn.state = self.autoscaler.decide(self._observe(fn, t), fn.state)
+            fn.arrivals_tick = fn.cold_tick = 0
+            self._apply(fn, decision.desired_replicas.get(POOL_FUNCTION),
+                        decision.details.get(DETAIL_KEEP_ALIVE_S), t, name)
+        self._record(t, arrivals, cold)
+
+    def _apply(self, fn: _Function, desired: int | None, keep_alive: Any, t: float,
+               name: str) -> None:
+        if desired is not None:
+            if desired < 0:
+                raise ValueError(f"policy {name!r} asked for {desired} instances of function "
+                                 f"{fn.idx}; desired_replicas['function'] must be >= 0")
+            fn.floor = int(desired)
+            if self.cfg.max_instances is not None:
+                fn.floor = min(fn.floor, self.cfg.max_instances)
+        ka = self.cfg.default_keep_alive_s if keep_alive is None else float(keep_alive)
+        if math.isnan(ka) or ka < 0:
+            raise ValueError(f"policy {name!r} returned details['{DETAIL_KEEP_ALIVE_S}'] = "
+                             f"{keep_alive!r}; it must be a number of seconds >= 0 (inf: never)")
+        if ka != fn.keep_alive_s:
+            fn.keep_alive_s = ka
+            for inst in list(fn.idle):
+                if inst.phase == _READY_PHASE:
+                    self._maybe_expire(inst, t)
+        if fn.held and fn.live > fn.floor:
+            fn.held = False
+            for inst in sorted(fn.idle, key=lambda x: (x.idle_since, x.id)):
+                if fn.live <= fn.floor:
+                    fn.held = True
+                    break
+                if inst.idle_since + ka <= t:
+                    self._remove(inst, t)
+        while fn.live < fn.floor:
+            self._new_instance(fn, t, prewarm=True)
+
+    def _record(self, t: float, arrivals: int, cold: int) -> None:
+        tl = self.timeline
+        fns = self.functions
+        tl["t_s"].append(t)
+        tl["arrivals"].append(arrivals)
+        tl["cold_starts"].append(cold)
+        tl["instances"].append(sum(f.live for f in fns))
+        tl["ready"].append(sum(f.n_ready for f in fns))
+        tl["idle"].append(sum(len(f.idle) for f in fns))
+        tl["starting"].append(sum(f.n_starting for f in fns))
+        tl["running"].append(sum(f.running for f in fns))
+        tl["floor"].append(sum(f.floor for f in fns))
+        tl["keep_alive_median_s"].append(float(np.median([f.keep_alive_s for f in fns]))
+                                         if fns else None)
