@@ -127,3 +127,175 @@ def engine_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             prometheus.stop()
         for exporter in exporters.values():
             exporter.stop()
+
+
+# --- the tidal operator against the test API server (tests/operator/test_operator_*.py) --------
+
+import pathlib  # noqa: E402
+import socket  # noqa: E402
+import threading  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from typing import Any  # noqa: E402
+
+import yaml  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+OPERATOR_NS = "team-a"
+OPERATOR_START_TIMEOUT_S = 20.0
+REACTION_TIMEOUT_S = 15.0
+"""How long the operator may take to react; on an idle machine it reacts within about a second."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def eventually(check: Callable[[], Any], timeout_s: float = REACTION_TIMEOUT_S, interval_s: float = 0.05) -> Any:
+    """Poll ``check`` until it returns something truthy without raising; fail with its last error."""
+    from kubernetes.client.rest import ApiException
+
+    deadline = time.monotonic() + timeout_s
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+            last = None
+        except (AssertionError, ApiException, KeyError, IndexError, TypeError) as exc:
+            last = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s; last error: {last!r}")
+
+
+def tidal_crd_documents() -> list[dict[str, Any]]:
+    return [d for p in sorted((REPO_ROOT / "crds").glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+
+
+def accelerator_class(name: str, cost: float, tflops: float = 300.0) -> dict[str, Any]:
+    return {"apiVersion": "tidal.dev/v1alpha1", "kind": "AcceleratorClass", "metadata": {"name": name},
+            "spec": {"nodeSelector": {"nvidia.com/gpu.product": name.upper()}, "memory": "80Gi",
+                     "peakTflops": tflops, "memoryBandwidthGbps": 2000, "hourlyCost": cost}}
+
+
+def model_deployment(name: str, *, classes: tuple[str, ...] = ("gpu-a",), min_replicas: int = 1,
+                     max_replicas: int = 6, namespace: str = OPERATOR_NS, **spec_extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": {"name": "meta-llama/Llama-3.1-8B-Instruct", "parametersBillions": 8},
+        "engine": {"image": "vllm/vllm-openai:v0.11.0"},
+        "slo": {"ttft": "500ms", "tpot": "50ms"},
+        "mode": "unified",
+        "pools": {"unified": {"minReplicas": min_replicas, "maxReplicas": max_replicas}},
+        "placement": {"acceleratorClasses": list(classes)},
+        "autoscaling": {"predictor": "holt-winters"},
+    }
+    spec.update(spec_extra)
+    return {"apiVersion": "tidal.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+@dataclass
+class OperatorHarness:
+    """A test API server with tidal's CRDs, a namespace and two AcceleratorClasses, plus helpers to
+    run the real operator (``tidal.operator.app.run_operator``) in a thread."""
+
+    kube_api: Any
+    kubeconfig: pathlib.Path
+    api: Any
+    controllers: list[Any]
+
+    @property
+    def custom(self) -> Any:
+        from kubernetes import client
+
+        return client.CustomObjectsApi(self.api)
+
+    @property
+    def apps(self) -> Any:
+        from kubernetes import client
+
+        return client.AppsV1Api(self.api)
+
+    @property
+    def core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
+
+    def create_md(self, body: dict[str, Any]) -> dict[str, Any]:
+        ns = body["metadata"]["namespace"]
+        return self.custom.create_namespaced_custom_object("tidal.dev", "v1alpha1", ns, "modeldeployments", body)
+
+    def read_md(self, name: str, namespace: str = OPERATOR_NS) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object("tidal.dev", "v1alpha1", namespace, "modeldeployments", name)
+
+    def patch_md(self, name: str, patch: dict[str, Any], namespace: str = OPERATOR_NS) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object("tidal.dev", "v1alpha1", namespace, "modeldeployments",
+                                                          name, patch)
+
+    def condition(self, name: str, kind: str, namespace: str = OPERATOR_NS) -> dict[str, Any] | None:
+        for cond in (self.read_md(name, namespace).get("status") or {}).get("conditions") or []:
+            if cond["type"] == kind:
+                return cond
+        return None
+
+    def events(self, name: str, namespace: str = OPERATOR_NS) -> list[Any]:
+        return self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
+
+    def set_ready(self, deployment: str, ready: int, namespace: str = OPERATOR_NS) -> None:
+        """Play the Deployment controller: report ``ready`` ready replicas."""
+        self.apps.patch_namespaced_deployment_status(
+            deployment, namespace, {"status": {"replicas": ready, "readyReplicas": ready, "availableReplicas": ready}})
+
+    @contextmanager
+    def operator(self, **overrides: Any) -> Iterator[Any]:
+        """Run the operator until the block ends; yields the ModelDeploymentController."""
+        from tidal.operator.app import run_operator
+        from tidal.operator.settings import OperatorSettings
+
+        values: dict[str, Any] = {"interval_s": 1.0, "metrics_window_s": 5.0, "health_port": 0,
+                                  "metrics_port": 0, "retry_backoff_s": 0.5, "state_save_interval_s": 0.0,
+                                  "log_format": "plain"}
+        values.update(overrides)
+        settings = OperatorSettings(**values)
+        stop, ready = threading.Event(), threading.Event()
+        seen: list[Any] = []
+        errors: list[BaseException] = []
+
+        def target() -> None:
+            try:
+                run_operator(settings, kubeconfig=self.kubeconfig, stop_flag=stop, ready_flag=ready,
+                             on_controller=seen.append, include_others=False)
+            except BaseException as exc:  # noqa: BLE001 - reported to the test
+                errors.append(exc)
+
+        thread = threading.Thread(target=target, name="tidal-operator", daemon=True)
+        thread.start()
+        try:
+            assert ready.wait(OPERATOR_START_TIMEOUT_S) or errors, "operator did not start"
+            if errors:
+                raise errors[0]
+            self.controllers.append(seen[0])
+            yield seen[0]
+        finally:
+            stop.set()
+            thread.join(OPERATOR_START_TIMEOUT_S)
+            assert not thread.is_alive(), "operator did not stop"
+        assert not errors, errors
+
+
+@pytest.fixture
+def harness(kube_api: Any, kubeconfig: pathlib.Path, kube_client: Any) -> OperatorHarness:
+    from kubernetes import client
+
+    extensions = client.ApiextensionsV1Api(kube_client)
+    for crd in tidal_crd_documents():
+        extensions.create_custom_resource_definition(crd)
+    client.CoreV1Api(kube_client).create_namespace({"metadata": {"name": OPERATOR_NS}})
+    custom = client.CustomObjectsApi(kube_client)
+    for acc in (accelerator_class("gpu-a", 2.5), accelerator_class("gpu-b", 4.0, tflops=900.0)):
+        custom.create_cluster_custom_object("tidal.dev", "v1alpha1", "acceleratorclasses", acc)
+    return OperatorHarness(kube_api, kubeconfig, kube_client, [])

@@ -20,6 +20,13 @@ from kubernetes import config as k8s_config
 from kubernetes.dynamic import DynamicClient
 
 FIELD_MANAGER = "tidal"
+REQUEST_TIMEOUT_S = 10.0
+"""Per-request timeout of the operator's own API calls (reads, applies). kube-apiserver answers a
+healthy request in milliseconds; 10 s is two-thirds of the default tick, so a hung connection costs
+one tick, never the operator (kopf's watch streams have their own timeouts)."""
+TRANSIENT_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+"""Worth retrying: conflicts and rate limiting (the Kubernetes API conventions say clients retry
+409 Conflict and 429 with backoff) and server-side failures."""
 
 
 @dataclass
@@ -27,6 +34,7 @@ class KubeClients:
     """Typed and dynamic clients sharing one connection pool (built once per operator)."""
 
     api: k8s.ApiClient
+    request_timeout_s: float = REQUEST_TIMEOUT_S
     _dynamic: DynamicClient | None = field(default=None, repr=False)
 
     @classmethod
@@ -69,6 +77,34 @@ def apply_object(clients: KubeClients, obj: dict[str, Any], field_manager: str =
     meta = obj["metadata"]
     result = resource.server_side_apply(
         body=obj, name=meta["name"], namespace=meta.get("namespace"),
-        field_manager=field_manager, force_conflicts=True,
+        field_manager=field_manager, force_conflicts=True, _request_timeout=clients.request_timeout_s,
     )
     return result.to_dict()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed API call is worth retrying (timeouts, connection errors, 409/429/5xx)."""
+    from kubernetes.client.rest import ApiException
+    from kubernetes.dynamic.exceptions import DynamicApiError
+    import urllib3
+
+    if isinstance(exc, (ApiException, DynamicApiError)):
+        return getattr(exc, "status", None) in TRANSIENT_STATUSES
+    return isinstance(exc, (urllib3.exceptions.HTTPError, TimeoutError, ConnectionError, OSError))
+
+
+def describe_api_error(exc: BaseException) -> str:
+    """One line: status, reason and the server's message, without the response headers."""
+    import json
+
+    status = getattr(exc, "status", None)
+    body = getattr(exc, "body", None)
+    message = ""
+    if isinstance(body, (str, bytes)):
+        try:
+            message = json.loads(body).get("message", "")
+        except (ValueError, AttributeError):
+            message = body[:200] if isinstance(body, str) else ""
+    reason = getattr(exc, "reason", None) or type(exc).__name__
+    head = f"{status} {reason}" if status else f"{type(exc).__name__}: {exc}"
+    return f"{head}: {message}" if message else head

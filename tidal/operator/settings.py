@@ -20,6 +20,13 @@ DEFAULT_METRICS_PORT = 9090
 DEFAULT_METRICS_WINDOW_S = 60.0
 """PromQL rate/histogram window: four 15 s scrapes, the smallest window that survives one missed scrape."""
 
+DEFAULT_RETRY_BACKOFF_S = 10.0
+"""Delay before kopf retries a reconcile that hit a transient API error (409/429/5xx/timeout);
+kopf's own default is 60 s, long enough to make a create look lost."""
+DEFAULT_STATE_SAVE_INTERVAL_S = 60.0
+"""Forecaster history that changed without a decision change is persisted at most this often
+(a restart then re-learns at most one minute); scale changes are persisted on the tick."""
+
 LogFormat = Literal["json", "plain"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -43,6 +50,8 @@ class OperatorSettings:
     health_port: int = DEFAULT_HEALTH_PORT
     metrics_port: int = DEFAULT_METRICS_PORT
     field_manager: str = "tidal"
+    retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S
+    state_save_interval_s: float = DEFAULT_STATE_SAVE_INTERVAL_S
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

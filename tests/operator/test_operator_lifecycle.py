@@ -1,0 +1,78 @@
+"""The operator's ModelDeployment lifecycle: real kopf + kubernetes client + the test API server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from tests.operator.conftest import OPERATOR_NS, OperatorHarness, eventually, model_deployment
+
+
+def _deployment(h: OperatorHarness, name: str) -> Any:
+    return h.apps.read_namespaced_deployment(name, OPERATOR_NS)
+
+
+def test_create_update_delete_children(harness: OperatorHarness) -> None:
+    h = harness
+    with h.operator():
+        md = h.create_md(model_deployment("llama", classes=("gpu-b", "gpu-a"), min_replicas=2))
+        uid = md["metadata"]["uid"]
+
+        # Children: a Deployment per (pool, class), one Service, the KV-policy ConfigMap.
+        cheap = eventually(lambda: _deployment(h, "llama-unified-gpu-a"))
+        dear = eventually(lambda: _deployment(h, "llama-unified-gpu-b"))
+        assert cheap.spec.replicas == 2, "minReplicas go to the cheapest allowed class"
+        assert dear.spec.replicas == 0
+        container = cheap.spec.template.spec.containers[0]
+        assert container.image == "vllm/vllm-openai:v0.11.0"
+        assert container.resources.limits == {"nvidia.com/gpu": "1"}
+        terms = cheap.spec.template.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+        assert terms.node_selector_terms[0].match_expressions[0].values == ["GPU-A"]
+        assert [(r.kind, r.uid, r.controller) for r in cheap.metadata.owner_references] == [
+            ("ModelDeployment", uid, True)]
+        managers = {m.manager for m in cheap.metadata.managed_fields}
+        assert "tidal" in managers
+        service = eventually(lambda: h.core.read_namespaced_service("llama-unified", OPERATOR_NS))
+        assert service.spec.selector == {"tidal.dev/deployment": "llama", "tidal.dev/pool": "unified"}
+        kv = eventually(lambda: h.core.read_namespaced_config_map("llama-kv-policy", OPERATOR_NS))
+        assert kv.data["mode"] == "auto"
+
+        # Status: observedGeneration, conditions in the documented set.
+        def reconciled() -> dict[str, Any]:
+            st = h.read_md("llama").get("status") or {}
+            assert st.get("observedGeneration") == md["metadata"]["generation"]
+            assert {c["type"] for c in st["conditions"]} >= {"Ready", "CapacityLimited", "Degraded",
+                                                              "MetricsAvailable"}
+            return st
+
+        eventually(reconciled)
+        # Without Prometheus: MetricsAvailable=False with the reason, replicas held at 2.
+        cond = eventually(lambda: (c := h.condition("llama", "MetricsAvailable")) and c["status"] == "False" and c)
+        assert cond["reason"] == "NoPrometheus"
+        assert _deployment(h, "llama-unified-gpu-a").spec.replicas == 2
+
+        # A spec change rolls out to the children, replicas untouched.
+        h.patch_md("llama", {"spec": {"engine": {"image": "vllm/vllm-openai:v0.11.1"}}})
+        eventually(lambda: _deployment(h, "llama-unified-gpu-a").spec.template.spec.containers[0].image
+                   == "vllm/vllm-openai:v0.11.1")
+        assert _deployment(h, "llama-unified-gpu-a").spec.replicas == 2
+        gen = h.read_md("llama")["metadata"]["generation"]
+        eventually(lambda: h.read_md("llama")["status"]["observedGeneration"] == gen)
+
+        # Deletion: owner references garbage-collect every child (the test server's GC).
+        h.custom.delete_namespaced_custom_object("tidal.dev", "v1alpha1", OPERATOR_NS, "modeldeployments", "llama")
+
+        def gone() -> bool:
+            assert not h.apps.list_namespaced_deployment(OPERATOR_NS).items
+            assert not h.core.list_namespaced_service(OPERATOR_NS).items
+            assert not [c for c in h.core.list_namespaced_config_map(OPERATOR_NS).items
+                        if c.metadata.name.startswith("llama-")]
+            return True
+
+        eventually(gone)
+        try:
+            h.read_md("llama")
+            raise AssertionError("the ModelDeployment should be gone (no finalizer blocks it)")
+        except ApiException as exc:
+            assert exc.status == 404

@@ -1,0 +1,146 @@
+"""The operator process: one explicit kopf registry, kopf settings, login, health and /metrics.
+
+Why an explicit ``kopf.OperatorRegistry`` and no module-level ``@kopf.on`` decorators: importing a
+module must not register handlers into kopf's global registry, so tests can run several operators
+(with different settings) in one process, and ``tidal explain`` can import this without side effects.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import kopf
+from kubernetes import client as k8s
+
+from tidal.operator.kube import KubeClients
+from tidal.operator.metrics import OperatorMetrics, serve_metrics
+from tidal.operator.settings import OperatorSettings
+
+log = logging.getLogger("tidal.operator")
+
+ANNOTATION_PREFIX = "tidal.dev"
+"""kopf keeps handler progress and the last handled spec in annotations under this prefix (the CRD
+status schema is strict, so kopf's default ``status.kopf`` would be pruned)."""
+FINALIZER = "tidal.dev/kopf-finalizer"
+WATCH_SERVER_TIMEOUT_S = 300
+"""Ask the API server to end each watch after 5 minutes (kopf's docs recommend setting it; the
+server's own default, --min-request-timeout 1800 s, is randomised up to twice that)."""
+WATCH_CLIENT_TIMEOUT_S = WATCH_SERVER_TIMEOUT_S + 60
+"""Drop a watch the server forgot to end, one minute after it should have ended."""
+WATCH_CONNECT_TIMEOUT_S = 30
+EXECUTOR_WORKERS = 16
+"""Threads for sync handlers: ticks block on the API server and Prometheus (I/O), not on CPU."""
+OTHER_HANDLER_MODULES = (
+    "tidal.operator.handlers_serverless",
+    "tidal.operator.handlers_accelerators",
+    "tidal.operator.handlers_fairshare",
+)
+"""Handler modules of the other resources; each exposes ``register(registry, settings, clients)``."""
+
+
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
+    ks = kopf.OperatorSettings()
+    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+    ks.persistence.finalizer = FINALIZER
+    ks.posting.enabled = True
+    ks.posting.level = logging.INFO  # explicit kopf.event() calls only (posting.loggers stays False)
+    ks.watching.server_timeout = WATCH_SERVER_TIMEOUT_S
+    ks.watching.client_timeout = WATCH_CLIENT_TIMEOUT_S
+    ks.watching.connect_timeout = WATCH_CONNECT_TIMEOUT_S
+    ks.execution.max_workers = EXECUTOR_WORKERS
+    if settings.peering_name:
+        ks.peering.name = settings.peering_name
+        ks.peering.mandatory = True
+        ks.peering.standalone = False
+    else:
+        ks.peering.standalone = True
+    ks.peering.clusterwide = settings.cluster_wide
+    return ks
+
+
+def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
+    """kopf's credentials from the kubernetes client's configuration (kubeconfig or in-cluster), so
+    both clients use the same server, CA and identity."""
+    if configuration.refresh_api_key_hook is not None:
+        configuration.refresh_api_key_hook(configuration)  # in-cluster: re-read the rotated token
+    token = None
+    header = configuration.get_api_key_with_prefix("authorization") or configuration.get_api_key_with_prefix("BearerToken")
+    if header:
+        token = header.split(" ", 1)[1] if " " in header else header
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert or None,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme="Bearer" if token else None,
+        token=token,
+        certificate_path=configuration.cert_file or None,
+        private_key_path=configuration.key_file or None,
+    )
+
+
+def build_registry(settings: OperatorSettings, clients: KubeClients, metrics: OperatorMetrics,
+                   prometheus: Any | None = None, include_others: bool = True) -> tuple[kopf.OperatorRegistry, Any]:
+    """The registry with the login handler, ModelDeployment handlers and (when importable) the others.
+    Returns (registry, ModelDeploymentController)."""
+    from tidal.operator import handlers_modeldeployment
+
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.login(registry=registry)
+    def tidal_login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(clients.api.configuration)
+
+    controller = handlers_modeldeployment.register(registry, settings, clients, metrics=metrics, prometheus=prometheus)
+    if include_others:
+        for module_name in OTHER_HANDLER_MODULES:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                log.info("%s is not installed; its resources are not served", module_name)
+                continue
+            module.register(registry, settings, clients)
+    return registry, controller
+
+
+def make_prometheus(settings: OperatorSettings) -> Any | None:
+    if not settings.prometheus_url:
+        return None
+    from tidal.operator.prometheus import PrometheusMetrics, PrometheusSettings
+
+    return PrometheusMetrics(PrometheusSettings(url=settings.prometheus_url))
+
+
+def run_operator(settings: OperatorSettings, kubeconfig: str | Path | None = None,
+                 stop_flag: threading.Event | None = None, ready_flag: threading.Event | None = None,
+                 metrics: OperatorMetrics | None = None, include_others: bool = True,
+                 on_controller: Any | None = None) -> None:
+    """Run until ``stop_flag`` is set (or SIGTERM/SIGINT in the main thread). Usable from a thread."""
+    clients = KubeClients.from_config(kubeconfig)
+    metrics = metrics or OperatorMetrics()
+    registry, controller = build_registry(settings, clients, metrics, make_prometheus(settings), include_others)
+    if on_controller is not None:
+        on_controller(controller)
+    server = serve_metrics(metrics, settings.metrics_port) if settings.metrics_port else None
+    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    try:
+        kopf.run(
+            registry=registry, settings=kopf_settings(settings),
+            standalone=settings.peering_name is None, peering_name=settings.peering_name,
+            clusterwide=settings.cluster_wide, namespaces=list(settings.namespaces),
+            liveness_endpoint=liveness, stop_flag=stop_flag, ready_flag=ready_flag,
+        )
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        clients.close()

@@ -1,0 +1,486 @@
+"""The ModelDeployment runtime: reconcile children, run the autoscaling tick, learn cold starts.
+
+kopf calls these through thin handlers (tidal/operator/handlers_modeldeployment.py). Decisions,
+rendering and status formatting are pure functions in tidal/controllers; this module does the
+I/O around them: Kubernetes reads and server-side applies, Prometheus reads, Events, metrics,
+state persistence.
+
+Failure policy (docs/architecture.md, "Failure behaviour"):
+- invalid spec: conditions + a Warning Event, no exception (kopf would retry forever);
+- transient API errors on reconcile (409/429/5xx/timeouts): ``kopf.TemporaryError`` -> retried;
+- any failure inside a tick: ``Degraded=True`` naming the step, replicas held, next tick retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Mapping
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from tidal.api.acceleratorclass import AcceleratorClass
+from tidal.api.modeldeployment import ModelDeployment
+from tidal.api.types import parse_duration_s, parse_quantity_bytes
+from tidal.api.validation import InvalidResource, parse_resource
+from tidal.controllers.labels import DEPLOYMENT_LABEL
+from tidal.controllers.modeldeployment import ChildKey, pools_of, render_children, render_deployment
+from tidal.controllers.modeldeployment_decide import WorkloadDecision, decide, place, preference_order
+from tidal.controllers.modeldeployment_observe import (
+    ChildDeployment,
+    ChildPod,
+    PoolReplicas,
+    observe_replicas,
+    start_times,
+    summarize_deployment,
+)
+from tidal.controllers.modeldeployment_status import (
+    DEGRADED,
+    READY,
+    ConditionValue,
+    ForecastView,
+    MetricsReport,
+    capacity_condition,
+    degraded_condition,
+    invalid_spec_conditions,
+    merge_conditions,
+    metrics_condition,
+    missing_classes_limit,
+    ready_condition,
+    scale_event,
+    slo_condition,
+    status_patch,
+)
+from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient
+from tidal.operator.metrics import OperatorMetrics
+from tidal.operator.settings import OperatorSettings
+from tidal.operator.workloads import WorkloadCache, WorkloadRuntime
+from tidal.policies.interface import Observation, PoolObservation, Reason
+from tidal.predictors.coldstart import StartContext, StartPhases
+from tidal.predictors.pauses import SessionPausePredictor
+
+log = logging.getLogger("tidal.operator.modeldeployment")
+
+POLICY_NAME = "utilization"
+"""The rule driving replicas until the SLO planner lands (tidal/policies/utilization.py)."""
+DTYPE_BYTES = {"float16": 2.0, "bfloat16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+"""Bytes per parameter of each weight precision, for the weights size when spec.model.weightsSize is absent."""
+FORECAST_QUANTILES = (0.1, 0.5, 0.9)
+"""Median plus an 80 % band, the bounds shown in status.forecast."""
+COLD_START_QUANTILE_INDEX = 1
+"""Index into (0.5, 0.9): the p90 cold start sets the pre-warm horizon (late capacity misses the SLO)."""
+AUTO_KV_TTL_QUANTILE = 0.5
+"""``kvCache.ttl: auto`` keeps KV for the median session pause (docs: "as long as pauses usually last").
+The operator does not observe pauses yet, so this is the pause predictor's prior median."""
+MAX_EVENT_MESSAGE = 1000
+"""Kubernetes truncates Event messages at 1024 bytes; stay below."""
+
+
+def model_size_gb(md: ModelDeployment) -> float:
+    model = md.spec.model
+    if model.weights_size:
+        return parse_quantity_bytes(model.weights_size) / 1e9
+    return model.parameters_billions * DTYPE_BYTES[model.dtype]
+
+
+def kv_ttl_seconds(md: ModelDeployment) -> float | None:
+    ttl = md.spec.kv_cache.ttl
+    if ttl == "off":
+        return None
+    if ttl == "auto":
+        return round(SessionPausePredictor().quantile(AUTO_KV_TTL_QUANTILE), 1)
+    return parse_duration_s(ttl)
+
+
+def _event(body: Any, kind: str, reason: str, message: str) -> None:
+    kopf.event(body, type=kind, reason=reason, message=message[:MAX_EVENT_MESSAGE])
+
+
+def _parse(body: Mapping[str, Any]) -> ModelDeployment:
+    manifest = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+                "metadata": {"name": body["metadata"]["name"], "namespace": body["metadata"].get("namespace")},
+                "spec": dict(body.get("spec") or {})}
+    md = parse_resource(_plain(manifest))
+    assert isinstance(md, ModelDeployment)
+    return md
+
+
+def _plain(value: Any) -> Any:
+    """kopf bodies are read-only mapping views; pydantic wants plain dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """What one tick did (returned for tests and the benchmark; kopf ignores it)."""
+
+    decision: WorkloadDecision | None
+    latency_s: float
+    applied: tuple[ChildKey, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+class ModelDeploymentController:
+    """Everything one operator does for ModelDeployments. One instance per operator."""
+
+    def __init__(self, settings: OperatorSettings, clients: KubeClients, metrics: OperatorMetrics,
+                 workloads: WorkloadCache, prometheus: Any | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.metrics = metrics
+        self.workloads = workloads
+        self.prometheus = prometheus
+        self.clock = clock
+
+    # --- reconcile (create / update / resume) ---------------------------------------------------
+
+    def reconcile(self, body: Mapping[str, Any], patch: Any, status: Mapping[str, Any] | None) -> None:
+        meta = body["metadata"]
+        namespace, name, uid = meta.get("namespace"), meta["name"], meta["uid"]
+        generation = meta.get("generation")
+        now = self.clock()
+        previous = (status or {}).get("conditions")
+        try:
+            md = _parse(body)
+        except InvalidResource as exc:
+            log.warning("%s/%s: %s", namespace, name, exc)
+            patch["status"] = {"observedGeneration": generation,
+                               "conditions": merge_conditions(previous, invalid_spec_conditions(exc), now, generation)}
+            _event(body, "Warning", "InvalidSpec", "; ".join(str(e) for e in exc.errors))
+            return  # permanent: the next spec change triggers a new reconcile
+        try:
+            accelerators, missing = self._read_accelerators(md)
+            existing = self._list_children(namespace, name)
+        except Exception as exc:  # noqa: BLE001 - classified below
+            self._retry_or_degrade(exc, "read AcceleratorClasses/children", body, patch, previous, now, generation)
+            return
+        current = {d.key: d.spec_replicas for d in existing}
+        preference = preference_order(md, accelerators)
+        replicas: dict[ChildKey, int] = {}
+        for pool, bounds in pools_of(md).items():
+            cur = {k.accelerator: n for k, n in current.items() if k.pool == pool}
+            initial = md.spec.replicas if md.spec.replicas is not None else bounds.min_replicas
+            want = sum(cur.values()) if cur else initial
+            if md.spec.replicas is not None:
+                want = md.spec.replicas
+            for acc, n in place(want, cur, preference).items():
+                replicas[ChildKey(pool, acc)] = n
+        children = render_children(md, uid, accelerators, replicas, kv_ttl_seconds(md))
+        try:
+            for child in children:
+                apply_object(self.clients, child, field_manager=self.settings.field_manager)
+        except Exception as exc:  # noqa: BLE001
+            self._retry_or_degrade(exc, "apply children", body, patch, previous, now, generation)
+            return
+        pool_replicas = observe_replicas(pools_of(md), existing, ())
+        limits = [missing_classes_limit(missing)] if missing else []
+        desired = {p: sum(n for k, n in replicas.items() if k.pool == p) for p in pools_of(md)}
+        conditions = [
+            ready_condition(desired, pool_replicas),
+            capacity_condition(limits, pool_replicas),
+            degraded_condition([]),
+        ]
+        if not any(c.get("type") == "MetricsAvailable" for c in previous or ()):
+            conditions.append(ConditionValue("MetricsAvailable", "Unknown", "NotYetRead",
+                                             "no autoscaling tick has read metrics yet"))
+        merged = merge_conditions(previous, conditions, now, generation)
+        loaded = self.workloads.peek(namespace, name)
+        if loaded is not None:
+            loaded.last_status = None  # the next tick rewrites the whole status
+        patch["status"] = {"observedGeneration": generation, "conditions": merged,
+                           "desiredReplicas": sum(desired.values()), "kvTtlSeconds": kv_ttl_seconds(md),
+                           "selector": f"{DEPLOYMENT_LABEL}={name}"}
+
+    def _retry_or_degrade(self, exc: BaseException, step: str, body: Any, patch: Any,
+                          previous: Any, now: float, generation: int | None) -> None:
+        text = describe_api_error(exc)
+        if is_transient(exc):
+            raise kopf.TemporaryError(f"{step}: {text}", delay=self.settings.retry_backoff_s) from exc
+        patch["status"] = {"conditions": merge_conditions(
+            previous, [degraded_condition([f"{step}: {text}"]),
+                       ConditionValue(READY, "False", "StepFailed", f"{step}: {text}")], now, generation)}
+        _event(body, "Warning", "ReconcileFailed", f"{step}: {text}")
+
+    def _read_accelerators(self, md: ModelDeployment) -> tuple[dict[str, AcceleratorClass], list[str]]:
+        found: dict[str, AcceleratorClass] = {}
+        missing: list[str] = []
+        for acc_name in md.spec.placement.accelerator_classes:
+            try:
+                obj = self.clients.custom.get_cluster_custom_object(
+                    "tidal.dev", "v1alpha1", "acceleratorclasses", acc_name,
+                    _request_timeout=self.clients.request_timeout_s)
+            except ApiException as exc:
+                if exc.status == 404:
+                    missing.append(acc_name)
+                    continue
+                raise
+            parsed = _accelerator(obj)
+            if parsed is None:
+                missing.append(acc_name)
+            else:
+                found[acc_name] = parsed
+        return found, missing
+
+    def _list_children(self, namespace: str, name: str) -> list[ChildDeployment]:
+        items = self.clients.apps.list_namespaced_deployment(
+            namespace, label_selector=f"{DEPLOYMENT_LABEL}={name}",
+            _request_timeout=self.clients.request_timeout_s).items
+        out = []
+        for item in items:
+            summary = summarize_deployment(self.clients.api.sanitize_for_serialization(item))
+            if summary is not None and summary.workload == name:
+                out.append(summary)
+        return out
+
+    # --- the autoscaling tick ---------------------------------------------------------------------
+
+    def tick(self, body: Mapping[str, Any], patch: Any, status: Mapping[str, Any] | None,
+             accelerator_index: Mapping[str, Any], deployments: Iterable[ChildDeployment],
+             pods: Iterable[ChildPod]) -> TickResult | None:
+        meta = body["metadata"]
+        namespace, name, uid = meta.get("namespace"), meta["name"], meta["uid"]
+        generation = meta.get("generation")
+        try:
+            md = _parse(body)
+        except InvalidResource:
+            return None  # reconcile reported it; nothing to scale
+        rt = self.workloads.get(namespace, name, uid)
+        with rt.lock:
+            return self._tick_locked(md, rt, body, patch, status, accelerator_index, deployments, pods, generation)
+
+    def _tick_locked(self, md: ModelDeployment, rt: WorkloadRuntime, body: Any, patch: Any,
+                     status: Mapping[str, Any] | None, accelerator_index: Mapping[str, Any],
+                     deployments: Iterable[ChildDeployment], pods: Iterable[ChildPod],
+                     generation: int | None) -> TickResult:
+        namespace, name, uid = rt.namespace, rt.name, rt.uid
+        started = time.perf_counter()
+        now = self.clock()
+        problems: list[str] = []
+        accelerators: dict[str, AcceleratorClass] = {}
+        missing: list[str] = []
+        for acc_name in md.spec.placement.accelerator_classes:
+            acc = accelerator_index.get(acc_name)
+            (accelerators.__setitem__(acc_name, acc) if acc is not None else missing.append(acc_name))
+        preference = preference_order(md, accelerators)
+        pools = list(pools_of(md))
+        children = [d for d in deployments if d.workload == name]
+        replicas = observe_replicas(pools, children, [p for p in pods if p.workload == name])
+        observation, report = self._observe_metrics(md, namespace, name, replicas, now)
+        rt.state.tick += 1
+        forecast = self._forecast(md, rt, observation, preference, now)
+        current = {d.key: d.spec_replicas for d in children}
+        try:
+            wd = decide(md, observation, current, preference)
+        except Exception as exc:  # noqa: BLE001 - a policy bug must not stop the operator: hold
+            log.exception("%s/%s: decision failed; holding replicas", namespace, name)
+            problems.append(f"decide: {type(exc).__name__}: {exc}")
+            wd = WorkloadDecision(decision=_hold(replicas, str(exc)), by_child=current)
+        latency = time.perf_counter() - started
+        if missing:
+            wd = replace(wd, capacity_limits=(missing_classes_limit(missing), *wd.capacity_limits))
+        applied = self._apply_changes(md, uid, wd, current, accelerators, problems)
+        self._announce(body, rt, wd, applied)
+        cold = self._cold_start_s(md, rt, preference)
+        conditions = [
+            ready_condition(wd.decision.desired_replicas, replicas),
+            metrics_condition(report),
+            slo_condition(md, observation.pools, observation.metrics_available),
+            capacity_condition(wd.capacity_limits, replicas),
+            degraded_condition(problems),
+        ]
+        merged = merge_conditions((status or {}).get("conditions"), conditions, now, generation)
+        new_status = status_patch(name, generation, wd.decision, wd.by_child, replicas, merged, now, POLICY_NAME,
+                                  forecast, cold, kv_ttl_seconds(md))
+        comparable = _without_times(new_status)
+        if comparable != rt.last_status:
+            patch["status"] = new_status
+            rt.last_status = comparable
+        urgent = self._record_decision(rt, wd, now, report.available, forecast)
+        for pool in pools:
+            obs = observation.pools.get(pool)
+            self.metrics.record_tick(
+                namespace, name, pool, desired=wd.decision.desired_replicas.get(pool, 0),
+                ready=obs.ready_replicas if obs else 0, observed_rps=obs.request_rate_rps if obs else None,
+                forecast_rps=forecast.rps if forecast is not None and pool == pools[0] else None, latency_s=latency)
+        try:
+            self.workloads.save(rt, urgent=urgent or bool(applied),
+                                min_interval_s=self.settings.state_save_interval_s)
+        except Exception as exc:  # noqa: BLE001 - next tick retries the save
+            log.warning("%s/%s: could not save state: %s", namespace, name, describe_api_error(exc))
+        return TickResult(wd, latency, tuple(applied), tuple(problems))
+
+    def _observe_metrics(self, md: ModelDeployment, namespace: str, name: str,
+                         replicas: Mapping[str, PoolReplicas], now: float) -> tuple[Observation, MetricsReport]:
+        pools = {p: r.observation for p, r in replicas.items()}
+        if self.prometheus is None:
+            return (Observation(now, pools, metrics_available=False),
+                    MetricsReport(False, "NoPrometheus",
+                                  "no --prometheus-url configured (operator.prometheusUrl); holding replicas"))
+        read: dict[str, PoolObservation] = {}
+        failures: list[str] = []
+        reason = "MetricsRead"
+        available = True
+        for pool, obs in pools.items():
+            if obs.current_replicas == 0 and obs.ready_replicas == 0:
+                read[pool] = obs  # nothing running: no series to read
+                available = False
+                failures.append(f"pool {pool}: no replicas to read metrics from")
+                reason = "NoReplicas" if reason == "MetricsRead" else reason
+                continue
+            result = self.prometheus.read_pool(
+                namespace=namespace, deployment=name, pool=pool, dialect=md.spec.engine.metrics_dialect,
+                window_s=self.settings.metrics_window_s, percentile=md.spec.slo.percentile)
+            read[pool] = result.apply_to(obs)
+            if read[pool].running_requests is None or read[pool].waiting_requests is None:
+                available = False
+                if reason in ("MetricsRead", "NoReplicas"):
+                    reason = result.reason()
+                failures.append(f"pool {pool}: {result.message()}")
+        message = "engine metrics read for every pool" if available else "; ".join(failures) + "; holding replicas"
+        return Observation(now, read, metrics_available=available), MetricsReport(available, reason, message)
+
+    def _forecast(self, md: ModelDeployment, rt: WorkloadRuntime, observation: Observation,
+                  preference: list[str], now: float) -> ForecastView | None:
+        forecaster = rt.ensure_forecaster(md.spec.autoscaling.predictor, self.settings.interval_s)
+        if forecaster is None:
+            return None
+        first = next(iter(pools_of(md)))  # unified, or prefill: every request passes it once
+        obs = observation.pools.get(first)
+        forecaster.observe(now, obs.request_rate_rps if obs is not None else None)
+        horizon = max(self.settings.interval_s, self._cold_start_s(md, rt, preference) or 0.0)
+        try:
+            fc = forecaster.forecast((horizon,), FORECAST_QUANTILES)
+        except (ValueError, RuntimeError) as exc:
+            log.debug("%s/%s: no forecast yet (%s)", rt.namespace, rt.name, exc)
+            return None
+        lo, mid, hi = (fc.at(horizon, q) for q in FORECAST_QUANTILES)
+        return ForecastView(mid, lo, hi, horizon)
+
+    def _cold_start_s(self, md: ModelDeployment, rt: WorkloadRuntime, preference: list[str]) -> float | None:
+        if not preference:
+            return None
+        ctx = StartContext(preference[0], None, image_cached=False, weights_cached=False,
+                           model_size_gb=model_size_gb(md))
+        return rt.cold_start.predict(ctx).total_s[COLD_START_QUANTILE_INDEX]
+
+    def _apply_changes(self, md: ModelDeployment, uid: str, wd: WorkloadDecision, current: Mapping[ChildKey, int],
+                       accelerators: Mapping[str, AcceleratorClass], problems: list[str]) -> list[ChildKey]:
+        applied = []
+        for key, n in wd.by_child.items():
+            if current.get(key) == n:
+                continue
+            obj = render_deployment(md, uid, key, accelerators[key.accelerator], n)
+            try:
+                apply_object(self.clients, obj, field_manager=self.settings.field_manager)
+                applied.append(key)
+            except Exception as exc:  # noqa: BLE001 - reported as Degraded; next tick retries
+                problems.append(f"apply Deployment {obj['metadata']['name']}: {describe_api_error(exc)}")
+        return applied
+
+    def _announce(self, body: Any, rt: WorkloadRuntime, wd: WorkloadDecision, applied: list[ChildKey]) -> None:
+        """One Event per applied replica change; the key (tick, child, from, to) is persisted so a
+        restarted operator never repeats it."""
+        for key, before, after in wd.changes:
+            if key not in applied:
+                continue
+            event_key = f"{rt.state.tick}:{key.pool}/{key.accelerator}:{before}->{after}"
+            if event_key == rt.state.last_scale_event:
+                continue
+            reason, message = scale_event(key, before, after, wd.decision.reasons)
+            _event(body, "Normal", reason, message)
+            rt.state.last_scale_event = event_key
+
+    def _record_decision(self, rt: WorkloadRuntime, wd: WorkloadDecision, now: float, metrics_ok: bool,
+                         forecast: ForecastView | None) -> bool:
+        """Append to the ring buffer; repeats of the same decision only extend the last entry.
+        Returns whether this is a new decision (worth saving at once)."""
+        record = {
+            "time": now, "tick": rt.state.tick, "policy": POLICY_NAME,
+            "desired": dict(wd.decision.desired_replicas),
+            "byChild": {f"{k.pool}/{k.accelerator}": n for k, n in wd.by_child.items()},
+            "reasons": [{"code": r.code, "message": r.message, "pool": r.pool} for r in wd.decision.reasons],
+            "limits": [r.message for r in wd.capacity_limits],
+            "metricsAvailable": metrics_ok,
+            "forecastRps": None if forecast is None else round(forecast.rps, 4),
+        }
+        last = rt.state.decisions[-1] if rt.state.decisions else None
+        signature = lambda r: (r["desired"], r.get("byChild"), [x["code"] for x in r["reasons"]],  # noqa: E731
+                               r["metricsAvailable"], r.get("limits"))
+        if last is not None and signature(last) == signature(record):
+            last["until"] = now
+            last["repeats"] = int(last.get("repeats", 1)) + 1
+            last["reasons"] = record["reasons"]
+            return False
+        rt.state.add_decision(record)
+        return True
+
+    # --- cold starts from pods ------------------------------------------------------------------
+
+    def pod_event(self, pod: ChildPod, md_body: Mapping[str, Any] | None) -> bool:
+        """Learn from a pod that became Ready (once per pod); returns whether it was counted."""
+        times = start_times(pod)
+        if times is None or md_body is None:
+            return False
+        try:
+            md = _parse(md_body)
+        except InvalidResource:
+            return False
+        uid = md_body["metadata"]["uid"]
+        rt = self.workloads.get(pod.namespace, pod.workload, uid)
+        with rt.lock:
+            if pod.uid in rt.state.counted_pods:
+                return False
+            ctx = StartContext(pod.accelerator, pod.node, image_cached=times.image_cached, weights_cached=False,
+                               model_size_gb=model_size_gb(md))
+            # Pod timestamps cannot split weights load from engine init: both go to engine_init.
+            rt.cold_start.observe(ctx, StartPhases(times.scheduling_s, times.image_pull_s, 0.0, times.after_start_s))
+            rt.state.add_counted_pod(pod.uid)
+            self.metrics.count_cold_start(pod.namespace, pod.workload, pod.pool)
+            try:
+                self.workloads.save(rt, urgent=True, min_interval_s=0.0)
+            except Exception as exc:  # noqa: BLE001 - saved again on the next tick
+                log.warning("%s/%s: could not save state: %s", pod.namespace, pod.workload, describe_api_error(exc))
+        return True
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.workloads.forget(namespace, name)
+        self.metrics.forget(namespace, name)
+
+
+def _accelerator(obj: Mapping[str, Any]) -> AcceleratorClass | None:
+    try:
+        parsed = parse_resource({"apiVersion": obj.get("apiVersion"), "kind": "AcceleratorClass",
+                                 "metadata": {"name": (obj.get("metadata") or {}).get("name")},
+                                 "spec": _plain(obj.get("spec") or {})})
+    except InvalidResource as exc:
+        log.warning("ignoring invalid %s", exc)
+        return None
+    return parsed if isinstance(parsed, AcceleratorClass) else None
+
+
+def accelerator_from_body(obj: Mapping[str, Any]) -> AcceleratorClass | None:
+    """Parse an AcceleratorClass body (for the index); None when it is invalid."""
+    return _accelerator(_plain(obj))
+
+
+def _hold(replicas: Mapping[str, PoolReplicas], why: str) -> Any:
+    from tidal.policies.interface import Decision
+
+    return Decision(desired_replicas={p: r.spec_total for p, r in replicas.items()},
+                    reasons=tuple(Reason("hold-decision-failed", f"decision failed ({why}); holding", p)
+                                  for p in replicas))
+
+
+def _without_times(status: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(status)
+    decision = out.get("lastDecision")
+    if isinstance(decision, Mapping):
+        out["lastDecision"] = {k: v for k, v in decision.items() if k != "time"}
+    return out

@@ -1,0 +1,177 @@
+"""Per-workload memory of the operator: live predictors plus their persisted form.
+
+One :class:`WorkloadRuntime` per ModelDeployment, created on the first tick or pod event after
+the operator starts and restored from the ConfigMap ``<name>-tidal-state`` (so a restart loses
+nothing). The cache is owned by one operator instance (no module globals) and guarded by locks,
+because kopf runs sync handlers of different objects in a thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from tidal.controllers.labels import DEPLOYMENT_LABEL, MANAGED_BY
+from tidal.controllers.modeldeployment import owner_reference
+from tidal.controllers.workload_state import (
+    STATE_KEY,
+    StateError,
+    WorkloadState,
+    decode_state,
+    encode_state,
+    state_configmap_name,
+)
+from tidal.operator.kube import KubeClients, apply_object
+from tidal.predictors import load_forecaster_from_state, make_load_forecaster
+from tidal.predictors.coldstart import ColdStartPredictor
+from tidal.predictors.load import LoadForecaster
+
+log = logging.getLogger("tidal.operator.workloads")
+
+PREDICTOR_NAMES = {
+    "auto": "auto", "torch": "torch", "holt-winters": "holt_winters", "seasonal-naive": "seasonal_naive", "none": None,
+}
+"""``spec.autoscaling.predictor`` (CRD spelling) -> tidal.predictors name; ``none``: no forecast."""
+
+
+@dataclass
+class WorkloadRuntime:
+    """Live state of one workload. Callers hold ``lock`` while reading or changing it."""
+
+    namespace: str
+    name: str
+    uid: str
+    state: WorkloadState
+    forecaster: LoadForecaster | None = None
+    cold_start: ColdStartPredictor = field(default_factory=ColdStartPredictor)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    saved_text: str | None = None
+    saved_at: float = 0.0
+    last_status: dict[str, Any] | None = None
+    """The status last written (without its timestamps), to skip identical patches."""
+
+    def ensure_forecaster(self, predictor: str, step_s: float) -> LoadForecaster | None:
+        """The forecaster the spec asks for; rebuilt (history lost) when the kind or step changed."""
+        wanted = PREDICTOR_NAMES.get(predictor, "auto")
+        if wanted is None:
+            self.forecaster = None
+            return None
+        f = self.forecaster
+        if f is None or getattr(f, "name", None) != wanted or abs(f.step_s - step_s) > 1e-9:
+            self.forecaster = make_load_forecaster(wanted, step_s)
+        return self.forecaster
+
+    def snapshot(self) -> WorkloadState:
+        self.state.forecaster = self.forecaster.to_state() if self.forecaster is not None else None
+        self.state.cold_start = self.cold_start.to_state()
+        return self.state
+
+
+class StateStore:
+    """Reads and writes the state ConfigMaps (get; server-side apply)."""
+
+    def __init__(self, clients: KubeClients, field_manager: str) -> None:
+        self.clients = clients
+        self.field_manager = field_manager
+
+    def load(self, namespace: str, name: str) -> WorkloadState | None:
+        """The stored state, or None when there is none or it is unreadable (logged; start fresh)."""
+        try:
+            cm = self.clients.core.read_namespaced_config_map(
+                state_configmap_name(name), namespace, _request_timeout=self.clients.request_timeout_s)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        text = (cm.data or {}).get(STATE_KEY)
+        if not text:
+            return None
+        try:
+            return decode_state(text)
+        except StateError as exc:
+            log.warning("%s/%s: ignoring stored state (%s); starting fresh", namespace, name, exc)
+            return None
+
+    def save(self, namespace: str, name: str, uid: str, text: str) -> None:
+        apply_object(self.clients, {
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {
+                "name": state_configmap_name(name), "namespace": namespace,
+                "labels": {**MANAGED_BY, DEPLOYMENT_LABEL: name},
+                "ownerReferences": [owner_reference("ModelDeployment", name, uid)],
+            },
+            "data": {STATE_KEY: text},
+        }, field_manager=self.field_manager)
+
+
+class WorkloadCache:
+    """All runtimes of one operator, keyed by (namespace, name)."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._runtimes: dict[tuple[str, str], WorkloadRuntime] = {}
+        self._loading: dict[tuple[str, str], threading.Lock] = {}
+
+    def get(self, namespace: str, name: str, uid: str) -> WorkloadRuntime:
+        """The runtime, restoring it from the state ConfigMap on first use (API errors propagate)."""
+        key = (namespace, name)
+        with self._lock:
+            rt = self._runtimes.get(key)
+            if rt is not None and rt.uid == uid:
+                return rt
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            with self._lock:
+                rt = self._runtimes.get(key)
+                if rt is not None and rt.uid == uid:
+                    return rt
+            stored = self.store.load(namespace, name)
+            rt = WorkloadRuntime(namespace, name, uid, stored or WorkloadState())
+            if stored is not None:
+                rt.saved_text = encode_state(stored)
+                rt.saved_at = time.monotonic()
+                if stored.forecaster:
+                    try:
+                        rt.forecaster = load_forecaster_from_state(stored.forecaster)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        log.warning("%s/%s: forecaster state unreadable (%s); re-learning", namespace, name, exc)
+                if stored.cold_start:
+                    try:
+                        rt.cold_start = ColdStartPredictor.from_state(stored.cold_start)
+                    except (ValueError, KeyError, TypeError) as exc:
+                        log.warning("%s/%s: cold-start state unreadable (%s); re-learning", namespace, name, exc)
+            with self._lock:
+                self._runtimes[key] = rt
+            return rt
+
+    def peek(self, namespace: str, name: str) -> WorkloadRuntime | None:
+        """The runtime if it is loaded (no API call)."""
+        with self._lock:
+            return self._runtimes.get((namespace, name))
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._runtimes.pop((namespace, name), None)
+            self._loading.pop((namespace, name), None)
+
+    def save(self, rt: WorkloadRuntime, *, urgent: bool, min_interval_s: float) -> bool:
+        """Persist when the state changed and it is urgent or the last save is old enough."""
+        if not urgent and time.monotonic() - rt.saved_at < min_interval_s:
+            return False
+        text = encode_state(rt.snapshot())
+        if text == rt.saved_text:
+            return False
+        self.store.save(rt.namespace, rt.name, rt.uid, text)
+        rt.saved_text = text
+        rt.saved_at = time.monotonic()
+        return True
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._runtimes)
