@@ -5,16 +5,21 @@ last execution and then evict it. Shahrad et al., "Serverless in the Wild:
 Characterizing and Optimizing the Serverless Workload at a Large Cloud
 Provider" (USENIX ATC'20), Section 4, report that AWS Lambda and Azure Functions
 kept a function's resources in memory for a fixed 10 and 20 minutes after an
-execution; their hybrid histogram policy is measured
-against the 10-minute fixed keep-alive, which is also OpenWhisk's default
-idle-container timeout (``containerProxy.timeouts.idle-container = 10 minutes``
-in OpenWhisk's invoker ``application.conf``). No pre-warming: the pool floor stays at ``min_instances`` (0 = scale to zero).
+execution; their hybrid histogram policy is measured against the 10-minute
+fixed keep-alive, which is also OpenWhisk's default idle-container timeout
+(``containerProxy.timeouts.idle-container = 10 minutes`` in OpenWhisk's invoker
+``application.conf``). No pre-warming.
 
-Contract with the simulator shell (``tidal.sim.serverless``) and the operator:
-``Decision.details[DETAIL_KEEP_ALIVE_S]`` is the keep-alive in seconds (``inf``
-for never); ``desired_replicas["function"]`` is the number of instances to keep
-(pre-warmed) at least, never a cap: invocations that find no idle instance still
-cold-start new ones.
+Contract with the simulator shell (``tidal.sim.serverless``): the decision's
+``desired_replicas["function"]`` is the number of instances the policy wants
+now, and ``details[DETAIL_IDLE_TIMEOUT_S]`` asks the platform to manage idle
+instances itself: an instance above the desired count is removed once it has
+been idle that long, measured in continuous time from the end of its last
+execution (``inf``: never). Without that key the policy manages instances
+through ``desired_replicas`` alone (as :class:`tidal.policies.keepalive.KeepAlivePolicy`
+does) and idle instances above the desired count go at the next tick. This
+policy asks for ``min_instances`` (0: scale to zero) and the fixed idle timeout;
+``details[DETAIL_KEEP_ALIVE_S]`` repeats the window for status and reports.
 """
 
 from __future__ import annotations
@@ -26,9 +31,9 @@ from typing import Any
 from tidal.policies.interface import POOL_FUNCTION, Decision, Observation, Reason
 
 DETAIL_KEEP_ALIVE_S = "keep_alive_s"
-"""Key of ``Decision.details`` that carries the keep-alive window in seconds."""
-DETAIL_PREWARM_S = "prewarm_s"
-"""Key of ``Decision.details`` for a pre-warm window (seconds after the last invocation); informative."""
+"""Key of ``Decision.details`` with the keep-alive window in seconds (shown in status and reports)."""
+DETAIL_IDLE_TIMEOUT_S = "idle_timeout_s"
+"""Key of ``Decision.details``: per-instance idle timeout (seconds) the platform enforces itself."""
 
 OPENWHISK_KEEP_ALIVE_S = 600.0
 """10 minutes: AWS Lambda's keep-alive per Shahrad et al. ATC'20 and OpenWhisk's idle-container default."""
@@ -57,5 +62,6 @@ class FixedKeepAlive:
                         f"idle instances kept {window} after their last execution; "
                         f"{self.min_instances} kept at least", POOL_FUNCTION)
         return (Decision(desired_replicas={POOL_FUNCTION: self.min_instances}, reasons=(reason,),
-                         details={DETAIL_KEEP_ALIVE_S: self.keep_alive_s}),
+                         details={DETAIL_KEEP_ALIVE_S: self.keep_alive_s,
+                                  DETAIL_IDLE_TIMEOUT_S: self.keep_alive_s}),
                 state)

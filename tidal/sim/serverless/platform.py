@@ -13,15 +13,20 @@ builds a :class:`FunctionPoolObservation` per function (pool ``"function"``),
 calls ``autoscaler.decide(observation, state)`` with that function's own state
 and applies the decision:
 
-- ``desired_replicas["function"]`` is the floor: the function keeps at least
-  this many instances, and if it has fewer, new ones are started ahead of
-  demand (pre-warm). It never caps demand. A decision without the key keeps the
-  previous floor (0 at the start).
-- ``details["keep_alive_s"]`` (``DETAIL_KEEP_ALIVE_S``) is the keep-alive window
-  in seconds (``inf``: never removed); without it ``default_keep_alive_s``.
-  Idle times are measured from the end of an instance's last execution (or from
-  when it became ready), in continuous time, not rounded to ticks; a changed
-  window applies at once to instances already idle.
+- ``desired_replicas["function"]`` is the number of instances wanted now. If
+  the function has fewer, new ones are started at once (pre-warm); if it has
+  more, idle ones above the count are removed (oldest idle first). It never
+  caps demand: an invocation that finds no instance still cold-starts one. A
+  decision without the key keeps the previous count (0 at the start).
+- ``details["idle_timeout_s"]`` (``DETAIL_IDLE_TIMEOUT_S``), when present, lets
+  the platform manage idle instances as FaaS platforms do: an instance above the
+  desired count is removed only once it has been idle that long, in continuous
+  time from the end of its last execution (or from becoming ready), not rounded
+  to ticks (``inf``: never). A changed timeout applies at once to idle
+  instances. Without the key (policies that manage instances through the count,
+  like ``tidal.policies.keepalive.KeepAlivePolicy``, or any LLM autoscaler)
+  idle instances above the count are removed at the tick, as a Deployment's
+  replica count would.
 
 Same workload, policy, config and seed give identical results: cold starts are
 drawn from one generator per function seeded by ``(seed, function position)``,
@@ -39,7 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tidal.policies.baselines.keepalive_fixed import DETAIL_KEEP_ALIVE_S, OPENWHISK_KEEP_ALIVE_S
+from tidal.policies.baselines.keepalive_fixed import DETAIL_IDLE_TIMEOUT_S
 from tidal.policies.interface import POOL_FUNCTION, Autoscaler, Observation
 from tidal.sim.serverless.coldstart import HUAWEI_R1, FunctionColdStartModel
 from tidal.sim.serverless.observation import FunctionPoolObservation
@@ -103,7 +108,6 @@ class FunctionSimConfig:
     tick_s: float = DEFAULT_TICK_S
     metrics_window_s: float = DEFAULT_METRICS_WINDOW_S
     cold_start: FunctionColdStartModel = HUAWEI_R1
-    default_keep_alive_s: float = OPENWHISK_KEEP_ALIVE_S
     slo: FunctionSLO = FunctionSLO()
     seed: int = 0
 
@@ -114,8 +118,6 @@ class FunctionSimConfig:
             raise ValueError(f"max_instances must be >= 1 or None, got {self.max_instances}")
         if self.tick_s <= 0 or self.metrics_window_s <= 0:
             raise ValueError("tick_s and metrics_window_s must be > 0")
-        if math.isnan(self.default_keep_alive_s) or self.default_keep_alive_s < 0:
-            raise ValueError(f"default_keep_alive_s must be >= 0, got {self.default_keep_alive_s}")
 
 
 class _Instance:
@@ -146,12 +148,11 @@ class _Function:
     """Mutable per-function platform state (local to one Simulation)."""
 
     __slots__ = ("idx", "memory_mb", "rng", "free", "starting_free", "idle", "queue", "live",
-                 "n_ready", "n_starting", "running", "waiting", "floor", "keep_alive_s",
-                 "held", "state", "window", "arrivals_tick", "cold_tick", "last_arrival_s",
+                 "n_ready", "n_starting", "running", "waiting", "floor", "idle_timeout_s",
+                 "state", "window", "arrivals_tick", "cold_tick", "last_arrival_s",
                  "idle_since_s", "gaps")
 
-    def __init__(self, idx: int, memory_mb: float, seed: int, keep_alive_s: float,
-                 window_ticks: int) -> None:
+    def __init__(self, idx: int, memory_mb: float, seed: int, window_ticks: int) -> None:
         self.idx = idx
         self.memory_mb = memory_mb
         self.rng = np.random.default_rng((seed, 1, idx))
@@ -165,8 +166,7 @@ class _Function:
         self.running = 0
         self.waiting = 0
         self.floor = 0
-        self.keep_alive_s = keep_alive_s
-        self.held = False
+        self.idle_timeout_s: float | None = None
         self.state: Any = None
         self.window: deque[int] = deque(maxlen=window_ticks)
         self.arrivals_tick = 0
@@ -198,7 +198,7 @@ class FunctionSimulation:
         self.cfg = config
         window_ticks = max(1, math.ceil(config.metrics_window_s / config.tick_s))
         self.functions = [
-            _Function(i, float(m), config.seed, config.default_keep_alive_s, window_ticks)
+            _Function(i, float(m), config.seed, window_ticks)
             for i, m in enumerate(workload.memory_mb)]
         n = workload.invocations
         self._arrival = workload.arrival_s.tolist()
@@ -215,7 +215,7 @@ class FunctionSimulation:
         self.now_s = 0.0
         self.timeline: dict[str, list] = {k: [] for k in (
             "t_s", "arrivals", "cold_starts", "instances", "ready", "idle", "starting",
-            "running", "floor", "keep_alive_median_s")}
+            "running", "floor")}
         self._ran = False
 
     # -- events -----------------------------------------------------------------------------
@@ -380,13 +380,14 @@ class FunctionSimulation:
         self._settle(inst, t)
 
     def _maybe_expire(self, inst: _Instance, t: float) -> None:
+        """Apply the platform's idle timeout to an idle instance (no-op without one)."""
         fn = inst.fn
-        deadline = inst.idle_since + fn.keep_alive_s
+        if fn.idle_timeout_s is None:
+            return
+        deadline = inst.idle_since + fn.idle_timeout_s
         if deadline <= t:
             if fn.live > fn.floor:
                 self._remove(inst, t)
-            else:
-                fn.held = True
         elif not math.isinf(deadline):
             self._push(deadline, _EXPIRE, inst, inst.idle_since)
 
@@ -429,10 +430,10 @@ class FunctionSimulation:
             decision, fn.state = self.autoscaler.decide(self._observe(fn, t), fn.state)
             fn.arrivals_tick = fn.cold_tick = 0
             self._apply(fn, decision.desired_replicas.get(POOL_FUNCTION),
-                        decision.details.get(DETAIL_KEEP_ALIVE_S), t, name)
+                        decision.details.get(DETAIL_IDLE_TIMEOUT_S), t, name)
         self._record(t, arrivals, cold)
 
-    def _apply(self, fn: _Function, desired: int | None, keep_alive: Any, t: float,
+    def _apply(self, fn: _Function, desired: int | None, timeout: Any, t: float,
                name: str) -> None:
         if desired is not None:
             if desired < 0:
@@ -441,23 +442,22 @@ class FunctionSimulation:
             fn.floor = int(desired)
             if self.cfg.max_instances is not None:
                 fn.floor = min(fn.floor, self.cfg.max_instances)
-        ka = self.cfg.default_keep_alive_s if keep_alive is None else float(keep_alive)
-        if math.isnan(ka) or ka < 0:
-            raise ValueError(f"policy {name!r} returned details['{DETAIL_KEEP_ALIVE_S}'] = "
-                             f"{keep_alive!r}; it must be a number of seconds >= 0 (inf: never)")
-        if ka != fn.keep_alive_s:
-            fn.keep_alive_s = ka
+        if timeout is not None:
+            timeout = float(timeout)
+            if math.isnan(timeout) or timeout < 0:
+                raise ValueError(f"policy {name!r} returned details['{DETAIL_IDLE_TIMEOUT_S}'] = "
+                                 f"{timeout!r}; it must be seconds >= 0 (inf: never)")
+        if timeout != fn.idle_timeout_s:
+            fn.idle_timeout_s = timeout
             for inst in list(fn.idle):
                 if inst.phase == _READY_PHASE:
                     self._maybe_expire(inst, t)
-        if fn.held and fn.live > fn.floor:
-            fn.held = False
-            for inst in sorted(fn.idle, key=lambda x: (x.idle_since, x.id)):
-                if fn.live <= fn.floor:
-                    fn.held = True
+        if fn.idle and fn.live > fn.floor:
+            # fn.idle is in the order instances went idle: oldest first.
+            for inst in list(fn.idle):
+                if fn.live <= fn.floor or (timeout is not None and inst.idle_since + timeout > t):
                     break
-                if inst.idle_since + ka <= t:
-                    self._remove(inst, t)
+                self._remove(inst, t)
         while fn.live < fn.floor:
             self._new_instance(fn, t, prewarm=True)
 
@@ -473,5 +473,3 @@ class FunctionSimulation:
         tl["starting"].append(sum(f.n_starting for f in fns))
         tl["running"].append(sum(f.running for f in fns))
         tl["floor"].append(sum(f.floor for f in fns))
-        tl["keep_alive_median_s"].append(float(np.median([f.keep_alive_s for f in fns]))
-                                         if fns else None)
