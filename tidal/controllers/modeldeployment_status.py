@@ -74,7 +74,7 @@ def merge_conditions(
 
 def invalid_spec_conditions(error: InvalidResource) -> list[ConditionValue]:
     """Ready=False and Degraded=True, both naming every bad field and how to fix it."""
-    message = "; ".join(str(e) for e in error.errors) + " (fix the spec; see docs/reference.md)"
+    message = "; ".join(str(e) for e in error.errors) + " (fix the spec and apply it again)"
     return [
         ConditionValue(READY, "False", REASON_INVALID_SPEC, message),
         ConditionValue(DEGRADED, "True", REASON_INVALID_SPEC, message),

@@ -126,6 +126,7 @@ def run_operator(settings: OperatorSettings, kubeconfig: str | Path | None = Non
                  on_controller: Any | None = None) -> None:
     """Run until ``stop_flag`` is set (or SIGTERM/SIGINT in the main thread). Usable from a thread."""
     clients = KubeClients.from_config(kubeconfig)
+    clients.request_timeout_s = settings.api_timeout_s
     metrics = metrics or OperatorMetrics()
     registry, controller = build_registry(settings, clients, metrics, make_prometheus(settings), include_others)
     if on_controller is not None:

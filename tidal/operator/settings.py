@@ -27,6 +27,9 @@ DEFAULT_STATE_SAVE_INTERVAL_S = 60.0
 """Forecaster history that changed without a decision change is persisted at most this often
 (a restart then re-learns at most one minute); scale changes are persisted on the tick."""
 
+DEFAULT_API_TIMEOUT_S = 10.0
+"""Timeout of the operator's own API requests (tidal/operator/kube.py REQUEST_TIMEOUT_S explains it)."""
+
 LogFormat = Literal["json", "plain"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -52,6 +55,7 @@ class OperatorSettings:
     field_manager: str = "tidal"
     retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S
     state_save_interval_s: float = DEFAULT_STATE_SAVE_INTERVAL_S
+    api_timeout_s: float = DEFAULT_API_TIMEOUT_S
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
