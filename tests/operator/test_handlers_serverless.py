@@ -1,0 +1,165 @@
+"""ServerlessFunction handlers under real kopf against the test API server (tests/kubeapi)."""
+
+from __future__ import annotations
+
+import pathlib
+import threading
+import time
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.kubeapi import KubeApiServer
+from tests.kubeapi.test_kubeapi_kopf import eventually
+from tests.operator.test_handlers_accelerators import (  # noqa: F401 - fixtures
+    GROUP,
+    REPO_ROOT,
+    TICK_S,
+    VERSION,
+    clients,
+    operator_registry,
+    run_operator,
+)
+from tidal.operator import handlers_serverless
+from tidal.operator.handlers_serverless import FunctionMetrics
+from tidal.operator.kube import KubeClients
+from tidal.operator.settings import OperatorSettings
+
+NS = "default"
+PLURAL = "serverlessfunctions"
+
+
+def install_crds(api: client.ApiClient, *, open_function_spec: bool = False) -> None:
+    """tidal's CRDs; ``open_function_spec`` stands in for an outdated CRD whose schema lets an invalid
+    ServerlessFunction spec through to the operator."""
+    extensions = client.ApiextensionsV1Api(api)
+    for path in sorted((REPO_ROOT / "crds").glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd:
+                continue
+            if open_function_spec and crd["spec"]["names"]["plural"] == PLURAL:
+                for version in crd["spec"]["versions"]:
+                    props = version["schema"]["openAPIV3Schema"]["properties"]
+                    props["spec"] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    version["schema"]["openAPIV3Schema"].pop("x-kubernetes-validations", None)
+            extensions.create_custom_resource_definition(crd)
+
+
+class Load:
+    """What the fake function reports this tick (the test changes it while the operator runs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.metrics = FunctionMetrics(True, "test", 0.0, 0.0)
+        self.calls: list[tuple[str, str, int]] = []
+
+    def set(self, metrics: FunctionMetrics) -> None:
+        with self._lock:
+            self.metrics = metrics
+
+    def __call__(self, namespace: str, name: str, instances: int) -> FunctionMetrics:
+        with self._lock:
+            self.calls.append((namespace, name, instances))
+            return self.metrics
+
+
+def function(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ServerlessFunction", "metadata": {"name": name},
+            "spec": {"container": {"image": "ghcr.io/example/fn:1", "port": 8080}, "slo": {"latency": "2s"},
+                     "memory": "256Mi", "concurrencyTarget": 100, "maxInstances": 10, **spec}}
+
+
+def sfn(api: client.ApiClient, name: str) -> dict[str, Any]:
+    return client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+
+
+def events_for(api: client.ApiClient, name: str) -> list[client.CoreV1Event]:
+    return client.CoreV1Api(api).list_namespaced_event(NS, field_selector=f"involvedObject.name={name}").items
+
+
+def test_function_gets_deployment_and_service_and_scales_on_load(
+    kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
+) -> None:
+    install_crds(kube_client)
+    apps, core = client.AppsV1Api(kube_client), client.CoreV1Api(kube_client)
+    load = Load()
+    settings = OperatorSettings(interval_s=TICK_S)
+    registry = operator_registry(kube_api, handlers_serverless.register, settings, clients, function_metrics=load)
+    with run_operator(registry) as runner:
+        client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, function("hello", keepAlive="10m"))
+        deployment = eventually(lambda: apps.read_namespaced_deployment("hello", NS))
+        uid = sfn(kube_client, "hello")["metadata"]["uid"]
+        assert deployment.spec.replicas == 1  # initial scale
+        assert deployment.metadata.owner_references[0].uid == uid
+        assert deployment.spec.template.metadata.labels["tidal.dev/function"] == "hello"
+        container = deployment.spec.template.spec.containers[0]
+        assert container.resources.limits == {"memory": "256Mi"}
+        service = core.read_namespaced_service("hello", NS)
+        assert service.spec.selector == {"tidal.dev/function": "hello"}
+        eventually(lambda: sfn(kube_client, "hello").get("status", {}).get("observedGeneration") == 1)
+
+        # 250 in flight at a target of 100 per instance: 3 instances, with a Scaled event.
+        load.set(FunctionMetrics(True, "test", 5.0, 250.0))
+        eventually(lambda: apps.read_namespaced_deployment("hello", NS).spec.replicas == 3)
+        status = eventually(lambda: sfn(kube_client, "hello")["status"].get("desiredInstances") == 3
+                            and sfn(kube_client, "hello")["status"])
+        assert status["keepAliveSeconds"] == 600
+        assert status["coldStarts"] >= 2
+        scaled = eventually(lambda: [e for e in events_for(kube_client, "hello") if e.reason == "Scaled"])
+        assert "1 -> 3" in scaled[0].message
+
+        # Metrics lost: hold 3 (never scale down on missing data) and say so.
+        load.set(FunctionMetrics(False, "Prometheus down"))
+
+        def metrics_unavailable() -> bool:
+            conditions = {c["type"]: c for c in sfn(kube_client, "hello")["status"]["conditions"]}
+            return conditions["MetricsAvailable"]["status"] == "False"
+
+        eventually(metrics_unavailable)
+        calls_before = len(load.calls)
+        eventually(lambda: len(load.calls) >= calls_before + 2)
+        assert apps.read_namespaced_deployment("hello", NS).spec.replicas == 3
+
+        # A spec change rolls out and keeps the decided instance count within the new bounds.
+        client.CustomObjectsApi(kube_client).patch_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, "hello", {"spec": {"maxInstances": 2, "memory": "1Gi"}})
+
+        def updated() -> bool:
+            d = apps.read_namespaced_deployment("hello", NS)
+            return d.spec.replicas == 2 and d.spec.template.spec.containers[0].resources.limits["memory"] == "1Gi"
+
+        eventually(updated)
+    assert runner.exit_code == 0, runner.output[-3000:]
+    assert "Traceback" not in runner.output, runner.output[-3000:]
+
+
+def test_invalid_function_gets_condition_and_warning_without_retries(
+    kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
+) -> None:
+    install_crds(kube_client, open_function_spec=True)
+    settings = OperatorSettings(interval_s=TICK_S)
+    registry = operator_registry(kube_api, handlers_serverless.register, settings, clients, function_metrics=Load())
+    with run_operator(registry) as runner:
+        client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, function("broken", minInstances=5, maxInstances=2, concurrencyTarget=0))
+
+        def reported() -> dict[str, Any]:
+            conditions = sfn(kube_client, "broken").get("status", {}).get("conditions", [])
+            ready = next((c for c in conditions if c["type"] == "Ready"), {})
+            assert ready.get("reason") == "InvalidSpec"
+            return ready
+
+        ready = eventually(reported)
+        assert ready["message"] == "spec.concurrencyTarget: Input should be greater than or equal to 1"
+        warnings = eventually(lambda: [e for e in events_for(kube_client, "broken") if e.reason == "InvalidSpec"])
+        assert warnings[0].type == "Warning"
+        # Several ticks later: still one warning (no retry loop) and no children.
+        time.sleep(3 * TICK_S)
+        assert len([e for e in events_for(kube_client, "broken") if e.reason == "InvalidSpec"]) == 1
+        with pytest.raises(client.ApiException):
+            client.AppsV1Api(kube_client).read_namespaced_deployment("broken", NS)
+    assert runner.exit_code == 0
+    assert "will retry" not in runner.output.lower()

@@ -1,0 +1,215 @@
+"""ServerlessFunction handlers: apply the Deployment and Service, and a keep-alive timer.
+
+* create / update / resume: validate the spec with :mod:`tidal.api.validation`. Invalid: status
+  condition ``Ready=False, reason InvalidSpec`` and a Warning event, and the handler returns (no
+  retry loop; the next spec change is handled again). Valid: server-side apply (field manager
+  from the settings) of the Deployment (replicas: the last decision within the current bounds, or
+  the initial scale) and the Service, and ``status.observedGeneration``.
+* timer (``settings.interval_s``): read the Deployment and the function's metrics, run
+  :class:`tidal.policies.keepalive.KeepAlivePolicy` (its state lives in the per-object kopf
+  ``memo``), re-apply the Deployment when the instance count changes (with a ``Scaled`` event), and
+  patch the status when it changed.
+
+Function metrics come from a :data:`FunctionMetricsSource`. Without ``--prometheus-url`` every tick
+reports ``MetricsAvailable=False`` and the policy holds the current instances (never zero on
+missing data). With it, :class:`PrometheusFunctionMetrics` reads the request counter and in-flight
+gauge the function exports (names below). A function at zero instances exports nothing, so it is
+brought back by pre-warm windows or by a spec change, not by a request (there is no activator).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+import kopf
+from kubernetes.client.rest import ApiException
+
+from tidal.api.serverlessfunction import ServerlessFunction, ServerlessFunctionSpec
+from tidal.api.types import ObjectMeta
+from tidal.api.validation import InvalidResource, parse_spec
+from tidal.controllers.acceleratorclass import set_condition
+from tidal.controllers.serverlessfunction import (
+    KIND,
+    cold_starts_added,
+    compute_status,
+    instances_to_render,
+    invalid_status,
+    policy_for,
+    render_children,
+    render_deployment,
+)
+from tidal.operator.handlers_accelerators import Clock, utcnow
+from tidal.operator.kube import KubeClients, apply_object
+from tidal.operator.prometheus import PrometheusMetrics, PrometheusSettings
+from tidal.operator.promql import promql_duration, promql_string
+from tidal.operator.settings import OperatorSettings
+from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
+from tidal.policies.keepalive import KeepAliveState
+
+GROUP, VERSION, PLURAL = "tidal.dev", "v1alpha1", "serverlessfunctions"
+REQUESTS_METRIC = "http_requests_total"
+"""Request counter a function exports: the Prometheus client libraries' conventional HTTP counter name."""
+IN_FLIGHT_METRIC = "http_requests_in_flight"
+"""In-flight gauge a function exports (client_golang's promhttp.InstrumentHandlerInFlight examples)."""
+POD_NAME_PATTERN = "{name}-[a-z0-9]+-[a-z0-9]+"
+"""Pods of Deployment ``name`` are named ``<name>-<replicaset hash>-<suffix>``."""
+MEMO_KEY = "tidal_keepalive_state"
+
+
+@dataclass(frozen=True)
+class FunctionMetrics:
+    """One tick's metrics of a function; ``available`` False means unknown (the policy holds)."""
+
+    available: bool
+    message: str
+    request_rate_rps: float | None = None
+    running_requests: float | None = None
+
+
+FunctionMetricsSource = Callable[[str, str, int], FunctionMetrics]
+"""(namespace, name, current instances) -> metrics. Called in a worker thread."""
+
+
+def no_metrics(namespace: str, name: str, instances: int) -> FunctionMetrics:
+    return FunctionMetrics(False, "no Prometheus configured (--prometheus-url / operator.prometheusUrl); holding instances")
+
+
+class PrometheusFunctionMetrics:
+    """Request rate and in-flight requests of a function's pods from Prometheus."""
+
+    def __init__(self, url: str, window_s: float):
+        self._prometheus = PrometheusMetrics(PrometheusSettings(url=url))
+        self._window_s = window_s
+
+    def _sum(self, promql: str) -> float | None:
+        samples = self._prometheus.query(promql)
+        return sum(s.value for s in samples) if samples else None
+
+    def __call__(self, namespace: str, name: str, instances: int) -> FunctionMetrics:
+        selector = (f"namespace={promql_string(namespace)},"
+                    f"pod=~{promql_string(POD_NAME_PATTERN.format(name=name))}")
+        try:
+            rate = self._sum(f"sum(rate({REQUESTS_METRIC}{{{selector}}}[{promql_duration(self._window_s)}]))")
+            running = self._sum(f"sum({IN_FLIGHT_METRIC}{{{selector}}})")
+        except Exception as exc:  # noqa: BLE001 - every Prometheus failure is "unknown", by contract
+            return FunctionMetrics(False, f"Prometheus query failed: {exc}; holding instances")
+        if rate is None and running is None:
+            if instances == 0:  # nothing runs, nothing exports: idle, not unknown
+                return FunctionMetrics(True, "no instances running", 0.0, 0.0)
+            return FunctionMetrics(False, f"no {REQUESTS_METRIC} or {IN_FLIGHT_METRIC} series for the function's pods; "
+                                          "does the function export them and does Prometheus scrape it?")
+        return FunctionMetrics(True, "read from Prometheus", rate, running)
+
+
+def default_metrics_source(settings: OperatorSettings) -> FunctionMetricsSource:
+    if settings.prometheus_url is None:
+        return no_metrics
+    return PrometheusFunctionMetrics(settings.prometheus_url, settings.metrics_window_s)
+
+
+def function_of(name: str, namespace: str, spec: ServerlessFunctionSpec) -> ServerlessFunction:
+    return ServerlessFunction(metadata=ObjectMeta(name=name, namespace=namespace), spec=spec)
+
+
+def read_deployment(clients: KubeClients, namespace: str, name: str) -> tuple[int, int] | None:
+    """(spec replicas, ready replicas) of the function's Deployment, None when it does not exist."""
+    try:
+        deployment = clients.apps.read_namespaced_deployment(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return int(deployment.spec.replicas or 0), int((deployment.status and deployment.status.ready_replicas) or 0)
+
+
+def _changed(previous: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if previous.get(k) != v}
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, clients: KubeClients, *,
+             function_metrics: FunctionMetricsSource | None = None, clock: Clock = utcnow,
+             monotonic: Callable[[], float] = time.time) -> None:
+    """Register the ServerlessFunction handlers. ``function_metrics`` defaults to Prometheus when
+    ``settings.prometheus_url`` is set, else to "no metrics" (hold)."""
+    metrics_source = function_metrics or default_metrics_source(settings)
+    activity_window_s = settings.metrics_window_s if settings.prometheus_url else 0.0
+
+    def validate(spec: Mapping[str, Any], body: Any, status: Mapping[str, Any], generation: int | None,
+                 patch: Any, now: datetime) -> ServerlessFunctionSpec | None:
+        try:
+            parsed = parse_spec(KIND, spec)
+        except InvalidResource as exc:
+            message = "; ".join(str(e) for e in exc.errors)
+            patch.status.update(invalid_status(generation, message, status, now))
+            kopf.warn(body, reason="InvalidSpec", message=message)
+            return None
+        assert isinstance(parsed, ServerlessFunctionSpec)
+        return parsed
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children")
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children")
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children")
+    async def apply_children(spec: Any, name: str, namespace: str, uid: str, status: Any, body: Any, meta: Any,
+                             patch: Any, logger: Any, **_: Any) -> None:
+        now = clock()
+        generation = meta.get("generation")
+        previous = dict(status or {})
+        fn_spec = validate(spec, body, previous, generation, patch, now)
+        if fn_spec is None:
+            return
+        replicas = instances_to_render(fn_spec, previous)
+        for child in render_children(function_of(name, namespace, fn_spec), uid, replicas):
+            await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
+        conditions = previous.get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        if ready is None or ready.get("reason") == "InvalidSpec":
+            conditions = set_condition(conditions, "Ready", False, "InstancesStarting",
+                                       f"applied Deployment {name} with {replicas} instances", now, generation)
+        patch.status.update({"observedGeneration": generation, "desiredInstances": replicas,
+                             "conditions": conditions})
+        logger.info("applied Deployment and Service %s/%s with %d instances", namespace, name, replicas)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-keepalive",
+                interval=settings.interval_s)
+    async def keepalive(spec: Any, name: str, namespace: str, uid: str, status: Any, body: Any, meta: Any,
+                        patch: Any, memo: Any, logger: Any, **_: Any) -> None:
+        previous = dict(status or {})
+        generation = meta.get("generation")
+        if previous.get("observedGeneration") != generation:
+            return  # the create/update handler has not applied this generation yet
+        try:
+            fn_spec = parse_spec(KIND, spec)
+        except InvalidResource:
+            return  # reported by the create/update handler
+        assert isinstance(fn_spec, ServerlessFunctionSpec)
+        deployment = await asyncio.to_thread(read_deployment, clients, namespace, name)
+        if deployment is None:
+            return  # the create/update/resume handler applies it
+        current, ready = deployment
+        metrics = await asyncio.to_thread(metrics_source, namespace, name, current)
+        pool = PoolObservation(ready_replicas=min(ready, current), starting_replicas=max(0, current - ready),
+                               request_rate_rps=metrics.request_rate_rps, running_requests=metrics.running_requests)
+        observation = Observation(monotonic(), {POOL_FUNCTION: pool}, metrics_available=metrics.available)
+        policy = policy_for(fn_spec, activity_window_s=activity_window_s)
+        state = memo.get(MEMO_KEY)
+        decision, memo[MEMO_KEY] = policy.decide(observation, state if isinstance(state, KeepAliveState) else None)
+        desired = decision.desired_replicas.get(POOL_FUNCTION, current)
+        if desired != current:
+            child = render_deployment(function_of(name, namespace, fn_spec), uid, desired)
+            await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
+            why = "; ".join(r.message for r in decision.reasons)
+            kopf.info(body, reason="Scaled", message=f"instances {current} -> {desired}: {why}")
+            logger.info("scaled %s/%s %d -> %d: %s", namespace, name, current, desired, why)
+        new_status = compute_status(
+            generation=generation, desired=desired, ready=ready, decision=decision,
+            metrics_available=metrics.available, metrics_message=metrics.message, previous=previous,
+            now=clock(), cold_starts=cold_starts_added(current, desired),
+        )
+        changes = _changed(previous, new_status)
+        if changes:
+            patch.status.update(changes)
