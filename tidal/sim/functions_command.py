@@ -148,7 +148,8 @@ def _load(options: dict[str, Any], *, functions: int, minutes: int, seed: int) -
                              start_minute=options["start"], select=options["select"])
     except TraceNotFoundError as exc:
         raise typer.BadParameter(f"{exc} The Azure Functions sample is expected in "
-                                 "traces/azure-functions-2019/ there.", param_hint="--trace") from None
+                                 "traces/azure-functions-2019/ there.",
+                                 param_hint="--trace") from None
     except FileNotFoundError as exc:
         raise typer.BadParameter(f"Azure Functions trace file missing: {exc.filename}",
                                  param_hint="--trace") from None

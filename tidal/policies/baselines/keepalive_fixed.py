@@ -31,12 +31,12 @@ from typing import Any
 from tidal.policies.interface import POOL_FUNCTION, Decision, Observation, Reason
 
 DETAIL_KEEP_ALIVE_S = "keep_alive_s"
-"""Key of ``Decision.details`` with the keep-alive window in seconds (shown in status and reports)."""
+"""Key of ``Decision.details``: the keep-alive window in seconds (for status and reports)."""
 DETAIL_IDLE_TIMEOUT_S = "idle_timeout_s"
 """Key of ``Decision.details``: per-instance idle timeout (seconds) the platform enforces itself."""
 
 OPENWHISK_KEEP_ALIVE_S = 600.0
-"""10 minutes: AWS Lambda's keep-alive per Shahrad et al. ATC'20 and OpenWhisk's idle-container default."""
+"""10 minutes: AWS Lambda's keep-alive (Shahrad et al., ATC'20); OpenWhisk's idle default."""
 
 REASON_FIXED_KEEP_ALIVE = "fixed-keep-alive"
 

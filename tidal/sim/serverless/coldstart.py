@@ -86,7 +86,7 @@ HUAWEI_R1 = FunctionColdStartModel(
     # Example rows: 0.15, 0.16, 0.39, 0.38, 0.54, 0.91, 1.0, 1.6, 2.6, 3.6 s.
     scheduling=Component(median_s=0.6, sigma=0.8),
 )
-"""Region 1: cold starts up to ~7 s (p99 of the sum), dependency deployment and scheduling dominate."""
+"""Region 1: cold starts up to ~7 s (p99 of the sum); dependencies and scheduling dominate."""
 
 HUAWEI_R2 = FunctionColdStartModel(
     name="huawei-r2",

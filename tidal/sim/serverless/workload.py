@@ -90,7 +90,7 @@ def select_functions(specs: Sequence[FunctionSpec], counts: Mapping[str, np.ndar
 def workload_from_trace(specs: Sequence[FunctionSpec], counts: Mapping[str, np.ndarray], *,
                         functions: int, minutes: int, seed: int, start_minute: int = 0,
                         select: str = SELECT_RANDOM) -> FunctionWorkload:
-    """Sample the invocations of the chosen functions in ``[start_minute, start_minute + minutes)``."""
+    """Invocations of the chosen functions in ``[start_minute, start_minute + minutes)``."""
     chosen = select_functions(specs, counts, functions, how=select, seed=seed,
                               start_minute=start_minute, minutes=minutes)
     arrays: FunctionArrivals = sample_function_arrays(chosen, dict(counts), seed=seed,
