@@ -82,6 +82,7 @@ def test_fair_share_policy_status_shows_grants_for_three_tenants(
 
         eventually(reallocated)
     assert runner.exit_code == 0, runner.output[-2000:]
+    assert "Traceback" not in runner.output and "tick failed" not in runner.output, runner.output[-2000:]
     writes = {(r.verb, r.subresource) for r in kube_api.audit.records()
               if r.resource == "fairsharepolicies" and r.verb not in ("get", "list", "watch", "create")}
     assert writes == {("patch", "status")}

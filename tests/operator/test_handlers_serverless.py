@@ -163,3 +163,75 @@ def test_invalid_function_gets_condition_and_warning_without_retries(
             client.AppsV1Api(kube_client).read_namespaced_deployment("broken", NS)
     assert runner.exit_code == 0
     assert "will retry" not in runner.output.lower()
+
+
+# --- PrometheusFunctionMetrics against a real Prometheus ------------------------------------------
+
+SCRAPE_INTERVAL_S = 0.5
+WINDOW_S = 4.0
+"""rate() window: eight scrapes at 0.5 s."""
+
+
+class _CounterExporter:
+    """A tiny /metrics endpoint: a request counter growing at ``rps`` and a fixed in-flight gauge."""
+
+    def __init__(self, rps: float, in_flight: float):
+        import http.server
+
+        started = time.monotonic()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                count = int(rps * (time.monotonic() - started))
+                body = (f"# TYPE http_requests_total counter\nhttp_requests_total{{code=\"200\"}} {count}\n"
+                        f"# TYPE http_requests_in_flight gauge\nhttp_requests_in_flight {in_flight}\n").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_prometheus_function_metrics_read_rate_and_in_flight(tmp_path: pathlib.Path) -> None:
+    from tests.support.prometheus_server import PrometheusServer, ScrapeTarget, require_prometheus_binary
+    from tidal.operator.handlers_serverless import PrometheusFunctionMetrics
+
+    binary = require_prometheus_binary()
+    pods = {"hello-7d9f8c-abcde": (10.0, 3.0), "hello-7d9f8c-fghij": (5.0, 4.0),
+            "hello-world-5c6d7-klmno": (100.0, 50.0)}  # another function's pod: must not be counted
+    exporters = {pod: _CounterExporter(rps, in_flight) for pod, (rps, in_flight) in pods.items()}
+    targets = [ScrapeTarget(e.address, {"namespace": NS, "pod": pod}) for pod, e in exporters.items()]
+    try:
+        with PrometheusServer(targets, tmp_path, binary=binary, scrape_interval_s=SCRAPE_INTERVAL_S) as prometheus:
+            source = PrometheusFunctionMetrics(prometheus.url, WINDOW_S)
+
+            def read() -> FunctionMetrics:
+                metrics = source(NS, "hello", 2)
+                assert metrics.available and metrics.request_rate_rps is not None
+                assert abs(metrics.request_rate_rps - 15.0) < 15.0 * 0.2, metrics
+                return metrics
+
+            metrics = eventually(read, timeout_s=30)
+            assert metrics.running_requests == 7.0
+            # No series: unknown while instances exist, idle when there are none.
+            assert not source(NS, "absent", 1).available
+            idle = source(NS, "absent", 0)
+            assert idle.available and idle.request_rate_rps == 0.0
+        # Prometheus gone: unknown, with the reason.
+        down = source(NS, "hello", 2)
+        assert not down.available and "Prometheus query failed" in down.message
+    finally:
+        for exporter in exporters.values():
+            exporter.close()
