@@ -166,10 +166,10 @@ class ModelDeploymentController:
         replicas: dict[ChildKey, int] = {}
         for pool, bounds in pools_of(md).items():
             cur = {k.accelerator: n for k, n in current.items() if k.pool == pool}
+            # Existing children keep their replicas: replica changes are the tick's (which announces
+            # them); a new workload starts at spec.replicas or minReplicas.
             initial = md.spec.replicas if md.spec.replicas is not None else bounds.min_replicas
             want = sum(cur.values()) if cur else initial
-            if md.spec.replicas is not None:
-                want = md.spec.replicas
             for acc, n in place(want, cur, preference).items():
                 replicas[ChildKey(pool, acc)] = n
         children = render_children(md, uid, accelerators, replicas, kv_ttl_seconds(md))

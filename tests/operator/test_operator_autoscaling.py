@@ -1,0 +1,157 @@
+"""The autoscaling timer: holds without metrics, scales on real Prometheus data, announces each scale
+change once, learns cold starts from pods, and survives a restart without losing or repeating."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.operator.conftest import OPERATOR_NS, OperatorHarness, eventually, free_port, model_deployment
+from tests.support.prometheus_server import PrometheusServer, ScrapeTarget, require_prometheus_binary
+from tests.support.vllm_exporter import VLLM_V1, EngineExporter, EngineGauges
+
+SCRAPE_INTERVAL_S = 0.5
+
+
+def _replicas(h: OperatorHarness, name: str) -> int:
+    return h.apps.read_namespaced_deployment(name, OPERATOR_NS).spec.replicas
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The operator's /metrics as {series: value} (labels in exposition order)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
+def _scale_events(h: OperatorHarness, name: str) -> list[Any]:
+    return [e for e in h.events(name) if e.reason in ("ScaledUp", "ScaledDown")]
+
+
+@pytest.mark.prometheus
+def test_scales_up_on_real_prometheus_load_then_holds_when_prometheus_goes_away(
+        harness: OperatorHarness, tmp_path: Path) -> None:
+    binary = require_prometheus_binary()
+    h = harness
+    exporter = EngineExporter(VLLM_V1, exposition="text").start()
+    # 40 running + 10 waiting on one replica, UtilizationTarget's 16 in flight per replica -> 4.
+    exporter.set_gauges(EngineGauges(40, 10, 0.8))
+    labels = {"namespace": OPERATOR_NS, "pod": "big-0", "tidal_dev_deployment": "big", "tidal_dev_pool": "unified"}
+    prometheus = PrometheusServer([ScrapeTarget(exporter.address, labels)], tmp_path / "prom", binary=binary,
+                                  scrape_interval_s=SCRAPE_INTERVAL_S).start(wait_for_targets=True)
+    metrics_port = free_port()
+    try:
+        with h.operator(prometheus_url=prometheus.url, metrics_port=metrics_port):
+            h.create_md(model_deployment("big", min_replicas=1, max_replicas=6))
+            eventually(lambda: _replicas(h, "big-unified-gpu-a") == 1)
+            h.set_ready("big-unified-gpu-a", 1)
+            eventually(lambda: _replicas(h, "big-unified-gpu-a") == 4)
+            cond = eventually(lambda: (c := h.condition("big", "MetricsAvailable")) and c["status"] == "True" and c)
+            assert cond["reason"] == "MetricsRead"
+            status = h.read_md("big")["status"]
+            assert status["pools"]["unified"]["desired"] == 4
+            assert status["lastDecision"]["reasons"][0]["code"] == "utilization-target"
+            assert "50 in flight" in status["lastDecision"]["reasons"][0]["message"]
+            events = eventually(lambda: _scale_events(h, "big"))
+            assert [(e.reason, e.type) for e in events] == [("ScaledUp", "Normal")]
+            assert "1 -> 4 replicas" in events[0].message and "utilization-target" in events[0].message
+            series = eventually(lambda: _scrape(metrics_port))
+            key = 'name="big",namespace="team-a",pool="unified"'  # exposition sorts labels
+            assert series[f"tidal_desired_replicas{{{key}}}"] == 4
+            assert series[f"tidal_observed_requests_per_second{{{key}}}"] == 0.0  # gauges only, no requests
+            assert series[f"tidal_decision_latency_seconds_count{{{key}}}"] >= 1
+
+            # Prometheus goes away: MetricsAvailable=False, replicas held (never down, never to zero).
+            prometheus.stop()
+            cond = eventually(lambda: (c := h.condition("big", "MetricsAvailable")) and c["status"] == "False" and c)
+            assert cond["reason"] == "ConnectionFailed", cond
+            assert "holding replicas" in cond["message"]
+            assert _replicas(h, "big-unified-gpu-a") == 4
+            assert len(_scale_events(h, "big")) == 1
+            assert h.read_md("big")["status"]["lastDecision"]["reasons"][0]["code"] == "hold-no-metrics"
+    finally:
+        prometheus.stop()
+        exporter.stop()
+
+
+def _engine_pod(name: str, uid_hint: str) -> dict[str, Any]:
+    labels = {"tidal.dev/deployment": "keep", "tidal.dev/pool": "unified", "tidal.dev/accelerator": "gpu-a"}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
+            "spec": {"nodeName": f"node-{uid_hint}", "containers": [{"name": "engine", "image": "vllm"}]}}
+
+
+def _ready_status(created: str) -> dict[str, Any]:
+    """Scheduled 3 s after creation, container started 40 s later, Ready 60 s after that."""
+    return {"status": {
+        "phase": "Running",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": _plus(created, 3)},
+            {"type": "Ready", "status": "True", "lastTransitionTime": _plus(created, 103)},
+        ],
+        "containerStatuses": [{"name": "engine", "ready": True, "restartCount": 0, "image": "vllm", "imageID": "",
+                               "state": {"running": {"startedAt": _plus(created, 43)}}}],
+    }}
+
+
+def _plus(stamp: str, seconds: int) -> str:
+    from datetime import datetime, timedelta
+
+    t = datetime.fromisoformat(stamp.replace("Z", "+00:00")) + timedelta(seconds=seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _state(h: OperatorHarness, name: str) -> dict[str, Any]:
+    return json.loads(h.core.read_namespaced_config_map(f"{name}-tidal-state", OPERATOR_NS).data["state.json"])
+
+
+def test_restart_restores_state_and_repeats_no_scale_event(harness: OperatorHarness) -> None:
+    h = harness
+    port1, port2 = free_port(), free_port()
+    with h.operator(metrics_port=port1):
+        h.create_md(model_deployment("keep", min_replicas=1))
+        eventually(lambda: _replicas(h, "keep-unified-gpu-a") == 1)
+        # kubectl scale: the /scale subresource sets spec.replicas; tidal holds it (manual override).
+        h.custom.patch_namespaced_custom_object_scale("tidal.dev", "v1alpha1", OPERATOR_NS, "modeldeployments",
+                                                      "keep", {"spec": {"replicas": 3}})
+        eventually(lambda: _replicas(h, "keep-unified-gpu-a") == 3)
+        events = eventually(lambda: _scale_events(h, "keep"))
+        assert "manual-override" in events[0].message
+        # A pod becomes Ready: one cold start learnt and counted.
+        pod = h.core.create_namespaced_pod(OPERATOR_NS, _engine_pod("keep-0", "1"))
+        created = pod.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        h.core.patch_namespaced_pod_status("keep-0", OPERATOR_NS, _ready_status(created))
+        key = 'name="keep",namespace="team-a",pool="unified"'
+        eventually(lambda: _scrape(port1).get(f"tidal_cold_starts_total{{{key}}}") == 1)
+        before = eventually(lambda: (s := _state(h, "keep")) and s["countedPods"] and s)
+        assert before["countedPods"] == [pod.metadata.uid]
+        assert before["lastScaleEvent"].endswith("unified/gpu-a:1->3")
+        assert before["forecaster"]["kind"] == "holt_winters"
+        assert before["coldStart"]["seq"] == 1
+        ticks_before = before["tick"]
+
+    with h.operator(metrics_port=port2):
+        # The tick counter continues from the stored state: nothing was re-learnt from scratch.
+        after = eventually(lambda: (s := _state(h, "keep")) and s["tick"] > ticks_before + 1 and s)
+        assert after["coldStart"]["seq"] == 1, "the pod seen again on restart is not counted twice"
+        assert after["countedPods"] == [pod.metadata.uid]
+        assert after["lastScaleEvent"] == before["lastScaleEvent"]
+        assert [d["desired"] for d in after["decisions"]][:1] == [d["desired"] for d in before["decisions"]][:1]
+        assert _replicas(h, "keep-unified-gpu-a") == 3
+        series = _scrape(port2)
+        assert series.get(f"tidal_cold_starts_total{{{key}}}", 0.0) == 0.0
+    assert len(_scale_events(h, "keep")) == 1, [e.message for e in _scale_events(h, "keep")]
+    # The predictor learnt the phases under the pod's class (image not cached: a 40 s pull):
+    # 3 s scheduling, 40 s pull, 60 s load+init (pod timestamps put it all under engine init).
+    from tidal.predictors._state import decode_array
+
+    (entry,) = after["coldStart"]["tables"]["accelerator_class"]
+    assert entry["key"] == ["gpu-a", False, False]
+    assert decode_array(entry["rows"]).tolist() == [[3.0, 40.0, 0.0, 60.0]]
