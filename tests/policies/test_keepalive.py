@@ -181,3 +181,14 @@ def test_rejects_bad_configuration_naming_the_field() -> None:
         KeepAlivePolicy(concurrency_target=0)
     with pytest.raises(ValueError, match="minInstances"):
         KeepAlivePolicy(min_instances=5, max_instances=2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(1, 900), st.booleans()), min_size=1, max_size=60))
+def test_cached_window_equals_the_window_of_the_histogram(steps: list[tuple[float, bool]]) -> None:
+    policy = KeepAlivePolicy(concurrency_target=10)
+    state, now = None, 0.0
+    for dt, active in steps:
+        now += dt
+        _, state = policy.decide(obs(now, rate=1.0 if active else 0.0, running=1 if active else 0), state)
+        assert policy.window(state) == keepalive_window(state.histogram)

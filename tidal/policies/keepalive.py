@@ -161,10 +161,12 @@ def coefficient_of_variation(counts: Sequence[int]) -> float:
     """Population CV of the bin counts (0 for an empty histogram)."""
     if not counts:
         return 0.0
-    mean = sum(counts) / len(counts)
+    n = len(counts)
+    mean = sum(counts) / n
     if mean == 0:
         return 0.0
-    return statistics.pstdev(counts) / mean
+    variance = max(0.0, sum(c * c for c in counts) / n - mean * mean)
+    return math.sqrt(variance) / mean
 
 
 def keepalive_window(
@@ -236,6 +238,8 @@ class KeepAliveState:
     """(time, instances needed) over the last stable window."""
     warm_instances: int = 1
     """Instances to keep or pre-warm while idle: what the last active tick needed."""
+    learned: KeepAliveWindow | None = None
+    """The windows learned from ``histogram`` (a cache: recomputed only when an idle time is recorded)."""
 
 
 @dataclass(frozen=True)
@@ -280,7 +284,7 @@ class KeepAlivePolicy:
         """The windows this policy uses now (fixed, or learned from the state's histogram)."""
         if self.keep_alive_s is not None:
             return KeepAliveWindow(0.0, self.keep_alive_s, "fixed", f"spec.keepAlive {self.keep_alive_s:g}s")
-        learned = keepalive_window(state.histogram)
+        learned = state.learned or keepalive_window(state.histogram)
         if self.prewarm:
             return learned
         return KeepAliveWindow(0.0, learned.end_s, learned.mode, learned.message + "; pre-warm off")
@@ -312,15 +316,17 @@ class KeepAlivePolicy:
     def _active(self, now: float, pool: PoolObservation, concurrency: float,
                 st: KeepAliveState) -> tuple[Decision, KeepAliveState]:
         histogram = st.histogram
+        learned = st.learned
         if not st.was_active and st.last_active_s is not None:
             histogram = histogram.record(now - self._last_invocation_s(st))
+            learned = keepalive_window(histogram)
         needed = max(1, math.ceil(concurrency / self.concurrency_target))
         needs = tuple((t, n) for t, n in st.recent_needs if now - t < self.stable_window_s) + ((now, needed),)
         desired = self._clamp(max(max(n for _, n in needs), 1))
         reason = Reason(REASON_ACTIVE, f"{concurrency:g} in flight / target {self.concurrency_target:g} "
                         f"-> {needed}; largest need over {self.stable_window_s:g}s -> {desired}", POOL_FUNCTION)
         new_state = replace(st, histogram=histogram, last_active_s=now, was_active=True,
-                            recent_needs=needs, warm_instances=max(1, needed))
+                            recent_needs=needs, warm_instances=max(1, needed), learned=learned)
         window = self.window(new_state)
         details = {"phase": "active", "keep_alive_s": window.keepalive_s, "prewarm_s": window.prewarm_s,
                    "window_mode": window.mode, "prewarm_instances": 0, "idle_s": 0.0}
