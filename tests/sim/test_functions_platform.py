@@ -252,3 +252,15 @@ def test_auto_keepalive_policy_runs_on_the_simulator() -> None:
     res = run(wl, policy)
     assert res.summary["invocations"] == len(rows)
     assert not np.isnan(res.invocations["finish_s"]).any()
+
+
+def test_cost_is_counted_inside_the_window_latency_to_completion() -> None:
+    # Runs past the 50 s window: latency counts all of it, memory only the window.
+    res = run(workload([(0.0, 0, 100.0)], horizon_s=50.0), FixedKeepAlive(math.inf))
+    assert res.invocations["finish_s"][0] == pytest.approx(102.0)
+    assert res.summary["latency_p50_s"] == pytest.approx(102.0)
+    assert res.summary["gb_hours"] == pytest.approx(50.0 / 3600.0)
+    assert res.summary["busy_gb_hours"] == pytest.approx(48.0 / 3600.0)
+    assert res.summary["wasted_gb_hours"] == 0.0
+    with pytest.raises(ValueError, match="horizon_s"):
+        workload([(60.0, 0, 1.0)], horizon_s=50.0)

@@ -217,6 +217,9 @@ class FunctionSimulation:
             "t_s", "arrivals", "cold_starts", "instances", "ready", "idle", "starting",
             "running", "floor")}
         self._ran = False
+        self._arrived = 0
+        self._finished = 0
+        self._cost_at_horizon: tuple[list[float], list[float]] | None = None
 
     # -- events -----------------------------------------------------------------------------
     def _push(self, t: float, kind: int, a: Any = None, b: Any = None) -> None:
@@ -241,6 +244,8 @@ class FunctionSimulation:
         while True:
             if heap and (i >= n or heap[0][0] <= arrival[i]):
                 t = heap[0][0]
+                if t >= horizon and self._cost_at_horizon is None:
+                    self._snapshot_cost(horizon)
                 if i >= n and t >= horizon and self._inflight() == 0:
                     break
                 t, _, kind, a, b = heapq.heappop(heap)
@@ -265,6 +270,8 @@ class FunctionSimulation:
                 i += 1
             else:
                 break
+        if self._cost_at_horizon is None:
+            self._snapshot_cost(horizon)
         finished = [f for f in self.finish_s if not math.isnan(f)]
         end_s = max([horizon, self.now_s] + ([max(finished)] if finished else []))
         self.now_s = end_s
@@ -272,12 +279,28 @@ class FunctionSimulation:
             progress(horizon, horizon)
         return build_result(self, end_s, time.perf_counter() - wall0)
 
+    def _snapshot_cost(self, horizon: float) -> None:
+        """Each instance's life and idle time inside ``[0, horizon)``, taken when time reaches it.
+
+        Cost is compared over the replayed window only: idle time after it is an
+        artefact of the replay ending (in production more invocations would come).
+        """
+        life, idle = [], []
+        for x in self.instances:
+            end = horizon if x.removed_s is None else min(x.removed_s, horizon)
+            life.append(max(0.0, end - x.created_s))
+            idle.append(x.idle_total + (horizon - x.idle_since if x.idle_since is not None
+                                        else 0.0))
+        self._cost_at_horizon = (life, idle)
+
     def _inflight(self) -> int:
-        return sum(f.running + f.waiting for f in self.functions)
+        """Invocations arrived and not finished, over all functions."""
+        return self._arrived - self._finished
 
     # -- invocations ------------------------------------------------------------------------
     def _on_arrival(self, k: int, t: float) -> None:
         fn = self.functions[self._fn_of[k]]
+        self._arrived += 1
         fn.arrivals_tick += 1
         fn.last_arrival_s = t
         if fn.idle_since_s is not None:
@@ -330,6 +353,7 @@ class FunctionSimulation:
 
     def _on_finish(self, inst: _Instance, k: int, t: float) -> None:
         fn = inst.fn
+        self._finished += 1
         fn.running -= 1
         inst.active -= 1
         if fn.queue:

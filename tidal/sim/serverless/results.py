@@ -1,10 +1,12 @@
 """Turn a finished :class:`FunctionSimulation` into per-invocation arrays and a summary.
 
 Cost is what the provider holds: an instance occupies its memory from the
-moment its start begins (pod allocation) until it is removed, or until the end
-of the run (the later of the window's end and the last completion). Wasted
-memory-time is the part of that during which a ready instance ran nothing (the
-"wasted memory time" of Shahrad et al., ATC'20, Section 4).
+moment its start begins (pod allocation) until it is removed. It is counted
+inside the replayed window ``[0, horizon)`` only, for every policy alike: the
+run goes on after the window until the last invocation finishes (so every
+invocation gets its latency), but idle time after the window is an artefact of
+the replay ending. Wasted memory-time is the part during which a ready instance
+ran nothing (the "wasted memory time" of Shahrad et al., ATC'20, Section 4).
 """
 
 from __future__ import annotations
@@ -49,12 +51,14 @@ def build_result(sim: "FunctionSimulation", end_s: float, wall_s: float) -> "Fun
     ready = np.array([x.ready_s for x in insts], dtype=float)
     removed = np.array([np.nan if x.removed_s is None else x.removed_s for x in insts],
                        dtype=float)
-    idle = np.array([x.idle_total + (end_s - x.idle_since if x.idle_since is not None else 0.0)
-                     for x in insts], dtype=float)
+    life_h, idle_h = sim._cost_at_horizon or ([], [])
+    in_window = len(life_h)
+    lifetime = np.zeros(len(insts))
+    lifetime[:in_window] = life_h
+    idle = np.zeros(len(insts))
+    idle[:in_window] = idle_h
     inst_fn = np.array([x.fn.idx for x in insts], dtype=np.int64)
     memory_gb = wl.memory_mb[inst_fn] / MB_PER_GB if insts else np.empty(0)
-    alive_until = np.where(np.isnan(removed), end_s, removed)
-    lifetime = np.maximum(alive_until - created, 0.0)
     prewarm = np.array([x.prewarm for x in insts], dtype=bool)
 
     calls = np.bincount(fidx, minlength=n_fn)
@@ -89,8 +93,8 @@ def build_result(sim: "FunctionSimulation", end_s: float, wall_s: float) -> "Fun
         "instance_hours": float(lifetime.sum() / S_PER_HOUR),
         "gb_hours": float((lifetime * memory_gb).sum() / S_PER_HOUR),
         "wasted_gb_hours": float((idle * memory_gb).sum() / S_PER_HOUR),
-        "busy_gb_hours": float((duration * wl.memory_mb[fidx] / MB_PER_GB).sum() / S_PER_HOUR)
-        if n else 0.0,
+        "busy_gb_hours": float(((np.clip(finish, 0, wl.horizon_s) - np.clip(start, 0, wl.horizon_s))
+                                * wl.memory_mb[fidx] / MB_PER_GB).sum() / S_PER_HOUR),
         "peak_instances": max(sim.timeline["instances"], default=0),
     }
     summary["wasted_ratio"] = (summary["wasted_gb_hours"] / summary["gb_hours"]
@@ -99,6 +103,7 @@ def build_result(sim: "FunctionSimulation", end_s: float, wall_s: float) -> "Fun
                    "start_s": start, "finish_s": finish, "wait_s": wait, "latency_s": latency,
                    "cold": cold, "triggered_start": np.asarray(sim.triggered, dtype=bool),
                    "instance": np.asarray(sim.instance_of, dtype=np.int64), "met_slo": met}
+    # lifetime_s / idle_s: inside the replayed window [0, horizon) (see the module docstring).
     instances = {"function_index": inst_fn, "created_s": created, "ready_s": ready,
                  "removed_s": removed, "prewarm": prewarm, "idle_s": idle,
                  "lifetime_s": lifetime, "memory_gb": memory_gb}

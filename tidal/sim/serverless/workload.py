@@ -49,6 +49,9 @@ class FunctionWorkload:
             raise ValueError("arrival_s, function_index and duration_s must have equal length")
         if n and np.any(np.diff(self.arrival_s) < 0):
             raise ValueError("arrival_s must be sorted")
+        if n and self.arrival_s[-1] >= self.horizon_s:
+            raise ValueError(f"every arrival must be before horizon_s ({self.horizon_s} s), "
+                             f"got {self.arrival_s[-1]}")
         if np.any(self.duration_s < 0):
             raise ValueError("duration_s must be >= 0")
         if len(self.memory_mb) != len(self.function_ids):
