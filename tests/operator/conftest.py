@@ -165,7 +165,7 @@ def eventually(check: Callable[[], Any], timeout_s: float = REACTION_TIMEOUT_S, 
             if result:
                 return result
             last = None
-        except (AssertionError, ApiException, KeyError, IndexError, TypeError) as exc:
+        except (AssertionError, ApiException, KeyError, IndexError, TypeError, OSError) as exc:
             last = exc
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s} s; last error: {last!r}")

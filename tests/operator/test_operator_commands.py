@@ -1,0 +1,91 @@
+"""``tidal run`` (flags, a real process with /healthz and /metrics, SIGTERM) and ``tidal explain``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tests.operator.conftest import REPO_ROOT, OperatorHarness, eventually, free_port, model_deployment
+from tidal.operator.commands import explain, run
+
+app = typer.Typer()
+app.command()(run)
+app.command()(explain)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--interval", "0"], "--interval=0: must be between 1 and 3600 seconds"),
+    (["--log-format", "xml"], "--log-format='xml': choose json or plain"),
+    (["--log-level", "loud"], "--log-level='loud': choose one of debug, info, warning, error"),
+    (["--peering", "tidal", "--standalone"], "--peering and --standalone exclude each other"),
+    (["--prometheus-url", "prometheus:9090"], "--prometheus-url='prometheus:9090': must start with http://"),
+    (["--health-port", "9090", "--metrics-port", "9090"], "--health-port and --metrics-port are both 9090"),
+    (["--namespace", "Team_A"], "--namespace='Team_A': not a namespace name"),
+    (["--kubeconfig", "/nonexistent/kubeconfig"], "--kubeconfig=/nonexistent/kubeconfig: no such file"),
+])
+def test_bad_run_flags_fail_with_one_line_and_exit_2(args: list[str], needle: str) -> None:
+    result = CliRunner().invoke(app, ["run", *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], result.output
+
+
+def test_explain_prints_the_last_decisions_and_reasons(harness: OperatorHarness) -> None:
+    h = harness
+    with h.operator():
+        h.create_md(model_deployment("why", min_replicas=1))
+        eventually(lambda: h.apps.read_namespaced_deployment("why-unified-gpu-a", "team-a").spec.replicas == 1)
+        h.patch_md("why", {"spec": {"replicas": 2}})
+        eventually(lambda: h.apps.read_namespaced_deployment("why-unified-gpu-a", "team-a").spec.replicas == 2)
+        eventually(lambda: h.core.read_namespaced_config_map("why-tidal-state", "team-a"))
+    result = CliRunner().invoke(app, ["explain", "team-a/why", "--kubeconfig", str(h.kubeconfig)],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "hold-no-metrics" in out and "manual-override" in out
+    assert out.index("hold-no-metrics") < out.index("manual-override"), "oldest decision first"
+    assert "MetricsAvailable" in out and "NoPrometheus" in out
+    assert "last scale event" in out and "1->2" in out
+
+    missing = CliRunner().invoke(app, ["explain", "team-a/nope", "--kubeconfig", str(h.kubeconfig)])
+    assert missing.exit_code == 1 and "ModelDeployment team-a/nope not found" in missing.output
+    bad = CliRunner().invoke(app, ["explain", "just-a-name", "--kubeconfig", str(h.kubeconfig)])
+    assert bad.exit_code == 2 and "give NAMESPACE/NAME" in bad.output
+
+
+def test_run_serves_health_and_metrics_and_stops_on_sigterm(harness: OperatorHarness) -> None:
+    h = harness
+    health, metrics = free_port(), free_port()
+    code = "import typer; from tidal.operator.commands import run; typer.run(run)"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--kubeconfig", str(h.kubeconfig), "--standalone", "--interval", "1",
+         "--namespace", "team-a", "--health-port", str(health), "--metrics-port", str(metrics),
+         "--log-format", "json", "--log-level", "info"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+    try:
+        def get(port: int, path: str) -> str:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).read().decode()
+
+        eventually(lambda: get(health, "/healthz"), timeout_s=30)
+        h.create_md(model_deployment("proc"))
+        eventually(lambda: h.apps.read_namespaced_deployment("proc-unified-gpu-a", "team-a"))
+        text = eventually(lambda: (t := get(metrics, "/metrics")) and "tidal_desired_replicas{" in t and t)
+        assert 'tidal_desired_replicas{name="proc",namespace="team-a",pool="unified"} 1.0' in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()[-3000:]
+    lines = [line for line in out.decode().splitlines() if line.startswith("{")]
+    assert lines, "json log lines expected"
+    # Only this namespace was watched: the request log names no other.
+    namespaces = {r.namespace for r in h.kube_api.audit.records()
+                  if r.user_agent.startswith("kopf/") and r.namespace}
+    assert namespaces <= {"team-a"}, namespaces

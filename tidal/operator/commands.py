@@ -1,0 +1,156 @@
+"""``tidal run`` and ``tidal explain``: typer functions the CLI registers (``app.command()(run)``).
+
+Flag names and defaults are the contract with the Helm chart (docs/configuration.md, "tidal run").
+Bad values end with one line naming the flag and the fix, and exit code 2 (the usage-error code
+click and typer use).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from tidal.operator.settings import DEFAULT_HEALTH_PORT, DEFAULT_INTERVAL_S, DEFAULT_METRICS_PORT
+
+USAGE_ERROR = 2
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(USAGE_ERROR)
+
+
+def run(
+    namespace: Optional[List[str]] = typer.Option(None, "--namespace", help="Serve only this namespace; repeatable. Default: all namespaces."),
+    interval: float = typer.Option(DEFAULT_INTERVAL_S, "--interval", help="Seconds between autoscaling ticks (1..3600)."),
+    prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", help="Prometheus base URL for engine metrics; without it replicas are held."),
+    log_format: str = typer.Option("json", "--log-format", help="json (one object per line) or plain."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    peering: Optional[str] = typer.Option(None, "--peering", help="Join the kopf peering object NAME."),
+    standalone: bool = typer.Option(False, "--standalone", help="No peering."),
+    health_port: int = typer.Option(DEFAULT_HEALTH_PORT, "--health-port", help="Liveness endpoint /healthz port (0 disables)."),
+    metrics_port: int = typer.Option(DEFAULT_METRICS_PORT, "--metrics-port", help="The operator's /metrics port (0 disables)."),
+    kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="Kubeconfig for local runs; default: in-cluster, then KUBECONFIG."),
+) -> None:
+    """Run the operator (the container's entry point)."""
+    from tidal.operator.logs import LEVELS, configure_logging
+    from tidal.operator.settings import OperatorSettings, SettingsError
+
+    if log_format not in ("json", "plain"):
+        _fail(f"--log-format={log_format!r}: choose json or plain")
+    if log_level not in LEVELS:
+        _fail(f"--log-level={log_level!r}: choose one of {', '.join(LEVELS)}")
+    if peering and standalone:
+        _fail("--peering and --standalone exclude each other: pass one (the chart passes --peering NAME "
+              "when peering.enabled, --standalone otherwise)")
+    if kubeconfig is not None and not kubeconfig.is_file():
+        _fail(f"--kubeconfig={kubeconfig}: no such file")
+    namespaces = tuple(namespace or ())
+    for ns in namespaces:
+        if not ns or len(ns) > 63 or not ns.replace("-", "a").isalnum() or ns != ns.lower():
+            _fail(f"--namespace={ns!r}: not a namespace name (lowercase letters, digits and '-')")
+    try:
+        settings = OperatorSettings(
+            namespaces=namespaces, interval_s=interval, prometheus_url=prometheus_url,
+            metrics_window_s=max(interval, OperatorSettings.metrics_window_s),
+            log_format=log_format,  # type: ignore[arg-type]
+            log_level=log_level,  # type: ignore[arg-type]
+            peering_name=peering, health_port=health_port, metrics_port=metrics_port,
+        )
+    except SettingsError as exc:
+        _fail(str(exc))
+        return
+    configure_logging(settings.log_format, settings.log_level)
+    from tidal.operator.app import run_operator
+
+    run_operator(settings, kubeconfig=kubeconfig)
+
+
+def _when(t: Any) -> str:
+    if isinstance(t, (int, float)):
+        return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return str(t or "")
+
+
+def explain(
+    target: str = typer.Argument(..., metavar="NAMESPACE/NAME", help="The ModelDeployment to explain."),
+    kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="Kubeconfig; default: KUBECONFIG or ~/.kube/config."),
+    limit: int = typer.Option(20, "--limit", min=1, help="Show at most this many decisions (newest last)."),
+) -> None:
+    """Print the last decisions of a ModelDeployment and why tidal made them."""
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+    from rich.console import Console
+    from rich.table import Table
+
+    from tidal.controllers.workload_state import STATE_KEY, StateError, decode_state, state_configmap_name
+
+    namespace, _, name = target.partition("/")
+    if not namespace or not name or "/" in name:
+        _fail(f"{target!r}: give NAMESPACE/NAME, e.g. default/llama-8b-chat")
+    try:
+        api = config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None)
+    except Exception as exc:  # noqa: BLE001 - any kubeconfig problem is a usage error here
+        _fail(f"cannot load kubeconfig ({exc}); pass --kubeconfig or set KUBECONFIG")
+        return
+    console = Console()
+    try:
+        md = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "tidal.dev", "v1alpha1", namespace, "modeldeployments", name)
+    except ApiException as exc:
+        if exc.status == 404:
+            typer.echo(f"error: ModelDeployment {namespace}/{name} not found", err=True)
+            raise typer.Exit(1)
+        raise
+    status = md.get("status") or {}
+    try:
+        cm = client.CoreV1Api(api).read_namespaced_config_map(state_configmap_name(name), namespace)
+        state = decode_state((cm.data or {}).get(STATE_KEY, ""))
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        state = None
+    except StateError as exc:
+        console.print(f"[yellow]stored state unreadable: {exc}[/yellow]")
+        state = None
+
+    conditions = Table(title=f"{namespace}/{name}: conditions", show_lines=False)
+    for column in ("type", "status", "reason", "message", "since"):
+        conditions.add_column(column, overflow="fold")
+    for c in status.get("conditions") or []:
+        conditions.add_row(c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""),
+                           c.get("lastTransitionTime", ""))
+    console.print(conditions)
+
+    decisions = (state.decisions if state else [])[-limit:]
+    table = Table(title=f"{namespace}/{name}: last decisions (oldest first)", show_lines=True)
+    for column in ("time", "ticks", "desired", "placement", "metrics", "forecast rps", "reasons"):
+        table.add_column(column, overflow="fold")
+    for d in decisions:
+        repeats = int(d.get("repeats", 1))
+        span = _when(d.get("time")) + (f"\n..{_when(d.get('until'))}" if d.get("until") else "")
+        reasons = "\n".join(
+            (f"[{r['pool']}] " if r.get("pool") else "") + f"{r['code']}: {r.get('message', '')}"
+            for r in d.get("reasons") or [])
+        if d.get("limits"):
+            reasons += "\nlimits: " + "; ".join(d["limits"])
+        table.add_row(span, f"#{d.get('tick')} x{repeats}", json.dumps(d.get("desired", {})),
+                      json.dumps(d.get("byChild", {})), "yes" if d.get("metricsAvailable") else "no",
+                      "" if d.get("forecastRps") is None else f"{d['forecastRps']:.3g}", reasons)
+    if not decisions:
+        last = status.get("lastDecision") or {}
+        for r in last.get("reasons") or []:
+            table.add_row(str(last.get("time", "")), "", "", "", "", "",
+                          (f"[{r['pool']}] " if r.get("pool") else "") + f"{r['code']}: {r.get('message', '')}")
+    console.print(table)
+    if state is None:
+        console.print("[dim]no stored decision history (the operator has not ticked yet, or the state "
+                      f"ConfigMap {state_configmap_name(name)} is missing)[/dim]")
+    elif state.last_scale_event:
+        console.print(f"last scale event: {state.last_scale_event}")
+    sys.stdout.flush()
