@@ -111,3 +111,18 @@ def test_auto_policy_in_the_same_run(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["auto"]["invocations"] == data["fixed-keepalive:10m"]["invocations"]
+
+
+def test_warm_up_needs_room_before_the_start(tmp_path) -> None:
+    folder = write_trace(tmp_path / "trace")
+    base = ["simulate-functions", "--functions", "3", "--minutes", "3", "--no-progress"]
+    bad = CliRunner().invoke(app, [*base, "--trace", f"azure-functions:dir={folder}",
+                                   "--warmup", "2"])
+    assert bad.exit_code != 0 and "warm-up" in bad.output
+    out = tmp_path / "s.json"
+    ok = CliRunner().invoke(app, [*base, "--trace", f"azure-functions:dir={folder}:start=3",
+                                  "--warmup", "2", "--json", str(out)])
+    assert ok.exit_code == 0, ok.output
+    data = json.loads(out.read_text())["fixed-keepalive:10m"]
+    assert data["invocations"] == sum(sum(c[3:6]) for c in COUNTS.values())
+    assert data["warmup_invocations"] == sum(sum(c[1:3]) for c in COUNTS.values())

@@ -264,3 +264,17 @@ def test_cost_is_counted_inside_the_window_latency_to_completion() -> None:
     assert res.summary["wasted_gb_hours"] == 0.0
     with pytest.raises(ValueError, match="horizon_s"):
         workload([(60.0, 0, 1.0)], horizon_s=50.0)
+
+
+def test_warm_up_is_replayed_but_not_measured() -> None:
+    rows = [(0.0, 0, 1.0), (100.0, 0, 1.0)]
+    arr = np.array([r[0] for r in rows])
+    wl = FunctionWorkload(function_ids=("f0",), memory_mb=np.array([1024.0]), arrival_s=arr,
+                          function_index=np.zeros(2, dtype=np.int64),
+                          duration_s=np.ones(2), horizon_s=200.0, measure_from_s=50.0)
+    res = run(wl, FixedKeepAlive(600.0))
+    s = res.summary
+    assert s["invocations"] == 1 and s["warmup_invocations"] == 1
+    assert s["cold_starts"] == 0 and s["instance_starts"] == 0  # warmed up before the window
+    assert s["gb_hours"] == pytest.approx(150.0 / 3600.0)
+    assert s["wasted_gb_hours"] == pytest.approx((50.0 + 99.0) / 3600.0)

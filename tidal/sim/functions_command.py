@@ -135,7 +135,8 @@ def parse_slo(text: str) -> FunctionSLO:
                                  "or DURATION (end-to-end, e.g. 2s)", param_hint="--slo") from None
 
 
-def _load(options: dict[str, Any], *, functions: int, minutes: int, seed: int) -> FunctionWorkload:
+def _load(options: dict[str, Any], *, functions: int, minutes: int, seed: int,
+          warmup: int) -> FunctionWorkload:
     from tidal.sim.serverless.workload import load_workload
     from tidal.sim.traces import TraceFormatError, TraceNotFoundError
 
@@ -145,7 +146,8 @@ def _load(options: dict[str, Any], *, functions: int, minutes: int, seed: int) -
                                  "and optionally mem.csv)", param_hint="--trace")
     try:
         return load_workload(folder, functions=functions, minutes=minutes, seed=seed,
-                             start_minute=options["start"], select=options["select"])
+                             start_minute=options["start"], select=options["select"],
+                             warmup_minutes=warmup)
     except TraceNotFoundError as exc:
         raise typer.BadParameter(f"{exc} The Azure Functions sample is expected in "
                                  "traces/azure-functions-2019/ there.",
@@ -162,6 +164,9 @@ def simulate_functions(
     policy: list[str] = typer.Option(["fixed-keepalive:10m"], "--policy", help=POLICY_HELP),
     functions: int = typer.Option(200, min=1, help="Functions to replay."),
     minutes: int = typer.Option(60, min=1, max=1440, help="Minutes of the day to replay."),
+    warmup: int = typer.Option(0, min=0, help="Minutes before the trace's start= minute to "
+                               "replay first, unmeasured, so policies start with history "
+                               "(needs start= at least this)."),
     seed: int = typer.Option(0, help="Seed for function choice, invocation times, run times "
                              "and cold starts."),
     concurrency: int = typer.Option(DEFAULT_CONCURRENCY, min=1,
@@ -193,7 +198,7 @@ def simulate_functions(
                                tick_s=tick, metrics_window_s=DEFAULT_METRICS_WINDOW_S,
                                cold_start=model, slo=parse_slo(slo), seed=seed)
     policies = [parse_function_policy(p, config) for p in policy]
-    workload = _load(options, functions=functions, minutes=minutes, seed=seed)
+    workload = _load(options, functions=functions, minutes=minutes, seed=seed, warmup=warmup)
     results = []
     for autoscaler in policies:
         sim = FunctionSimulation(workload, autoscaler, config)
@@ -206,8 +211,8 @@ def simulate_functions(
                     task, completed=(t / total) if total else 1.0)))
         else:
             results.append(sim.run())
-    setup = (f"{trace} | {len(workload.function_ids)} functions | {minutes} min | "
-             f"{workload.invocations} invocations | concurrency {concurrency} | cold start "
+    setup = (f"{trace} | {len(workload.function_ids)} functions | {minutes} min "
+             f"(+{warmup} min warm-up) | {workload.invocations} invocations replayed | concurrency {concurrency} | cold start "
              f"{model.name} | SLO {config.slo.describe()} | tick {tick:g} s | seed {seed}")
     table = Table(title=f"tidal simulate-functions: {setup}")
     table.add_column("metric")

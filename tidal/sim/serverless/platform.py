@@ -219,7 +219,7 @@ class FunctionSimulation:
         self._ran = False
         self._arrived = 0
         self._finished = 0
-        self._cost_at_horizon: tuple[list[float], list[float]] | None = None
+        self._cost_at: dict[float, tuple[list[float], list[float]]] = {}
 
     # -- events -----------------------------------------------------------------------------
     def _push(self, t: float, kind: int, a: Any = None, b: Any = None) -> None:
@@ -241,11 +241,15 @@ class FunctionSimulation:
         heap = self._heap
         self._push(0.0, _TICK)
         last_progress = -1.0
+        snaps = sorted({self.workload.measure_from_s, horizon})
         while True:
+            if snaps and (heap or i < n) and min(
+                    heap[0][0] if heap else math.inf, arrival[i] if i < n else math.inf
+            ) >= snaps[0]:
+                at = snaps.pop(0)
+                self._cost_at[at] = self._snapshot_cost(at)
             if heap and (i >= n or heap[0][0] <= arrival[i]):
                 t = heap[0][0]
-                if t >= horizon and self._cost_at_horizon is None:
-                    self._snapshot_cost(horizon)
                 if i >= n and t >= horizon and self._inflight() == 0:
                     break
                 t, _, kind, a, b = heapq.heappop(heap)
@@ -270,8 +274,8 @@ class FunctionSimulation:
                 i += 1
             else:
                 break
-        if self._cost_at_horizon is None:
-            self._snapshot_cost(horizon)
+        for at in snaps:
+            self._cost_at[at] = self._snapshot_cost(at)
         finished = [f for f in self.finish_s if not math.isnan(f)]
         end_s = max([horizon, self.now_s] + ([max(finished)] if finished else []))
         self.now_s = end_s
@@ -279,19 +283,19 @@ class FunctionSimulation:
             progress(horizon, horizon)
         return build_result(self, end_s, time.perf_counter() - wall0)
 
-    def _snapshot_cost(self, horizon: float) -> None:
-        """Each instance's life and idle time inside ``[0, horizon)``, taken when time reaches it.
+    def _snapshot_cost(self, at_s: float) -> tuple[list[float], list[float]]:
+        """Each instance's life and idle time inside ``[0, at_s)``, taken when time reaches it.
 
-        Cost is compared over the replayed window only: idle time after it is an
+        Cost is compared over the measured window only: idle time after it is an
         artefact of the replay ending (in production more invocations would come).
         """
         life, idle = [], []
         for x in self.instances:
-            end = horizon if x.removed_s is None else min(x.removed_s, horizon)
+            end = at_s if x.removed_s is None else min(x.removed_s, at_s)
             life.append(max(0.0, end - x.created_s))
-            idle.append(x.idle_total + (horizon - x.idle_since if x.idle_since is not None
+            idle.append(x.idle_total + (at_s - x.idle_since if x.idle_since is not None
                                         else 0.0))
-        self._cost_at_horizon = (life, idle)
+        return life, idle
 
     def _inflight(self) -> int:
         """Invocations arrived and not finished, over all functions."""

@@ -50,6 +50,12 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _mark_warmup(ax, results: Sequence[FunctionSimResult]) -> None:
+    start_s = float(results[0].summary.get("measure_from_s") or 0.0)
+    if start_s > 0:
+        ax.axvline(start_s / 60.0, color="black", linestyle=":", label="end of warm-up")
+
+
 def _plots(results: Sequence[FunctionSimResult]) -> list[tuple[str, str]]:
     import matplotlib
     matplotlib.use("Agg")
@@ -70,6 +76,7 @@ def _plots(results: Sequence[FunctionSimResult]) -> list[tuple[str, str]]:
         ax2.step(np.asarray(tl["t_s"], dtype=float) / 60.0, tl["instances"], where="post",
                  label=f"{r.summary['policy']}: instances")
     ax2.set_ylabel("instances")
+    _mark_warmup(ax, results)
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="upper left", fontsize=8)
@@ -83,6 +90,7 @@ def _plots(results: Sequence[FunctionSimResult]) -> list[tuple[str, str]]:
                 label=r.summary["policy"])
     ax.set_xlabel("time (min)")
     ax.set_ylabel("cold starts per tick")
+    _mark_warmup(ax, results)
     ax.legend(fontsize=8)
     out.append(("Cold starts over time", _png(fig)))
     plt.close(fig)

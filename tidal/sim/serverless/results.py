@@ -2,11 +2,12 @@
 
 Cost is what the provider holds: an instance occupies its memory from the
 moment its start begins (pod allocation) until it is removed. It is counted
-inside the replayed window ``[0, horizon)`` only, for every policy alike: the
-run goes on after the window until the last invocation finishes (so every
-invocation gets its latency), but idle time after the window is an artefact of
-the replay ending. Wasted memory-time is the part during which a ready instance
-ran nothing (the "wasted memory time" of Shahrad et al., ATC'20, Section 4).
+inside the measured window ``[measure_from_s, horizon_s)`` only, for every
+policy alike: the run goes on after the window until the last invocation
+finishes (so every invocation gets its latency), but idle time after the window
+is an artefact of the replay ending, and the warm-up before it is not measured.
+Invocation metrics cover the invocations that arrive inside the window.
+Wasted memory-time is the part during which a ready instance ran nothing (the "wasted memory time" of Shahrad et al., ATC'20, Section 4).
 """
 
 from __future__ import annotations
@@ -29,6 +30,21 @@ def _pct(values: np.ndarray, q: float) -> float | None:
     return float(np.quantile(values, q)) if values.size else None
 
 
+def _window_cost(sim: "FunctionSimulation", n_instances: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-instance life and idle seconds inside ``[measure_from_s, horizon_s)``."""
+    wl = sim.workload
+    out = []
+    for part in (0, 1):
+        at_end = np.zeros(n_instances)
+        at_start = np.zeros(n_instances)
+        values = sim._cost_at.get(wl.horizon_s, ([], []))[part]
+        at_end[:len(values)] = values
+        values = sim._cost_at.get(wl.measure_from_s, ([], []))[part]
+        at_start[:len(values)] = values
+        out.append(np.maximum(at_end - at_start, 0.0))
+    return out[0], out[1]
+
+
 def build_result(sim: "FunctionSimulation", end_s: float, wall_s: float) -> "FunctionSimResult":
     from tidal.sim.serverless.platform import FunctionSimResult
 
@@ -41,69 +57,74 @@ def build_result(sim: "FunctionSimulation", end_s: float, wall_s: float) -> "Fun
     cold = np.asarray(sim.cold, dtype=bool)
     wait = start - arrival
     latency = finish - arrival
-    target = cfg.slo.targets(duration)
-    met = latency <= target + 1e-9
+    met = latency <= cfg.slo.targets(duration) + 1e-9
     fidx = wl.function_index
     n_fn = len(wl.function_ids)
+    measured = arrival >= wl.measure_from_s
+    window_s = wl.horizon_s - wl.measure_from_s
 
     insts = sim.instances
     created = np.array([x.created_s for x in insts], dtype=float)
     ready = np.array([x.ready_s for x in insts], dtype=float)
     removed = np.array([np.nan if x.removed_s is None else x.removed_s for x in insts],
                        dtype=float)
-    life_h, idle_h = sim._cost_at_horizon or ([], [])
-    in_window = len(life_h)
-    lifetime = np.zeros(len(insts))
-    lifetime[:in_window] = life_h
-    idle = np.zeros(len(insts))
-    idle[:in_window] = idle_h
+    lifetime, idle = _window_cost(sim, len(insts))
     inst_fn = np.array([x.fn.idx for x in insts], dtype=np.int64)
     memory_gb = wl.memory_mb[inst_fn] / MB_PER_GB if insts else np.empty(0)
     prewarm = np.array([x.prewarm for x in insts], dtype=bool)
+    started_in_window = created >= wl.measure_from_s
 
-    calls = np.bincount(fidx, minlength=n_fn)
-    colds = np.bincount(fidx, weights=cold.astype(float), minlength=n_fn)
+    m_fidx, m_cold = fidx[measured], cold[measured]
+    calls = np.bincount(m_fidx, minlength=n_fn)
+    colds = np.bincount(m_fidx, weights=m_cold.astype(float), minlength=n_fn)
     invoked = calls > 0
     fn_ratio = colds[invoked] / calls[invoked]
-    n = wl.invocations
+    m_wait, m_latency = wait[measured], latency[measured]
+    n = int(measured.sum())
+    busy_s = (np.clip(finish, wl.measure_from_s, wl.horizon_s)
+              - np.clip(start, wl.measure_from_s, wl.horizon_s))
     summary: dict[str, Any] = {
         "policy": getattr(sim.autoscaler, "name", type(sim.autoscaler).__name__),
         "functions": n_fn,
         "functions_invoked": int(invoked.sum()),
         "invocations": n,
-        "horizon_s": wl.horizon_s,
+        "warmup_invocations": int(wl.invocations - n),
+        "measure_from_s": wl.measure_from_s,
+        "measured_window_s": window_s,
         "simulated_s": end_s,
         "seed": cfg.seed,
         "concurrency": cfg.concurrency,
         "cold_start_model": cfg.cold_start.name,
         "slo": cfg.slo.describe(),
-        "cold_starts": int(cold.sum()),
-        "cold_start_ratio": float(cold.mean()) if n else None,
+        "cold_starts": int(m_cold.sum()),
+        "cold_start_ratio": float(m_cold.mean()) if n else None,
         "function_cold_ratio_p75": _pct(fn_ratio, FUNCTION_COLD_RATIO_PERCENTILE),
         "functions_always_cold": int(np.sum(fn_ratio >= 1.0)),
-        "latency_p50_s": _pct(latency, 0.5),
-        "latency_p99_s": _pct(latency, 0.99),
-        "wait_p50_s": _pct(wait, 0.5),
-        "wait_p99_s": _pct(wait, 0.99),
-        "cold_wait_mean_s": float(wait[cold].mean()) if cold.any() else None,
-        "slo_attainment": float(met.mean()) if n else None,
-        "instance_starts": len(insts),
-        "prewarm_starts": int(prewarm.sum()),
-        "cold_start_mean_s": float(np.mean(ready - created)) if insts else None,
+        "latency_p50_s": _pct(m_latency, 0.5),
+        "latency_p99_s": _pct(m_latency, 0.99),
+        "wait_p50_s": _pct(m_wait, 0.5),
+        "wait_p99_s": _pct(m_wait, 0.99),
+        "cold_wait_mean_s": float(m_wait[m_cold].mean()) if m_cold.any() else None,
+        "slo_attainment": float(met[measured].mean()) if n else None,
+        "instance_starts": int(started_in_window.sum()),
+        "prewarm_starts": int((prewarm & started_in_window).sum()),
+        "cold_start_mean_s": (float(np.mean((ready - created)[started_in_window]))
+                              if started_in_window.any() else None),
         "instance_hours": float(lifetime.sum() / S_PER_HOUR),
         "gb_hours": float((lifetime * memory_gb).sum() / S_PER_HOUR),
         "wasted_gb_hours": float((idle * memory_gb).sum() / S_PER_HOUR),
-        "busy_gb_hours": float(((np.clip(finish, 0, wl.horizon_s) - np.clip(start, 0, wl.horizon_s))
-                                * wl.memory_mb[fidx] / MB_PER_GB).sum() / S_PER_HOUR),
-        "peak_instances": max(sim.timeline["instances"], default=0),
+        "busy_gb_hours": float((busy_s * wl.memory_mb[fidx] / MB_PER_GB).sum() / S_PER_HOUR),
+        "peak_instances": max((c for t, c in zip(sim.timeline["t_s"], sim.timeline["instances"])
+                               if t >= wl.measure_from_s), default=0),
     }
     summary["wasted_ratio"] = (summary["wasted_gb_hours"] / summary["gb_hours"]
                                if summary["gb_hours"] else None)
     invocations = {"arrival_s": arrival, "function_index": fidx, "duration_s": duration,
                    "start_s": start, "finish_s": finish, "wait_s": wait, "latency_s": latency,
                    "cold": cold, "triggered_start": np.asarray(sim.triggered, dtype=bool),
-                   "instance": np.asarray(sim.instance_of, dtype=np.int64), "met_slo": met}
-    # lifetime_s / idle_s: inside the replayed window [0, horizon) (see the module docstring).
+                   "instance": np.asarray(sim.instance_of, dtype=np.int64), "met_slo": met,
+                   "measured": measured}
+    # lifetime_s / idle_s: inside the measured window (see the module docstring).
     instances = {"function_index": inst_fn, "created_s": created, "ready_s": ready,
                  "removed_s": removed, "prewarm": prewarm, "idle_s": idle,
                  "lifetime_s": lifetime, "memory_gb": memory_gb}

@@ -33,7 +33,10 @@ SELECTIONS = (SELECT_RANDOM, SELECT_TOP, SELECT_FIRST)
 class FunctionWorkload:
     """Functions (names and memory) and their invocations as parallel arrays sorted by arrival.
 
-    ``function_index[i]`` indexes ``function_ids``/``memory_mb``.
+    ``function_index[i]`` indexes ``function_ids``/``memory_mb``. Invocations that
+    arrive before ``measure_from_s`` (a warm-up that gives policies history) are
+    replayed but not counted in the results; cost is counted in
+    ``[measure_from_s, horizon_s)``.
     """
 
     function_ids: tuple[str, ...]
@@ -42,6 +45,7 @@ class FunctionWorkload:
     function_index: np.ndarray
     duration_s: np.ndarray
     horizon_s: float
+    measure_from_s: float = 0.0
 
     def __post_init__(self) -> None:
         n = len(self.arrival_s)
@@ -52,6 +56,8 @@ class FunctionWorkload:
         if n and self.arrival_s[-1] >= self.horizon_s:
             raise ValueError(f"every arrival must be before horizon_s ({self.horizon_s} s), "
                              f"got {self.arrival_s[-1]}")
+        if not 0.0 <= self.measure_from_s < self.horizon_s:
+            raise ValueError(f"measure_from_s must be in [0, horizon_s), got {self.measure_from_s}")
         if np.any(self.duration_s < 0):
             raise ValueError("duration_s must be >= 0")
         if len(self.memory_mb) != len(self.function_ids):
@@ -92,25 +98,37 @@ def select_functions(specs: Sequence[FunctionSpec], counts: Mapping[str, np.ndar
 
 def workload_from_trace(specs: Sequence[FunctionSpec], counts: Mapping[str, np.ndarray], *,
                         functions: int, minutes: int, seed: int, start_minute: int = 0,
-                        select: str = SELECT_RANDOM) -> FunctionWorkload:
-    """Invocations of the chosen functions in ``[start_minute, start_minute + minutes)``."""
+                        select: str = SELECT_RANDOM, warmup_minutes: int = 0) -> FunctionWorkload:
+    """Invocations of the chosen functions in ``[start_minute, start_minute + minutes)``.
+
+    ``warmup_minutes`` more minutes before ``start_minute`` are replayed first and
+    left out of the results (time 0 is then the start of the warm-up). Functions
+    are chosen on the measured minutes.
+    """
+    if warmup_minutes < 0 or warmup_minutes > start_minute:
+        raise ValueError(f"warm-up must be in [0, start minute {start_minute}], "
+                         f"got {warmup_minutes}; start later or warm up less")
     chosen = select_functions(specs, counts, functions, how=select, seed=seed,
                               start_minute=start_minute, minutes=minutes)
-    arrays: FunctionArrivals = sample_function_arrays(chosen, dict(counts), seed=seed,
-                                                      start_minute=start_minute, minutes=minutes)
+    arrays: FunctionArrivals = sample_function_arrays(
+        chosen, dict(counts), seed=seed, start_minute=start_minute - warmup_minutes,
+        minutes=minutes + warmup_minutes)
     return FunctionWorkload(
         function_ids=tuple(s.function_id for s in chosen),
         memory_mb=np.array([memory_of(s) for s in chosen], dtype=float),
         arrival_s=arrays.arrival_s, function_index=arrays.function_index.astype(np.int64),
-        duration_s=arrays.duration_s, horizon_s=minutes * 60.0)
+        duration_s=arrays.duration_s, horizon_s=(minutes + warmup_minutes) * 60.0,
+        measure_from_s=warmup_minutes * 60.0)
 
 
 def load_workload(folder: str | Path | None, *, functions: int, minutes: int, seed: int,
-                  start_minute: int = 0, select: str = SELECT_RANDOM) -> FunctionWorkload:
+                  start_minute: int = 0, select: str = SELECT_RANDOM,
+                  warmup_minutes: int = 0) -> FunctionWorkload:
     """Load the Azure Functions sample (``folder`` or ``../shared``) and sample a workload."""
     from tidal.sim.traces import load_azure_functions, load_function_trace
 
     specs, counts = (load_function_trace() if folder is None
                      else load_azure_functions(Path(folder)))
     return workload_from_trace(specs, counts, functions=functions, minutes=minutes, seed=seed,
-                               start_minute=start_minute, select=select)
+                               start_minute=start_minute, select=select,
+                               warmup_minutes=warmup_minutes)
