@@ -50,6 +50,11 @@ def test_create_update_delete_children(harness: OperatorHarness) -> None:
         # Without Prometheus: MetricsAvailable=False with the reason, replicas held at 2.
         cond = eventually(lambda: (c := h.condition("llama", "MetricsAvailable")) and c["status"] == "False" and c)
         assert cond["reason"] == "NoPrometheus"
+        # The forecaster runs even without metrics (no observations: its prior), bounds ordered.
+        forecast = eventually(lambda: h.read_md("llama")["status"].get("forecast"))
+        assert forecast["lowerRps"] <= forecast["rps"] <= forecast["upperRps"]
+        assert forecast["horizonSeconds"] >= 1.0
+        assert h.read_md("llama")["status"]["predictedColdStartSeconds"] > 0
         assert _deployment(h, "llama-unified-gpu-a").spec.replicas == 2
 
         # A spec change rolls out to the children, replicas untouched.
@@ -76,3 +81,20 @@ def test_create_update_delete_children(harness: OperatorHarness) -> None:
             raise AssertionError("the ModelDeployment should be gone (no finalizer blocks it)")
         except ApiException as exc:
             assert exc.status == 404
+
+
+def test_peering_joins_the_named_cluster_peering(harness: OperatorHarness) -> None:
+    from kubernetes import client
+
+    from tests.kubeapi.test_kubeapi_kopf import PEERING_CRDS
+
+    h = harness
+    for crd in PEERING_CRDS:
+        client.ApiextensionsV1Api(h.api).create_custom_resource_definition(crd)
+    h.custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", {
+        "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "tidal"}})
+    with h.operator(peering_name="tidal"):
+        eventually(lambda: h.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings",
+                                                              "tidal").get("status"))
+        h.create_md(model_deployment("peer"))
+        eventually(lambda: _deployment(h, "peer-unified-gpu-a"))
