@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import threading
 import time
@@ -235,3 +236,52 @@ def test_prometheus_function_metrics_read_rate_and_in_flight(tmp_path: pathlib.P
     finally:
         for exporter in exporters.values():
             exporter.close()
+
+
+def _histogram_total(api: client.ApiClient, name: str) -> int:
+    data = client.CoreV1Api(api).read_namespaced_config_map(f"{name}-keepalive", NS).data
+    state = json.loads(data["state.json"])
+    return sum(state["counts"].values()) + state["outOfRange"]
+
+
+def _wait_ticks(load: Load, ticks: int) -> None:
+    start = len(load.calls)
+    eventually(lambda: len(load.calls) >= start + ticks)
+
+
+def test_learned_idle_times_survive_an_operator_restart(
+    kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
+) -> None:
+    install_crds(kube_client)
+    settings = OperatorSettings(interval_s=TICK_S)
+    busy, idle = FunctionMetrics(True, "test", 1.0, 1.0), FunctionMetrics(True, "test", 0.0, 0.0)
+
+    def invocation_cycle(load: Load) -> None:
+        # One tick each suffices: a read recorded after set() sees the new metrics.
+        load.set(idle)
+        _wait_ticks(load, 1)
+        load.set(busy)
+        _wait_ticks(load, 1)
+
+    load = Load()
+    registry = operator_registry(kube_api, handlers_serverless.register, settings, clients, function_metrics=load)
+    with run_operator(registry):
+        client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, function("periodic"))
+        load.set(busy)
+        _wait_ticks(load, 1)
+        invocation_cycle(load)
+        invocation_cycle(load)
+        eventually(lambda: _histogram_total(kube_client, "periodic") == 2)
+    owner = client.CoreV1Api(kube_client).read_namespaced_config_map("periodic-keepalive", NS).metadata.owner_references
+    assert owner[0].kind == "ServerlessFunction" and owner[0].name == "periodic"
+
+    load = Load()
+    load.set(busy)
+    registry = operator_registry(kube_api, handlers_serverless.register, settings, clients, function_metrics=load)
+    with run_operator(registry) as runner:
+        _wait_ticks(load, 1)
+        invocation_cycle(load)
+        # Restored: the new idle time adds to the two learned before the restart.
+        eventually(lambda: _histogram_total(kube_client, "periodic") == 3)
+    assert runner.exit_code == 0

@@ -192,3 +192,33 @@ def test_cached_window_equals_the_window_of_the_histogram(steps: list[tuple[floa
         now += dt
         _, state = policy.decide(obs(now, rate=1.0 if active else 0.0, running=1 if active else 0), state)
         assert policy.window(state) == keepalive_window(state.histogram)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(1, 20000), st.booleans()), min_size=1, max_size=40))
+def test_state_round_trips_through_its_dict_form(steps: list[tuple[float, bool]]) -> None:
+    import json
+
+    from tidal.policies.keepalive import state_from_dict, state_to_dict
+
+    policy = KeepAlivePolicy(concurrency_target=10)
+    state, now = None, 0.0
+    for dt, active in steps:
+        now += dt
+        _, state = policy.decide(obs(now, rate=1.0 if active else 0.0, running=1 if active else 0), state)
+    restored = state_from_dict(json.loads(json.dumps(state_to_dict(state))))
+    assert restored is not None
+    assert restored.histogram == state.histogram
+    assert (restored.last_active_s, restored.anchor_s, restored.was_active) == (
+        state.last_active_s, state.anchor_s, state.was_active)
+    # The restored policy decides the next idle tick (past the stable window) exactly as the original.
+    later = obs(now + 1000)
+    assert policy.decide(later, restored)[0].desired_replicas == policy.decide(later, state)[0].desired_replicas
+
+
+def test_garbage_state_is_ignored() -> None:
+    from tidal.policies.keepalive import state_from_dict
+
+    assert state_from_dict({"version": 99}) is None
+    assert state_from_dict({"version": 1, "bins": "x"}) is None
+    assert state_from_dict("nope") is None

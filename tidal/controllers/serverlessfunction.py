@@ -8,6 +8,7 @@ re-rendering the same inputs is a no-op. The instance count comes from
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from typing import Any, Mapping, Sequence
@@ -132,6 +133,38 @@ def render_service(fn: ServerlessFunction, uid: str) -> dict[str, Any]:
             "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http"}],
         },
     }
+
+
+def state_configmap_name(name: str) -> str:
+    return f"{name}-keepalive"
+
+
+STATE_KEY = "state.json"
+
+
+def render_state_configmap(fn: ServerlessFunction, uid: str, state: Mapping[str, Any]) -> dict[str, Any]:
+    """The keep-alive policy's durable state (idle-time histogram), so an operator restart keeps
+    what it learned. Owned by the function: deleting the function deletes it."""
+    name = fn.metadata.name or ""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": state_configmap_name(name),
+            "namespace": fn.metadata.namespace,
+            "labels": {**MANAGED_BY, **function_labels(name)},
+            "ownerReferences": [owner_reference(KIND, name, uid)],
+        },
+        "data": {STATE_KEY: json.dumps(state, sort_keys=True, separators=(",", ":"))},
+    }
+
+
+def state_from_configmap(data: Mapping[str, str] | None) -> Any:
+    """The JSON the ConfigMap holds, or None when absent or unreadable."""
+    try:
+        return json.loads((data or {})[STATE_KEY])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def render_children(fn: ServerlessFunction, uid: str, replicas: int) -> list[dict[str, Any]]:

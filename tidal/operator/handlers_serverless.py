@@ -6,9 +6,11 @@
   from the settings) of the Deployment (replicas: the last decision within the current bounds, or
   the initial scale) and the Service, and ``status.observedGeneration``.
 * timer (``settings.interval_s``): read the Deployment and the function's metrics, run
-  :class:`tidal.policies.keepalive.KeepAlivePolicy` (its state lives in the per-object kopf
-  ``memo``), re-apply the Deployment when the instance count changes (with a ``Scaled`` event), and
-  patch the status when it changed.
+  :class:`tidal.policies.keepalive.KeepAlivePolicy`, re-apply the Deployment when the instance
+  count changes (with a ``Scaled`` event), and patch the status when it changed. The policy's
+  state lives in the per-object kopf ``memo``; it is persisted in the ConfigMap
+  ``<name>-keepalive`` when it learns an idle time or the function goes idle, and restored from it
+  after an operator restart.
 
 Function metrics come from a :data:`FunctionMetricsSource`. Without ``--prometheus-url`` every tick
 reports ``MetricsAvailable=False`` and the policy holds the current instances (never zero on
@@ -42,6 +44,9 @@ from tidal.controllers.serverlessfunction import (
     policy_for,
     render_children,
     render_deployment,
+    render_state_configmap,
+    state_configmap_name,
+    state_from_configmap,
 )
 from tidal.operator.handlers_accelerators import Clock, utcnow
 from tidal.operator.kube import KubeClients, apply_object
@@ -49,7 +54,7 @@ from tidal.operator.prometheus import PrometheusMetrics, PrometheusSettings
 from tidal.operator.promql import promql_duration, promql_string
 from tidal.operator.settings import OperatorSettings
 from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
-from tidal.policies.keepalive import KeepAliveState
+from tidal.policies.keepalive import KeepAliveState, state_from_dict, state_to_dict, worth_persisting
 
 GROUP, VERSION, PLURAL = "tidal.dev", "v1alpha1", "serverlessfunctions"
 REQUESTS_METRIC = "http_requests_total"
@@ -127,15 +132,27 @@ def read_deployment(clients: KubeClients, namespace: str, name: str) -> tuple[in
     return int(deployment.spec.replicas or 0), int((deployment.status and deployment.status.ready_replicas) or 0)
 
 
+def load_state(clients: KubeClients, namespace: str, name: str) -> KeepAliveState | None:
+    """The keep-alive state persisted in the function's ConfigMap, None when there is none (yet)."""
+    try:
+        config_map = clients.core.read_namespaced_config_map(state_configmap_name(name), namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return state_from_dict(state_from_configmap(config_map.data))
+
+
 def _changed(previous: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if previous.get(k) != v}
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, clients: KubeClients, *,
              function_metrics: FunctionMetricsSource | None = None, clock: Clock = utcnow,
-             monotonic: Callable[[], float] = time.time) -> None:
+             wall_clock_s: Callable[[], float] = time.time) -> None:
     """Register the ServerlessFunction handlers. ``function_metrics`` defaults to Prometheus when
-    ``settings.prometheus_url`` is set, else to "no metrics" (hold)."""
+    ``settings.prometheus_url`` is set, else to "no metrics" (hold). Policy time is wall-clock
+    seconds so the persisted last-activity time stays meaningful across operator restarts."""
     metrics_source = function_metrics or default_metrics_source(settings)
     activity_window_s = settings.metrics_window_s if settings.prometheus_url else 0.0
 
@@ -194,10 +211,16 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
         metrics = await asyncio.to_thread(metrics_source, namespace, name, current)
         pool = PoolObservation(ready_replicas=min(ready, current), starting_replicas=max(0, current - ready),
                                request_rate_rps=metrics.request_rate_rps, running_requests=metrics.running_requests)
-        observation = Observation(monotonic(), {POOL_FUNCTION: pool}, metrics_available=metrics.available)
+        observation = Observation(wall_clock_s(), {POOL_FUNCTION: pool}, metrics_available=metrics.available)
         policy = policy_for(fn_spec, activity_window_s=activity_window_s)
         state = memo.get(MEMO_KEY)
-        decision, memo[MEMO_KEY] = policy.decide(observation, state if isinstance(state, KeepAliveState) else None)
+        if not isinstance(state, KeepAliveState):
+            state = await asyncio.to_thread(load_state, clients, namespace, name)
+        decision, new_state = policy.decide(observation, state)
+        memo[MEMO_KEY] = new_state
+        if worth_persisting(state, new_state):
+            config_map = render_state_configmap(function_of(name, namespace, fn_spec), uid, state_to_dict(new_state))
+            await asyncio.to_thread(apply_object, clients, config_map, settings.field_manager)
         desired = decision.desired_replicas.get(POOL_FUNCTION, current)
         if desired != current:
             child = render_deployment(function_of(name, namespace, fn_spec), uid, desired)

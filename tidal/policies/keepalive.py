@@ -360,3 +360,62 @@ class KeepAlivePolicy:
         details = {"phase": code, "keep_alive_s": window.keepalive_s, "prewarm_s": window.prewarm_s,
                    "window_mode": window.mode, "prewarm_instances": prewarm_instances, "idle_s": idle_s}
         return Decision({POOL_FUNCTION: desired}, reasons, details=details), st
+
+
+STATE_FORMAT_VERSION = 1
+
+
+def state_to_dict(state: KeepAliveState) -> dict[str, Any]:
+    """A compact JSON-able form of the durable part of the state (sparse bins, bounded size), for
+    shells that persist it across restarts. The stable-window needs are transient and not kept."""
+    hist = state.histogram
+    return {
+        "version": STATE_FORMAT_VERSION,
+        "binS": hist.bin_s,
+        "bins": len(hist.counts),
+        "counts": {str(i): c for i, c in enumerate(hist.counts) if c},
+        "outOfRange": hist.out_of_range,
+        "recentOutOfRange": list(hist.recent_out_of_range),
+        "lastActiveS": state.last_active_s,
+        "anchorS": state.anchor_s,
+        "wasActive": state.was_active,
+        "warmInstances": state.warm_instances,
+    }
+
+
+def state_from_dict(data: Any) -> KeepAliveState | None:
+    """The state :func:`state_to_dict` wrote, or None when ``data`` is not such a state (a shell
+    then starts afresh rather than failing)."""
+    try:
+        if not isinstance(data, dict) or data.get("version") != STATE_FORMAT_VERSION:
+            return None
+        bins, bin_s = int(data["bins"]), float(data["binS"])
+        if not 0 < bins <= 100_000 or bin_s <= 0:
+            return None
+        counts = [0] * bins
+        for index, count in dict(data.get("counts") or {}).items():
+            if 0 <= int(index) < bins and int(count) > 0:
+                counts[int(index)] = int(count)
+        hist = IdleHistogram(counts=tuple(counts), out_of_range=max(0, int(data.get("outOfRange") or 0)),
+                             recent_out_of_range=tuple(float(v) for v in data.get("recentOutOfRange") or [])[-OOB_MEMORY:],
+                             bin_s=bin_s)
+        last = data.get("lastActiveS")
+        anchor = data.get("anchorS")
+        return KeepAliveState(
+            histogram=hist,
+            last_active_s=None if last is None else float(last),
+            anchor_s=None if anchor is None else float(anchor),
+            was_active=bool(data.get("wasActive")),
+            warm_instances=max(1, int(data.get("warmInstances") or 1)),
+            learned=keepalive_window(hist),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def worth_persisting(before: KeepAliveState | None, after: KeepAliveState) -> bool:
+    """Whether a shell should write the state now: a new idle time was learned, or the function just
+    went idle (so the last activity time is exact). Twice per burst, not every tick."""
+    if before is None:
+        return True
+    return after.histogram != before.histogram or (before.was_active and not after.was_active)
