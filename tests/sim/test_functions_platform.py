@@ -278,3 +278,13 @@ def test_warm_up_is_replayed_but_not_measured() -> None:
     assert s["cold_starts"] == 0 and s["instance_starts"] == 0  # warmed up before the window
     assert s["gb_hours"] == pytest.approx(150.0 / 3600.0)
     assert s["wasted_gb_hours"] == pytest.approx((50.0 + 99.0) / 3600.0)
+
+
+def test_observation_reports_the_peak_between_ticks() -> None:
+    wl = workload([(1.0, 0, 5.0), (2.0, 0, 5.0), (3.0, 0, 5.0), (20.0, 0, 1.0)],
+                  horizon_s=40.0)
+    rec = Recording(FixedKeepAlive(600.0))
+    run(wl, rec)
+    at = {o.now_s: o.pools[POOL_FUNCTION] for o in rec.seen}
+    assert at[15.0].running_requests == 0 and at[15.0].peak_in_flight_since_last_tick == 3
+    assert at[30.0].peak_in_flight_since_last_tick == 1

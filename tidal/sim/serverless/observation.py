@@ -28,6 +28,9 @@ Extra fields (all about the past; nothing here reveals a future arrival):
   invocation's arrival. These are the "idle times" (ITs) of Shahrad et al.
   (ATC'20) whose histogram drives the hybrid keep-alive / pre-warm policy; they
   are exact here, where a per-minute trace would round them to minutes;
+- ``peak_in_flight_since_last_tick``: the most invocations running or waiting at
+  any instant since the previous tick (``running_requests`` + ``waiting_requests``
+  is only the value at the tick); instances needed = this / concurrency;
 - ``memory_mb``: memory of one instance; ``concurrency``: invocations one
   instance runs at once.
 """
@@ -49,5 +52,6 @@ class FunctionPoolObservation(PoolObservation):
     last_arrival_s: float | None = None
     idle_since_s: float | None = None
     idle_gaps_s: tuple[float, ...] = ()
+    peak_in_flight_since_last_tick: int = 0
     memory_mb: float = 0.0
     concurrency: int = 1

@@ -150,7 +150,7 @@ class _Function:
     __slots__ = ("idx", "memory_mb", "rng", "free", "starting_free", "idle", "queue", "live",
                  "n_ready", "n_starting", "running", "waiting", "floor", "idle_timeout_s",
                  "state", "window", "arrivals_tick", "cold_tick", "last_arrival_s",
-                 "idle_since_s", "gaps")
+                 "idle_since_s", "gaps", "peak_tick")
 
     def __init__(self, idx: int, memory_mb: float, seed: int, window_ticks: int) -> None:
         self.idx = idx
@@ -174,6 +174,7 @@ class _Function:
         self.last_arrival_s: float | None = None
         self.idle_since_s: float | None = None
         self.gaps: list[float] = []
+        self.peak_tick = 0
 
 
 @dataclass
@@ -306,6 +307,7 @@ class FunctionSimulation:
         fn = self.functions[self._fn_of[k]]
         self._arrived += 1
         fn.arrivals_tick += 1
+        fn.peak_tick = max(fn.peak_tick, fn.running + fn.waiting + 1)
         fn.last_arrival_s = t
         if fn.idle_since_s is not None:
             fn.gaps.append(t - fn.idle_since_s)
@@ -444,9 +446,11 @@ class FunctionSimulation:
             waiting_requests=float(fn.waiting), idle_replicas=len(fn.idle),
             arrivals_since_last_tick=fn.arrivals_tick, cold_starts_since_last_tick=fn.cold_tick,
             last_arrival_s=fn.last_arrival_s, idle_since_s=fn.idle_since_s,
-            idle_gaps_s=tuple(fn.gaps), memory_mb=fn.memory_mb,
+            idle_gaps_s=tuple(fn.gaps), peak_in_flight_since_last_tick=max(
+                fn.peak_tick, fn.running + fn.waiting), memory_mb=fn.memory_mb,
             concurrency=self.cfg.concurrency)
         fn.gaps = []
+        fn.peak_tick = fn.running + fn.waiting
         return Observation(now_s=t, pools={POOL_FUNCTION: pool})
 
     def _on_tick(self, t: float) -> None:
