@@ -14,8 +14,8 @@ cold start into four logged parts:
 The paper's headline: in Region 1 cold starts take up to 7 s and are dominated
 by dependency deployment and scheduling; in Region 2 up to 3 s, dominated by
 pod allocation. Only those bounds and the example rows of the release's demo
-notebook (``src/demo_cold_start.ipynb``: pod allocation 0.1-27 ms, code
-0.001-1.7 s, dependency 0 or 0.4-4.3 s, scheduling 0.15-3.6 s in Region 1)
+notebook (``src/demo_cold_start.ipynb``, rows of Regions 1 and 5: pod allocation
+0.1-27 ms, code 0.001-1.7 s, dependency 0 or 0.4-4.3 s, scheduling 0.15-3.6 s)
 were available here, not the full distributions, so each component is a
 log-normal whose median and spread are chosen to reproduce those bounds (the
 sum's p99 near the "up to" figure). The exact numbers are in docs/simulator.md
