@@ -36,13 +36,38 @@ def tidal_api(kube_client: client.ApiClient) -> client.ApiClient:
     return kube_client
 
 
+OPERATOR_USER_AGENT = "tidal-operator-under-test"
+"""Tells the operator's own API calls apart from the test's in the audit log."""
+
+
 @pytest.fixture
 def clients(kubeconfig: pathlib.Path) -> Iterator[KubeClients]:
     kube = KubeClients.from_config(kubeconfig)
+    kube.api.user_agent = OPERATOR_USER_AGENT
     try:
         yield kube
     finally:
         kube.close()
+
+
+def calls_outside_rbac(server: KubeApiServer) -> list[Any]:
+    """The operator's recorded API calls (kopf's and tidal's client) that the chart's cluster-wide
+    RBAC (docs/configuration.md#permissions) would refuse."""
+    from tests.charts.chart_support import render
+    from tests.charts.rbac_rules import allows, grants
+
+    granted = grants(render(), "tidal", "tidal-system")
+    refused = []
+    ours = 0
+    for record in server.audit.records():
+        if not record.resource or not (record.user_agent.startswith("kopf/") or record.user_agent == OPERATOR_USER_AGENT):
+            continue
+        ours += record.user_agent == OPERATOR_USER_AGENT
+        resource = f"{record.resource}/{record.subresource}" if record.subresource else record.resource
+        if not allows(granted, record.verb, record.group, resource, record.namespace or None):
+            refused.append(record)
+    assert ours, "no API call of the operator's client was recorded: is the user agent set?"
+    return refused
 
 
 def kopf_settings() -> kopf.OperatorSettings:
@@ -132,3 +157,4 @@ def test_accelerator_class_status_shows_inventory(kube_api: KubeApiServer, tidal
     writes = {(r.verb, r.subresource) for r in kube_api.audit.records()
               if r.resource == "acceleratorclasses" and r.verb not in ("get", "list", "watch", "create")}
     assert writes == {("patch", "status")}
+    assert calls_outside_rbac(kube_api) == []

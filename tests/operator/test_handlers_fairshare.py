@@ -16,6 +16,7 @@ from tests.operator.test_handlers_accelerators import (  # noqa: F401 - fixtures
     accelerator_class,
     add_node,
     add_pod,
+    calls_outside_rbac,
     clients,
     operator_registry,
     run_operator,
@@ -86,3 +87,4 @@ def test_fair_share_policy_status_shows_grants_for_three_tenants(
     writes = {(r.verb, r.subresource) for r in kube_api.audit.records()
               if r.resource == "fairsharepolicies" and r.verb not in ("get", "list", "watch", "create")}
     assert writes == {("patch", "status")}
+    assert calls_outside_rbac(kube_api) == []

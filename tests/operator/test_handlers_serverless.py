@@ -19,6 +19,7 @@ from tests.operator.test_handlers_accelerators import (  # noqa: F401 - fixtures
     REPO_ROOT,
     TICK_S,
     VERSION,
+    calls_outside_rbac,
     clients,
     operator_registry,
     run_operator,
@@ -135,6 +136,7 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
         eventually(updated)
     assert runner.exit_code == 0, runner.output[-3000:]
     assert "Traceback" not in runner.output, runner.output[-3000:]
+    assert calls_outside_rbac(kube_api) == []
 
 
 def test_invalid_function_gets_condition_and_warning_without_retries(
@@ -164,6 +166,7 @@ def test_invalid_function_gets_condition_and_warning_without_retries(
             client.AppsV1Api(kube_client).read_namespaced_deployment("broken", NS)
     assert runner.exit_code == 0
     assert "will retry" not in runner.output.lower()
+    assert calls_outside_rbac(kube_api) == []
 
 
 # --- PrometheusFunctionMetrics against a real Prometheus ------------------------------------------
