@@ -20,6 +20,9 @@ from kubernetes import config as k8s_config
 from kubernetes.dynamic import DynamicClient
 
 FIELD_MANAGER = "tidal"
+CONNECTION_POOL_SIZE = 16
+"""Keep-alive connections to the API server: one per handler thread (tidal/operator/app.py
+EXECUTOR_WORKERS), so concurrent ticks do not open and drop connections (urllib3 defaults to 10)."""
 USER_AGENT = "tidal-operator"
 """Sent on every request of the operator's own client, so audit logs (and the tests' RBAC check)
 tell the operator's requests from kubectl's or a test's."""
@@ -48,11 +51,16 @@ class KubeClients:
             try:
                 configuration = k8s.Configuration()
                 k8s_config.load_incluster_config(client_configuration=configuration)
+                configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
                 api = k8s.ApiClient(configuration)
             except k8s_config.ConfigException:
                 pass
         if api is None:
-            api = k8s_config.new_client_from_config(config_file=str(kubeconfig) if kubeconfig else None, context=context)
+            configuration = k8s.Configuration()
+            k8s_config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context,
+                                        client_configuration=configuration, persist_config=False)
+            configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
+            api = k8s.ApiClient(configuration)
         api.user_agent = USER_AGENT
         return cls(api)
 
