@@ -62,11 +62,11 @@ def calls_outside_rbac(server: KubeApiServer) -> list[Any]:
     for record in server.audit.records():
         if not record.resource or not (record.user_agent.startswith("kopf/") or record.user_agent == OPERATOR_USER_AGENT):
             continue
-        ours += record.user_agent == OPERATOR_USER_AGENT
+        ours += 1
         resource = f"{record.resource}/{record.subresource}" if record.subresource else record.resource
         if not allows(granted, record.verb, record.group, resource, record.namespace or None):
             refused.append(record)
-    assert ours, "no API call of the operator's client was recorded: is the user agent set?"
+    assert ours, "no API call of the operator was recorded: are the user agents right?"
     return refused
 
 
