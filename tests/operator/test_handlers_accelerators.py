@@ -157,4 +157,5 @@ def test_accelerator_class_status_shows_inventory(kube_api: KubeApiServer, tidal
     writes = {(r.verb, r.subresource) for r in kube_api.audit.records()
               if r.resource == "acceleratorclasses" and r.verb not in ("get", "list", "watch", "create")}
     assert writes == {("patch", "status")}
+    assert any(r.user_agent == OPERATOR_USER_AGENT for r in kube_api.audit.records())
     assert calls_outside_rbac(kube_api) == []
