@@ -126,3 +126,25 @@ def test_warm_up_needs_room_before_the_start(tmp_path) -> None:
     data = json.loads(out.read_text())["fixed-keepalive:10m"]
     assert data["invocations"] == sum(sum(c[3:6]) for c in COUNTS.values())
     assert data["warmup_invocations"] == sum(sum(c[1:3]) for c in COUNTS.values())
+
+
+def test_policy_spellings() -> None:
+    import math
+
+    from tidal.policies.baselines.fixed import FixedReplicas
+    from tidal.policies.baselines.keepalive_fixed import FixedKeepAlive
+    from tidal.policies.utilization import UtilizationTarget
+    from tidal.sim.functions_command import parse_function_policy
+    from tidal.sim.serverless import FunctionSimConfig
+
+    cfg = FunctionSimConfig()
+    cases = {"fixed-keepalive": 600.0, "fixed-keepalive:90s": 90.0, "fixed-keepalive:0": 0.0,
+             "fixed-keepalive:inf": math.inf, "no-keepalive": 0.0}
+    for spec, seconds in cases.items():
+        policy = parse_function_policy(spec, cfg)
+        assert isinstance(policy, FixedKeepAlive) and policy.keep_alive_s == seconds
+        assert policy.name == spec
+    fixed = parse_function_policy("fixed:2", cfg)
+    assert isinstance(fixed, FixedReplicas) and fixed.replicas == {"function": 2}
+    util = parse_function_policy("utilization:2:0:50", cfg)
+    assert isinstance(util, UtilizationTarget) and util.max_replicas == 50

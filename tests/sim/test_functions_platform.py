@@ -293,3 +293,17 @@ def test_observation_reports_the_peak_between_ticks() -> None:
     at = {o.now_s: o.pools[POOL_FUNCTION] for o in rec.seen}
     assert at[15.0].running_requests == 0 and at[15.0].peak_in_flight_since_last_tick == 3
     assert at[30.0].peak_in_flight_since_last_tick == 1
+
+
+def test_an_llm_style_autoscaler_drives_the_function_pool() -> None:
+    from tidal.policies.utilization import UtilizationTarget
+
+    rng = np.random.default_rng(5)
+    rows = [(float(t), int(f), float(d)) for t, f, d in
+            zip(np.sort(rng.uniform(0, 300, 200)), rng.integers(0, 3, 200),
+                rng.exponential(3.0, 200))]
+    res = run(workload(rows, functions=3, horizon_s=300.0),
+              UtilizationTarget(target_inflight_per_replica=1.0, min_replicas=0,
+                                max_replicas=50))
+    assert not np.isnan(res.invocations["finish_s"]).any()
+    assert res.summary["invocations"] == 200

@@ -23,6 +23,7 @@ from tidal.api.types import parse_duration_s
 from tidal.policies.baselines.fixed import FixedReplicas
 from tidal.policies.baselines.keepalive_fixed import FixedKeepAlive
 from tidal.policies.interface import POOL_FUNCTION, Autoscaler
+from tidal.policies.utilization import UtilizationTarget
 from tidal.sim.serverless.coldstart import DEFAULT_PRESET, PRESETS, parse_cold_start
 from tidal.sim.serverless.platform import (DEFAULT_CONCURRENCY, DEFAULT_METRICS_WINDOW_S,
                                            DEFAULT_SLO_SLACK_S, DEFAULT_TICK_S,
@@ -39,7 +40,8 @@ TRACE_HELP = (f"{TRACE_NAME}[:select=random|top|first][:start=MINUTE][:dir=FOLDE
 POLICY_HELP = ("fixed-keepalive[:DURATION] (platform idle timeout, default 10m; 0 or inf "
                "allowed), no-keepalive (= fixed-keepalive:0), auto[:no-prewarm] (tidal's "
                "hybrid-histogram keep-alive/pre-warm policy), fixed:N (N instances per "
-               "function). Repeat --policy to compare on the same workload.")
+               "function), utilization[:TARGET[:MIN[:MAX]]] (HPA-like in-flight target per "
+               "instance). Repeat --policy to compare on the same workload.")
 NEVER = ("inf", "never", "forever")
 # Instance cap handed to the auto policy when --max-instances is not set: the
 # ServerlessFunction API's upper bound for spec.maxInstances.
@@ -68,6 +70,13 @@ def parse_function_policy(spec: str, config: FunctionSimConfig) -> Autoscaler:
             return FixedKeepAlive(0.0, name=spec)
         if name == "fixed":
             return FixedReplicas({POOL_FUNCTION: int(arg or "1")}, name=spec)
+        if name in ("utilization", "util"):
+            parts = [float(x) for x in arg.split(":")] if arg else []
+            target = parts[0] if parts else float(config.concurrency)
+            low = int(parts[1]) if len(parts) > 1 else 0
+            high = int(parts[2]) if len(parts) > 2 else AUTO_MAX_INSTANCES
+            return UtilizationTarget(target_inflight_per_replica=target, min_replicas=low,
+                                     max_replicas=high, name=spec)
         if name == "auto":
             if arg not in ("", "no-prewarm"):
                 raise ValueError("the only option of auto is no-prewarm")
