@@ -85,3 +85,11 @@ def test_rendered_instances_within_spec_bounds(min_i: int, extra: int, zero: boo
     assert min_i <= n <= min_i + extra
     if not zero:
         assert n >= 1
+
+
+def test_names_that_cannot_be_label_values_are_reported() -> None:
+    from tidal.controllers.serverlessfunction import name_problem
+
+    assert name_problem("f" * 63) is None
+    problem = name_problem("f" * 64)
+    assert problem is not None and "metadata.name" in problem and "63" in problem

@@ -37,6 +37,19 @@ READINESS_PERIOD_S = 1
 READINESS_FAILURE_THRESHOLD = 3
 
 
+MAX_NAME_LENGTH = 63
+"""The function's name is the value of the ``tidal.dev/function`` label, and label values are at
+most 63 characters (Kubernetes label syntax)."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why tidal cannot render children for a function of this name, or None."""
+    if len(name) > MAX_NAME_LENGTH:
+        return (f"metadata.name: {len(name)} characters; at most {MAX_NAME_LENGTH}, because it becomes the "
+                f"{FUNCTION_LABEL} label value: recreate the function with a shorter name")
+    return None
+
+
 def function_labels(name: str) -> dict[str, str]:
     return {FUNCTION_LABEL: name}
 

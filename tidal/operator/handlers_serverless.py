@@ -41,6 +41,7 @@ from tidal.controllers.serverlessfunction import (
     compute_status,
     instances_to_render,
     invalid_status,
+    name_problem,
     policy_for,
     render_children,
     render_deployment,
@@ -156,14 +157,16 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
     metrics_source = function_metrics or default_metrics_source(settings)
     activity_window_s = settings.metrics_window_s if settings.prometheus_url else 0.0
 
-    def validate(spec: Mapping[str, Any], body: Any, status: Mapping[str, Any], generation: int | None,
-                 patch: Any, now: datetime) -> ServerlessFunctionSpec | None:
+    def validate(name: str, spec: Mapping[str, Any], body: Any, status: Mapping[str, Any],
+                 generation: int | None, patch: Any, now: datetime) -> ServerlessFunctionSpec | None:
         try:
             parsed = parse_spec(KIND, spec)
+            problem = name_problem(name)
         except InvalidResource as exc:
-            message = "; ".join(str(e) for e in exc.errors)
-            patch.status.update(invalid_status(generation, message, status, now))
-            kopf.warn(body, reason="InvalidSpec", message=message)
+            problem = "; ".join(str(e) for e in exc.errors)
+        if problem is not None:
+            patch.status.update(invalid_status(generation, problem, status, now))
+            kopf.warn(body, reason="InvalidSpec", message=problem)
             return None
         assert isinstance(parsed, ServerlessFunctionSpec)
         return parsed
@@ -176,7 +179,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
         now = clock()
         generation = meta.get("generation")
         previous = dict(status or {})
-        fn_spec = validate(spec, body, previous, generation, patch, now)
+        fn_spec = validate(name, spec, body, previous, generation, patch, now)
         if fn_spec is None:
             return
         replicas = instances_to_render(fn_spec, previous)
@@ -203,6 +206,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
             fn_spec = parse_spec(KIND, spec)
         except InvalidResource:
             return  # reported by the create/update handler
+        if name_problem(name) is not None:
+            return
         assert isinstance(fn_spec, ServerlessFunctionSpec)
         deployment = await asyncio.to_thread(read_deployment, clients, namespace, name)
         if deployment is None:
