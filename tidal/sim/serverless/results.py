@@ -7,7 +7,8 @@ policy alike: the run goes on after the window until the last invocation
 finishes (so every invocation gets its latency), but idle time after the window
 is an artefact of the replay ending, and the warm-up before it is not measured.
 Invocation metrics cover the invocations that arrive inside the window.
-Wasted memory-time is the part during which a ready instance ran nothing (the "wasted memory time" of Shahrad et al., ATC'20, Section 4).
+Wasted memory-time is the part during which a ready instance ran nothing (the
+"wasted memory time" of Shahrad et al., ATC'20, Section 4).
 """
 
 from __future__ import annotations
