@@ -222,3 +222,18 @@ def test_garbage_state_is_ignored() -> None:
     assert state_from_dict({"version": 99}) is None
     assert state_from_dict({"version": 1, "bins": "x"}) is None
     assert state_from_dict("nope") is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(1, 400), st.floats(0, 500)), min_size=1, max_size=30),
+       st.floats(0, 1200), st.floats(0, 1200))
+def test_a_longer_keep_alive_never_keeps_fewer_instances(steps, a: float, b: float) -> None:
+    short, long_ = (KeepAlivePolicy(concurrency_target=10, keep_alive_s=k) for k in sorted((a, b)))
+    s_state = l_state = None
+    now = 0.0
+    for dt, running in steps:
+        now += dt
+        o = obs(now, rate=1.0 if running > 0 else 0.0, running=running)
+        d_short, s_state = short.decide(o, s_state)
+        d_long, l_state = long_.decide(o, l_state)
+        assert d_short.desired_replicas[POOL_FUNCTION] <= d_long.desired_replicas[POOL_FUNCTION]
