@@ -222,7 +222,8 @@ def simulate_functions(
             results.append(sim.run())
     setup = (f"{trace} | {len(workload.function_ids)} functions | {minutes} min "
              f"(+{warmup} min warm-up) | {workload.invocations} invocations replayed | "
-             f"concurrency {concurrency} | cold start {model.name} | SLO {config.slo.describe()} | tick {tick:g} s | seed {seed}")
+             f"concurrency {concurrency} | cold start {model.name} | "
+             f"SLO {config.slo.describe()} | tick {tick:g} s | seed {seed}")
     table = Table(title=f"tidal simulate-functions: {setup}")
     table.add_column("metric")
     for r in results:
