@@ -5,8 +5,8 @@ invocation runs on a ready instance with a free slot (``concurrency`` slots per
 instance); otherwise it joins an instance that is starting and has a free slot;
 otherwise a new instance is started for it (a cold start: it waits the whole
 cold-start time); if the function is at ``max_instances`` it queues FIFO for
-the next free slot. An instance that runs nothing is idle; it is removed once
-it has been idle for the keep-alive window, unless the pool floor holds it.
+the next free slot. An instance that runs nothing is idle; the decision below
+says when idle instances go.
 
 At every tick (``tick_s``, HPA's 15 s as in ``tidal.sim.runner``) the runner
 builds a :class:`FunctionPoolObservation` per function (pool ``"function"``),
