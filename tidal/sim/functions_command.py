@@ -159,7 +159,8 @@ def _load(options: dict[str, Any], *, functions: int, minutes: int, seed: int,
                              warmup_minutes=warmup)
     except TraceNotFoundError as exc:
         raise typer.BadParameter(f"{exc} The Azure Functions sample is expected in "
-                                 "traces/azure-functions-2019/ there.",
+                                 "traces/azure-functions-2019/ there, or name its folder "
+                                 "with --trace azure-functions:dir=FOLDER.",
                                  param_hint="--trace") from None
     except FileNotFoundError as exc:
         raise typer.BadParameter(f"Azure Functions trace file missing: {exc.filename}",
