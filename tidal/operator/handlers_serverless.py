@@ -222,10 +222,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
         if not isinstance(state, KeepAliveState):
             state = await asyncio.to_thread(load_state, clients, namespace, name)
         decision, new_state = policy.decide(observation, state)
-        memo[MEMO_KEY] = new_state
         if worth_persisting(state, new_state):
             config_map = render_state_configmap(function_of(name, namespace, fn_spec), uid, state_to_dict(new_state))
             await asyncio.to_thread(apply_object, clients, config_map, settings.field_manager)
+        memo[MEMO_KEY] = new_state  # only after it is persisted, so a failed write is retried next tick
         desired = decision.desired_replicas.get(POOL_FUNCTION, current)
         if desired != current:
             child = render_deployment(function_of(name, namespace, fn_spec), uid, desired)
