@@ -134,6 +134,17 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
             return d.spec.replicas == 2 and d.spec.template.spec.containers[0].resources.limits["memory"] == "1Gi"
 
         eventually(updated)
+
+        # Deleting the function removes its children (owner references) and kopf's finalizer.
+        client.CustomObjectsApi(kube_client).delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "hello")
+
+        def cleaned_up() -> bool:
+            return (not apps.list_namespaced_deployment(NS).items and not core.list_namespaced_service(NS).items
+                    and not core.list_namespaced_config_map(NS, label_selector="tidal.dev/function=hello").items
+                    and not client.CustomObjectsApi(kube_client).list_namespaced_custom_object(
+                        GROUP, VERSION, NS, PLURAL)["items"])
+
+        eventually(cleaned_up)
     assert runner.exit_code == 0, runner.output[-3000:]
     assert "Traceback" not in runner.output, runner.output[-3000:]
     assert calls_outside_rbac(kube_api) == []
