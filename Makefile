@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test crds check-crds tools bench bench-forecast bench-sim clean
+.PHONY: demo test crds check-crds tools bench bench-forecast bench-sim bench-functions clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,13 +34,16 @@ test: $(STAMP) tools
 crds: $(STAMP)
 	$(BIN)/tidal crds
 
-bench: bench-forecast bench-sim
+bench: bench-forecast bench-sim bench-functions
 
 bench-forecast: $(STAMP)
 	$(BIN)/python bench/forecast.py
 
 bench-sim: $(STAMP)
 	$(BIN)/python bench/simulator.py
+
+bench-functions: $(STAMP)
+	$(BIN)/python bench/functions.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .hypothesis reports

@@ -85,6 +85,9 @@ def validate(files: list[Path] = typer.Argument(..., help="YAML files with tidal
 from tidal.sim.command import simulate  # noqa: E402  (registered below, after the core commands)
 
 app.command()(simulate)
+from tidal.sim.functions_command import simulate_functions  # noqa: E402
+
+app.command("simulate-functions")(simulate_functions)
 
 
 def main() -> None:  # pragma: no cover - console-script shim
