@@ -11,6 +11,7 @@ from tests.kubeapi.test_kubeapi_kopf import eventually
 from tests.operator.test_handlers_accelerators import (  # noqa: F401 - fixtures
     GROUP,
     H100,
+    OPERATOR_USER_AGENT,
     TICK_S,
     VERSION,
     accelerator_class,
@@ -88,3 +89,31 @@ def test_fair_share_policy_status_shows_grants_for_three_tenants(
               if r.resource == "fairsharepolicies" and r.verb not in ("get", "list", "watch", "create")}
     assert writes == {("patch", "status")}
     assert calls_outside_rbac(kube_api) == []
+
+
+def test_namespaced_operator_counts_only_watched_namespaces(
+    kube_api: KubeApiServer, tidal_api: client.ApiClient, clients: KubeClients,
+) -> None:
+    """With --namespace, the operator may list ModelDeployments only there (docs/configuration.md)."""
+    import logging
+    from datetime import datetime, timezone
+
+    core, custom = client.CoreV1Api(tidal_api), client.CustomObjectsApi(tidal_api)
+    for ns in (NS, "elsewhere"):
+        core.create_namespace({"metadata": {"name": ns}})
+        custom.create_namespaced_custom_object(GROUP, VERSION, ns, "modeldeployments", model_deployment("m", "a", 3))
+    custom.create_cluster_custom_object(GROUP, VERSION, "fairsharepolicies", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "FairSharePolicy", "metadata": {"name": "p"},
+        "spec": {"capacity": {"gpus": 10}, "tenants": [{"name": "a"}]}})
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    log = logging.getLogger("test")
+    scoped = OperatorSettings(namespaces=(NS,))
+    assert handlers_fairshare.fairshare_tick(clients, scoped, now, log) == 1
+    assert status_of(tidal_api, "fairsharepolicies", "p")["tenants"][0]["demandGpus"] == 3
+    # Same inputs, same status: nothing is written.
+    assert handlers_fairshare.fairshare_tick(clients, scoped, now, log) == 0
+    assert handlers_fairshare.fairshare_tick(clients, OperatorSettings(), now, log) == 1
+    assert status_of(tidal_api, "fairsharepolicies", "p")["tenants"][0]["demandGpus"] == 6
+    namespaces = {r.namespace for r in kube_api.audit.records()
+                  if r.resource == "modeldeployments" and r.verb == "list" and r.user_agent == OPERATOR_USER_AGENT}
+    assert namespaces == {NS, ""}
