@@ -33,15 +33,26 @@ RSS_TARGET_MB = 500.0
 NAMESPACE = "bench"
 
 _SERVER = """
-import sys, time, pathlib
+import collections, json, sys, pathlib
 sys.path.insert(0, {root!r})
 from tests.kubeapi import KubeApiServer
 server = KubeApiServer(bookmark_interval_s=60.0).start()
 server.write_kubeconfig(pathlib.Path({kubeconfig!r}))
 print("ready", flush=True)
-sys.stdin.read()
+for line in sys.stdin:
+    counts = collections.Counter(
+        " ".join(x for x in (r.verb, r.resource, r.subresource) if x) for r in server.audit.records())
+    print(json.dumps(counts), flush=True)
 server.stop()
 """
+
+
+def _request_counts(server: subprocess.Popen) -> dict[str, int]:
+    """Requests the API server has answered so far, by "verb resource [subresource]"."""
+    assert server.stdin is not None and server.stdout is not None
+    server.stdin.write("count\n")
+    server.stdin.flush()
+    return json.loads(server.stdout.readline())
 
 
 def _rss_mb() -> float:
@@ -150,13 +161,24 @@ def main() -> int:
             if seen >= args.workloads:
                 break
             time.sleep(0.5)
+        # Let the creation storm drain: reconciles are done once no Service is applied for an interval.
+        previous = _request_counts(server)
+        while time.monotonic() < deadline:
+            time.sleep(args.interval)
+            now_counts = _request_counts(server)
+            if now_counts.get("patch services") == previous.get("patch services"):
+                break
+            previous = now_counts
         settle_s = time.monotonic() - t_create
-        time.sleep(args.interval)  # let the creation storm drain before measuring
+        requests0 = _request_counts(server)
         cpu0, wall0 = _cpu_s(), time.monotonic()
         with lock:
             n0 = len(latencies)
         time.sleep(args.ticks * args.interval)
         cpu1, wall1 = _cpu_s(), time.monotonic()
+        requests1 = _request_counts(server)
+        per_tick = {k: round((v - requests0.get(k, 0)) / max(1, args.ticks), 1) for k, v in requests1.items()
+                    if v > requests0.get(k, 0)}
         with lock:
             window = [lat for _, lat in latencies[n0:]]
         stop.set()
@@ -172,6 +194,7 @@ def main() -> int:
             "cpu_share_of_one_core": round(cpu_share, 3), "cpu_target": CPU_TARGET,
             "rss_before_operator_mb": round(rss_idle, 1), "peak_rss_mb": round(_peak_rss_mb(), 1),
             "rss_target_mb": RSS_TARGET_MB, "child_deployments": deployments,
+            "api_requests_per_interval": per_tick,
         }
     finally:
         api.close()

@@ -274,7 +274,8 @@ class ModelDeploymentController:
         replicas = observe_replicas(pools, children, [p for p in pods if p.workload == name])
         observation, report = self._observe_metrics(md, namespace, name, replicas, now)
         rt.state.tick += 1
-        forecast = self._forecast(md, rt, observation, preference, now)
+        cold = self._cold_start_s(md, rt, preference)
+        forecast = self._forecast(md, rt, observation, cold, now)
         current = {d.key: d.spec_replicas for d in children}
         try:
             wd = decide(md, observation, current, preference)
@@ -287,7 +288,6 @@ class ModelDeploymentController:
             wd = replace(wd, capacity_limits=(missing_classes_limit(missing), *wd.capacity_limits))
         applied = self._apply_changes(md, uid, wd, current, accelerators, problems)
         self._announce(body, rt, wd, applied)
-        cold = self._cold_start_s(md, rt, preference)
         conditions = [
             ready_condition(wd.decision.desired_replicas, replicas),
             metrics_condition(report),
@@ -347,14 +347,14 @@ class ModelDeploymentController:
         return Observation(now, read, metrics_available=available), MetricsReport(available, reason, message)
 
     def _forecast(self, md: ModelDeployment, rt: WorkloadRuntime, observation: Observation,
-                  preference: list[str], now: float) -> ForecastView | None:
+                  cold_start_s: float | None, now: float) -> ForecastView | None:
         forecaster = rt.ensure_forecaster(md.spec.autoscaling.predictor, self.settings.interval_s)
         if forecaster is None:
             return None
         first = next(iter(pools_of(md)))  # unified, or prefill: every request passes it once
         obs = observation.pools.get(first)
         forecaster.observe(now, obs.request_rate_rps if obs is not None else None)
-        horizon = max(self.settings.interval_s, self._cold_start_s(md, rt, preference) or 0.0)
+        horizon = max(self.settings.interval_s, cold_start_s or 0.0)
         try:
             fc = forecaster.forecast((horizon,), FORECAST_QUANTILES)
         except (ValueError, RuntimeError) as exc:
@@ -368,7 +368,11 @@ class ModelDeploymentController:
             return None
         ctx = StartContext(preference[0], None, image_cached=False, weights_cached=False,
                            model_size_gb=model_size_gb(md))
-        return rt.cold_start.predict(ctx).total_s[COLD_START_QUANTILE_INDEX]
+        key = (ctx, rt.cold_start_version)
+        if rt.cold_start_cache is None or rt.cold_start_cache[0] != key:
+            # Predictions change only when the predictor learns (its sequence number moves).
+            rt.cold_start_cache = (key, rt.cold_start.predict(ctx).total_s[COLD_START_QUANTILE_INDEX])
+        return rt.cold_start_cache[1]
 
     def _apply_changes(self, md: ModelDeployment, uid: str, wd: WorkloadDecision, current: Mapping[ChildKey, int],
                        accelerators: Mapping[str, AcceleratorClass], problems: list[str]) -> list[ChildKey]:
@@ -442,6 +446,7 @@ class ModelDeploymentController:
             # Pod timestamps cannot split weights load from engine init: both go to engine_init.
             rt.cold_start.observe(ctx, StartPhases(times.scheduling_s, times.image_pull_s, 0.0, times.after_start_s))
             rt.state.add_counted_pod(pod.uid)
+            rt.cold_start_version += 1
             self.metrics.count_cold_start(pod.namespace, pod.workload, pod.pool)
             try:
                 self.workloads.save(rt, urgent=True, min_interval_s=0.0)

@@ -52,6 +52,10 @@ class WorkloadRuntime:
     lock: threading.RLock = field(default_factory=threading.RLock)
     saved_text: str | None = None
     saved_at: float = 0.0
+    cold_start_version: int = 0
+    """Bumped on every observed start, so cached predictions are recomputed."""
+    cold_start_cache: tuple[Any, float] | None = None
+    """(context and predictor sequence, predicted p90 cold start) of the last prediction."""
     last_status: dict[str, Any] | None = None
     """The status last written (without its timestamps), to skip identical patches."""
 
