@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given
@@ -18,13 +18,23 @@ from tidal.controllers.serverlessfunction import (
 )
 from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def function(**spec: Any) -> ServerlessFunction:
-    base = {"container": {"image": "ghcr.io/x/fn:1", "port": 9000, "env": {"A": "1"}, "args": ["serve"]},
-            "slo": {"latency": "2s"}, "memory": "256Mi"}
-    return ServerlessFunction.model_validate({"metadata": {"name": "fn", "namespace": "ns"}, "spec": {**base, **spec}})
+    base = {
+        "container": {
+            "image": "ghcr.io/x/fn:1",
+            "port": 9000,
+            "env": {"A": "1"},
+            "args": ["serve"],
+        },
+        "slo": {"latency": "2s"},
+        "memory": "256Mi",
+    }
+    return ServerlessFunction.model_validate(
+        {"metadata": {"name": "fn", "namespace": "ns"}, "spec": {**base, **spec}}
+    )
 
 
 def test_children() -> None:
@@ -32,19 +42,37 @@ def test_children() -> None:
     assert deployment["kind"] == "Deployment" and deployment["spec"]["replicas"] == 3
     assert deployment["metadata"]["labels"]["tidal.dev/function"] == "fn"
     assert deployment["metadata"]["ownerReferences"][0] == {
-        "apiVersion": "tidal.dev/v1alpha1", "kind": "ServerlessFunction", "name": "fn", "uid": "uid-1",
-        "controller": True, "blockOwnerDeletion": True}
+        "apiVersion": "tidal.dev/v1alpha1",
+        "kind": "ServerlessFunction",
+        "name": "fn",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     pod = deployment["spec"]["template"]
     assert pod["metadata"]["labels"]["tidal.dev/function"] == "fn"
     assert deployment["spec"]["selector"]["matchLabels"] == {"tidal.dev/function": "fn"}
     container = pod["spec"]["containers"][0]
-    assert container["resources"] == {"requests": {"memory": "256Mi"}, "limits": {"memory": "256Mi"}}
+    assert container["resources"] == {
+        "requests": {"memory": "256Mi"},
+        "limits": {"memory": "256Mi"},
+    }
     assert container["ports"] == [{"name": "http", "containerPort": 9000}]
-    assert {"name": "PORT", "value": "9000"} in container["env"] and {"name": "A", "value": "1"} in container["env"]
+    assert {"name": "PORT", "value": "9000"} in container["env"] and {
+        "name": "A",
+        "value": "1",
+    } in container["env"]
     assert container["args"] == ["serve"]
-    assert "readinessProbe" in container and container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
-    assert pod["spec"]["terminationGracePeriodSeconds"] > container["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert service["kind"] == "Service" and service["spec"]["selector"] == {"tidal.dev/function": "fn"}
+    assert (
+        "readinessProbe" in container and container["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
+    )
+    assert (
+        pod["spec"]["terminationGracePeriodSeconds"]
+        > container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    )
+    assert service["kind"] == "Service" and service["spec"]["selector"] == {
+        "tidal.dev/function": "fn"
+    }
     assert service["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
 
 
@@ -65,10 +93,23 @@ def test_policy_from_spec() -> None:
 
 def test_status() -> None:
     policy = policy_for(function(keepAlive="5m").spec)
-    decision, _ = policy.decide(Observation(0, {POOL_FUNCTION: PoolObservation(1, request_rate_rps=1.0,
-                                                                                running_requests=150)}), None)
-    status = compute_status(generation=2, desired=2, ready=1, decision=decision, metrics_available=True,
-                            metrics_message="read", previous={"coldStarts": 3}, now=NOW, cold_starts=1)
+    decision, _ = policy.decide(
+        Observation(
+            0, {POOL_FUNCTION: PoolObservation(1, request_rate_rps=1.0, running_requests=150)}
+        ),
+        None,
+    )
+    status = compute_status(
+        generation=2,
+        desired=2,
+        ready=1,
+        decision=decision,
+        metrics_available=True,
+        metrics_message="read",
+        previous={"coldStarts": 3},
+        now=NOW,
+        cold_starts=1,
+    )
     assert status["desiredInstances"] == 2 and status["readyInstances"] == 1
     assert status["keepAliveSeconds"] == 300 and status["coldStarts"] == 4
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
@@ -78,10 +119,14 @@ def test_status() -> None:
 
 
 @given(st.integers(0, 20), st.integers(1, 20), st.booleans(), st.none() | st.integers(-5, 50))
-def test_rendered_instances_within_spec_bounds(min_i: int, extra: int, zero: bool, desired: int | None) -> None:
+def test_rendered_instances_within_spec_bounds(
+    min_i: int, extra: int, zero: bool, desired: int | None
+) -> None:
     min_i = 0 if zero else min_i
     spec = function(minInstances=min_i, maxInstances=min_i + extra, scaleToZero=zero).spec
-    n = instances_to_render(spec, None if desired is None else {"observedGeneration": 1, "desiredInstances": desired})
+    n = instances_to_render(
+        spec, None if desired is None else {"observedGeneration": 1, "desiredInstances": desired}
+    )
     assert min_i <= n <= min_i + extra
     if not zero:
         assert n >= 1

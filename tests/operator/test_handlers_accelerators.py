@@ -60,10 +60,14 @@ def calls_outside_rbac(server: KubeApiServer) -> list[Any]:
     refused = []
     ours = 0
     for record in server.audit.records():
-        if not record.resource or not (record.user_agent.startswith("kopf/") or record.user_agent == OPERATOR_USER_AGENT):
+        if not record.resource or not (
+            record.user_agent.startswith("kopf/") or record.user_agent == OPERATOR_USER_AGENT
+        ):
             continue
         ours += 1
-        resource = f"{record.resource}/{record.subresource}" if record.subresource else record.resource
+        resource = (
+            f"{record.resource}/{record.subresource}" if record.subresource else record.resource
+        )
         if not allows(granted, record.verb, record.group, resource, record.namespace or None):
             refused.append(record)
     assert ours, "no API call of the operator was recorded: are the user agents right?"
@@ -77,8 +81,13 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def operator_registry(server: KubeApiServer, register: Any, settings: OperatorSettings,
-                      clients: KubeClients, **kwargs: Any) -> kopf.OperatorRegistry:
+def operator_registry(
+    server: KubeApiServer,
+    register: Any,
+    settings: OperatorSettings,
+    clients: KubeClients,
+    **kwargs: Any,
+) -> kopf.OperatorRegistry:
     """A registry with a login to the test server plus the handlers under test (as tidal run builds it)."""
     registry = kopf.OperatorRegistry()
 
@@ -91,49 +100,94 @@ def operator_registry(server: KubeApiServer, register: Any, settings: OperatorSe
 
 
 def run_operator(registry: kopf.OperatorRegistry) -> KopfRunner:
-    return KopfRunner(["run", "--all-namespaces", "--standalone"], registry=registry,
-                      settings=kopf_settings(), timeout=30)
+    return KopfRunner(
+        ["run", "--all-namespaces", "--standalone"],
+        registry=registry,
+        settings=kopf_settings(),
+        timeout=30,
+    )
 
 
 def add_node(api: client.ApiClient, name: str, labels: dict[str, str], gpus: int) -> None:
     core = client.CoreV1Api(api)
     core.create_node({"metadata": {"name": name, "labels": labels}})
-    core.patch_node_status(name, {"status": {"allocatable": {"cpu": "64", "nvidia.com/gpu": str(gpus)}}})
+    core.patch_node_status(
+        name, {"status": {"allocatable": {"cpu": "64", "nvidia.com/gpu": str(gpus)}}}
+    )
 
 
-def add_pod(api: client.ApiClient, name: str, node_name: str, gpus: int, namespace: str = "default") -> None:
-    client.CoreV1Api(api).create_namespaced_pod(namespace, {"metadata": {"name": name}, "spec": {
-        "nodeName": node_name,
-        "containers": [{"name": "c", "image": "x", "resources": {"requests": {"nvidia.com/gpu": str(gpus)},
-                                                                 "limits": {"nvidia.com/gpu": str(gpus)}}}]}})
+def add_pod(
+    api: client.ApiClient, name: str, node_name: str, gpus: int, namespace: str = "default"
+) -> None:
+    client.CoreV1Api(api).create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": node_name,
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "x",
+                        "resources": {
+                            "requests": {"nvidia.com/gpu": str(gpus)},
+                            "limits": {"nvidia.com/gpu": str(gpus)},
+                        },
+                    }
+                ],
+            },
+        },
+    )
 
 
 def accelerator_class(name: str, selector: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AcceleratorClass", "metadata": {"name": name},
-            "spec": {"nodeSelector": selector, "memory": "80Gi", "peakTflops": 989,
-                     "memoryBandwidthGbps": 3350, "hourlyCost": 4.0}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "AcceleratorClass",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeSelector": selector,
+            "memory": "80Gi",
+            "peakTflops": 989,
+            "memoryBandwidthGbps": 3350,
+            "hourlyCost": 4.0,
+        },
+    }
 
 
 def status_of(api: client.ApiClient, plural: str, name: str) -> dict[str, Any]:
-    return client.CustomObjectsApi(api).get_cluster_custom_object(GROUP, VERSION, plural, name).get("status") or {}
+    return (
+        client.CustomObjectsApi(api)
+        .get_cluster_custom_object(GROUP, VERSION, plural, name)
+        .get("status")
+        or {}
+    )
 
 
-def test_accelerator_class_status_shows_inventory(kube_api: KubeApiServer, tidal_api: client.ApiClient,
-                                                  clients: KubeClients) -> None:
+def test_accelerator_class_status_shows_inventory(
+    kube_api: KubeApiServer, tidal_api: client.ApiClient, clients: KubeClients
+) -> None:
     add_node(tidal_api, "gpu-a", H100, 8)
     add_node(tidal_api, "gpu-b", H100, 8)
     add_node(tidal_api, "gpu-c", {"nvidia.com/gpu.product": "A100"}, 4)
     add_pod(tidal_api, "p1", "gpu-a", 3)
     add_pod(tidal_api, "p2", "gpu-c", 4)
     custom = client.CustomObjectsApi(tidal_api)
-    custom.create_cluster_custom_object(GROUP, VERSION, "acceleratorclasses", accelerator_class("h100", H100))
-    custom.create_cluster_custom_object(GROUP, VERSION, "acceleratorclasses",
-                                        accelerator_class("b200", {"nvidia.com/gpu.product": "B200"}))
+    custom.create_cluster_custom_object(
+        GROUP, VERSION, "acceleratorclasses", accelerator_class("h100", H100)
+    )
+    custom.create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "acceleratorclasses",
+        accelerator_class("b200", {"nvidia.com/gpu.product": "B200"}),
+    )
     settings = OperatorSettings(interval_s=TICK_S)
     registry = operator_registry(kube_api, handlers_accelerators.register, settings, clients)
     # The first node listing fails as an API server under load would: that tick is logged and skipped.
     kube_api.faults.inject(verb="list", resource="nodes", status=500, times=1)
     with run_operator(registry) as runner:
+
         def counted() -> dict[str, Any]:
             status = status_of(tidal_api, "acceleratorclasses", "h100")
             assert status.get("used") == 3
@@ -141,9 +195,18 @@ def test_accelerator_class_status_shows_inventory(kube_api: KubeApiServer, tidal
 
         status = eventually(counted)
         assert {k: status[k] for k in ("nodes", "allocatable", "used", "free")} == {
-            "nodes": 2, "allocatable": 16, "used": 3, "free": 13}
-        assert status["conditions"][0]["type"] == "Available" and status["conditions"][0]["status"] == "True"
-        missing = eventually(lambda: status_of(tidal_api, "acceleratorclasses", "b200").get("conditions"))
+            "nodes": 2,
+            "allocatable": 16,
+            "used": 3,
+            "free": 13,
+        }
+        assert (
+            status["conditions"][0]["type"] == "Available"
+            and status["conditions"][0]["status"] == "True"
+        )
+        missing = eventually(
+            lambda: status_of(tidal_api, "acceleratorclasses", "b200").get("conditions")
+        )
         assert (missing[0]["status"], missing[0]["reason"]) == ("False", "NoMatchingNodes")
 
         # A new pod is counted on a later tick.
@@ -154,8 +217,11 @@ def test_accelerator_class_status_shows_inventory(kube_api: KubeApiServer, tidal
     assert runner.output.count("accelerator-inventory tick failed") == 1, runner.output[-2000:]
     assert "Traceback" not in runner.output, runner.output[-2000:]
     # Least privilege: besides the test's own creates, only /status was written (no finalizers).
-    writes = {(r.verb, r.subresource) for r in kube_api.audit.records()
-              if r.resource == "acceleratorclasses" and r.verb not in ("get", "list", "watch", "create")}
+    writes = {
+        (r.verb, r.subresource)
+        for r in kube_api.audit.records()
+        if r.resource == "acceleratorclasses" and r.verb not in ("get", "list", "watch", "create")
+    }
     assert writes == {("patch", "status")}
     assert any(r.user_agent == OPERATOR_USER_AGENT for r in kube_api.audit.records())
     assert calls_outside_rbac(kube_api) == []

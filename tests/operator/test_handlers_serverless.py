@@ -68,30 +68,51 @@ class Load:
 
 
 def function(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ServerlessFunction", "metadata": {"name": name},
-            "spec": {"container": {"image": "ghcr.io/example/fn:1", "port": 8080}, "slo": {"latency": "2s"},
-                     "memory": "256Mi", "concurrencyTarget": 100, "maxInstances": 10, **spec}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ServerlessFunction",
+        "metadata": {"name": name},
+        "spec": {
+            "container": {"image": "ghcr.io/example/fn:1", "port": 8080},
+            "slo": {"latency": "2s"},
+            "memory": "256Mi",
+            "concurrencyTarget": 100,
+            "maxInstances": 10,
+            **spec,
+        },
+    }
 
 
 def sfn(api: client.ApiClient, name: str) -> dict[str, Any]:
-    return client.CustomObjectsApi(api).get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+    return client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, NS, PLURAL, name
+    )
 
 
 def events_for(api: client.ApiClient, name: str) -> list[client.CoreV1Event]:
-    return client.CoreV1Api(api).list_namespaced_event(NS, field_selector=f"involvedObject.name={name}").items
+    return (
+        client.CoreV1Api(api)
+        .list_namespaced_event(NS, field_selector=f"involvedObject.name={name}")
+        .items
+    )
 
 
 def test_function_gets_deployment_and_service_and_scales_on_load(
-    kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
+    kube_api: KubeApiServer,
+    kube_client: client.ApiClient,
+    clients: KubeClients,
 ) -> None:
     install_crds(kube_client)
     apps, core = client.AppsV1Api(kube_client), client.CoreV1Api(kube_client)
     load = Load()
     settings = OperatorSettings(interval_s=TICK_S)
-    registry = operator_registry(kube_api, handlers_serverless.register, settings, clients, function_metrics=load)
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=load
+    )
     with run_operator(registry) as runner:
         client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, function("hello", keepAlive="10m"))
+            GROUP, VERSION, NS, PLURAL, function("hello", keepAlive="10m")
+        )
         deployment = eventually(lambda: apps.read_namespaced_deployment("hello", NS))
         uid = sfn(kube_client, "hello")["metadata"]["uid"]
         assert deployment.spec.replicas == 1  # initial scale
@@ -101,16 +122,24 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
         assert container.resources.limits == {"memory": "256Mi"}
         service = core.read_namespaced_service("hello", NS)
         assert service.spec.selector == {"tidal.dev/function": "hello"}
-        eventually(lambda: sfn(kube_client, "hello").get("status", {}).get("observedGeneration") == 1)
+        eventually(
+            lambda: sfn(kube_client, "hello").get("status", {}).get("observedGeneration") == 1
+        )
 
         # 250 in flight at a target of 100 per instance: 3 instances, with a Scaled event.
         load.set(FunctionMetrics(True, "test", 5.0, 250.0))
         eventually(lambda: apps.read_namespaced_deployment("hello", NS).spec.replicas == 3)
-        status = eventually(lambda: sfn(kube_client, "hello")["status"].get("desiredInstances") == 3
-                            and sfn(kube_client, "hello")["status"])
+        status = eventually(
+            lambda: (
+                sfn(kube_client, "hello")["status"].get("desiredInstances") == 3
+                and sfn(kube_client, "hello")["status"]
+            )
+        )
         assert status["keepAliveSeconds"] == 600
         assert status["coldStarts"] >= 2
-        scaled = eventually(lambda: [e for e in events_for(kube_client, "hello") if e.reason == "Scaled"])
+        scaled = eventually(
+            lambda: [e for e in events_for(kube_client, "hello") if e.reason == "Scaled"]
+        )
         assert "1 -> 3" in scaled[0].message
 
         # Metrics lost: hold 3 (never scale down on missing data) and say so.
@@ -127,22 +156,34 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
 
         # A spec change rolls out and keeps the decided instance count within the new bounds.
         client.CustomObjectsApi(kube_client).patch_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, "hello", {"spec": {"maxInstances": 2, "memory": "1Gi"}})
+            GROUP, VERSION, NS, PLURAL, "hello", {"spec": {"maxInstances": 2, "memory": "1Gi"}}
+        )
 
         def updated() -> bool:
             d = apps.read_namespaced_deployment("hello", NS)
-            return d.spec.replicas == 2 and d.spec.template.spec.containers[0].resources.limits["memory"] == "1Gi"
+            return (
+                d.spec.replicas == 2
+                and d.spec.template.spec.containers[0].resources.limits["memory"] == "1Gi"
+            )
 
         eventually(updated)
 
         # Deleting the function removes its children (owner references) and kopf's finalizer.
-        client.CustomObjectsApi(kube_client).delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "hello")
+        client.CustomObjectsApi(kube_client).delete_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, "hello"
+        )
 
         def cleaned_up() -> bool:
-            return (not apps.list_namespaced_deployment(NS).items and not core.list_namespaced_service(NS).items
-                    and not core.list_namespaced_config_map(NS, label_selector="tidal.dev/function=hello").items
-                    and not client.CustomObjectsApi(kube_client).list_namespaced_custom_object(
-                        GROUP, VERSION, NS, PLURAL)["items"])
+            return (
+                not apps.list_namespaced_deployment(NS).items
+                and not core.list_namespaced_service(NS).items
+                and not core.list_namespaced_config_map(
+                    NS, label_selector="tidal.dev/function=hello"
+                ).items
+                and not client.CustomObjectsApi(kube_client).list_namespaced_custom_object(
+                    GROUP, VERSION, NS, PLURAL
+                )["items"]
+            )
 
         eventually(cleaned_up)
     assert runner.exit_code == 0, runner.output[-3000:]
@@ -151,14 +192,23 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
 
 
 def test_invalid_function_gets_condition_and_warning_without_retries(
-    kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
+    kube_api: KubeApiServer,
+    kube_client: client.ApiClient,
+    clients: KubeClients,
 ) -> None:
     install_crds(kube_client, open_function_spec=True)
     settings = OperatorSettings(interval_s=TICK_S)
-    registry = operator_registry(kube_api, handlers_serverless.register, settings, clients, function_metrics=Load())
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=Load()
+    )
     with run_operator(registry) as runner:
         client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, function("broken", minInstances=5, maxInstances=2, concurrencyTarget=0))
+            GROUP,
+            VERSION,
+            NS,
+            PLURAL,
+            function("broken", minInstances=5, maxInstances=2, concurrencyTarget=0),
+        )
 
         def reported() -> dict[str, Any]:
             conditions = sfn(kube_client, "broken").get("status", {}).get("conditions", [])
@@ -167,8 +217,12 @@ def test_invalid_function_gets_condition_and_warning_without_retries(
             return ready
 
         ready = eventually(reported)
-        assert ready["message"] == "spec.concurrencyTarget: Input should be greater than or equal to 1"
-        warnings = eventually(lambda: [e for e in events_for(kube_client, "broken") if e.reason == "InvalidSpec"])
+        assert (
+            ready["message"] == "spec.concurrencyTarget: Input should be greater than or equal to 1"
+        )
+        warnings = eventually(
+            lambda: [e for e in events_for(kube_client, "broken") if e.reason == "InvalidSpec"]
+        )
         assert warnings[0].type == "Warning"
         # Several ticks later: still one warning (no retry loop) and no children.
         time.sleep(3 * TICK_S)
@@ -196,10 +250,12 @@ class _CounterExporter:
         started = time.monotonic()
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 count = int(rps * (time.monotonic() - started))
-                body = (f"# TYPE http_requests_total counter\nhttp_requests_total{{code=\"200\"}} {count}\n"
-                        f"# TYPE http_requests_in_flight gauge\nhttp_requests_in_flight {in_flight}\n").encode()
+                body = (
+                    f'# TYPE http_requests_total counter\nhttp_requests_total{{code="200"}} {count}\n'
+                    f"# TYPE http_requests_in_flight gauge\nhttp_requests_in_flight {in_flight}\n"
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
@@ -219,17 +275,29 @@ class _CounterExporter:
         self.server.server_close()
 
 
+@pytest.mark.prometheus
 def test_prometheus_function_metrics_read_rate_and_in_flight(tmp_path: pathlib.Path) -> None:
-    from tests.support.prometheus_server import PrometheusServer, ScrapeTarget, require_prometheus_binary
+    from tests.support.prometheus_server import (
+        PrometheusServer,
+        ScrapeTarget,
+        require_prometheus_binary,
+    )
     from tidal.operator.handlers_serverless import PrometheusFunctionMetrics
 
     binary = require_prometheus_binary()
-    pods = {"hello-7d9f8c-abcde": (10.0, 3.0), "hello-7d9f8c-fghij": (5.0, 4.0),
-            "hello-world-5c6d7-klmno": (100.0, 50.0)}  # another function's pod: must not be counted
+    pods = {
+        "hello-7d9f8c-abcde": (10.0, 3.0),
+        "hello-7d9f8c-fghij": (5.0, 4.0),
+        "hello-world-5c6d7-klmno": (100.0, 50.0),
+    }  # another function's pod: must not be counted
     exporters = {pod: _CounterExporter(rps, in_flight) for pod, (rps, in_flight) in pods.items()}
-    targets = [ScrapeTarget(e.address, {"namespace": NS, "pod": pod}) for pod, e in exporters.items()]
+    targets = [
+        ScrapeTarget(e.address, {"namespace": NS, "pod": pod}) for pod, e in exporters.items()
+    ]
     try:
-        with PrometheusServer(targets, tmp_path, binary=binary, scrape_interval_s=SCRAPE_INTERVAL_S) as prometheus:
+        with PrometheusServer(
+            targets, tmp_path, binary=binary, scrape_interval_s=SCRAPE_INTERVAL_S
+        ) as prometheus:
             source = PrometheusFunctionMetrics(prometheus.url, WINDOW_S)
 
             def read() -> FunctionMetrics:
@@ -264,7 +332,9 @@ def _wait_ticks(load: Load, ticks: int) -> None:
 
 
 def test_learned_idle_times_survive_an_operator_restart(
-    kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
+    kube_api: KubeApiServer,
+    kube_client: client.ApiClient,
+    clients: KubeClients,
 ) -> None:
     install_crds(kube_client)
     settings = OperatorSettings(interval_s=TICK_S)
@@ -278,21 +348,30 @@ def test_learned_idle_times_survive_an_operator_restart(
         _wait_ticks(load, 1)
 
     load = Load()
-    registry = operator_registry(kube_api, handlers_serverless.register, settings, clients, function_metrics=load)
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=load
+    )
     with run_operator(registry):
         client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
-            GROUP, VERSION, NS, PLURAL, function("periodic"))
+            GROUP, VERSION, NS, PLURAL, function("periodic")
+        )
         load.set(busy)
         _wait_ticks(load, 1)
         invocation_cycle(load)
         invocation_cycle(load)
         eventually(lambda: _histogram_total(kube_client, "periodic") == 2)
-    owner = client.CoreV1Api(kube_client).read_namespaced_config_map("periodic-keepalive", NS).metadata.owner_references
+    owner = (
+        client.CoreV1Api(kube_client)
+        .read_namespaced_config_map("periodic-keepalive", NS)
+        .metadata.owner_references
+    )
     assert owner[0].kind == "ServerlessFunction" and owner[0].name == "periodic"
 
     load = Load()
     load.set(busy)
-    registry = operator_registry(kube_api, handlers_serverless.register, settings, clients, function_metrics=load)
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=load
+    )
     with run_operator(registry) as runner:
         _wait_ticks(load, 1)
         invocation_cycle(load)

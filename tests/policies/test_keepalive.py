@@ -10,9 +10,9 @@ from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
 from tidal.policies.keepalive import (
     HISTOGRAM_BIN_S,
     HISTOGRAM_RANGE_S,
+    STABLE_WINDOW_S,
     IdleHistogram,
     KeepAlivePolicy,
-    STABLE_WINDOW_S,
     KeepAliveState,
     keepalive_window,
 )
@@ -27,8 +27,14 @@ def histogram_of(values: list[float]) -> IdleHistogram:
     return hist
 
 
-def obs(now: float, *, rate: float | None = 0.0, running: float | None = 0.0, ready: int = 1,
-        available: bool = True) -> Observation:
+def obs(
+    now: float,
+    *,
+    rate: float | None = 0.0,
+    running: float | None = 0.0,
+    ready: int = 1,
+    available: bool = True,
+) -> Observation:
     pool = PoolObservation(ready_replicas=ready, request_rate_rps=rate, running_requests=running)
     return Observation(now, {POOL_FUNCTION: pool}, metrics_available=available)
 
@@ -73,9 +79,13 @@ def test_windows_are_bounded(values: list[float]) -> None:
     assert window.end_s <= max([HISTOGRAM_RANGE_S * 1.1] + [1.15 * v for v in values]) + 1e-6
 
 
-@given(st.lists(st.floats(0, HISTOGRAM_RANGE_S - 1, allow_nan=False), min_size=5, max_size=40),
-       st.floats(0, HISTOGRAM_RANGE_S - 1, allow_nan=False))
-def test_longer_idle_times_never_shorten_the_learned_tail(values: list[float], extra: float) -> None:
+@given(
+    st.lists(st.floats(0, HISTOGRAM_RANGE_S - 1, allow_nan=False), min_size=5, max_size=40),
+    st.floats(0, HISTOGRAM_RANGE_S - 1, allow_nan=False),
+)
+def test_longer_idle_times_never_shorten_the_learned_tail(
+    values: list[float], extra: float
+) -> None:
     """Adding one idle time longer than all others keeps or extends the end of the window when the
     histogram stays representative (monotonicity of the tail)."""
     base = keepalive_window(histogram_of(values))
@@ -104,7 +114,9 @@ def test_policy_follows_a_periodic_function() -> None:
     counts: dict[str, int] = {}
     while t < 40 * period:
         active = (t % period) < tick
-        decision, state = policy.decide(obs(t, rate=1.0 if active else 0.0, running=3 if active else 0), state)
+        decision, state = policy.decide(
+            obs(t, rate=1.0 if active else 0.0, running=3 if active else 0), state
+        )
         if t > 30 * period:
             key = decision.reasons[0].code
             counts[key] = counts.get(key, 0) + 1
@@ -150,19 +162,36 @@ def test_no_scale_to_zero_keeps_one() -> None:
     assert d.desired_replicas[POOL_FUNCTION] == 1
 
 
-pools = st.builds(PoolObservation, ready_replicas=st.integers(0, 20), starting_replicas=st.integers(0, 3),
-                  request_rate_rps=st.none() | st.floats(0, 1e3), running_requests=st.none() | st.floats(0, 1e4))
+pools = st.builds(
+    PoolObservation,
+    ready_replicas=st.integers(0, 20),
+    starting_replicas=st.integers(0, 3),
+    request_rate_rps=st.none() | st.floats(0, 1e3),
+    running_requests=st.none() | st.floats(0, 1e4),
+)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(0, 600), pools, st.booleans()), min_size=1, max_size=25),
-       st.integers(0, 3), st.integers(1, 30), st.booleans())
+@given(
+    st.lists(st.tuples(st.floats(0, 600), pools, st.booleans()), min_size=1, max_size=25),
+    st.integers(0, 3),
+    st.integers(1, 30),
+    st.booleans(),
+)
 def test_decisions_stay_in_bounds_and_missing_metrics_never_scale_down(
-    steps: list[tuple[float, PoolObservation, bool]], min_i: int, max_extra: int, zero: bool,
+    steps: list[tuple[float, PoolObservation, bool]],
+    min_i: int,
+    max_extra: int,
+    zero: bool,
 ) -> None:
     min_i = 0 if zero else min_i
-    policy = KeepAlivePolicy(concurrency_target=10, min_instances=min_i, max_instances=min_i + max_extra,
-                             scale_to_zero=zero, activity_window_s=60)
+    policy = KeepAlivePolicy(
+        concurrency_target=10,
+        min_instances=min_i,
+        max_instances=min_i + max_extra,
+        scale_to_zero=zero,
+        activity_window_s=60,
+    )
     state, now = None, 0.0
     for dt, pool, available in steps:
         now += dt
@@ -190,7 +219,9 @@ def test_cached_window_equals_the_window_of_the_histogram(steps: list[tuple[floa
     state, now = None, 0.0
     for dt, active in steps:
         now += dt
-        _, state = policy.decide(obs(now, rate=1.0 if active else 0.0, running=1 if active else 0), state)
+        _, state = policy.decide(
+            obs(now, rate=1.0 if active else 0.0, running=1 if active else 0), state
+        )
         assert policy.window(state) == keepalive_window(state.histogram)
 
 
@@ -205,15 +236,23 @@ def test_state_round_trips_through_its_dict_form(steps: list[tuple[float, bool]]
     state, now = None, 0.0
     for dt, active in steps:
         now += dt
-        _, state = policy.decide(obs(now, rate=1.0 if active else 0.0, running=1 if active else 0), state)
+        _, state = policy.decide(
+            obs(now, rate=1.0 if active else 0.0, running=1 if active else 0), state
+        )
     restored = state_from_dict(json.loads(json.dumps(state_to_dict(state))))
     assert restored is not None
     assert restored.histogram == state.histogram
     assert (restored.last_active_s, restored.anchor_s, restored.was_active) == (
-        state.last_active_s, state.anchor_s, state.was_active)
+        state.last_active_s,
+        state.anchor_s,
+        state.was_active,
+    )
     # The restored policy decides the next idle tick (past the stable window) exactly as the original.
     later = obs(now + 1000)
-    assert policy.decide(later, restored)[0].desired_replicas == policy.decide(later, state)[0].desired_replicas
+    assert (
+        policy.decide(later, restored)[0].desired_replicas
+        == policy.decide(later, state)[0].desired_replicas
+    )
 
 
 def test_garbage_state_is_ignored() -> None:
@@ -225,8 +264,11 @@ def test_garbage_state_is_ignored() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.floats(1, 400), st.floats(0, 500)), min_size=1, max_size=30),
-       st.floats(0, 1200), st.floats(0, 1200))
+@given(
+    st.lists(st.tuples(st.floats(1, 400), st.floats(0, 500)), min_size=1, max_size=30),
+    st.floats(0, 1200),
+    st.floats(0, 1200),
+)
 def test_a_longer_keep_alive_never_keeps_fewer_instances(steps, a: float, b: float) -> None:
     short, long_ = (KeepAlivePolicy(concurrency_target=10, keep_alive_s=k) for k in sorted((a, b)))
     s_state = l_state = None

@@ -12,9 +12,10 @@ Also home of :func:`set_condition`, the one condition-merging rule the three con
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
@@ -30,8 +31,13 @@ def rfc3339(now: datetime) -> str:
 
 
 def set_condition(
-    conditions: Sequence[Mapping[str, Any]], type_: str, status: bool | str, reason: str, message: str,
-    now: datetime, generation: int | None = None,
+    conditions: Sequence[Mapping[str, Any]],
+    type_: str,
+    status: bool | str,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None = None,
 ) -> list[dict[str, Any]]:
     """Conditions with ``type_`` set; ``lastTransitionTime`` changes only when the status flips
     (metav1.Condition semantics), so watchers can tell how long a state has lasted."""
@@ -44,15 +50,31 @@ def set_condition(
             continue
         found = True
         keep_time = existing.get("status") == value and existing.get("lastTransitionTime")
-        out.append(_condition(type_, value, reason, message,
-                              existing["lastTransitionTime"] if keep_time else rfc3339(now), generation))
+        out.append(
+            _condition(
+                type_,
+                value,
+                reason,
+                message,
+                existing["lastTransitionTime"] if keep_time else rfc3339(now),
+                generation,
+            )
+        )
     if not found:
         out.append(_condition(type_, value, reason, message, rfc3339(now), generation))
     return out
 
 
-def _condition(type_: str, value: str, reason: str, message: str, when: str, generation: int | None) -> dict[str, Any]:
-    cond = {"type": type_, "status": value, "reason": reason, "message": message, "lastTransitionTime": when}
+def _condition(
+    type_: str, value: str, reason: str, message: str, when: str, generation: int | None
+) -> dict[str, Any]:
+    cond = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": when,
+    }
     if generation is not None:
         cond["observedGeneration"] = generation
     Condition.model_validate(cond)  # fail here, not at the API server, on a malformed condition
@@ -98,13 +120,18 @@ def pod_request(pod: Mapping[str, Any], resource: str) -> int:
     """Effective request of a pod: max(sum over containers, largest init container), as the scheduler counts."""
     spec = pod.get("spec") or {}
     regular = sum(_container_request(c, resource) for c in spec.get("containers") or [])
-    init = max((_container_request(c, resource) for c in spec.get("initContainers") or []), default=0)
+    init = max(
+        (_container_request(c, resource) for c in spec.get("initContainers") or []), default=0
+    )
     return max(regular, init)
 
 
 def pod_counts(pod: Mapping[str, Any]) -> bool:
     """Whether a pod holds its resources: bound to a node and not terminated."""
-    return bool((pod.get("spec") or {}).get("nodeName")) and (pod.get("status") or {}).get("phase") not in TERMINATED_PHASES
+    return (
+        bool((pod.get("spec") or {}).get("nodeName"))
+        and (pod.get("status") or {}).get("phase") not in TERMINATED_PHASES
+    )
 
 
 @dataclass(frozen=True)
@@ -120,46 +147,85 @@ class Inventory:
         return max(0, self.allocatable - self.used)
 
 
-def inventory(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]], *,
-              resource: str, selector: Mapping[str, str]) -> Inventory:
+def inventory(
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    *,
+    resource: str,
+    selector: Mapping[str, str],
+) -> Inventory:
     """Inventory of ``resource`` on the nodes matching ``selector`` that advertise it."""
-    matched = {_name(n): node_allocatable(n, resource) for n in nodes
-               if node_matches(n, selector) and resource in ((n.get("status") or {}).get("allocatable") or {})}
-    used = sum(pod_request(p, resource) for p in pods
-               if pod_counts(p) and (p.get("spec") or {}).get("nodeName") in matched)
+    matched = {
+        _name(n): node_allocatable(n, resource)
+        for n in nodes
+        if node_matches(n, selector)
+        and resource in ((n.get("status") or {}).get("allocatable") or {})
+    }
+    used = sum(
+        pod_request(p, resource)
+        for p in pods
+        if pod_counts(p) and (p.get("spec") or {}).get("nodeName") in matched
+    )
     return Inventory(tuple(sorted(matched)), sum(matched.values()), used)
 
 
-def class_inventory(accelerator: AcceleratorClass, nodes: Iterable[Mapping[str, Any]],
-                    pods: Iterable[Mapping[str, Any]]) -> Inventory:
-    return inventory(nodes, pods, resource=accelerator.spec.device_resource_name,
-                     selector=accelerator.spec.node_selector)
+def class_inventory(
+    accelerator: AcceleratorClass,
+    nodes: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+) -> Inventory:
+    return inventory(
+        nodes,
+        pods,
+        resource=accelerator.spec.device_resource_name,
+        selector=accelerator.spec.node_selector,
+    )
 
 
-def compute_status(accelerator: AcceleratorClass, inv: Inventory, previous: Mapping[str, Any] | None,
-                   now: datetime) -> dict[str, Any]:
+def compute_status(
+    accelerator: AcceleratorClass, inv: Inventory, previous: Mapping[str, Any] | None, now: datetime
+) -> dict[str, Any]:
     """Status (camelCase) with an ``Available`` condition that names the cause when nothing is free."""
     resource = accelerator.spec.device_resource_name
     if not inv.nodes:
-        selector = ", ".join(f"{k}={v}" for k, v in sorted(accelerator.spec.node_selector.items())) or "(any)"
+        selector = (
+            ", ".join(f"{k}={v}" for k, v in sorted(accelerator.spec.node_selector.items()))
+            or "(any)"
+        )
         available, reason = False, "NoMatchingNodes"
-        message = (f"no node matches nodeSelector {selector} and advertises {resource}; check node labels "
-                   f"(kubectl get nodes -L <label>) and the device plugin")
+        message = (
+            f"no node matches nodeSelector {selector} and advertises {resource}; check node labels "
+            f"(kubectl get nodes -L <label>) and the device plugin"
+        )
     elif inv.free == 0:
         available, reason = False, "AllDevicesUsed"
         message = f"{inv.used}/{inv.allocatable} {resource} in use on {len(inv.nodes)} nodes"
     else:
         available, reason = True, "DevicesFree"
         message = f"{inv.free}/{inv.allocatable} {resource} free on {len(inv.nodes)} nodes"
-    conditions = set_condition((previous or {}).get("conditions") or [], "Available", available, reason,
-                               message, now)
-    status = AcceleratorClassStatus(nodes=len(inv.nodes), allocatable=inv.allocatable, used=inv.used,
-                                    free=inv.free, conditions=[Condition.model_validate(c) for c in conditions])
+    conditions = set_condition(
+        (previous or {}).get("conditions") or [], "Available", available, reason, message, now
+    )
+    status = AcceleratorClassStatus(
+        nodes=len(inv.nodes),
+        allocatable=inv.allocatable,
+        used=inv.used,
+        free=inv.free,
+        conditions=[Condition.model_validate(c) for c in conditions],
+    )
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def degraded_status(previous: Mapping[str, Any] | None, message: str, now: datetime) -> dict[str, Any]:
+def degraded_status(
+    previous: Mapping[str, Any] | None, message: str, now: datetime
+) -> dict[str, Any]:
     """Keep the last counts, mark Available Unknown: the inventory could not be read this tick."""
-    conditions = set_condition((previous or {}).get("conditions") or [], "Available", "Unknown",
-                               "InventoryUnreadable", message, now)
+    conditions = set_condition(
+        (previous or {}).get("conditions") or [],
+        "Available",
+        "Unknown",
+        "InventoryUnreadable",
+        message,
+        now,
+    )
     return {"conditions": conditions}

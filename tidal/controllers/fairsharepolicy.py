@@ -19,9 +19,10 @@ and hands them here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -51,8 +52,12 @@ class WorkloadDemand:
     held_gpus: int
 
 
-def capacity_of(policy: FairSharePolicy, nodes: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]],
-                accelerators: Mapping[str, AcceleratorClass]) -> Capacity:
+def capacity_of(
+    policy: FairSharePolicy,
+    nodes: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    accelerators: Mapping[str, AcceleratorClass],
+) -> Capacity:
     """GPUs governed by the policy (see the module docstring for the rules)."""
     cap = policy.spec.capacity
     if cap.node_selector is None and cap.accelerator_classes is None:
@@ -70,7 +75,10 @@ def capacity_of(policy: FairSharePolicy, nodes: Sequence[Mapping[str, Any]], pod
             total += inv.allocatable
             parts.append(f"{name}: {inv.allocatable}")
     else:
-        resources = sorted({a.spec.device_resource_name for a in accelerators.values()} or {DEFAULT_DEVICE_RESOURCE})
+        resources = sorted(
+            {a.spec.device_resource_name for a in accelerators.values()}
+            or {DEFAULT_DEVICE_RESOURCE}
+        )
         for resource in resources:
             inv = inventory(nodes, pods, resource=resource, selector=cap.node_selector or {})
             total += inv.allocatable
@@ -96,7 +104,9 @@ def workload_demand(md: ModelDeployment, status: Mapping[str, Any] | None) -> tu
     return demand, held
 
 
-def governed_workloads(policy: FairSharePolicy, deployments: Iterable[Mapping[str, Any]]) -> tuple[list[WorkloadDemand], list[str]]:
+def governed_workloads(
+    policy: FairSharePolicy, deployments: Iterable[Mapping[str, Any]]
+) -> tuple[list[WorkloadDemand], list[str]]:
     """Demands of the ModelDeployments this policy governs, plus messages about skipped invalid ones."""
     tenants = {t.name for t in policy.spec.tenants}
     classes = set(policy.spec.capacity.accelerator_classes or [])
@@ -115,8 +125,15 @@ def governed_workloads(policy: FairSharePolicy, deployments: Iterable[Mapping[st
         if classes and not classes.intersection(md.spec.placement.accelerator_classes):
             continue
         demand, held = workload_demand(md, raw.get("status"))
-        out.append(WorkloadDemand(str(meta.get("namespace") or ""), str(meta.get("name") or ""),
-                                  md.spec.tenant.name, demand, held))
+        out.append(
+            WorkloadDemand(
+                str(meta.get("namespace") or ""),
+                str(meta.get("name") or ""),
+                md.spec.tenant.name,
+                demand,
+                held,
+            )
+        )
     return out, skipped
 
 
@@ -130,33 +147,58 @@ def previous_deficits(status: Mapping[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def tenant_demands(policy: FairSharePolicy, workloads: Sequence[WorkloadDemand]) -> list[TenantDemand]:
+def tenant_demands(
+    policy: FairSharePolicy, workloads: Sequence[WorkloadDemand]
+) -> list[TenantDemand]:
     demand: dict[str, int] = {}
     held: dict[str, int] = {}
     for w in workloads:
         demand[w.tenant] = demand.get(w.tenant, 0) + w.demand_gpus
         held[w.tenant] = held.get(w.tenant, 0) + w.held_gpus
-    return [TenantDemand(name=t.name, weight=t.weight, demand_gpus=demand.get(t.name, 0),
-                         guaranteed_gpus=t.guaranteed_gpus, max_gpus=t.max_gpus, held_gpus=held.get(t.name, 0))
-            for t in policy.spec.tenants]
+    return [
+        TenantDemand(
+            name=t.name,
+            weight=t.weight,
+            demand_gpus=demand.get(t.name, 0),
+            guaranteed_gpus=t.guaranteed_gpus,
+            max_gpus=t.max_gpus,
+            held_gpus=held.get(t.name, 0),
+        )
+        for t in policy.spec.tenants
+    ]
 
 
-def reconcile(policy: FairSharePolicy, *, generation: int | None, nodes: Sequence[Mapping[str, Any]],
-              pods: Sequence[Mapping[str, Any]], accelerators: Mapping[str, AcceleratorClass],
-              deployments: Iterable[Mapping[str, Any]], previous: Mapping[str, Any] | None,
-              now: datetime) -> tuple[Allocation, dict[str, Any]]:
+def reconcile(
+    policy: FairSharePolicy,
+    *,
+    generation: int | None,
+    nodes: Sequence[Mapping[str, Any]],
+    pods: Sequence[Mapping[str, Any]],
+    accelerators: Mapping[str, AcceleratorClass],
+    deployments: Iterable[Mapping[str, Any]],
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> tuple[Allocation, dict[str, Any]]:
     """One tick: the allocation and the status to write."""
     capacity = capacity_of(policy, nodes, pods, accelerators)
     workloads, skipped = governed_workloads(policy, deployments)
     demands = tenant_demands(policy, workloads)
-    allocation = allocate(capacity.gpus, demands, previous_deficits(previous), rebalance=policy.spec.rebalance)
+    allocation = allocate(
+        capacity.gpus, demands, previous_deficits(previous), rebalance=policy.spec.rebalance
+    )
     raw = {d.name: d.demand_gpus for d in demands}
     return allocation, compute_status(allocation, generation, capacity, skipped, previous, now, raw)
 
 
-def compute_status(allocation: Allocation, generation: int | None, capacity: Capacity, skipped: Sequence[str],
-                   previous: Mapping[str, Any] | None, now: datetime,
-                   raw_demand: Mapping[str, int] | None = None) -> dict[str, Any]:
+def compute_status(
+    allocation: Allocation,
+    generation: int | None,
+    capacity: Capacity,
+    skipped: Sequence[str],
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+    raw_demand: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
     """Status (camelCase). ``raw_demand`` is each tenant's demand before its cap (the allocator
     reports demand already capped at maxGpus); a tenant held back by its cap is CapacityLimited."""
     raw_demand = raw_demand or {}
@@ -170,16 +212,39 @@ def compute_status(allocation: Allocation, generation: int | None, capacity: Cap
         message = f"every tenant's demand is granted (capacity {allocation.capacity_gpus}: {capacity.message})"
     if allocation.reasons:
         message += "; " + "; ".join(f"{r.code}: {r.message}" for r in allocation.reasons)
-    conditions = set_condition(conditions, "CapacityLimited", bool(short),
-                               "DemandExceedsCapacity" if short else "DemandMet", message, now, generation)
-    conditions = set_condition(conditions, "Degraded", bool(skipped), "InvalidWorkloads" if skipped else "AsExpected",
-                               "skipped " + "; ".join(skipped) if skipped else "", now, generation)
+    conditions = set_condition(
+        conditions,
+        "CapacityLimited",
+        bool(short),
+        "DemandExceedsCapacity" if short else "DemandMet",
+        message,
+        now,
+        generation,
+    )
+    conditions = set_condition(
+        conditions,
+        "Degraded",
+        bool(skipped),
+        "InvalidWorkloads" if skipped else "AsExpected",
+        "skipped " + "; ".join(skipped) if skipped else "",
+        now,
+        generation,
+    )
     status = FairSharePolicyStatus(
         observed_generation=generation,
         capacity_gpus=allocation.capacity_gpus,
-        tenants=[TenantShareStatus(name=g.name, demand_gpus=demand_of[g.name], grant_gpus=g.grant_gpus,
-                                   deficit=round(g.deficit, 6)) for g in allocation.grants],
-        fairness_index=None if allocation.fairness_index is None else round(allocation.fairness_index, 6),
+        tenants=[
+            TenantShareStatus(
+                name=g.name,
+                demand_gpus=demand_of[g.name],
+                grant_gpus=g.grant_gpus,
+                deficit=round(g.deficit, 6),
+            )
+            for g in allocation.grants
+        ],
+        fairness_index=None
+        if allocation.fairness_index is None
+        else round(allocation.fairness_index, 6),
         conditions=[Condition.model_validate(c) for c in conditions],
     )
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from tidal.api.serverlessfunction import ServerlessFunction, ServerlessFunctionSpec, ServerlessFunctionStatus
+from tidal.api.serverlessfunction import (
+    ServerlessFunction,
+    ServerlessFunctionSpec,
+    ServerlessFunctionStatus,
+)
 from tidal.api.types import Condition, parse_duration_s
 from tidal.controllers.acceleratorclass import set_condition
 from tidal.controllers.labels import FUNCTION_LABEL, MANAGED_BY
@@ -45,8 +50,10 @@ most 63 characters (Kubernetes label syntax)."""
 def name_problem(name: str) -> str | None:
     """Why tidal cannot render children for a function of this name, or None."""
     if len(name) > MAX_NAME_LENGTH:
-        return (f"metadata.name: {len(name)} characters; at most {MAX_NAME_LENGTH}, because it becomes the "
-                f"{FUNCTION_LABEL} label value: recreate the function with a shorter name")
+        return (
+            f"metadata.name: {len(name)} characters; at most {MAX_NAME_LENGTH}, because it becomes the "
+            f"{FUNCTION_LABEL} label value: recreate the function with a shorter name"
+        )
     return None
 
 
@@ -58,8 +65,9 @@ def label_selector(name: str) -> str:
     return f"{FUNCTION_LABEL}={name}"
 
 
-def policy_for(spec: ServerlessFunctionSpec, *, cold_start_s: float = 0.0,
-               activity_window_s: float = 0.0) -> KeepAlivePolicy:
+def policy_for(
+    spec: ServerlessFunctionSpec, *, cold_start_s: float = 0.0, activity_window_s: float = 0.0
+) -> KeepAlivePolicy:
     """The keep-alive policy configured by the spec (``keepAlive: auto`` learns the windows)."""
     keep_alive_s = None if spec.keep_alive == "auto" else parse_duration_s(spec.keep_alive)
     return KeepAlivePolicy(
@@ -83,7 +91,11 @@ def instances_to_render(spec: ServerlessFunctionSpec, status: Mapping[str, Any] 
     """Replicas for the Deployment on create/update: the last decision if any, within the spec's
     (possibly changed) bounds, else the initial scale."""
     desired = (status or {}).get("desiredInstances")
-    if not isinstance(desired, int) or isinstance(desired, bool) or not (status or {}).get("observedGeneration"):
+    if (
+        not isinstance(desired, int)
+        or isinstance(desired, bool)
+        or not (status or {}).get("observedGeneration")
+    ):
         return initial_instances(spec)
     floor = spec.min_instances if spec.scale_to_zero else max(spec.min_instances, 1)
     return min(max(desired, floor), spec.max_instances)
@@ -102,8 +114,11 @@ def render_deployment(fn: ServerlessFunction, uid: str, replicas: int) -> dict[s
         "env": env,
         "resources": {"requests": {"memory": spec.memory}, "limits": {"memory": spec.memory}},
         # Functions declare no health path; a listening socket is what Knative probes by default.
-        "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": READINESS_PERIOD_S,
-                           "failureThreshold": READINESS_FAILURE_THRESHOLD},
+        "readinessProbe": {
+            "tcpSocket": {"port": "http"},
+            "periodSeconds": READINESS_PERIOD_S,
+            "failureThreshold": READINESS_FAILURE_THRESHOLD,
+        },
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_DELAY_S}}},
     }
     if spec.container.args:
@@ -120,11 +135,16 @@ def render_deployment(fn: ServerlessFunction, uid: str, replicas: int) -> dict[s
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": function_labels(name)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [container],
-                         "terminationGracePeriodSeconds": PRESTOP_DELAY_S + REQUEST_TIMEOUT_S},
+                "spec": {
+                    "containers": [container],
+                    "terminationGracePeriodSeconds": PRESTOP_DELAY_S + REQUEST_TIMEOUT_S,
+                },
             },
         },
     }
@@ -155,7 +175,9 @@ def state_configmap_name(name: str) -> str:
 STATE_KEY = "state.json"
 
 
-def render_state_configmap(fn: ServerlessFunction, uid: str, state: Mapping[str, Any]) -> dict[str, Any]:
+def render_state_configmap(
+    fn: ServerlessFunction, uid: str, state: Mapping[str, Any]
+) -> dict[str, Any]:
     """The keep-alive policy's durable state (idle-time histogram), so an operator restart keeps
     what it learned. Owned by the function: deleting the function deletes it."""
     name = fn.metadata.name or ""
@@ -207,20 +229,41 @@ def compute_status(
     conditions: Sequence[Mapping[str, Any]] = previous.get("conditions") or []
     details = decision.details if decision is not None else {}
     ready_ok = ready >= desired
-    conditions = set_condition(conditions, "Ready", ready_ok,
-                               "InstancesReady" if ready_ok else "InstancesStarting",
-                               f"{ready}/{desired} instances ready", now, generation)
-    conditions = set_condition(conditions, "MetricsAvailable", metrics_available,
-                               "MetricsRead" if metrics_available else "MetricsUnavailable", metrics_message,
-                               now, generation)
-    conditions = set_condition(conditions, "Degraded", degraded is not None,
-                               "StepFailed" if degraded else "AsExpected", degraded or "", now, generation)
+    conditions = set_condition(
+        conditions,
+        "Ready",
+        ready_ok,
+        "InstancesReady" if ready_ok else "InstancesStarting",
+        f"{ready}/{desired} instances ready",
+        now,
+        generation,
+    )
+    conditions = set_condition(
+        conditions,
+        "MetricsAvailable",
+        metrics_available,
+        "MetricsRead" if metrics_available else "MetricsUnavailable",
+        metrics_message,
+        now,
+        generation,
+    )
+    conditions = set_condition(
+        conditions,
+        "Degraded",
+        degraded is not None,
+        "StepFailed" if degraded else "AsExpected",
+        degraded or "",
+        now,
+        generation,
+    )
     keep_alive = details.get("keep_alive_s", previous.get("keepAliveSeconds"))
     status = ServerlessFunctionStatus(
         observed_generation=generation,
         desired_instances=desired,
         ready_instances=ready,
-        keep_alive_seconds=None if keep_alive is None or not math.isfinite(keep_alive) else float(keep_alive),
+        keep_alive_seconds=None
+        if keep_alive is None or not math.isfinite(keep_alive)
+        else float(keep_alive),
         prewarm_instances=int(details.get("prewarm_instances", 0)),
         cold_starts=int(previous.get("coldStarts", 0)) + cold_starts,
         conditions=[Condition.model_validate(c) for c in conditions],
@@ -228,11 +271,19 @@ def compute_status(
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def invalid_status(generation: int | None, message: str, previous: Mapping[str, Any] | None,
-                   now: datetime) -> dict[str, Any]:
+def invalid_status(
+    generation: int | None, message: str, previous: Mapping[str, Any] | None, now: datetime
+) -> dict[str, Any]:
     """Status for a spec tidal cannot act on: Ready False with reason InvalidSpec, nothing else changed."""
-    conditions = set_condition((previous or {}).get("conditions") or [], "Ready", False, "InvalidSpec",
-                               message, now, generation)
+    conditions = set_condition(
+        (previous or {}).get("conditions") or [],
+        "Ready",
+        False,
+        "InvalidSpec",
+        message,
+        now,
+        generation,
+    )
     return {"observedGeneration": generation, "conditions": list(conditions)}
 
 

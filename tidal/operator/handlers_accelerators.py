@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import kopf
 from pydantic import ValidationError
@@ -37,7 +37,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def list_items(call: Callable[..., Any], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
@@ -67,7 +67,9 @@ def list_pods(clients: KubeClients, settings: OperatorSettings) -> list[dict[str
     cluster-wide pod permission then, so ``used`` counts only those namespaces)."""
     if settings.cluster_wide:
         return list_items(clients.core.list_pod_for_all_namespaces)
-    return [p for ns in settings.namespaces for p in list_items(clients.core.list_namespaced_pod, ns)]
+    return [
+        p for ns in settings.namespaces for p in list_items(clients.core.list_namespaced_pod, ns)
+    ]
 
 
 def list_accelerator_classes(clients: KubeClients) -> list[dict[str, Any]]:
@@ -89,8 +91,12 @@ def accelerator_classes_by_name(raws: list[dict[str, Any]]) -> dict[str, Acceler
     return out
 
 
-def inventory_tick(clients: KubeClients, settings: OperatorSettings, now: datetime,
-                   logger: logging.Logger | logging.LoggerAdapter) -> int:
+def inventory_tick(
+    clients: KubeClients,
+    settings: OperatorSettings,
+    now: datetime,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> int:
     """One pass over every AcceleratorClass; returns how many statuses were patched (synchronous)."""
     classes = list_accelerator_classes(clients)
     if not classes:
@@ -102,16 +108,32 @@ def inventory_tick(clients: KubeClients, settings: OperatorSettings, now: dateti
         previous = raw.get("status") or {}
         try:
             accelerator = parse_accelerator_class(raw)
-            status = compute_status(accelerator, class_inventory(accelerator, nodes, pods), previous, now)
+            status = compute_status(
+                accelerator, class_inventory(accelerator, nodes, pods), previous, now
+            )
         except ValidationError as exc:
             message = f"invalid spec, inventory not computed: {exc.error_count()} errors; first: {exc.errors()[0]['msg']}"
-            status = {"conditions": set_condition(previous.get("conditions") or [], "Available", "Unknown",
-                                                  "InvalidSpec", message, now)}
+            status = {
+                "conditions": set_condition(
+                    previous.get("conditions") or [],
+                    "Available",
+                    "Unknown",
+                    "InvalidSpec",
+                    message,
+                    now,
+                )
+            }
         if _unchanged(previous, status):
             continue
-        clients.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": status})
+        clients.custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, PLURAL, name, {"status": status}
+        )
         patched += 1
-        logger.debug("AcceleratorClass %s inventory: %s", name, {k: status.get(k) for k in ("nodes", "allocatable", "used", "free")})
+        logger.debug(
+            "AcceleratorClass %s inventory: %s",
+            name,
+            {k: status.get(k) for k in ("nodes", "allocatable", "used", "free")},
+        )
     return patched
 
 
@@ -119,7 +141,9 @@ def _unchanged(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:
     return all(previous.get(k) == v for k, v in status.items())
 
 
-async def run_every(interval_s: float, tick: Callable[[], Awaitable[Any]], logger: logging.Logger, what: str) -> None:
+async def run_every(
+    interval_s: float, tick: Callable[[], Awaitable[Any]], logger: logging.Logger, what: str
+) -> None:
     """Call ``tick`` every ``interval_s`` until cancelled; a failing tick is logged and retried next
     interval (the loop never dies on an API error)."""
     while True:
@@ -132,15 +156,21 @@ async def run_every(interval_s: float, tick: Callable[[], Awaitable[Any]], logge
         await asyncio.sleep(interval_s)
 
 
-def register_loop(registry: kopf.OperatorRegistry, name: str, interval_s: float,
-                  tick: Callable[[logging.Logger], Awaitable[Any]]) -> None:
+def register_loop(
+    registry: kopf.OperatorRegistry,
+    name: str,
+    interval_s: float,
+    tick: Callable[[logging.Logger], Awaitable[Any]],
+) -> None:
     """A background loop owned by the operator: started on start-up, cancelled on clean-up."""
     tasks: dict[str, asyncio.Task[None]] = {}
     log = logging.getLogger(f"tidal.{name}")
 
     @kopf.on.startup(registry=registry, id=f"{name}-start")
     async def _start(**_: Any) -> None:
-        tasks[name] = asyncio.create_task(run_every(interval_s, lambda: tick(log), log, name), name=f"tidal-{name}")
+        tasks[name] = asyncio.create_task(
+            run_every(interval_s, lambda: tick(log), log, name), name=f"tidal-{name}"
+        )
 
     @kopf.on.cleanup(registry=registry, id=f"{name}-stop")
     async def _stop(**_: Any) -> None:
@@ -150,8 +180,13 @@ def register_loop(registry: kopf.OperatorRegistry, name: str, interval_s: float,
             await asyncio.gather(task, return_exceptions=True)
 
 
-def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, clients: KubeClients,
-             *, clock: Clock = utcnow) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    clients: KubeClients,
+    *,
+    clock: Clock = utcnow,
+) -> None:
     """Register the AcceleratorClass inventory loop (interval: ``settings.interval_s``)."""
 
     async def tick(logger: logging.Logger) -> None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import kopf
 from pydantic import ValidationError
@@ -43,11 +44,20 @@ PLURAL = "fairsharepolicies"
 MODEL_DEPLOYMENTS = "modeldeployments"
 
 
-def list_model_deployments(clients: KubeClients, settings: OperatorSettings) -> list[dict[str, Any]]:
+def list_model_deployments(
+    clients: KubeClients, settings: OperatorSettings
+) -> list[dict[str, Any]]:
     if settings.cluster_wide:
-        return list_items(clients.custom.list_cluster_custom_object, GROUP, VERSION, MODEL_DEPLOYMENTS)
-    return [d for ns in settings.namespaces
-            for d in list_items(clients.custom.list_namespaced_custom_object, GROUP, VERSION, ns, MODEL_DEPLOYMENTS)]
+        return list_items(
+            clients.custom.list_cluster_custom_object, GROUP, VERSION, MODEL_DEPLOYMENTS
+        )
+    return [
+        d
+        for ns in settings.namespaces
+        for d in list_items(
+            clients.custom.list_namespaced_custom_object, GROUP, VERSION, ns, MODEL_DEPLOYMENTS
+        )
+    ]
 
 
 def _needs_nodes(raw: Mapping[str, Any]) -> bool:
@@ -55,8 +65,12 @@ def _needs_nodes(raw: Mapping[str, Any]) -> bool:
     return "nodeSelector" in capacity or "acceleratorClasses" in capacity
 
 
-def fairshare_tick(clients: KubeClients, settings: OperatorSettings, now: datetime,
-                   logger: logging.Logger | logging.LoggerAdapter) -> int:
+def fairshare_tick(
+    clients: KubeClients,
+    settings: OperatorSettings,
+    now: datetime,
+    logger: logging.Logger | logging.LoggerAdapter,
+) -> int:
     """One pass over every FairSharePolicy; returns how many statuses were patched (synchronous)."""
     policies = list_items(clients.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
     if not policies:
@@ -64,7 +78,9 @@ def fairshare_tick(clients: KubeClients, settings: OperatorSettings, now: dateti
     measured = any(_needs_nodes(p) for p in policies)
     nodes = list_nodes(clients) if measured else []
     pods = list_pods(clients, settings) if measured else []
-    accelerators = accelerator_classes_by_name(list_accelerator_classes(clients)) if measured else {}
+    accelerators = (
+        accelerator_classes_by_name(list_accelerator_classes(clients)) if measured else {}
+    )
     deployments = list_model_deployments(clients, settings)
     patched = 0
     for raw in policies:
@@ -76,23 +92,51 @@ def fairshare_tick(clients: KubeClients, settings: OperatorSettings, now: dateti
             policy = FairSharePolicy.model_validate({k: v for k, v in raw.items() if k != "status"})
         except ValidationError as exc:
             message = f"invalid spec, no allocation: {exc.error_count()} errors; first: {exc.errors()[0]['msg']}"
-            status: dict[str, Any] = {"observedGeneration": generation, "conditions": set_condition(
-                previous.get("conditions") or [], "Degraded", True, "InvalidSpec", message, now, generation)}
+            status: dict[str, Any] = {
+                "observedGeneration": generation,
+                "conditions": set_condition(
+                    previous.get("conditions") or [],
+                    "Degraded",
+                    True,
+                    "InvalidSpec",
+                    message,
+                    now,
+                    generation,
+                ),
+            }
         else:
-            allocation, status = reconcile(policy, generation=generation, nodes=nodes, pods=pods,
-                                           accelerators=accelerators, deployments=deployments,
-                                           previous=previous, now=now)
-            logger.debug("FairSharePolicy %s: capacity %d, grants %s", name, allocation.capacity_gpus,
-                         {g.name: g.grant_gpus for g in allocation.grants})
+            allocation, status = reconcile(
+                policy,
+                generation=generation,
+                nodes=nodes,
+                pods=pods,
+                accelerators=accelerators,
+                deployments=deployments,
+                previous=previous,
+                now=now,
+            )
+            logger.debug(
+                "FairSharePolicy %s: capacity %d, grants %s",
+                name,
+                allocation.capacity_gpus,
+                {g.name: g.grant_gpus for g in allocation.grants},
+            )
         if all(previous.get(k) == v for k, v in status.items()):
             continue
-        clients.custom.patch_cluster_custom_object_status(GROUP, VERSION, PLURAL, name, {"status": status})
+        clients.custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, PLURAL, name, {"status": status}
+        )
         patched += 1
     return patched
 
 
-def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, clients: KubeClients,
-             *, clock: Clock = utcnow) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    clients: KubeClients,
+    *,
+    clock: Clock = utcnow,
+) -> None:
     """Register the FairSharePolicy allocation loop (interval: ``settings.interval_s``)."""
 
     async def tick(logger: logging.Logger) -> None:

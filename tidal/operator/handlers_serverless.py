@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 import kopf
 from kubernetes.client.rest import ApiException
@@ -55,7 +55,12 @@ from tidal.operator.prometheus import PrometheusMetrics, PrometheusSettings
 from tidal.operator.promql import promql_duration, promql_string
 from tidal.operator.settings import OperatorSettings
 from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
-from tidal.policies.keepalive import KeepAliveState, state_from_dict, state_to_dict, worth_persisting
+from tidal.policies.keepalive import (
+    KeepAliveState,
+    state_from_dict,
+    state_to_dict,
+    worth_persisting,
+)
 
 GROUP, VERSION, PLURAL = "tidal.dev", "v1alpha1", "serverlessfunctions"
 REQUESTS_METRIC = "http_requests_total"
@@ -82,7 +87,10 @@ FunctionMetricsSource = Callable[[str, str, int], FunctionMetrics]
 
 
 def no_metrics(namespace: str, name: str, instances: int) -> FunctionMetrics:
-    return FunctionMetrics(False, "no Prometheus configured (--prometheus-url / operator.prometheusUrl); holding instances")
+    return FunctionMetrics(
+        False,
+        "no Prometheus configured (--prometheus-url / operator.prometheusUrl); holding instances",
+    )
 
 
 class PrometheusFunctionMetrics:
@@ -97,18 +105,25 @@ class PrometheusFunctionMetrics:
         return sum(s.value for s in samples) if samples else None
 
     def __call__(self, namespace: str, name: str, instances: int) -> FunctionMetrics:
-        selector = (f"namespace={promql_string(namespace)},"
-                    f"pod=~{promql_string(POD_NAME_PATTERN.format(name=name))}")
+        selector = (
+            f"namespace={promql_string(namespace)},"
+            f"pod=~{promql_string(POD_NAME_PATTERN.format(name=name))}"
+        )
         try:
-            rate = self._sum(f"sum(rate({REQUESTS_METRIC}{{{selector}}}[{promql_duration(self._window_s)}]))")
+            rate = self._sum(
+                f"sum(rate({REQUESTS_METRIC}{{{selector}}}[{promql_duration(self._window_s)}]))"
+            )
             running = self._sum(f"sum({IN_FLIGHT_METRIC}{{{selector}}})")
         except Exception as exc:  # noqa: BLE001 - every Prometheus failure is "unknown", by contract
             return FunctionMetrics(False, f"Prometheus query failed: {exc}; holding instances")
         if rate is None and running is None:
             if instances == 0:  # nothing runs, nothing exports: idle, not unknown
                 return FunctionMetrics(True, "no instances running", 0.0, 0.0)
-            return FunctionMetrics(False, f"no {REQUESTS_METRIC} or {IN_FLIGHT_METRIC} series for the function's pods; "
-                                          "does the function export them and does Prometheus scrape it?")
+            return FunctionMetrics(
+                False,
+                f"no {REQUESTS_METRIC} or {IN_FLIGHT_METRIC} series for the function's pods; "
+                "does the function export them and does Prometheus scrape it?",
+            )
         return FunctionMetrics(True, "read from Prometheus", rate, running)
 
 
@@ -130,7 +145,9 @@ def read_deployment(clients: KubeClients, namespace: str, name: str) -> tuple[in
         if exc.status == 404:
             return None
         raise
-    return int(deployment.spec.replicas or 0), int((deployment.status and deployment.status.ready_replicas) or 0)
+    return int(deployment.spec.replicas or 0), int(
+        (deployment.status and deployment.status.ready_replicas) or 0
+    )
 
 
 def load_state(clients: KubeClients, namespace: str, name: str) -> KeepAliveState | None:
@@ -148,17 +165,30 @@ def _changed(previous: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str
     return {k: v for k, v in status.items() if previous.get(k) != v}
 
 
-def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, clients: KubeClients, *,
-             function_metrics: FunctionMetricsSource | None = None, clock: Clock = utcnow,
-             wall_clock_s: Callable[[], float] = time.time) -> None:
+def register(
+    registry: kopf.OperatorRegistry,
+    settings: OperatorSettings,
+    clients: KubeClients,
+    *,
+    function_metrics: FunctionMetricsSource | None = None,
+    clock: Clock = utcnow,
+    wall_clock_s: Callable[[], float] = time.time,
+) -> None:
     """Register the ServerlessFunction handlers. ``function_metrics`` defaults to Prometheus when
     ``settings.prometheus_url`` is set, else to "no metrics" (hold). Policy time is wall-clock
     seconds so the persisted last-activity time stays meaningful across operator restarts."""
     metrics_source = function_metrics or default_metrics_source(settings)
     activity_window_s = settings.metrics_window_s if settings.prometheus_url else 0.0
 
-    def validate(name: str, spec: Mapping[str, Any], body: Any, status: Mapping[str, Any],
-                 generation: int | None, patch: Any, now: datetime) -> ServerlessFunctionSpec | None:
+    def validate(
+        name: str,
+        spec: Mapping[str, Any],
+        body: Any,
+        status: Mapping[str, Any],
+        generation: int | None,
+        patch: Any,
+        now: datetime,
+    ) -> ServerlessFunctionSpec | None:
         try:
             parsed = parse_spec(KIND, spec)
             problem = name_problem(name)
@@ -174,8 +204,18 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children")
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children")
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children")
-    async def apply_children(spec: Any, name: str, namespace: str, uid: str, status: Any, body: Any, meta: Any,
-                             patch: Any, logger: Any, **_: Any) -> None:
+    async def apply_children(
+        spec: Any,
+        name: str,
+        namespace: str,
+        uid: str,
+        status: Any,
+        body: Any,
+        meta: Any,
+        patch: Any,
+        logger: Any,
+        **_: Any,
+    ) -> None:
         now = clock()
         generation = meta.get("generation")
         previous = dict(status or {})
@@ -188,16 +228,47 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
         conditions = previous.get("conditions") or []
         ready = next((c for c in conditions if c.get("type") == "Ready"), None)
         if ready is None or ready.get("reason") == "InvalidSpec":
-            conditions = set_condition(conditions, "Ready", False, "InstancesStarting",
-                                       f"applied Deployment {name} with {replicas} instances", now, generation)
-        patch.status.update({"observedGeneration": generation, "desiredInstances": replicas,
-                             "conditions": conditions})
-        logger.info("applied Deployment and Service %s/%s with %d instances", namespace, name, replicas)
+            conditions = set_condition(
+                conditions,
+                "Ready",
+                False,
+                "InstancesStarting",
+                f"applied Deployment {name} with {replicas} instances",
+                now,
+                generation,
+            )
+        patch.status.update(
+            {
+                "observedGeneration": generation,
+                "desiredInstances": replicas,
+                "conditions": conditions,
+            }
+        )
+        logger.info(
+            "applied Deployment and Service %s/%s with %d instances", namespace, name, replicas
+        )
 
-    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-keepalive",
-                interval=settings.interval_s)
-    async def keepalive(spec: Any, name: str, namespace: str, uid: str, status: Any, body: Any, meta: Any,
-                        patch: Any, memo: Any, logger: Any, **_: Any) -> None:
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="serverlessfunction-keepalive",
+        interval=settings.interval_s,
+    )
+    async def keepalive(
+        spec: Any,
+        name: str,
+        namespace: str,
+        uid: str,
+        status: Any,
+        body: Any,
+        meta: Any,
+        patch: Any,
+        memo: Any,
+        logger: Any,
+        **_: Any,
+    ) -> None:
         previous = dict(status or {})
         generation = meta.get("generation")
         if previous.get("observedGeneration") != generation:
@@ -214,18 +285,28 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
             return  # the create/update/resume handler applies it
         current, ready = deployment
         metrics = await asyncio.to_thread(metrics_source, namespace, name, current)
-        pool = PoolObservation(ready_replicas=min(ready, current), starting_replicas=max(0, current - ready),
-                               request_rate_rps=metrics.request_rate_rps, running_requests=metrics.running_requests)
-        observation = Observation(wall_clock_s(), {POOL_FUNCTION: pool}, metrics_available=metrics.available)
+        pool = PoolObservation(
+            ready_replicas=min(ready, current),
+            starting_replicas=max(0, current - ready),
+            request_rate_rps=metrics.request_rate_rps,
+            running_requests=metrics.running_requests,
+        )
+        observation = Observation(
+            wall_clock_s(), {POOL_FUNCTION: pool}, metrics_available=metrics.available
+        )
         policy = policy_for(fn_spec, activity_window_s=activity_window_s)
         state = memo.get(MEMO_KEY)
         if not isinstance(state, KeepAliveState):
             state = await asyncio.to_thread(load_state, clients, namespace, name)
         decision, new_state = policy.decide(observation, state)
         if worth_persisting(state, new_state):
-            config_map = render_state_configmap(function_of(name, namespace, fn_spec), uid, state_to_dict(new_state))
+            config_map = render_state_configmap(
+                function_of(name, namespace, fn_spec), uid, state_to_dict(new_state)
+            )
             await asyncio.to_thread(apply_object, clients, config_map, settings.field_manager)
-        memo[MEMO_KEY] = new_state  # only after it is persisted, so a failed write is retried next tick
+        memo[MEMO_KEY] = (
+            new_state  # only after it is persisted, so a failed write is retried next tick
+        )
         desired = decision.desired_replicas.get(POOL_FUNCTION, current)
         if desired != current:
             child = render_deployment(function_of(name, namespace, fn_spec), uid, desired)
@@ -234,9 +315,15 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
             kopf.info(body, reason="Scaled", message=f"instances {current} -> {desired}: {why}")
             logger.info("scaled %s/%s %d -> %d: %s", namespace, name, current, desired, why)
         new_status = compute_status(
-            generation=generation, desired=desired, ready=ready, decision=decision,
-            metrics_available=metrics.available, metrics_message=metrics.message, previous=previous,
-            now=clock(), cold_starts=cold_starts_added(current, desired),
+            generation=generation,
+            desired=desired,
+            ready=ready,
+            decision=decision,
+            metrics_available=metrics.available,
+            metrics_message=metrics.message,
+            previous=previous,
+            now=clock(),
+            cold_starts=cold_starts_added(current, desired),
         )
         changes = _changed(previous, new_status)
         if changes:

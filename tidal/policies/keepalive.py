@@ -45,8 +45,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from tidal.policies.interface import POOL_FUNCTION, Decision, Observation, PoolObservation, Reason
 
@@ -129,7 +130,7 @@ class IdleHistogram:
     def total(self) -> int:
         return sum(self.counts) + self.out_of_range
 
-    def record(self, idle_s: float) -> "IdleHistogram":
+    def record(self, idle_s: float) -> IdleHistogram:
         """A new histogram with one more idle time (negative values count as 0)."""
         idle_s = max(0.0, float(idle_s))
         counts, oob, recent = list(self.counts), self.out_of_range, self.recent_out_of_range
@@ -201,27 +202,41 @@ def keepalive_window(
     in_range = sum(counts)
     total = in_range + out_of_range
     if total < min_samples:
-        return KeepAliveWindow(0.0, range_s, "standard",
-                               f"{total} idle times observed (< {min_samples}): standard keep-alive "
-                               f"of {range_s:g}s")
+        return KeepAliveWindow(
+            0.0,
+            range_s,
+            "standard",
+            f"{total} idle times observed (< {min_samples}): standard keep-alive of {range_s:g}s",
+        )
     if out_of_range / total >= OOB_FRACTION_THRESHOLD and recent_out_of_range:
         predicted = statistics.median(recent_out_of_range)
-        return KeepAliveWindow(OOB_PREWARM_FRACTION * predicted, OOB_KEEPALIVE_FRACTION * predicted,
-                               "out-of-range",
-                               f"{out_of_range}/{total} idle times beyond {range_s:g}s; predicted idle "
-                               f"{predicted:g}s (median of recent)")
+        return KeepAliveWindow(
+            OOB_PREWARM_FRACTION * predicted,
+            OOB_KEEPALIVE_FRACTION * predicted,
+            "out-of-range",
+            f"{out_of_range}/{total} idle times beyond {range_s:g}s; predicted idle "
+            f"{predicted:g}s (median of recent)",
+        )
     cv = coefficient_of_variation(counts)
     if in_range == 0 or cv < cv_threshold:
-        return KeepAliveWindow(0.0, range_s, "standard",
-                               f"idle-time histogram not representative (CV {cv:.2f} < {cv_threshold:g}): "
-                               f"standard keep-alive of {range_s:g}s")
+        return KeepAliveWindow(
+            0.0,
+            range_s,
+            "standard",
+            f"idle-time histogram not representative (CV {cv:.2f} < {cv_threshold:g}): "
+            f"standard keep-alive of {range_s:g}s",
+        )
     head_s = _percentile_bin(counts, head_percentile) * bin_s  # lower edge: pre-warm early
     tail_s = (_percentile_bin(counts, tail_percentile) + 1) * bin_s  # upper edge: keep long enough
     prewarm_s = head_s * (1.0 - margin)
     end_s = tail_s * (1.0 + margin)
-    return KeepAliveWindow(prewarm_s, end_s - prewarm_s, "histogram",
-                           f"idle times p{head_percentile:g}={head_s:g}s p{tail_percentile:g}={tail_s:g}s "
-                           f"(CV {cv:.2f}, {in_range} samples)")
+    return KeepAliveWindow(
+        prewarm_s,
+        end_s - prewarm_s,
+        "histogram",
+        f"idle times p{head_percentile:g}={head_s:g}s p{tail_percentile:g}={tail_s:g}s "
+        f"(CV {cv:.2f}, {in_range} samples)",
+    )
 
 
 @dataclass(frozen=True)
@@ -266,7 +281,9 @@ class KeepAlivePolicy:
         if self.concurrency_target <= 0:
             raise ValueError("concurrency_target (spec.concurrencyTarget) must be > 0")
         if not 0 <= self.min_instances <= self.max_instances or self.max_instances < 1:
-            raise ValueError("need 0 <= min_instances (spec.minInstances) <= max_instances (spec.maxInstances), max >= 1")
+            raise ValueError(
+                "need 0 <= min_instances (spec.minInstances) <= max_instances (spec.maxInstances), max >= 1"
+            )
         if self.keep_alive_s is not None and self.keep_alive_s < 0:
             raise ValueError("keep_alive_s (spec.keepAlive) must be >= 0")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
@@ -283,7 +300,9 @@ class KeepAlivePolicy:
     def window(self, state: KeepAliveState) -> KeepAliveWindow:
         """The windows this policy uses now (fixed, or learned from the state's histogram)."""
         if self.keep_alive_s is not None:
-            return KeepAliveWindow(0.0, self.keep_alive_s, "fixed", f"spec.keepAlive {self.keep_alive_s:g}s")
+            return KeepAliveWindow(
+                0.0, self.keep_alive_s, "fixed", f"spec.keepAlive {self.keep_alive_s:g}s"
+            )
         learned = state.learned or keepalive_window(state.histogram)
         if self.prewarm:
             return learned
@@ -293,14 +312,20 @@ class KeepAlivePolicy:
         st = state if isinstance(state, KeepAliveState) else KeepAliveState()
         pool = observation.pools.get(POOL_FUNCTION)
         if pool is None:
-            reason = Reason(REASON_NO_POOL, f"observation has no pool {POOL_FUNCTION!r}; nothing decided")
+            reason = Reason(
+                REASON_NO_POOL, f"observation has no pool {POOL_FUNCTION!r}; nothing decided"
+            )
             return Decision({}, (reason,)), st
         now = observation.now_s
         if st.anchor_s is None:
             st = replace(st, anchor_s=now)
-        if not observation.metrics_available or (pool.request_rate_rps is None and pool.running_requests is None):
+        if not observation.metrics_available or (
+            pool.request_rate_rps is None and pool.running_requests is None
+        ):
             held = min(max(pool.current_replicas, self.floor), self.max_instances)
-            reason = Reason(REASON_HOLD, f"invocation metrics unknown; holding {held} instances", POOL_FUNCTION)
+            reason = Reason(
+                REASON_HOLD, f"invocation metrics unknown; holding {held} instances", POOL_FUNCTION
+            )
             return Decision({POOL_FUNCTION: held}, (reason,), details={"phase": "hold"}), st
         concurrency = (pool.running_requests or 0.0) + (pool.waiting_requests or 0.0)
         active = (pool.request_rate_rps or 0.0) > 0 or concurrency > 0
@@ -313,23 +338,43 @@ class KeepAlivePolicy:
             return st.anchor_s if st.anchor_s is not None else 0.0
         return st.last_active_s - self.activity_window_s
 
-    def _active(self, now: float, pool: PoolObservation, concurrency: float,
-                st: KeepAliveState) -> tuple[Decision, KeepAliveState]:
+    def _active(
+        self, now: float, pool: PoolObservation, concurrency: float, st: KeepAliveState
+    ) -> tuple[Decision, KeepAliveState]:
         histogram = st.histogram
         learned = st.learned
         if not st.was_active and st.last_active_s is not None:
             histogram = histogram.record(now - self._last_invocation_s(st))
             learned = keepalive_window(histogram)
         needed = max(1, math.ceil(concurrency / self.concurrency_target))
-        needs = tuple((t, n) for t, n in st.recent_needs if now - t < self.stable_window_s) + ((now, needed),)
+        needs = tuple((t, n) for t, n in st.recent_needs if now - t < self.stable_window_s) + (
+            (now, needed),
+        )
         desired = self._clamp(max(max(n for _, n in needs), 1))
-        reason = Reason(REASON_ACTIVE, f"{concurrency:g} in flight / target {self.concurrency_target:g} "
-                        f"-> {needed}; largest need over {self.stable_window_s:g}s -> {desired}", POOL_FUNCTION)
-        new_state = replace(st, histogram=histogram, last_active_s=now, was_active=True,
-                            recent_needs=needs, warm_instances=max(1, needed), learned=learned)
+        reason = Reason(
+            REASON_ACTIVE,
+            f"{concurrency:g} in flight / target {self.concurrency_target:g} "
+            f"-> {needed}; largest need over {self.stable_window_s:g}s -> {desired}",
+            POOL_FUNCTION,
+        )
+        new_state = replace(
+            st,
+            histogram=histogram,
+            last_active_s=now,
+            was_active=True,
+            recent_needs=needs,
+            warm_instances=max(1, needed),
+            learned=learned,
+        )
         window = self.window(new_state)
-        details = {"phase": "active", "keep_alive_s": window.keepalive_s, "prewarm_s": window.prewarm_s,
-                   "window_mode": window.mode, "prewarm_instances": 0, "idle_s": 0.0}
+        details = {
+            "phase": "active",
+            "keep_alive_s": window.keepalive_s,
+            "prewarm_s": window.prewarm_s,
+            "window_mode": window.mode,
+            "prewarm_instances": 0,
+            "idle_s": 0.0,
+        }
         return Decision({POOL_FUNCTION: desired}, (reason,), details=details), new_state
 
     def _idle(self, now: float, st: KeepAliveState) -> tuple[Decision, KeepAliveState]:
@@ -338,11 +383,16 @@ class KeepAlivePolicy:
         st = replace(st, was_active=False, recent_needs=needs)
         window = self.window(st)
         warm = min(max(st.warm_instances, 1), self.max_instances)
-        prewarm_starts_s = max(0.0, window.prewarm_s - self.cold_start_s) if window.prewarm_s > 0 else 0.0
+        prewarm_starts_s = (
+            max(0.0, window.prewarm_s - self.cold_start_s) if window.prewarm_s > 0 else 0.0
+        )
         prewarm_instances = 0
         if needs:
             desired = self._clamp(max(n for _, n in needs))
-            code, message = REASON_KEEPALIVE, f"idle {idle_s:g}s within the {self.stable_window_s:g}s stable window"
+            code, message = (
+                REASON_KEEPALIVE,
+                f"idle {idle_s:g}s within the {self.stable_window_s:g}s stable window",
+            )
         elif idle_s < prewarm_starts_s:
             desired = self._clamp(0)
             code = REASON_UNLOADED
@@ -357,8 +407,14 @@ class KeepAlivePolicy:
             code = REASON_EXPIRED
             message = f"idle {idle_s:g}s beyond keep-alive end {window.end_s:g}s -> {desired}"
         reasons = (Reason(code, f"{message} ({window.mode}: {window.message})", POOL_FUNCTION),)
-        details = {"phase": code, "keep_alive_s": window.keepalive_s, "prewarm_s": window.prewarm_s,
-                   "window_mode": window.mode, "prewarm_instances": prewarm_instances, "idle_s": idle_s}
+        details = {
+            "phase": code,
+            "keep_alive_s": window.keepalive_s,
+            "prewarm_s": window.prewarm_s,
+            "window_mode": window.mode,
+            "prewarm_instances": prewarm_instances,
+            "idle_s": idle_s,
+        }
         return Decision({POOL_FUNCTION: desired}, reasons, details=details), st
 
 
@@ -396,9 +452,14 @@ def state_from_dict(data: Any) -> KeepAliveState | None:
         for index, count in dict(data.get("counts") or {}).items():
             if 0 <= int(index) < bins and int(count) > 0:
                 counts[int(index)] = int(count)
-        hist = IdleHistogram(counts=tuple(counts), out_of_range=max(0, int(data.get("outOfRange") or 0)),
-                             recent_out_of_range=tuple(float(v) for v in data.get("recentOutOfRange") or [])[-OOB_MEMORY:],
-                             bin_s=bin_s)
+        hist = IdleHistogram(
+            counts=tuple(counts),
+            out_of_range=max(0, int(data.get("outOfRange") or 0)),
+            recent_out_of_range=tuple(float(v) for v in data.get("recentOutOfRange") or [])[
+                -OOB_MEMORY:
+            ],
+            bin_s=bin_s,
+        )
         last = data.get("lastActiveS")
         anchor = data.get("anchorS")
         return KeepAliveState(
