@@ -209,7 +209,10 @@ def compute_status(
         message = "; ".join(f"{g.name}: {g.grant_gpus}/{demand_of[g.name]} GPUs" for g in short)
         message += f" (capacity {allocation.capacity_gpus}: {capacity.message})"
     else:
-        message = f"every tenant's demand is granted (capacity {allocation.capacity_gpus}: {capacity.message})"
+        message = (
+            f"every tenant's demand is granted "
+            f"(capacity {allocation.capacity_gpus}: {capacity.message})"
+        )
     if allocation.reasons:
         message += "; " + "; ".join(f"{r.code}: {r.message}" for r in allocation.reasons)
     conditions = set_condition(

@@ -112,7 +112,10 @@ def inventory_tick(
                 accelerator, class_inventory(accelerator, nodes, pods), previous, now
             )
         except ValidationError as exc:
-            message = f"invalid spec, inventory not computed: {exc.error_count()} errors; first: {exc.errors()[0]['msg']}"
+            message = (
+                f"invalid spec, inventory not computed: {exc.error_count()} errors; "
+                f"first: {exc.errors()[0]['msg']}"
+            )
             status = {
                 "conditions": set_condition(
                     previous.get("conditions") or [],

@@ -91,7 +91,10 @@ def fairshare_tick(
         try:
             policy = FairSharePolicy.model_validate({k: v for k, v in raw.items() if k != "status"})
         except ValidationError as exc:
-            message = f"invalid spec, no allocation: {exc.error_count()} errors; first: {exc.errors()[0]['msg']}"
+            message = (
+                f"invalid spec, no allocation: {exc.error_count()} errors; "
+                f"first: {exc.errors()[0]['msg']}"
+            )
             status: dict[str, Any] = {
                 "observedGeneration": generation,
                 "conditions": set_condition(

@@ -282,7 +282,8 @@ class KeepAlivePolicy:
             raise ValueError("concurrency_target (spec.concurrencyTarget) must be > 0")
         if not 0 <= self.min_instances <= self.max_instances or self.max_instances < 1:
             raise ValueError(
-                "need 0 <= min_instances (spec.minInstances) <= max_instances (spec.maxInstances), max >= 1"
+                "need 0 <= min_instances (spec.minInstances) <= max_instances "
+                "(spec.maxInstances), max >= 1"
             )
         if self.keep_alive_s is not None and self.keep_alive_s < 0:
             raise ValueError("keep_alive_s (spec.keepAlive) must be >= 0")
@@ -396,12 +397,18 @@ class KeepAlivePolicy:
         elif idle_s < prewarm_starts_s:
             desired = self._clamp(0)
             code = REASON_UNLOADED
-            message = f"idle {idle_s:g}s; next invocation expected after {window.prewarm_s:g}s, pre-warm at {prewarm_starts_s:g}s"
+            message = (
+                f"idle {idle_s:g}s; next invocation expected after {window.prewarm_s:g}s, "
+                f"pre-warm at {prewarm_starts_s:g}s"
+            )
         elif idle_s < window.end_s:
             desired = self._clamp(warm)
             prewarm_instances = desired if window.prewarm_s > 0 else 0
             code = REASON_PREWARM if window.prewarm_s > 0 else REASON_KEEPALIVE
-            message = f"idle {idle_s:g}s within window [{prewarm_starts_s:g}s, {window.end_s:g}s): keep {desired} warm"
+            message = (
+                f"idle {idle_s:g}s within window [{prewarm_starts_s:g}s, {window.end_s:g}s): "
+                f"keep {desired} warm"
+            )
         else:
             desired = self._clamp(0)
             code = REASON_EXPIRED
