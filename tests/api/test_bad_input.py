@@ -96,6 +96,7 @@ CASES = [
     case("sfn-min-above-max", "sfn", {"spec.minInstances": 0, "spec.maxInstances": 5, "spec.scaleToZero": False, "spec.minInstances": 6}, "spec", "minInstances must be less than or equal to maxInstances"),
     case("sfn-scale-to-zero-with-min", "sfn", {"spec.minInstances": 2}, "spec", "scaleToZero requires minInstances: 0"),
     case("name-too-long", "mdep", {"metadata.name": "a" * 41}, "", "at most 40 characters"),
+    case("function-name-too-long", "sfn", {"metadata.name": "f" * 64}, "", "at most 63 characters"),
     # unknown fields
     case("typo-min-replica", "mdep", {"spec.pools.unified.minReplica": 1}, "spec.pools.unified.minReplica", "unknown field"),
     case("unknown-top-level", "acc", {"spec.vendor": "nvidia"}, "spec.vendor", "unknown field"),

@@ -248,7 +248,7 @@ class ModelDeployment(ApiModel):
     """A served LLM with SLOs, autoscaled by tidal."""
 
     model_config = {**ApiModel.model_config, "json_schema_extra": cel_rules(
-        (f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+        (f"!has(self.metadata.name) || self.metadata.name.size() <= {MAX_NAME_LENGTH}",
          f"metadata.name must be at most {MAX_NAME_LENGTH} characters so child object names fit in 63"),
     )}
 

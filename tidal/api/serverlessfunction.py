@@ -82,11 +82,27 @@ class ServerlessFunctionStatus(StatusModel):
     conditions: list[Condition] = Field(default_factory=list)
 
 
+MAX_NAME_LENGTH = 63
+"""The function's Service is named after it (a DNS-1035 label, at most 63 characters), and the name is
+a label value on its pods (also at most 63)."""
+NAME_TOO_LONG = f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the function's Service and pod label carry it"
+
+
 class ServerlessFunction(ApiModel):
     """A serverless function autoscaled by tidal."""
+
+    model_config = {**ApiModel.model_config, "json_schema_extra": cel_rules(
+        (f"!has(self.metadata.name) || self.metadata.name.size() <= {MAX_NAME_LENGTH}", NAME_TOO_LONG),
+    )}
 
     api_version: Literal["tidal.dev/v1alpha1"] = "tidal.dev/v1alpha1"
     kind: Literal["ServerlessFunction"] = "ServerlessFunction"
     metadata: ObjectMeta = Field(default_factory=ObjectMeta)
     spec: ServerlessFunctionSpec
     status: ServerlessFunctionStatus | None = None
+
+    @model_validator(mode="after")
+    def _name_fits(self) -> "ServerlessFunction":
+        if self.metadata.name is not None and len(self.metadata.name) > MAX_NAME_LENGTH:
+            raise ValueError(NAME_TOO_LONG)
+        return self
