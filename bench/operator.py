@@ -176,6 +176,7 @@ def main() -> int:
             n0 = len(latencies)
         time.sleep(args.ticks * args.interval)
         cpu1, wall1 = _cpu_s(), time.monotonic()
+        rss_steady = _rss_mb()
         requests1 = _request_counts(server)
         per_tick = {k: round((v - requests0.get(k, 0)) / max(1, args.ticks), 1) for k, v in requests1.items()
                     if v > requests0.get(k, 0)}
@@ -193,7 +194,8 @@ def main() -> int:
             "decision_latency_p99_ms": round(1000 * _quantile(window, 0.99), 2),
             "cpu_share_of_one_core": round(cpu_share, 3), "cpu_target": CPU_TARGET,
             "rss_before_operator_mb": round(rss_idle, 1), "peak_rss_mb": round(_peak_rss_mb(), 1),
-            "rss_target_mb": RSS_TARGET_MB, "child_deployments": deployments,
+            "rss_target_mb": RSS_TARGET_MB, "rss_steady_mb": round(rss_steady, 1),
+            "child_deployments": deployments,
             "api_requests_per_interval": per_tick,
         }
     finally:

@@ -251,8 +251,9 @@ class OperatorHarness:
             deployment, namespace, {"status": {"replicas": ready, "readyReplicas": ready, "availableReplicas": ready}})
 
     @contextmanager
-    def operator(self, **overrides: Any) -> Iterator[Any]:
-        """Run the operator until the block ends; yields the ModelDeploymentController."""
+    def operator(self, include_others: bool = False, **overrides: Any) -> Iterator[Any]:
+        """Run the operator until the block ends; yields the ModelDeploymentController.
+        ``include_others``: also register the other resources' handlers (the full ``tidal run``)."""
         from tidal.operator.app import run_operator
         from tidal.operator.settings import OperatorSettings
 
@@ -268,7 +269,7 @@ class OperatorHarness:
         def target() -> None:
             try:
                 run_operator(settings, kubeconfig=self.kubeconfig, stop_flag=stop, ready_flag=ready,
-                             on_controller=seen.append, include_others=False)
+                             on_controller=seen.append, include_others=include_others)
             except BaseException as exc:  # noqa: BLE001 - reported to the test
                 errors.append(exc)
 
