@@ -170,3 +170,21 @@ def test_state_stays_bounded_and_round_trips(n_decisions: int, max_bytes: int, p
         assert back.decisions[-1] == state.decisions[-1]
     if len(json.dumps(state.to_dict())) < max_bytes // 2:
         assert back.decisions == state.decisions and back.forecaster == state.forecaster
+
+
+def test_scale_down_waits_for_scale_down_delay_and_the_window_survives_a_restart() -> None:
+    md = _md(autoscaling={"scaleDownDelay": "5m"})
+    key = ChildKey("unified", "a")
+
+    def tick(now: float, inflight: float, replicas: int, state: Any) -> Any:
+        obs = PoolObservation(ready_replicas=replicas, running_requests=inflight, waiting_requests=0.0)
+        return decide(md, Observation(now, {"unified": obs}), {key: replicas}, ["a"], state)
+
+    busy = tick(0.0, 100.0, 1, None)
+    assert busy.by_child[key] == 7  # ceil(100 / 16): scale-ups are immediate
+    # A restart in between: the window goes through the persisted state.
+    stored = decode_state(encode_state(WorkloadState(policy=dict(busy.policy_state or {})))).policy
+    quiet = tick(15.0, 0.0, 7, stored)
+    assert quiet.by_child[key] == 7 and quiet.decision.reasons[0].code == "scale-down-stabilized"
+    later = tick(301.0, 0.0, 7, quiet.policy_state)
+    assert later.by_child[key] == 1 and later.changes == ((key, 7, 1),)

@@ -9,10 +9,11 @@ replaces it); it holds on missing metrics, so this never scales to zero on missi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment
+from tidal.api.types import parse_duration_s
 from tidal.controllers.modeldeployment import ChildKey, pools_of
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
 from tidal.policies.utilization import UtilizationTarget
@@ -71,6 +72,8 @@ class WorkloadDecision:
     capacity_limits: tuple[Reason, ...] = ()
     changes: tuple[tuple[ChildKey, int, int], ...] = field(default=())
     """(child, from, to) for each Deployment whose replicas change."""
+    policy_state: Mapping[str, Any] | None = None
+    """The autoscaler's state to persist and hand back next tick (its scale-down window)."""
 
 
 def decide(
@@ -78,21 +81,32 @@ def decide(
     observation: Observation,
     current: Mapping[ChildKey, int],
     preference: Sequence[str],
+    policy_state: Mapping[str, Any] | None = None,
 ) -> WorkloadDecision:
-    """Desired replicas for each pool (autoscaler, bounds, manual override) and their placement."""
+    """Desired replicas for each pool (autoscaler, bounds, manual override) and their placement.
+
+    ``policy_state`` is what the previous tick returned (``WorkloadDecision.policy_state``): the
+    per-pool recommendation window behind ``spec.autoscaling.scaleDownDelay`` (HPA-style
+    scale-down stabilisation), which the operator persists so a restart does not shorten it.
+    """
     pools = pools_of(md)
     desired: dict[str, int] = {}
     reasons: list[Reason] = []
     limits: list[Reason] = []
+    past = dict((policy_state or {}).get("recommendations") or {})
+    window: dict[str, Any] = {}
+    delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
     for pool, bounds in pools.items():
         obs = observation.pools.get(pool, PoolObservation(ready_replicas=0))
         if md.spec.replicas is not None:
             want = md.spec.replicas
             reasons.append(Reason(REASON_MANUAL, f"spec.replicas={want} set (e.g. kubectl scale); holding it", pool))
         else:
-            policy = UtilizationTarget(min_replicas=bounds.min_replicas, max_replicas=bounds.max_replicas)
+            policy = UtilizationTarget(min_replicas=bounds.min_replicas, max_replicas=bounds.max_replicas,
+                                       scale_down_stabilization_s=delay_s)
             single = Observation(observation.now_s, {pool: obs}, observation.metrics_available)
-            decision, _ = policy.decide(single, None)
+            decision, state = policy.decide(single, {"recommendations": {pool: past.get(pool, [])}})
+            window[pool] = state["recommendations"][pool]
             want = decision.desired_replicas[pool]
             reasons.extend(decision.reasons)
             inflight = (obs.running_requests or 0.0) + (obs.waiting_requests or 0.0)
@@ -116,4 +130,4 @@ def decide(
             if before is not None and before != n:
                 changes.append((key, before, n))
     decision = Decision(desired_replicas=desired, reasons=tuple(reasons))
-    return WorkloadDecision(decision, by_child, tuple(limits), tuple(changes))
+    return WorkloadDecision(decision, by_child, tuple(limits), tuple(changes), {"recommendations": window})

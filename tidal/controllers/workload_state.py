@@ -43,6 +43,8 @@ class WorkloadState:
     last_scale_event: str | None = None
     tick: int = 0
     counted_pods: list[str] = field(default_factory=list)
+    policy: dict[str, Any] | None = None
+    """The autoscaler's own state (its scale-down window), handed back to it each tick."""
 
     def add_decision(self, record: dict[str, Any]) -> None:
         self.decisions.append(record)
@@ -57,7 +59,7 @@ class WorkloadState:
         return {
             "format": STATE_FORMAT, "tick": self.tick, "lastScaleEvent": self.last_scale_event,
             "decisions": self.decisions, "countedPods": self.counted_pods,
-            "forecaster": self.forecaster, "coldStart": self.cold_start,
+            "forecaster": self.forecaster, "coldStart": self.cold_start, "policy": self.policy,
         }
 
 
@@ -99,6 +101,7 @@ def decode_state(text: str) -> WorkloadState:
             decisions=list(d.get("decisions") or [])[-MAX_DECISIONS:],
             last_scale_event=d.get("lastScaleEvent"), tick=int(d.get("tick") or 0),
             counted_pods=[str(u) for u in d.get("countedPods") or []][-MAX_COUNTED_PODS:],
+            policy=d.get("policy") if isinstance(d.get("policy"), dict) else None,
         )
     except (TypeError, ValueError) as exc:
         raise StateError(f"{STATE_KEY}: malformed field ({exc})") from None

@@ -278,7 +278,8 @@ class ModelDeploymentController:
         forecast = self._forecast(md, rt, observation, cold, now)
         current = {d.key: d.spec_replicas for d in children}
         try:
-            wd = decide(md, observation, current, preference)
+            wd = decide(md, observation, current, preference, rt.state.policy)
+            rt.state.policy = dict(wd.policy_state) if wd.policy_state is not None else None
         except Exception as exc:  # noqa: BLE001 - a policy bug must not stop the operator: hold
             log.exception("%s/%s: decision failed; holding replicas", namespace, name)
             problems.append(f"decide: {type(exc).__name__}: {exc}")
