@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tidal.api.validation import parse_resource
 from tidal.controllers.labels import ACCELERATOR_LABEL, DEPLOYMENT_LABEL, POOL_LABEL
-from tidal.controllers.modeldeployment import ChildKey, pools_of, render_children
+from tidal.controllers.modeldeployment import ChildKey, pools_of, render_children, stale_children
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 UID = "0b6c1f5e-0000-4000-8000-000000000001"
@@ -103,3 +103,32 @@ def test_replicas_are_conserved(counts) -> None:
     rendered = {d["metadata"]["labels"][ACCELERATOR_LABEL]: d["spec"]["replicas"] for d in by_kind(children, "Deployment")}
     allowed = set(UNIFIED.spec.placement.accelerator_classes)
     assert rendered == {a: counts.get(a, 0) for a in allowed}
+
+
+def test_mode_switch_leaves_the_old_pool_stale_and_nothing_else() -> None:
+    unified = render_children(UNIFIED, UID, ACCELERATORS,
+                              {ChildKey("unified", a): 1 for a in UNIFIED.spec.placement.accelerator_classes}, None)
+    switched = UNIFIED.model_copy(update={"spec": DISAGGREGATED.spec.model_copy(
+        update={"placement": UNIFIED.spec.placement})})
+    disaggregated = render_children(switched, UID, ACCELERATORS, {}, None)
+    stale = stale_children(unified + disaggregated, disaggregated, UID)
+    old = {(c["kind"], c["metadata"]["name"]) for c in unified if c["kind"] in ("Deployment", "Service")}
+    assert stale == sorted(old)
+    assert all("-unified" in name for _, name in stale)
+
+
+def test_children_of_another_owner_are_never_stale() -> None:
+    children = render_children(UNIFIED, UID, ACCELERATORS, {}, None)
+    assert stale_children(children, [], "some-other-uid") == []
+    assert {k for k, _ in stale_children(children, [], UID)} == {"Deployment", "Service"}  # never ConfigMaps
+
+
+@given(st.sets(st.sampled_from(sorted(ACCELERATORS)), min_size=1), st.sets(st.sampled_from(sorted(ACCELERATORS)), min_size=1))
+def test_dropping_accelerators_prunes_exactly_their_deployments(before, after) -> None:
+    def render(classes):
+        md = UNIFIED.model_copy(update={"spec": UNIFIED.spec.model_copy(update={
+            "placement": UNIFIED.spec.placement.model_copy(update={"accelerator_classes": sorted(classes)})})})
+        return render_children(md, UID, ACCELERATORS, {}, None)
+
+    stale = stale_children(render(before), render(after), UID)
+    assert stale == sorted(("Deployment", f"llama-8b-chat-unified-{a}") for a in before - after)

@@ -502,12 +502,29 @@ class KubeApiServer:
             if patched is None:
                 raise errors.unsupported_media_type(request.content_type)
             return self._write_scale(target, patched(current, body), request)
+        if patch_type == "apply" and not target.subresource and not self._exists(target):
+            # The real API server authorizes an apply that creates the object as `create` too
+            # (API concepts, "Patch and apply"), so RBAC needs both verbs: audit both.
+            self.audit.record(AuditRecord(
+                verb="create", group=target.rtype.group, resource=target.rtype.plural, subresource="",
+                namespace=target.namespace or "", name=target.name, code=201,
+                user_agent=request.headers.get("User-Agent", ""),
+            ))
         obj = self.store.patch(
             target.rtype, target.namespace, target.name, patch_type, body, target.subresource,
             manager or "", force=_truthy(request.query.get("force")),
             dry_run=self._dry_run(request),
         )
         return _json_response(self._present(target.rtype, obj))
+
+    def _exists(self, target: Target) -> bool:
+        try:
+            self.store.get(target.rtype, target.namespace, target.name)
+        except errors.ApiError as error:
+            if error.code == 404:
+                return False
+            raise
+        return True
 
     async def _delete(self, request: web.Request, target: Target) -> web.Response:
         assert target.name is not None

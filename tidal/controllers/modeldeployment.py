@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment, PoolSpec
@@ -213,3 +213,25 @@ def render_children(
         children.append(render_service(md, uid, pool))
     children.append(render_kv_policy(md, uid, kv_ttl_s))
     return children
+
+
+PRUNED_KINDS = ("Deployment", "Service")
+"""Children that go away with a pool or an AcceleratorClass. The KV-policy ConfigMap always exists and
+the state ConfigMap is not rendered, so ConfigMaps are never pruned."""
+
+
+def stale_children(existing: Iterable[Mapping[str, Any]], rendered: Iterable[Mapping[str, Any]],
+                   owner_uid: str) -> list[tuple[str, str]]:
+    """(kind, name) of children this ModelDeployment controls that the current render no longer has:
+    a pool that a mode change removed, or an AcceleratorClass dropped from spec.placement.
+    Objects another controller owns (even with our labels) are never returned."""
+    keep = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered}
+    stale = []
+    for obj in existing:
+        kind, meta = obj.get("kind"), obj.get("metadata") or {}
+        if kind not in PRUNED_KINDS or (kind, meta.get("name")) in keep:
+            continue
+        owners = meta.get("ownerReferences") or meta.get("owner_references") or []
+        if any((o.get("uid") == owner_uid and o.get("controller")) for o in owners):
+            stale.append((kind, meta["name"]))
+    return sorted(stale)
