@@ -67,6 +67,12 @@ POLICY_NAME = "utilization"
 """The rule driving replicas until the SLO planner lands (tidal/policies/utilization.py)."""
 DTYPE_BYTES = {"float16": 2.0, "bfloat16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 """Bytes per parameter of each weight precision, for the weights size when spec.model.weightsSize is absent."""
+FORECAST_STEP_S = 60.0
+"""Grid step of the load forecasters (at least the tick interval). One-minute cells average four
+15 s samples (rates read over a 60 s window are that smooth anyway), put a week of history in the
+10,080-cell grid (tidal/predictors/grid.py MAX_HISTORY_CELLS: weekly seasonality is visible), and
+cost a quarter of the per-tick learning: with 15 s cells the ``auto`` forecaster alone kept 1,000
+workloads above the operator's CPU target (bench/operator.py). Pre-warm horizons are minutes."""
 FORECAST_QUANTILES = (0.1, 0.5, 0.9)
 """Median plus an 80 % band, the bounds shown in status.forecast."""
 COLD_START_QUANTILE_INDEX = 1
@@ -349,20 +355,29 @@ class ModelDeploymentController:
 
     def _forecast(self, md: ModelDeployment, rt: WorkloadRuntime, observation: Observation,
                   cold_start_s: float | None, now: float) -> ForecastView | None:
-        forecaster = rt.ensure_forecaster(md.spec.autoscaling.predictor, self.settings.interval_s)
+        """Feed this tick's request rate to the forecaster; forecast again only when a grid cell was
+        completed (ticks within one cell see the same history, so the same forecast)."""
+        step = max(self.settings.interval_s, FORECAST_STEP_S)
+        forecaster = rt.ensure_forecaster(md.spec.autoscaling.predictor, step)
         if forecaster is None:
             return None
         first = next(iter(pools_of(md)))  # unified, or prefill: every request passes it once
         obs = observation.pools.get(first)
         forecaster.observe(now, obs.request_rate_rps if obs is not None else None)
-        horizon = max(self.settings.interval_s, cold_start_s or 0.0)
+        horizon = max(step, cold_start_s or 0.0)
+        grid = getattr(forecaster, "grid", None)
+        key = (getattr(grid, "last_cell", None), getattr(grid, "n_valid", None), horizon)
+        if rt.forecast_cache is not None and rt.forecast_cache[0] == key and key[0] is not None:
+            return rt.forecast_cache[1]
         try:
             fc = forecaster.forecast((horizon,), FORECAST_QUANTILES)
         except (ValueError, RuntimeError) as exc:
             log.debug("%s/%s: no forecast yet (%s)", rt.namespace, rt.name, exc)
             return None
         lo, mid, hi = (fc.at(horizon, q) for q in FORECAST_QUANTILES)
-        return ForecastView(mid, lo, hi, horizon)
+        view = ForecastView(mid, lo, hi, horizon)
+        rt.forecast_cache = (key, view)
+        return view
 
     def _cold_start_s(self, md: ModelDeployment, rt: WorkloadRuntime, preference: list[str]) -> float | None:
         if not preference:

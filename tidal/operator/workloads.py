@@ -79,6 +79,8 @@ class WorkloadRuntime:
     lock: threading.RLock = field(default_factory=threading.RLock)
     saved_digest: bytes | None = None
     saved_at: float = 0.0
+    forecast_cache: tuple[Any, Any] | None = None
+    """(grid cell, valid cells, horizon) and the forecast made for them."""
     cold_start_version: int = 0
     """Bumped on every observed start, so cached predictions are recomputed."""
     cold_start_cache: tuple[Any, float] | None = None
