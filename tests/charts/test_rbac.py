@@ -14,7 +14,7 @@ from tests.charts.rbac_rules import Grant, allows, grants
 
 SA, NS = "tidal", "tidal-system"
 
-R = ("get", "list", "watch")
+R = ("list", "watch")
 # (api group, resource) -> verbs: the operator's contract, written out independently of the chart.
 NAMESPACED = {
     ("tidal.dev", "modeldeployments"): R + ("patch",),
@@ -24,21 +24,20 @@ NAMESPACED = {
     # Not an API call: OwnerReferencesPermissionEnforcement checks it for blockOwnerDeletion.
     ("tidal.dev", "modeldeployments/finalizers"): ("update",),
     ("tidal.dev", "serverlessfunctions/finalizers"): ("update",),
-    ("apps", "deployments"): R + ("create", "patch", "delete"),
-    ("", "services"): R + ("create", "patch", "delete"),
-    ("", "configmaps"): R + ("create", "patch", "delete"),
+    ("apps", "deployments"): ("get",) + R + ("create", "patch", "delete"),
+    ("", "services"): ("list", "create", "patch", "delete"),
+    ("", "configmaps"): ("get", "create", "patch"),
     ("", "pods"): R,
 }
-EVENTS = {("", "events"): ("create", "patch"), ("events.k8s.io", "events"): ("create", "patch")}
+EVENTS = {("", "events"): ("create",)}
 CLUSTER = {
-    ("tidal.dev", "acceleratorclasses"): R,
-    ("tidal.dev", "fairsharepolicies"): R,
+    ("tidal.dev", "acceleratorclasses"): ("get",) + R,
+    ("tidal.dev", "fairsharepolicies"): ("list",),
     ("tidal.dev", "acceleratorclasses/status"): ("patch",),
     ("tidal.dev", "fairsharepolicies/status"): ("patch",),
-    ("", "nodes"): R,
+    ("", "nodes"): ("list",),
     ("apiextensions.k8s.io", "customresourcedefinitions"): R,
 }
-CLUSTER_WIDE_ONLY = {("", "namespaces"): R}
 
 
 def expand(table, namespace):
@@ -57,7 +56,7 @@ def test_no_wildcards_in_any_mode():
 def test_cluster_wide_grants_exactly_the_contract():
     granted = grants(render(), SA, NS)
     expected = (expand(NAMESPACED, None) | expand(EVENTS, None) | expand(CLUSTER, None)
-                | expand(CLUSTER_WIDE_ONLY, None) | {Grant(None, "kopf.dev", "clusterkopfpeerings", v) for v in R + ("patch",)})
+                | {Grant(None, "kopf.dev", "clusterkopfpeerings", v) for v in R + ("patch",)})
     assert granted == expected, f"missing {expected - granted}; extra {granted - expected}"
 
 

@@ -14,7 +14,8 @@ Each entry:
   apiGroups, resources, verbs: as in a PolicyRule (exact names, never "*")
 
 Rules depend on the mode: peering rules only when peering is on, ClusterKopfPeering cluster-wide,
-KopfPeering in watched namespaces; namespace discovery only cluster-wide.
+KopfPeering in watched namespaces. Every verb here is one the operator was seen to use
+(tests/operator/test_operator_rbac_chart.py), except the `admission:` entries.
 */}}
 {{- define "tidal.rbacRules" -}}
 {{- $clusterWide := eq (include "tidal.clusterWide" .) "true" -}}
@@ -22,7 +23,7 @@ KopfPeering in watched namespaces; namespace discovery only cluster-wide.
   why: kopf watches the workloads and patches their finalizers and its handler-progress annotations
   apiGroups: ["tidal.dev"]
   resources: ["modeldeployments", "serverlessfunctions"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - scope: namespaced
   why: the operator writes status (forecast, replicas, conditions, last decision)
   apiGroups: ["tidal.dev"]
@@ -34,10 +35,15 @@ KopfPeering in watched namespaces; namespace discovery only cluster-wide.
   resources: ["modeldeployments/finalizers", "serverlessfunctions/finalizers"]
   verbs: ["update"]
 - scope: cluster
-  why: accelerator catalogue and fair-share policies are read every tick
+  why: the accelerator catalogue is watched (placement) and read by name (reconcile)
   apiGroups: ["tidal.dev"]
-  resources: ["acceleratorclasses", "fairsharepolicies"]
+  resources: ["acceleratorclasses"]
   verbs: ["get", "list", "watch"]
+- scope: cluster
+  why: fair-share policies are listed every tick
+  apiGroups: ["tidal.dev"]
+  resources: ["fairsharepolicies"]
+  verbs: ["list"]
 - scope: cluster
   why: the operator writes AcceleratorClass and FairSharePolicy status (grants, deficits, fairness)
   apiGroups: ["tidal.dev"]
@@ -49,55 +55,48 @@ KopfPeering in watched namespaces; namespace discovery only cluster-wide.
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - scope: namespaced
-  why: Services per pool and KV-cache policy ConfigMaps, server-side applied
+  why: Services per pool, server-side applied (an apply that creates is authorized as create); listed and deleted when a pool goes away
   apiGroups: [""]
-  resources: ["services", "configmaps"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  resources: ["services"]
+  verbs: ["list", "create", "patch", "delete"]
 - scope: namespaced
-  why: pod start phases feed the cold-start predictor; pending pods feed the cascade guard
+  why: KV-cache policy and predictor-state ConfigMaps, server-side applied; the state is read back on restart
+  apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "create", "patch"]
+- scope: namespaced
+  why: pod start phases feed the cold-start predictor; pods on GPU nodes count as used devices
   apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - scope: cluster
-  why: free accelerators per node for placement and fair share
+  why: devices per node for AcceleratorClass inventory and fair-share capacity
   apiGroups: [""]
   resources: ["nodes"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list"]
 - scope: events
   why: kopf and tidal post events about decisions and errors
   apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- scope: events
-  why: kopf and tidal post events about decisions and errors (events.k8s.io/v1 API)
-  apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 - scope: cluster
   why: kopf scans CustomResourceDefinitions to resolve the resources it serves
   apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
-{{- if $clusterWide }}
-- scope: cluster
-  why: kopf discovers namespaces when serving all of them
-  apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["get", "list", "watch"]
-{{- end }}
+  verbs: ["list", "watch"]
 {{- if .Values.peering.enabled }}
 {{- if $clusterWide }}
 - scope: cluster
   why: kopf peering (ClusterKopfPeering) so that two operator instances never act at once
   apiGroups: ["kopf.dev"]
   resources: ["clusterkopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- else }}
 - scope: namespaced
   why: kopf peering (KopfPeering per watched namespace) so that two operator instances never act at once
   apiGroups: ["kopf.dev"]
   resources: ["kopfpeerings"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 {{- end }}
 {{- end }}
