@@ -54,6 +54,7 @@ from tidal.controllers.modeldeployment_status import (
     status_patch,
 )
 from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient
+from tidal.operator.prune import prune_children
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.settings import OperatorSettings
 from tidal.operator.workloads import WorkloadCache, WorkloadRuntime
@@ -182,6 +183,9 @@ class ModelDeploymentController:
         try:
             for child in children:
                 apply_object(self.clients, child, field_manager=self.settings.field_manager)
+            for kind, child_name in prune_children(self.clients, namespace, name, uid, children):
+                _event(body, "Normal", "Pruned", f"deleted {kind} {child_name}: its pool or AcceleratorClass "
+                       "is no longer in the spec")
         except Exception as exc:  # noqa: BLE001
             self._retry_or_degrade(exc, "apply children", body, patch, previous, now, generation)
             return
