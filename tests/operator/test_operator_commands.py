@@ -29,6 +29,11 @@ app.command()(explain)
     (["--health-port", "9090", "--metrics-port", "9090"], "--health-port and --metrics-port are both 9090"),
     (["--namespace", "Team_A"], "--namespace='Team_A': not a namespace name"),
     (["--kubeconfig", "/nonexistent/kubeconfig"], "--kubeconfig=/nonexistent/kubeconfig: no such file"),
+    # Everything the chart passes (charts/tidal/templates/_helpers.tpl, tidal.args) is accepted:
+    # only the missing kubeconfig stops it.
+    (["--interval=15", "--namespace=team-a", "--namespace=team-b", "--prometheus-url=http://prom:9090",
+      "--log-format=json", "--log-level=info", "--peering=tidal", "--health-port=8080", "--metrics-port=9090",
+      "--kubeconfig=/nonexistent/kubeconfig"], "--kubeconfig=/nonexistent/kubeconfig: no such file"),
 ])
 def test_bad_run_flags_fail_with_one_line_and_exit_2(args: list[str], needle: str) -> None:
     result = CliRunner().invoke(app, ["run", *args])

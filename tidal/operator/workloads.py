@@ -8,6 +8,7 @@ because kopf runs sync handlers of different objects in a thread pool.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -100,9 +101,11 @@ class WorkloadRuntime:
         return self.forecaster
 
     def snapshot(self) -> WorkloadState:
-        self.state.forecaster = self.forecaster.to_state() if self.forecaster is not None else None
-        self.state.cold_start = self.cold_start.to_state()
-        return self.state
+        """The state to persist. The predictors' serialised form is built here and not kept: the
+        live objects are authoritative, and keeping both doubled the memory per workload."""
+        return dataclasses.replace(
+            self.state, forecaster=self.forecaster.to_state() if self.forecaster is not None else None,
+            cold_start=self.cold_start.to_state())
 
 
 class StateStore:
@@ -179,6 +182,7 @@ class WorkloadCache:
                         rt.cold_start = ColdStartPredictor.from_state(stored.cold_start)
                     except (ValueError, KeyError, TypeError) as exc:
                         log.warning("%s/%s: cold-start state unreadable (%s); re-learning", namespace, name, exc)
+                stored.forecaster = stored.cold_start = None  # now held by the live objects
             with self._lock:
                 self._runtimes[key] = rt
             return rt
