@@ -133,7 +133,7 @@ def test_policy_follows_a_periodic_function() -> None:
 
 
 def test_concurrency_sets_instances_and_the_stable_window_holds_them() -> None:
-    policy = KeepAlivePolicy(concurrency_target=10, max_instances=8)
+    policy = KeepAlivePolicy(concurrency_target=10, max_instances=8, keep_alive_s=0)
     d, s = policy.decide(obs(0, rate=5, running=35), None)
     assert d.desired_replicas[POOL_FUNCTION] == 4
     d, s = policy.decide(obs(15, rate=5, running=5), s)
@@ -214,7 +214,9 @@ def test_rejects_bad_configuration_naming_the_field() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.floats(1, 900), st.booleans()), min_size=1, max_size=60))
-def test_cached_window_equals_the_window_of_the_histogram(steps: list[tuple[float, bool]]) -> None:
+def test_cached_window_equals_the_window_learned_from_the_histogram(
+    steps: list[tuple[float, bool]],
+) -> None:
     policy = KeepAlivePolicy(concurrency_target=10)
     state, now = None, 0.0
     for dt, active in steps:
@@ -222,7 +224,8 @@ def test_cached_window_equals_the_window_of_the_histogram(steps: list[tuple[floa
         _, state = policy.decide(
             obs(now, rate=1.0 if active else 0.0, running=1 if active else 0), state
         )
-        assert policy.window(state) == keepalive_window(state.histogram)
+        # The cache is None until an idle time is learned; then it equals a fresh computation.
+        assert (state.learned or policy.learn(state.histogram)) == policy.learn(state.histogram)
 
 
 @settings(max_examples=40, deadline=None)
@@ -279,3 +282,186 @@ def test_a_longer_keep_alive_never_keeps_fewer_instances(steps, a: float, b: flo
         d_short, s_state = short.decide(o, s_state)
         d_long, l_state = long_.decide(o, l_state)
         assert d_short.desired_replicas[POOL_FUNCTION] <= d_long.desired_replicas[POOL_FUNCTION]
+
+
+# --- instance ranks, cost-chosen end, learning period ----------------------------------------
+
+
+def fn_obs(now: float, *, peak: int, running: int = 0, gaps: tuple[float, ...] = ()) -> Observation:
+    """What the serverless simulator hands over: a FunctionPoolObservation with the extras."""
+    from tidal.sim.serverless.observation import FunctionPoolObservation
+
+    pool = FunctionPoolObservation(
+        ready_replicas=0,
+        request_rate_rps=0.0,
+        running_requests=float(running),
+        waiting_requests=0.0,
+        arrivals_since_last_tick=peak,
+        peak_in_flight_since_last_tick=peak,
+        idle_gaps_s=gaps,
+    )
+    return Observation(now, {POOL_FUNCTION: pool})
+
+
+def test_a_burst_between_ticks_is_kept_for_the_keep_alive_window() -> None:
+    """The bug this replaces: 5 instances started for a burst that ended before the tick were
+    sized from the in-flight count at the tick (0) and removed, then cold-started again."""
+    policy = KeepAlivePolicy(concurrency_target=1, keep_alive_s=600)
+    d, s = policy.decide(fn_obs(15, peak=5, running=0), None)
+    assert d.desired_replicas[POOL_FUNCTION] == 5
+    assert d.details["idle_timeout_s"] == 600
+    for t in (30, 300, 600):
+        d, s = policy.decide(fn_obs(t, peak=0), s)
+        assert d.desired_replicas[POOL_FUNCTION] == 5, t
+    d, s = policy.decide(fn_obs(630, peak=0), s)
+    assert d.desired_replicas[POOL_FUNCTION] == 0
+
+
+def test_higher_ranks_age_out_separately() -> None:
+    """Rank k is kept for the window after it was last needed, not after the function was."""
+    policy = KeepAlivePolicy(concurrency_target=1, keep_alive_s=100)
+    _, s = policy.decide(fn_obs(0, peak=4), None)
+    for t in range(15, 200, 15):
+        d, s = policy.decide(fn_obs(t, peak=1), s)
+    # Ranks 2-4 were last needed at 0 (gone after 100 s); rank 1 is needed every tick.
+    assert d.desired_replicas[POOL_FUNCTION] == 1
+
+
+def test_idle_times_of_extra_instances_are_learned() -> None:
+    """Rank 2 is needed every 5 minutes while rank 1 is busy throughout: its 5-minute idle times
+    land in the histogram (rank 1 shows none at tick resolution)."""
+    policy = KeepAlivePolicy(concurrency_target=1)
+    state = None
+    for t in range(0, 3 * 3600, 15):
+        _, state = policy.decide(fn_obs(t, peak=2 if t % 300 == 0 else 1), state)
+    assert isinstance(state, KeepAliveState)
+    assert state.histogram.counts[5] > 20
+    assert sum(state.histogram.counts) == state.histogram.counts[5]
+
+
+def test_periodic_burst_is_prewarmed_at_its_size() -> None:
+    """A burst of 3 every 10 minutes: once learned, all 3 ranks are unloaded after the stable
+    window and pre-warmed before the next burst."""
+    policy = KeepAlivePolicy(concurrency_target=1, cold_start_s=10)
+    state, prewarmed = None, []
+    for t in range(0, 4 * 3600, 15):
+        d, state = policy.decide(fn_obs(t, peak=3 if t % 600 == 0 else 0), state)
+        if t > 3 * 3600 and t % 600 == 585:
+            prewarmed.append(d.desired_replicas[POOL_FUNCTION])
+        if t > 3 * 3600 and t % 600 == 300:
+            assert d.desired_replicas[POOL_FUNCTION] == 0, t
+    assert prewarmed and all(n == 3 for n in prewarmed)
+
+
+def _cost(counts: list[int], oob: int, head: int, k: int, cost: float) -> float:
+    bin_s = 60.0
+    end, h = (k + 1) * bin_s, head * bin_s
+    held = sum(
+        c * min(max((i + 0.5) * bin_s - h, 0.0), end - h) for i, c in enumerate(counts) if i >= head
+    )
+    misses = sum(c for i, c in enumerate(counts) if i > k) + oob
+    return held + oob * (end - h) + cost * misses
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.integers(0, 30), min_size=1, max_size=30),
+    st.integers(0, 5),
+    st.floats(0, 5000),
+    st.data(),
+)
+def test_cheapest_end_is_the_cheapest(counts: list[int], oob: int, cost: float, data) -> None:
+    """Against brute force over every edge, with the cost written out directly."""
+    from tidal.policies.keepalive import cheapest_end_bin
+
+    head = data.draw(st.integers(0, len(counts) - 1))
+    got = cheapest_end_bin(counts, oob, head, 60.0, cost)
+    assert head <= got < len(counts)
+    best = min(_cost(counts, oob, head, k, cost) for k in range(head, len(counts)))
+    assert _cost(counts, oob, head, got, cost) == pytest.approx(best)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.integers(0, 30), min_size=1, max_size=30),
+    st.integers(0, 5),
+    st.floats(0, 5000),
+    st.floats(0, 5000),
+)
+def test_a_dearer_cold_start_never_ends_the_window_earlier(
+    counts: list[int], oob: int, a: float, b: float
+) -> None:
+    from tidal.policies.keepalive import cheapest_end_bin
+
+    low, high = sorted((a, b))
+    shorter = cheapest_end_bin(counts, oob, 0, 60.0, low)
+    assert shorter <= cheapest_end_bin(counts, oob, 0, 60.0, high)
+
+
+def test_cost_rule_cuts_a_long_rare_tail_and_keeps_a_common_one() -> None:
+    # 97 short idle times and 3 of ~3 hours: keeping 3 h for them is dearer than 3 cold starts.
+    rare = histogram_of([30.0] * 97 + [3 * 3600.0] * 3)
+    assert keepalive_window(rare).end_s > 3 * 3600  # the paper's p99 keeps them
+    assert keepalive_window(rare, cold_start_cost_s=600).end_s == pytest.approx(60 * 1.1)
+    # Half the idle times are ~5 min: cheaper to hold than a cold start worth 10 min...
+    common = histogram_of([30.0] * 50 + [5 * 60.0 + 5] * 50)
+    assert keepalive_window(common, cold_start_cost_s=600).end_s == pytest.approx(6 * 60 * 1.1)
+    # ...but ~20 min idle times are not: each would hold 20 minutes to save 10 minutes' worth.
+    longer = histogram_of([30.0] * 50 + [20 * 60.0 + 5] * 50)
+    assert keepalive_window(longer, cold_start_cost_s=600).end_s == pytest.approx(60 * 1.1)
+
+
+def test_paper_mode_is_available() -> None:
+    policy = KeepAlivePolicy(cold_start_cost_s=None, few_samples_keep_alive_s=None)
+    hist = histogram_of([30.0] * 97 + [3 * 3600.0] * 3)
+    assert policy.learn(hist) == keepalive_window(hist)
+    assert policy.learn(IdleHistogram()).end_s == HISTOGRAM_RANGE_S
+
+
+def test_short_windows_wait_for_enough_history() -> None:
+    """A learned window shorter than the platform default is used only after TRUST_SAMPLES idle
+    times from TRUST_HISTORY_S of watching; before that the default is the floor."""
+    from tidal.policies.keepalive import DEFAULT_KEEP_ALIVE_S, TRUST_HISTORY_S
+
+    policy = KeepAlivePolicy(concurrency_target=1)
+    state = None
+    t = 0
+    while t < TRUST_HISTORY_S + 600:
+        _, state = policy.decide(fn_obs(t, peak=1 if t % 60 == 0 else 0, gaps=(30.0,)), state)
+        assert isinstance(state, KeepAliveState)
+        end = policy.window(state).end_s
+        if t < TRUST_HISTORY_S:
+            assert end >= DEFAULT_KEEP_ALIVE_S, t
+        t += 15
+    assert policy.window(state).end_s < DEFAULT_KEEP_ALIVE_S
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 600), st.integers(0, 300)), min_size=1, max_size=120))
+def test_rank_steps_stay_ordered_and_bounded(steps: list[tuple[int, int]]) -> None:
+    from tidal.policies.keepalive import MAX_RANK_STEPS
+
+    policy = KeepAlivePolicy(concurrency_target=1, max_instances=1000)
+    state, now = None, 0.0
+    for dt, peak in steps:
+        now += dt
+        d, state = policy.decide(fn_obs(now, peak=peak), state)
+        assert isinstance(state, KeepAliveState)
+        ranks = state.ranks
+        assert len(ranks) <= MAX_RANK_STEPS
+        assert all(a[0] < b[0] and a[1] > b[1] for a, b in zip(ranks, ranks[1:]))
+        # Never fewer instances than needed now; never more than ever needed.
+        assert d.desired_replicas[POOL_FUNCTION] >= min(peak, 1000)
+        assert d.desired_replicas[POOL_FUNCTION] <= max([p for _, p in steps] + [0])
+
+
+def test_worth_persisting_when_windows_change_or_the_function_goes_idle() -> None:
+    from tidal.policies.keepalive import worth_persisting
+
+    policy = KeepAlivePolicy(concurrency_target=1)
+    _, a = policy.decide(fn_obs(0, peak=1), None)
+    assert worth_persisting(None, a)
+    _, b = policy.decide(fn_obs(15, peak=1), a)
+    assert not worth_persisting(a, b)  # still busy, nothing learned
+    _, c = policy.decide(fn_obs(30, peak=0), b)
+    assert worth_persisting(b, c)  # went idle

@@ -14,9 +14,30 @@ The histogram has 1-minute bins over 4 hours. When it is not representative (too
 or a flat histogram: coefficient of variation of the bin counts below 2) the policy falls back to
 standard keep-alive over the histogram's range; when most idle times fall beyond the range the
 paper forecasts the next idle time with ARIMA and pre-warms at 85 % of it, keeping alive for 30 %
-(15 % either side). **Deviation:** we forecast with the median of the recent out-of-range idle
-times instead of ARIMA (no statsmodels at run time; the median is ARIMA's forecast for a
-stationary series without autocorrelation).
+(15 % either side). The paper applies the windows to an application that runs one instance.
+
+tidal's deviations, each measured on the serverless simulator (docs/simulator.md):
+
+* **Instance ranks.** A function here runs as many instances as it has invocations in flight
+  (/ concurrency). The policy treats each *rank* (the k-th concurrent instance) as one of the
+  paper's applications: the idle times of all ranks go into one histogram, and rank ``k`` is
+  kept while the time since it was last needed is inside its windows. Needs come from the peak
+  in-flight count between ticks when the observation carries it, so an instance started for a
+  burst between ticks is kept like any other instead of being removed at the next tick.
+* **Cost-chosen end.** With ``cold_start_cost_s`` set (the default), the keep-alive end is the
+  bin edge that minimises the expected instance-seconds held plus ``cold_start_cost_s`` per idle
+  time that outlasts the window (:func:`cheapest_end_bin`), instead of the 99th percentile; the
+  flat-histogram fallback uses the same rule instead of keeping the whole 4 h range. The
+  default cost is 600 s, the trade the 10-minute fixed keep-alive makes (ski rental).
+* **Learning period.** Until :data:`TRUST_SAMPLES` idle times are known and the function has
+  been watched for :data:`TRUST_HISTORY_S`, the window never ends before the platform default
+  (10 min), instead of the paper's 4 h: a short history has not seen the long idle times yet.
+* **Forecast.** We forecast out-of-range idle times with the median of the recent ones instead
+  of ARIMA (no statsmodels at run time; the median is ARIMA's forecast for a stationary series
+  without autocorrelation).
+
+``KeepAlivePolicy(cold_start_cost_s=None, few_samples_keep_alive_s=None)`` is the paper's policy
+(p5/p99, 4 h fallback) applied per rank.
 
 Pure: the ServerlessFunction controller (operator) and the serverless simulator call the same
 :class:`KeepAlivePolicy`. Public API:
@@ -32,23 +53,32 @@ What the observation must carry (pool ``function``, :data:`POOL_FUNCTION`):
 * ``request_rate_rps`` and/or ``running_requests`` (+ optional ``waiting_requests``): a tick is
   *active* when the rate or the in-flight count is above zero. Both ``None`` (or
   ``Observation.metrics_available`` False) means unknown: the policy holds, never scales to zero.
+* optionally the extras of :class:`~tidal.sim.serverless.observation.FunctionPoolObservation`
+  (read with ``getattr``): ``peak_in_flight_since_last_tick``, ``arrivals_since_last_tick``,
+  ``idle_gaps_s`` (exact idle times of the function) and ``idle_since_s``.
+
+The decision is the number of ranks to keep (a Deployment's replica count can express it) plus
+``details["idle_timeout_s"]``: how long an instance stays after its last execution, which a FaaS
+platform can apply per instance in continuous time (the serverless simulator does).
 
 ``activity_window_s`` (constructor) says how long one invocation stays visible in the
 observation: the PromQL ``rate()`` window for the operator, the tick length for a simulator that
-reports per-tick counts. Idle times are measured between the estimated last invocation
-(last active tick minus that window) and the next active tick, so they are accurate to one tick.
-The state returned by :meth:`KeepAlivePolicy.decide` is a frozen :class:`KeepAliveState`
-(bounded: 240 bins, 16 out-of-range samples, a 60 s needs window); persist it as you like.
+reports per-tick counts. Without exact idle times, the function's idle times are measured between
+the estimated last invocation (last active tick minus that window) and the next active tick, so
+they are accurate to one tick. The state returned by :meth:`KeepAlivePolicy.decide` is a frozen
+:class:`KeepAliveState` (bounded: 240 bins, 16 out-of-range samples, 64 rank steps); persist it
+as you like.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from tidal.policies.baselines.keepalive_fixed import DETAIL_IDLE_TIMEOUT_S, OPENWHISK_KEEP_ALIVE_S
 from tidal.policies.interface import POOL_FUNCTION, Decision, Observation, PoolObservation, Reason
 
 HISTOGRAM_BIN_S = 60.0
@@ -78,10 +108,30 @@ OOB_MEMORY = 16
 MAX_HISTOGRAM_SAMPLES = 10_000
 """Counts are halved beyond this, so the histogram follows a changing pattern (bounded state)."""
 STABLE_WINDOW_S = 60.0
-"""Knative KPA stable window (config-autoscaler ``stable-window: 60s``): while active, instances
-follow the largest need of the last minute, so a dip between requests does not drop instances."""
+"""Knative KPA stable window (config-autoscaler ``stable-window: 60s``): an instance is kept at
+least this long after it was needed, so a dip between requests does not drop it."""
 DEFAULT_CONCURRENCY_TARGET = 100.0
 """Knative ``container-concurrency-target-default: 100``."""
+DEFAULT_KEEP_ALIVE_S = OPENWHISK_KEEP_ALIVE_S
+"""The platforms' fixed keep-alive, 10 minutes (AWS Lambda per Shahrad et al.; OpenWhisk's
+idle-container timeout): what the policy keeps while it is still learning."""
+COLD_START_COST_S = DEFAULT_KEEP_ALIVE_S
+"""Instance-seconds of idle memory one cold start is worth (tidal's choice). Keeping an idle
+instance for the break-even time and then letting it go is the classic ski-rental rule; the fixed
+10-minute keep-alive is that rule for a cold start worth 10 minutes of an instance. With the same
+price, the learned window optimises the trade the platform default makes, on the function's own
+idle times (measured: fewer cold starts and fewer GB-hours than the fixed 10 minutes)."""
+TRUST_SAMPLES = round(100 / HEAD_PERCENTILE)
+"""20 idle times (tidal's choice): the fewest in which the paper's 5 % head shows once on
+average; with fewer, a window shorter than the platform default is not trusted."""
+TRUST_HISTORY_S = 2 * DEFAULT_KEEP_ALIVE_S
+"""20 minutes (tidal's choice): an idle time completes only after it has passed, so a short
+history has seen only short idle times. A window shorter than the platform default is trusted
+once the function has been watched twice that long (measured: without it, a busy function that
+dips and climbs again in its first minutes cold-starts more than under the fixed 10 minutes)."""
+MAX_RANK_STEPS = 64
+"""Bound on :attr:`KeepAliveState.ranks` (tidal's choice); beyond it the two steps closest in
+time merge, to the later time, so a merged rank is kept slightly long, never dropped early."""
 
 WindowMode = Literal["histogram", "standard", "out-of-range", "fixed"]
 
@@ -132,15 +182,23 @@ class IdleHistogram:
 
     def record(self, idle_s: float) -> IdleHistogram:
         """A new histogram with one more idle time (negative values count as 0)."""
-        idle_s = max(0.0, float(idle_s))
+        return self.record_many(((idle_s, 1),))
+
+    def record_many(self, samples: Iterable[tuple[float, int]]) -> IdleHistogram:
+        """A new histogram with ``count`` more idle times of each ``(idle seconds, count)``
+        (negative values count as 0): one copy of the bins per tick, however many samples."""
         counts, oob, recent = list(self.counts), self.out_of_range, self.recent_out_of_range
-        index = int(idle_s // self.bin_s)
-        if index < len(counts):
-            counts[index] += 1
-        else:
-            oob += 1
-            recent = (recent + (idle_s,))[-OOB_MEMORY:]
-        if sum(counts) + oob > MAX_HISTOGRAM_SAMPLES:
+        for idle_s, count in samples:
+            if count <= 0:
+                continue
+            idle_s = max(0.0, float(idle_s))
+            index = int(idle_s // self.bin_s)
+            if index < len(counts):
+                counts[index] += count
+            else:
+                oob += count
+                recent = (recent + (idle_s,) * min(count, OOB_MEMORY))[-OOB_MEMORY:]
+        while sum(counts) + oob > MAX_HISTOGRAM_SAMPLES:
             counts = [c // 2 for c in counts]
             oob //= 2
         return replace(self, counts=tuple(counts), out_of_range=oob, recent_out_of_range=recent)
@@ -170,6 +228,33 @@ def coefficient_of_variation(counts: Sequence[int]) -> float:
     return math.sqrt(variance) / mean
 
 
+def cheapest_end_bin(
+    counts: Sequence[int], out_of_range: int, head_bin: int, bin_s: float, cold_start_cost_s: float
+) -> int:
+    """The bin whose upper edge is the cheapest end of a window opening at ``head_bin``'s lower
+    edge ``H`` (tidal's replacement for the paper's 99th-percentile tail).
+
+    Cost of ending at edge ``E``, summed over the recorded idle times ``x`` (at bin centres;
+    out-of-range ones beyond every edge): the idle instance-seconds held, ``clip(x - H, 0, E - H)``,
+    plus ``cold_start_cost_s`` for every idle time that outlasts the window (``x >= E``). Idle
+    times before ``H`` miss the window whatever ``E`` is, so they do not change the choice.
+    Between two non-empty bins the cost only grows with ``E``, so only the edges right after a
+    non-empty bin (and ``head_bin`` itself) are candidates: one pass over the non-empty bins."""
+    head_s = head_bin * bin_s
+    beyond = sum(counts[head_bin:]) + out_of_range  # idle times at or beyond the current edge
+    held_inside = 0.0  # instance-seconds of the idle times that ended inside the window
+    best_bin, best_cost = head_bin, math.inf
+    for k, count in enumerate(counts[head_bin:], head_bin):
+        if not count and k > head_bin:
+            continue
+        held_inside += count * ((k + 0.5) * bin_s - head_s)
+        beyond -= count
+        cost = held_inside + beyond * ((k + 1) * bin_s - head_s + cold_start_cost_s)
+        if cost < best_cost:
+            best_bin, best_cost = k, cost
+    return best_bin
+
+
 def keepalive_window(
     idle_histogram: Sequence[int] | IdleHistogram,
     *,
@@ -181,11 +266,18 @@ def keepalive_window(
     margin: float = WINDOW_MARGIN,
     cv_threshold: float = CV_THRESHOLD,
     min_samples: int = MIN_IDLE_SAMPLES,
+    cold_start_cost_s: float | None = None,
+    few_samples_keep_alive_s: float | None = None,
 ) -> KeepAliveWindow:
     """Pre-warm and keep-alive windows from an idle-time histogram (the hybrid histogram policy).
 
     ``idle_histogram`` is either an :class:`IdleHistogram` or plain bin counts (then ``bin_s``,
     ``out_of_range`` and ``recent_out_of_range`` describe it).
+
+    With the defaults this is the paper's rule. ``cold_start_cost_s`` ends the window at the
+    cheapest edge (:func:`cheapest_end_bin`) instead of the 99th percentile, also in the
+    flat-histogram fallback, where the paper keeps the whole range; ``few_samples_keep_alive_s``
+    replaces the range as the keep-alive used before ``min_samples`` idle times are known.
     """
     if isinstance(idle_histogram, IdleHistogram):
         counts: Sequence[int] = idle_histogram.counts
@@ -198,15 +290,18 @@ def keepalive_window(
         raise ValueError("idle histogram: need at least one bin and bin_s > 0")
     if not 0 <= head_percentile <= tail_percentile <= 100:
         raise ValueError("need 0 <= head_percentile <= tail_percentile <= 100")
+    if cold_start_cost_s is not None and cold_start_cost_s < 0:
+        raise ValueError("cold_start_cost_s must be >= 0")
     range_s = bin_s * len(counts)
     in_range = sum(counts)
     total = in_range + out_of_range
     if total < min_samples:
+        keep_s = range_s if few_samples_keep_alive_s is None else few_samples_keep_alive_s
         return KeepAliveWindow(
             0.0,
-            range_s,
+            keep_s,
             "standard",
-            f"{total} idle times observed (< {min_samples}): standard keep-alive of {range_s:g}s",
+            f"{total} idle times observed (< {min_samples}): standard keep-alive of {keep_s:g}s",
         )
     if out_of_range / total >= OOB_FRACTION_THRESHOLD and recent_out_of_range:
         predicted = statistics.median(recent_out_of_range)
@@ -219,23 +314,41 @@ def keepalive_window(
         )
     cv = coefficient_of_variation(counts)
     if in_range == 0 or cv < cv_threshold:
+        keep_s, why = range_s, ""
+        if cold_start_cost_s is not None:
+            end_bin = cheapest_end_bin(counts, out_of_range, 0, bin_s, cold_start_cost_s)
+            keep_s = (end_bin + 1) * bin_s
+            why = f", the cheapest end for a cold start worth {cold_start_cost_s:g}s"
         return KeepAliveWindow(
             0.0,
-            range_s,
+            keep_s,
             "standard",
             f"idle-time histogram not representative (CV {cv:.2f} < {cv_threshold:g}): "
-            f"standard keep-alive of {range_s:g}s",
+            f"standard keep-alive of {keep_s:g}s{why}",
         )
-    head_s = _percentile_bin(counts, head_percentile) * bin_s  # lower edge: pre-warm early
-    tail_s = (_percentile_bin(counts, tail_percentile) + 1) * bin_s  # upper edge: keep long enough
+    head_bin = _percentile_bin(counts, head_percentile)
+    tail_bin = _percentile_bin(counts, tail_percentile)
+    why = ""
+    if cold_start_cost_s is not None:
+        cheapest = cheapest_end_bin(counts, out_of_range, head_bin, bin_s, cold_start_cost_s)
+        if cheapest != tail_bin:
+            why = (
+                f"; ends at {(cheapest + 1) * bin_s:g}s instead, the cheapest for a cold start "
+                f"worth {cold_start_cost_s:g}s"
+            )
+        tail_bin, tail_pct_s = cheapest, (tail_bin + 1) * bin_s
+    else:
+        tail_pct_s = (tail_bin + 1) * bin_s
+    head_s = head_bin * bin_s  # lower edge: pre-warm early
+    tail_s = (tail_bin + 1) * bin_s  # upper edge: keep long enough
     prewarm_s = head_s * (1.0 - margin)
     end_s = tail_s * (1.0 + margin)
     return KeepAliveWindow(
         prewarm_s,
         end_s - prewarm_s,
         "histogram",
-        f"idle times p{head_percentile:g}={head_s:g}s p{tail_percentile:g}={tail_s:g}s "
-        f"(CV {cv:.2f}, {in_range} samples)",
+        f"idle times p{head_percentile:g}={head_s:g}s p{tail_percentile:g}={tail_pct_s:g}s "
+        f"(CV {cv:.2f}, {in_range} samples){why}",
     )
 
 
@@ -249,17 +362,71 @@ class KeepAliveState:
     anchor_s: float | None = None
     """First observation time: idle time is counted from here until the first invocation."""
     was_active: bool = False
-    recent_needs: tuple[tuple[float, int], ...] = ()
-    """(time, instances needed) over the last stable window."""
-    warm_instances: int = 1
-    """Instances to keep or pre-warm while idle: what the last active tick needed."""
+    ranks: tuple[tuple[float, int], ...] = ()
+    """When each instance *rank* (the k-th concurrent instance) was last needed, as ``(time,
+    instances needed)`` pairs with times increasing and counts strictly decreasing: rank ``k`` was
+    last needed at the latest time whose count is >= k. This is the sliding-window maximum of the
+    need, and the age of every rank. At most :data:`MAX_RANK_STEPS` pairs."""
+    idle_since_s: float | None = None
+    """When the function last went idle (exact when the observation says so, else estimated)."""
+    last_seen_s: float | None = None
+    """Time of the previous observation: a rank needed then has been in use without a break."""
     learned: KeepAliveWindow | None = None
-    """The windows learned from ``histogram`` (a cache: recomputed only when an idle time is recorded)."""
+    """The windows learned from ``histogram`` (a cache: recomputed only when it changes)."""
+
+
+RankSteps = tuple[tuple[float, int], ...]
+
+
+def _rank_steps_after(
+    ranks: RankSteps, now: float, need: int, prev_s: float | None
+) -> tuple[RankSteps, dict[float, int]]:
+    """Rank steps after ``need`` instances were needed at ``now``, and the idle times that ended:
+    ``{idle seconds: how many ranks}`` for ranks 2..need that were not needed at the previous
+    observation ``prev_s`` (rank 1's idle times are the function's; the caller measures them)."""
+    steps = list(ranks)
+    ended: dict[float, int] = {}
+    covered = 0
+    while steps and covered < need:
+        t_j, n_j = steps[-1]
+        top = min(n_j, need)
+        low = max(covered, 1)
+        if top > low and (prev_s is None or t_j < prev_s):
+            ended[now - t_j] = ended.get(now - t_j, 0) + top - low
+        covered = top
+        if n_j > need:
+            break
+        steps.pop()
+    if need > 0:
+        steps.append((now, need))
+    if len(steps) > MAX_RANK_STEPS:
+        i = min(range(len(steps) - 1), key=lambda j: steps[j + 1][0] - steps[j][0])
+        steps[i : i + 2] = [(steps[i + 1][0], steps[i][1])]
+    return tuple(steps), ended
+
+
+def _ranks_aged(ranks: RankSteps, now: float, low_s: float, high_s: float) -> int:
+    """How many ranks were last needed ``low_s`` to ``high_s`` ago (``low <= age < high``)."""
+    total = 0
+    for j, (t, n) in enumerate(ranks):
+        age = now - t
+        if low_s <= age < high_s:
+            total += n - (ranks[j + 1][1] if j + 1 < len(ranks) else 0)
+    return total
 
 
 @dataclass(frozen=True)
 class KeepAlivePolicy:
-    """Instances for one function from its concurrency and the hybrid histogram keep-alive policy.
+    """Instances for one function from the hybrid histogram keep-alive policy, per instance rank.
+
+    Shahrad et al. decide when to keep or load an application that runs one instance. A function
+    here runs as many instances as it has invocations in flight (/ ``concurrency_target``), so the
+    policy treats each instance *rank* (the k-th concurrent instance) as one such application: it
+    learns the idle times of all ranks in one histogram, and keeps rank ``k`` loaded while the
+    time since it was last needed is below the keep-alive hold, or inside the pre-warm window.
+    The decision is the number of such ranks (what a Deployment's replica count can express), and
+    ``details["idle_timeout_s"]`` the hold, which a FaaS platform applies per instance in
+    continuous time (the serverless simulator does).
 
     ``keep_alive_s`` None means ``auto`` (windows learned from idle times); a number is a fixed
     keep-alive without pre-warming. ``prewarm`` False loads right after each invocation and keeps
@@ -275,6 +442,8 @@ class KeepAlivePolicy:
     cold_start_s: float = 0.0
     activity_window_s: float = 0.0
     stable_window_s: float = STABLE_WINDOW_S
+    cold_start_cost_s: float | None = COLD_START_COST_S
+    few_samples_keep_alive_s: float | None = DEFAULT_KEEP_ALIVE_S
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -289,6 +458,10 @@ class KeepAlivePolicy:
             raise ValueError("keep_alive_s (spec.keepAlive) must be >= 0")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
+        if (self.cold_start_cost_s is not None and self.cold_start_cost_s < 0) or (
+            self.few_samples_keep_alive_s is not None and self.few_samples_keep_alive_s < 0
+        ):
+            raise ValueError("cold_start_cost_s and few_samples_keep_alive_s must be >= 0")
 
     @property
     def floor(self) -> int:
@@ -304,10 +477,51 @@ class KeepAlivePolicy:
             return KeepAliveWindow(
                 0.0, self.keep_alive_s, "fixed", f"spec.keepAlive {self.keep_alive_s:g}s"
             )
-        learned = state.learned or keepalive_window(state.histogram)
+        learned = self._while_learning(state.learned or self.learn(state.histogram), state)
         if self.prewarm:
             return learned
         return KeepAliveWindow(0.0, learned.end_s, learned.mode, learned.message + "; pre-warm off")
+
+    def learn(self, histogram: IdleHistogram) -> KeepAliveWindow:
+        """The windows this policy learns from ``histogram`` (cached in the state)."""
+        return keepalive_window(
+            histogram,
+            cold_start_cost_s=self.cold_start_cost_s,
+            few_samples_keep_alive_s=self.few_samples_keep_alive_s,
+        )
+
+    def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
+        """``learned``, but never ending before ``few_samples_keep_alive_s`` until the histogram
+        holds :data:`TRUST_SAMPLES` idle times from at least :data:`TRUST_HISTORY_S` of watching."""
+        floor_s = self.few_samples_keep_alive_s
+        if floor_s is None or learned.end_s >= floor_s:
+            return learned
+        watched_s = 0.0
+        if state.anchor_s is not None and state.last_seen_s is not None:
+            watched_s = state.last_seen_s - state.anchor_s
+        samples = state.histogram.total
+        if samples >= TRUST_SAMPLES and watched_s >= TRUST_HISTORY_S:
+            return learned
+        return KeepAliveWindow(
+            learned.prewarm_s,
+            floor_s - learned.prewarm_s,
+            learned.mode,
+            f"{learned.message}; still learning ({samples} idle times, watched {watched_s:g}s): "
+            f"kept at least {floor_s:g}s",
+        )
+
+    def hold_s(self, window: KeepAliveWindow) -> float:
+        """How long an instance stays after it was last needed: through the keep-alive window when
+        that starts right after the invocation, else (unload, then pre-warm) the stable window."""
+        if window.prewarm_s > 0:
+            return self.stable_window_s
+        return max(window.end_s, self.stable_window_s)
+
+    def prewarm_from_s(self, window: KeepAliveWindow) -> float:
+        """Idle time at which a pre-warmed instance starts (``cold_start_s`` early); inf: never."""
+        if window.prewarm_s <= 0:
+            return math.inf
+        return max(0.0, window.prewarm_s - self.cold_start_s)
 
     def decide(self, observation: Observation, state: Any) -> tuple[Decision, KeepAliveState]:
         st = state if isinstance(state, KeepAliveState) else KeepAliveState()
@@ -328,109 +542,124 @@ class KeepAlivePolicy:
                 REASON_HOLD, f"invocation metrics unknown; holding {held} instances", POOL_FUNCTION
             )
             return Decision({POOL_FUNCTION: held}, (reason,), details={"phase": "hold"}), st
-        concurrency = (pool.running_requests or 0.0) + (pool.waiting_requests or 0.0)
-        active = (pool.request_rate_rps or 0.0) > 0 or concurrency > 0
-        if active:
-            return self._active(now, pool, concurrency, st)
-        return self._idle(now, st)
+        need, st = self._observe(now, pool, st)
+        return self._decide(now, need, st), st
 
-    def _last_invocation_s(self, st: KeepAliveState) -> float:
+    def _observe(
+        self, now: float, pool: PoolObservation, st: KeepAliveState
+    ) -> tuple[int, KeepAliveState]:
+        """Fold one observation into the state: instances needed now, rank ages, idle times.
+
+        A :class:`~tidal.sim.serverless.observation.FunctionPoolObservation` (read with getattr,
+        so a plain observation still works) adds the peak in-flight count between ticks, so an
+        instance started for a burst between two ticks counts as needed and is kept like any
+        other, plus the exact idle times of the function and when it went idle."""
+        concurrency = (pool.running_requests or 0.0) + (pool.waiting_requests or 0.0)
+        in_flight = max(concurrency, float(getattr(pool, "peak_in_flight_since_last_tick", 0) or 0))
+        exact_gaps = getattr(pool, "idle_gaps_s", None)
+        exact = exact_gaps is not None
+        if exact:
+            active = in_flight > 0 or bool(getattr(pool, "arrivals_since_last_tick", 0))
+        else:
+            active = (pool.request_rate_rps or 0.0) > 0 or concurrency > 0
+        need = max(1, math.ceil(in_flight / self.concurrency_target)) if active else 0
+        samples: dict[float, int] = {}
+        if exact:
+            # Rank 1's idle times, exact; a gap shorter than the tick is continuous use at the
+            # resolution the other ranks are seen with (it would only dilute the histogram).
+            tick_s = now - st.last_seen_s if st.last_seen_s is not None else 0.0
+            for gap in exact_gaps:
+                if gap >= tick_s:
+                    samples[gap] = samples.get(gap, 0) + 1
+        elif active and not st.was_active and st.last_active_s is not None:
+            samples[now - self._idle_since(st)] = 1
+        ranks, ended = _rank_steps_after(st.ranks, now, need, st.last_seen_s)
+        for gap, count in ended.items():
+            samples[gap] = samples.get(gap, 0) + count
+        histogram, learned = st.histogram, st.learned
+        if samples:
+            histogram = histogram.record_many(samples.items())
+            learned = self.learn(histogram)
+        idle_since = None
+        if not active:
+            idle_since = getattr(pool, "idle_since_s", None) if exact else None
+            if idle_since is None:
+                idle_since = st.idle_since_s
+            if idle_since is None and st.last_active_s is not None:
+                idle_since = st.last_active_s - (0.0 if exact else self.activity_window_s)
+        new_state = KeepAliveState(
+            histogram=histogram,
+            last_active_s=now if active else st.last_active_s,
+            anchor_s=st.anchor_s,
+            was_active=active,
+            ranks=ranks,
+            idle_since_s=idle_since,
+            last_seen_s=now,
+            learned=learned,
+        )
+        return need, new_state
+
+    def _idle_since(self, st: KeepAliveState) -> float:
+        """When the function went idle (or the first observation, before any invocation)."""
+        if st.idle_since_s is not None:
+            return st.idle_since_s
         if st.last_active_s is None:
             return st.anchor_s if st.anchor_s is not None else 0.0
         return st.last_active_s - self.activity_window_s
 
-    def _active(
-        self, now: float, pool: PoolObservation, concurrency: float, st: KeepAliveState
-    ) -> tuple[Decision, KeepAliveState]:
-        histogram = st.histogram
-        learned = st.learned
-        if not st.was_active and st.last_active_s is not None:
-            histogram = histogram.record(now - self._last_invocation_s(st))
-            learned = keepalive_window(histogram)
-        needed = max(1, math.ceil(concurrency / self.concurrency_target))
-        needs = tuple((t, n) for t, n in st.recent_needs if now - t < self.stable_window_s) + (
-            (now, needed),
-        )
-        desired = self._clamp(max(max(n for _, n in needs), 1))
-        reason = Reason(
-            REASON_ACTIVE,
-            f"{concurrency:g} in flight / target {self.concurrency_target:g} "
-            f"-> {needed}; largest need over {self.stable_window_s:g}s -> {desired}",
-            POOL_FUNCTION,
-        )
-        new_state = replace(
-            st,
-            histogram=histogram,
-            last_active_s=now,
-            was_active=True,
-            recent_needs=needs,
-            warm_instances=max(1, needed),
-            learned=learned,
-        )
-        window = self.window(new_state)
-        details = {
-            "phase": "active",
-            "keep_alive_s": window.keepalive_s,
-            "prewarm_s": window.prewarm_s,
-            "window_mode": window.mode,
-            "prewarm_instances": 0,
-            "idle_s": 0.0,
-        }
-        return Decision({POOL_FUNCTION: desired}, (reason,), details=details), new_state
-
-    def _idle(self, now: float, st: KeepAliveState) -> tuple[Decision, KeepAliveState]:
-        idle_s = max(0.0, now - self._last_invocation_s(st))
-        needs = tuple((t, n) for t, n in st.recent_needs if now - t < self.stable_window_s)
-        st = replace(st, was_active=False, recent_needs=needs)
+    def _decide(self, now: float, need: int, st: KeepAliveState) -> Decision:
         window = self.window(st)
-        warm = min(max(st.warm_instances, 1), self.max_instances)
-        prewarm_starts_s = (
-            max(0.0, window.prewarm_s - self.cold_start_s) if window.prewarm_s > 0 else 0.0
-        )
-        prewarm_instances = 0
-        if needs:
-            desired = self._clamp(max(n for _, n in needs))
-            code, message = (
-                REASON_KEEPALIVE,
-                f"idle {idle_s:g}s within the {self.stable_window_s:g}s stable window",
+        hold_s = self.hold_s(window)
+        prewarm_from_s = self.prewarm_from_s(window)
+        kept = _ranks_aged(st.ranks, now, 0.0, hold_s)
+        prewarmed = _ranks_aged(st.ranks, now, max(prewarm_from_s, hold_s), window.end_s)
+        desired = self._clamp(max(need, kept + prewarmed))
+        idle_s = 0.0 if need else max(0.0, now - self._idle_since(st))
+        if need:
+            code = REASON_ACTIVE
+            message = (
+                f"{need} instances needed now (peak in flight / target "
+                f"{self.concurrency_target:g}); {kept} needed within the last {hold_s:g}s"
             )
-        elif idle_s < prewarm_starts_s:
-            desired = self._clamp(0)
+        elif st.last_active_s is None:
+            code, message = REASON_EXPIRED, "not invoked yet"
+        elif kept:
+            code = REASON_KEEPALIVE
+            message = f"idle {idle_s:g}s; {kept} instances needed within the last {hold_s:g}s"
+        elif prewarmed:
+            code = REASON_PREWARM
+            message = f"idle {idle_s:g}s; {prewarmed} instances inside their pre-warm window"
+        elif idle_s < min(prewarm_from_s, window.end_s):
             code = REASON_UNLOADED
             message = (
                 f"idle {idle_s:g}s; next invocation expected after {window.prewarm_s:g}s, "
-                f"pre-warm at {prewarm_starts_s:g}s"
-            )
-        elif idle_s < window.end_s:
-            desired = self._clamp(warm)
-            prewarm_instances = desired if window.prewarm_s > 0 else 0
-            code = REASON_PREWARM if window.prewarm_s > 0 else REASON_KEEPALIVE
-            message = (
-                f"idle {idle_s:g}s within window [{prewarm_starts_s:g}s, {window.end_s:g}s): "
-                f"keep {desired} warm"
+                f"pre-warm at {prewarm_from_s:g}s"
             )
         else:
-            desired = self._clamp(0)
             code = REASON_EXPIRED
-            message = f"idle {idle_s:g}s beyond keep-alive end {window.end_s:g}s -> {desired}"
-        reasons = (Reason(code, f"{message} ({window.mode}: {window.message})", POOL_FUNCTION),)
+            message = f"idle {idle_s:g}s beyond keep-alive end {window.end_s:g}s"
+        if window.prewarm_s > 0 and (prewarmed or kept or need):
+            message += f"; pre-warm window [{prewarm_from_s:g}s, {window.end_s:g}s)"
+        message += f" -> {desired}"
         details = {
             "phase": code,
             "keep_alive_s": window.keepalive_s,
             "prewarm_s": window.prewarm_s,
             "window_mode": window.mode,
-            "prewarm_instances": prewarm_instances,
+            "prewarm_instances": prewarmed,
             "idle_s": idle_s,
+            DETAIL_IDLE_TIMEOUT_S: hold_s,
         }
-        return Decision({POOL_FUNCTION: desired}, reasons, details=details), st
+        reasons = (Reason(code, f"{message} ({window.mode}: {window.message})", POOL_FUNCTION),)
+        return Decision({POOL_FUNCTION: desired}, reasons, details=details)
 
 
 STATE_FORMAT_VERSION = 1
 
 
 def state_to_dict(state: KeepAliveState) -> dict[str, Any]:
-    """A compact JSON-able form of the durable part of the state (sparse bins, bounded size), for
-    shells that persist it across restarts. The stable-window needs are transient and not kept."""
+    """A compact JSON-able form of the state (sparse bins, bounded size), for shells that persist
+    it across restarts."""
     hist = state.histogram
     return {
         "version": STATE_FORMAT_VERSION,
@@ -442,8 +671,24 @@ def state_to_dict(state: KeepAliveState) -> dict[str, Any]:
         "lastActiveS": state.last_active_s,
         "anchorS": state.anchor_s,
         "wasActive": state.was_active,
-        "warmInstances": state.warm_instances,
+        "idleSinceS": state.idle_since_s,
+        "ranks": [[t, n] for t, n in state.ranks],
     }
+
+
+def _ranks_from(data: Any) -> RankSteps:
+    """Rank steps from their JSON form, keeping only a valid (time up, count down) prefix."""
+    steps: list[tuple[float, int]] = []
+    for item in list(data or [])[-MAX_RANK_STEPS:]:
+        t, n = float(item[0]), int(item[1])
+        if n < 1 or (steps and (t <= steps[-1][0] or n >= steps[-1][1])):
+            break
+        steps.append((t, n))
+    return tuple(steps)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def state_from_dict(data: Any) -> KeepAliveState | None:
@@ -467,23 +712,22 @@ def state_from_dict(data: Any) -> KeepAliveState | None:
             ],
             bin_s=bin_s,
         )
-        last = data.get("lastActiveS")
-        anchor = data.get("anchorS")
         return KeepAliveState(
             histogram=hist,
-            last_active_s=None if last is None else float(last),
-            anchor_s=None if anchor is None else float(anchor),
+            last_active_s=_optional_float(data.get("lastActiveS")),
+            anchor_s=_optional_float(data.get("anchorS")),
             was_active=bool(data.get("wasActive")),
-            warm_instances=max(1, int(data.get("warmInstances") or 1)),
-            learned=keepalive_window(hist),
+            idle_since_s=_optional_float(data.get("idleSinceS")),
+            ranks=_ranks_from(data.get("ranks")),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, IndexError):
         return None
 
 
 def worth_persisting(before: KeepAliveState | None, after: KeepAliveState) -> bool:
-    """Whether a shell should write the state now: a new idle time was learned, or the function just
-    went idle (so the last activity time is exact). Twice per burst, not every tick."""
+    """Whether a shell should write the state now: the learned windows changed, or the function
+    just went idle (so its rank ages are exact). A busy function learns idle times of its extra
+    instances nearly every tick; those that leave the windows unchanged wait for the next write."""
     if before is None:
         return True
-    return after.histogram != before.histogram or (before.was_active and not after.was_active)
+    return after.learned != before.learned or (before.was_active and not after.was_active)
