@@ -136,9 +136,9 @@ def test_concurrency_sets_instances_and_the_stable_window_holds_them() -> None:
     policy = KeepAlivePolicy(concurrency_target=10, max_instances=8, keep_alive_s=0)
     d, s = policy.decide(obs(0, rate=5, running=35), None)
     assert d.desired_replicas[POOL_FUNCTION] == 4
-    d, s = policy.decide(obs(15, rate=5, running=5), s)
+    d, s = policy.decide(obs(15, rate=5, running=5, ready=4), s)
     assert d.desired_replicas[POOL_FUNCTION] == 4  # dip inside the 60 s stable window
-    d, s = policy.decide(obs(75, rate=5, running=5), s)
+    d, s = policy.decide(obs(75, rate=5, running=5, ready=4), s)
     assert d.desired_replicas[POOL_FUNCTION] == 1
     d, s = policy.decide(obs(90, rate=100, running=1000), s)
     assert d.desired_replicas[POOL_FUNCTION] == 8  # capped at max
@@ -287,12 +287,14 @@ def test_a_longer_keep_alive_never_keeps_fewer_instances(steps, a: float, b: flo
 # --- instance ranks, cost-chosen end, learning period ----------------------------------------
 
 
-def fn_obs(now: float, *, peak: int, running: int = 0, gaps: tuple[float, ...] = ()) -> Observation:
+def fn_obs(
+    now: float, *, peak: int, running: int = 0, gaps: tuple[float, ...] = (), ready: int = 0
+) -> Observation:
     """What the serverless simulator hands over: a FunctionPoolObservation with the extras."""
     from tidal.sim.serverless.observation import FunctionPoolObservation
 
     pool = FunctionPoolObservation(
-        ready_replicas=0,
+        ready_replicas=ready,
         request_rate_rps=0.0,
         running_requests=float(running),
         waiting_requests=0.0,
@@ -311,9 +313,9 @@ def test_a_burst_between_ticks_is_kept_for_the_keep_alive_window() -> None:
     assert d.desired_replicas[POOL_FUNCTION] == 5
     assert d.details["idle_timeout_s"] == 600
     for t in (30, 300, 600):
-        d, s = policy.decide(fn_obs(t, peak=0), s)
+        d, s = policy.decide(fn_obs(t, peak=0, ready=5), s)
         assert d.desired_replicas[POOL_FUNCTION] == 5, t
-    d, s = policy.decide(fn_obs(630, peak=0), s)
+    d, s = policy.decide(fn_obs(630, peak=0, ready=5), s)
     assert d.desired_replicas[POOL_FUNCTION] == 0
 
 
