@@ -82,7 +82,11 @@ def validate(files: list[Path] = typer.Argument(..., help="YAML files with tidal
         raise typer.Exit(1)
 
 
-from tidal.sim.command import simulate  # noqa: E402  (registered below, after the core commands)
+from tidal.operator.commands import explain, run  # noqa: E402  (registered after the core commands)
+from tidal.sim.command import simulate  # noqa: E402
+
+app.command()(run)
+app.command()(explain)
 
 app.command()(simulate)
 from tidal.sim.functions_command import simulate_functions  # noqa: E402
