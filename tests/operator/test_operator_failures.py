@@ -115,3 +115,28 @@ def test_injected_api_errors_are_retried_and_nothing_is_lost(harness: OperatorHa
     # Exactly one of each child despite the retries.
     assert [d.metadata.name for d in h.apps.list_namespaced_deployment(OPERATOR_NS).items] == [
         "sturdy-unified-gpu-a"]
+
+
+def test_a_failed_scale_apply_is_degraded_then_recovers(harness: OperatorHarness) -> None:
+    h = harness
+    with h.operator():
+        h.create_md(model_deployment("stuck", min_replicas=1))
+        eventually(lambda: h.apps.read_namespaced_deployment("stuck-unified-gpu-a", OPERATOR_NS).spec.replicas == 1)
+        eventually(lambda: (h.condition("stuck", "Degraded") or {}).get("status") == "False")
+        # Someone else's admission policy refuses tidal's writes for a while (403 is not retried by kopf).
+        h.kube_api.faults.inject(verb="patch", resource="deployments", status=403, times=3)
+        h.patch_md("stuck", {"spec": {"replicas": 2}})
+
+        def degraded() -> dict[str, Any]:
+            cond = h.condition("stuck", "Degraded")
+            assert cond and cond["status"] == "True", cond
+            return cond
+
+        cond = eventually(degraded)
+        assert "403 Forbidden" in cond["message"]  # from the reconcile of the spec change or the tick
+        # The next ticks retry; once the API accepts, the change lands, is announced once, and clears.
+        eventually(lambda: h.apps.read_namespaced_deployment("stuck-unified-gpu-a", OPERATOR_NS).spec.replicas == 2)
+        eventually(lambda: h.condition("stuck", "Degraded")["status"] == "False")
+        assert h.kube_api.faults.pending() == 0
+        scaled = eventually(lambda: [e for e in h.events("stuck") if e.reason == "ScaledUp"])
+        assert len(scaled) == 1 and "1 -> 2 replicas" in scaled[0].message

@@ -88,8 +88,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=retry, id="tidal_md_reconcile")
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=retry, id="tidal_md_reconcile")
     @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=retry, id="tidal_md_reconcile")
-    def tidal_md_reconcile(body: Any, patch: Any, status: Any, **_: Any) -> None:
-        controller.reconcile(body, patch, _plain(status))
+    def tidal_md_reconcile(body: Any, patch: Any, status: Any, retry: int, **_: Any) -> None:
+        controller.reconcile(body, patch, _plain(status), retry)
 
     @kopf.on.timer(GROUP, VERSION, PLURAL, interval=settings.interval_s, registry=registry,
                    backoff=settings.interval_s, id="tidal_md_tick")

@@ -7,7 +7,8 @@ state persistence.
 
 Failure policy (docs/architecture.md, "Failure behaviour"):
 - invalid spec: conditions + a Warning Event, no exception (kopf would retry forever);
-- transient API errors on reconcile (409/429/5xx/timeouts): ``kopf.TemporaryError`` -> retried;
+- API errors on reconcile: ``Degraded=True`` and ``kopf.TemporaryError`` -> retried, after the
+  retry backoff when transient (409/429/5xx/timeouts), six times slower otherwise (403, 422);
 - any failure inside a tick: ``Degraded=True`` naming the step, replicas held, next tick retries.
 """
 
@@ -81,6 +82,9 @@ COLD_START_QUANTILE_INDEX = 1
 AUTO_KV_TTL_QUANTILE = 0.5
 """``kvCache.ttl: auto`` keeps KV for the median session pause (docs: "as long as pauses usually last").
 The operator does not observe pauses yet, so this is the pause predictor's prior median."""
+NON_TRANSIENT_RETRY_FACTOR = 6
+"""Non-transient API errors (403, 422...) are retried six times slower than transient ones (60 s
+with the default 10 s backoff): they need a human, but must clear without touching the object."""
 MAX_EVENT_MESSAGE = 1000
 """Kubernetes truncates Event messages at 1024 bytes; stay below."""
 
@@ -148,7 +152,8 @@ class ModelDeploymentController:
 
     # --- reconcile (create / update / resume) ---------------------------------------------------
 
-    def reconcile(self, body: Mapping[str, Any], patch: Any, status: Mapping[str, Any] | None) -> None:
+    def reconcile(self, body: Mapping[str, Any], patch: Any, status: Mapping[str, Any] | None,
+                  retry: int = 0) -> None:
         meta = body["metadata"]
         namespace, name, uid = meta.get("namespace"), meta["name"], meta["uid"]
         generation = meta.get("generation")
@@ -166,7 +171,8 @@ class ModelDeploymentController:
             accelerators, missing = self._read_accelerators(md)
             existing = self._list_children(namespace, name)
         except Exception as exc:  # noqa: BLE001 - classified below
-            self._retry_or_degrade(exc, "read AcceleratorClasses/children", body, patch, previous, now, generation)
+            self._retry_or_degrade(exc, "read AcceleratorClasses/children", body, patch, previous, now, generation,
+                                   retry)
             return
         current = {d.key: d.spec_replicas for d in existing}
         preference = preference_order(md, accelerators)
@@ -187,7 +193,7 @@ class ModelDeploymentController:
                 _event(body, "Normal", "Pruned", f"deleted {kind} {child_name}: its pool or AcceleratorClass "
                        "is no longer in the spec")
         except Exception as exc:  # noqa: BLE001
-            self._retry_or_degrade(exc, "apply children", body, patch, previous, now, generation)
+            self._retry_or_degrade(exc, "apply children", body, patch, previous, now, generation, retry)
             return
         pool_replicas = observe_replicas(pools_of(md), existing, ())
         limits = [missing_classes_limit(missing)] if missing else []
@@ -209,14 +215,20 @@ class ModelDeploymentController:
                            "selector": f"{DEPLOYMENT_LABEL}={name}"}
 
     def _retry_or_degrade(self, exc: BaseException, step: str, body: Any, patch: Any,
-                          previous: Any, now: float, generation: int | None) -> None:
+                          previous: Any, now: float, generation: int | None, retry: int) -> None:
+        """Report the failure as Degraded and let kopf retry: soon for transient errors, slowly for
+        the rest (a 403 or a policy's 422 clears when someone fixes RBAC or the policy, without
+        touching the object). The Warning Event is posted on the first failure only."""
         text = describe_api_error(exc)
-        if is_transient(exc):
-            raise kopf.TemporaryError(f"{step}: {text}", delay=self.settings.retry_backoff_s) from exc
         patch["status"] = {"conditions": merge_conditions(
             previous, [degraded_condition([f"{step}: {text}"]),
                        ConditionValue(READY, "False", "StepFailed", f"{step}: {text}")], now, generation)}
-        _event(body, "Warning", "ReconcileFailed", f"{step}: {text}")
+        if is_transient(exc):
+            raise kopf.TemporaryError(f"{step}: {text}", delay=self.settings.retry_backoff_s) from exc
+        if not retry:
+            _event(body, "Warning", "ReconcileFailed", f"{step}: {text}")
+        raise kopf.TemporaryError(f"{step}: {text}",
+                                  delay=self.settings.retry_backoff_s * NON_TRANSIENT_RETRY_FACTOR) from exc
 
     def _read_accelerators(self, md: ModelDeployment) -> tuple[dict[str, AcceleratorClass], list[str]]:
         found: dict[str, AcceleratorClass] = {}
