@@ -7,6 +7,9 @@ and the operator's own client ``tidal-operator``, so the test's own requests are
 from __future__ import annotations
 
 import re
+from typing import Any
+
+import pytest
 
 from tests.operator.conftest import OPERATOR_NS, REPO_ROOT, OperatorHarness, eventually, model_deployment
 from tidal.operator.kube import USER_AGENT
@@ -28,9 +31,21 @@ def documented_grants() -> set[tuple[str, str, str]]:
     return out
 
 
-def test_operator_requests_stay_within_the_documented_permissions(harness: OperatorHarness) -> None:
+@pytest.mark.parametrize("scope", ["cluster-wide", "namespaced-with-peering"])
+def test_operator_requests_stay_within_the_documented_permissions(harness: OperatorHarness, scope: str) -> None:
     h = harness
-    with h.operator():
+    overrides: dict[str, Any] = {}
+    if scope != "cluster-wide":
+        from kubernetes import client
+
+        from tests.kubeapi.test_kubeapi_kopf import PEERING_CRDS
+
+        for crd in PEERING_CRDS:
+            client.ApiextensionsV1Api(h.api).create_custom_resource_definition(crd)
+        h.custom.create_namespaced_custom_object("kopf.dev", "v1", OPERATOR_NS, "kopfpeerings", {
+            "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "tidal"}})
+        overrides = {"namespaces": (OPERATOR_NS,), "peering_name": "tidal"}
+    with h.operator(**overrides):
         h.create_md(model_deployment("rbac", min_replicas=1))
         eventually(lambda: h.apps.read_namespaced_deployment("rbac-unified-gpu-a", OPERATOR_NS))
         h.patch_md("rbac", {"spec": {"replicas": 2}})
@@ -48,4 +63,8 @@ def test_operator_requests_stay_within_the_documented_permissions(harness: Opera
     assert {("apps", "deployments", "patch"), ("tidal.dev", "modeldeployments/status", "patch"),
             ("", "configmaps", "patch"), ("", "pods", "watch"), ("", "events", "create"),
             ("tidal.dev", "acceleratorclasses", "get")} <= used, sorted(used)
-    print("operator API calls:", sorted(used))
+    if scope != "cluster-wide":
+        assert ("kopf.dev", "kopfpeerings", "patch") in used
+        namespaced = {(r.resource, r.namespace) for r in ours if r.namespace}
+        assert {ns for _, ns in namespaced} == {OPERATOR_NS}, namespaced
+    print(scope, "operator API calls:", sorted(used))

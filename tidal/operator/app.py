@@ -61,6 +61,11 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     else:
         ks.peering.standalone = True
     ks.peering.clusterwide = settings.cluster_wide
+    # With --namespace (exact names), kopf would list and watch all Namespaces to discover them,
+    # which the namespaced RBAC (docs/configuration.md, Permissions) does not grant. The names are
+    # exact, so there is nothing to discover; CRDs are then read once at start-up (the chart and
+    # the plain manifests install them before the operator).
+    ks.scanning.disabled = not settings.cluster_wide
     return ks
 
 
