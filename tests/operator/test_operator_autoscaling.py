@@ -68,6 +68,7 @@ def test_scales_up_on_real_prometheus_load_then_holds_when_prometheus_goes_away(
             assert series[f"tidal_desired_replicas{{{key}}}"] == 4
             assert series[f"tidal_observed_requests_per_second{{{key}}}"] == 0.0  # gauges only, no requests
             assert series[f"tidal_decision_latency_seconds_count{{{key}}}"] >= 1
+            assert series["process_resident_memory_bytes"] > 0
 
             # Prometheus goes away: MetricsAvailable=False, replicas held (never down, never to zero).
             prometheus.stop()

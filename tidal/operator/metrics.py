@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, start_http_server
 
 LABELS = ("namespace", "name", "pool")
 DECISION_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0)
@@ -23,6 +23,9 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # process_cpu_seconds_total and process_resident_memory_bytes: the operator's own budget
+        # (docs/operator.md, Benchmark) can be watched in production, not only in bench/operator.py.
+        ProcessCollector(registry=r)
         self.forecast_rps = Gauge("tidal_forecast_requests_per_second",
                                   "Forecast request rate (median) at the pre-warm horizon, req/s", LABELS, registry=r)
         self.observed_rps = Gauge("tidal_observed_requests_per_second",
