@@ -40,7 +40,8 @@ def build_policy(spec: str, config: FunctionSimConfig) -> Autoscaler:
         return parse_function_policy(spec, config)
     auto = parse_function_policy("auto", config)
     assert isinstance(auto, KeepAlivePolicy)
-    return dataclasses.replace(auto, cold_start_cost_s=None, few_samples_keep_alive_s=None,
+    return dataclasses.replace(auto, cold_start_cost_gb_s=None,
+                               few_samples_keep_alive_s=None,
                                name=PAPER)
 
 

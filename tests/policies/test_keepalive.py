@@ -414,7 +414,7 @@ def test_cost_rule_cuts_a_long_rare_tail_and_keeps_a_common_one() -> None:
 
 
 def test_paper_mode_is_available() -> None:
-    policy = KeepAlivePolicy(cold_start_cost_s=None, few_samples_keep_alive_s=None)
+    policy = KeepAlivePolicy(cold_start_cost_gb_s=None, few_samples_keep_alive_s=None)
     hist = histogram_of([30.0] * 97 + [3 * 3600.0] * 3)
     assert policy.learn(hist) == keepalive_window(hist)
     assert policy.learn(IdleHistogram()).end_s == HISTOGRAM_RANGE_S
@@ -467,3 +467,43 @@ def test_worth_persisting_when_windows_change_or_the_function_goes_idle() -> Non
     assert not worth_persisting(a, b)  # still busy, nothing learned
     _, c = policy.decide(fn_obs(30, peak=0), b)
     assert worth_persisting(b, c)  # went idle
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(0, HISTOGRAM_RANGE_S - 1, allow_nan=False), min_size=5, max_size=60),
+    st.floats(64, 8192),
+    st.floats(64, 8192),
+)
+def test_larger_instances_never_keep_longer(values: list[float], a: float, b: float) -> None:
+    """The cold start is priced in GB-seconds: the same idle times on larger instances never
+    give a later end (the held memory costs more per second)."""
+    small, large = sorted((a, b))
+    policy = KeepAlivePolicy()
+    hist = histogram_of(values)
+    assert policy.learn(hist, large).end_s <= policy.learn(hist, small).end_s + 1e-6
+
+
+def test_cold_start_price_follows_instance_memory() -> None:
+    from tidal.policies.keepalive import COLD_START_COST_GB_S, DEFAULT_KEEP_ALIVE_S
+
+    policy = KeepAlivePolicy()
+    assert policy.cold_start_cost_s(2048) == pytest.approx(COLD_START_COST_GB_S / 2)
+    assert policy.cold_start_cost_s() == DEFAULT_KEEP_ALIVE_S  # memory unknown
+    assert KeepAlivePolicy(memory_mb=512).cold_start_cost_s() == pytest.approx(
+        COLD_START_COST_GB_S * 2
+    )
+    assert KeepAlivePolicy(cold_start_cost_gb_s=None).cold_start_cost_s(512) is None
+
+
+def test_the_operator_prices_cold_starts_with_the_spec_memory() -> None:
+    from tidal.api.validation import parse_spec
+    from tidal.controllers.serverlessfunction import KIND, policy_for
+
+    spec = parse_spec(
+        KIND,
+        {"container": {"image": "example/fn:1"}, "memory": "2Gi", "slo": {"latency": "1s"}},
+    )
+    policy = policy_for(spec)  # type: ignore[arg-type]
+    assert policy.memory_mb == 2048
+    assert policy.cold_start_cost_s() == pytest.approx(policy.cold_start_cost_s(2048))

@@ -19,7 +19,7 @@ from tidal.api.serverlessfunction import (
     ServerlessFunctionSpec,
     ServerlessFunctionStatus,
 )
-from tidal.api.types import Condition, parse_duration_s
+from tidal.api.types import Condition, parse_duration_s, parse_quantity_bytes
 from tidal.controllers.acceleratorclass import set_condition
 from tidal.controllers.labels import FUNCTION_LABEL, MANAGED_BY
 from tidal.controllers.modeldeployment import owner_reference
@@ -71,6 +71,8 @@ def policy_for(
     """The keep-alive policy configured by the spec (``keepAlive: auto`` learns the windows)."""
     keep_alive_s = None if spec.keep_alive == "auto" else parse_duration_s(spec.keep_alive)
     return KeepAlivePolicy(
+        # The learned window prices a cold start in GB-seconds of idle memory.
+        memory_mb=parse_quantity_bytes(spec.memory) / 2**20,
         concurrency_target=float(spec.concurrency_target),
         min_instances=spec.min_instances,
         max_instances=spec.max_instances,

@@ -24,11 +24,11 @@ tidal's deviations, each measured on the serverless simulator (docs/simulator.md
   kept while the time since it was last needed is inside its windows. Needs come from the peak
   in-flight count between ticks when the observation carries it, so an instance started for a
   burst between ticks is kept like any other instead of being removed at the next tick.
-* **Cost-chosen end.** With ``cold_start_cost_s`` set (the default), the keep-alive end is the
-  bin edge that minimises the expected instance-seconds held plus ``cold_start_cost_s`` per idle
-  time that outlasts the window (:func:`cheapest_end_bin`), instead of the 99th percentile; the
-  flat-histogram fallback uses the same rule instead of keeping the whole 4 h range. The
-  default cost is 600 s, the trade the 10-minute fixed keep-alive makes (ski rental).
+* **Cost-chosen end.** With ``cold_start_cost_gb_s`` set (the default), the keep-alive end is
+  the bin edge that minimises the expected instance-seconds held plus the cold start's price in
+  instance-seconds (:data:`COLD_START_COST_GB_S` / instance GB) per idle time that outlasts the
+  window (:func:`cheapest_end_bin`), instead of the 99th percentile; the flat-histogram fallback
+  uses the same rule instead of keeping the whole 4 h range.
 * **Learning period.** Until :data:`TRUST_SAMPLES` idle times are known and the function has
   been watched for :data:`TRUST_HISTORY_S`, the window never ends before the platform default
   (10 min), instead of the paper's 4 h: a short history has not seen the long idle times yet.
@@ -36,8 +36,8 @@ tidal's deviations, each measured on the serverless simulator (docs/simulator.md
   of ARIMA (no statsmodels at run time; the median is ARIMA's forecast for a stationary series
   without autocorrelation).
 
-``KeepAlivePolicy(cold_start_cost_s=None, few_samples_keep_alive_s=None)`` is the paper's policy
-(p5/p99, 4 h fallback) applied per rank.
+``KeepAlivePolicy(cold_start_cost_gb_s=None, few_samples_keep_alive_s=None)`` is the paper's
+policy (p5/p99, 4 h fallback) applied per rank.
 
 Pure: the ServerlessFunction controller (operator) and the serverless simulator call the same
 :class:`KeepAlivePolicy`. Public API:
@@ -55,7 +55,8 @@ What the observation must carry (pool ``function``, :data:`POOL_FUNCTION`):
   ``Observation.metrics_available`` False) means unknown: the policy holds, never scales to zero.
 * optionally the extras of :class:`~tidal.sim.serverless.observation.FunctionPoolObservation`
   (read with ``getattr``): ``peak_in_flight_since_last_tick``, ``arrivals_since_last_tick``,
-  ``idle_gaps_s`` (exact idle times of the function) and ``idle_since_s``.
+  ``idle_gaps_s`` (exact idle times of the function), ``idle_since_s`` and ``memory_mb`` (else
+  the policy's ``memory_mb``).
 
 The decision is the number of ranks to keep (a Deployment's replica count can express it) plus
 ``details["idle_timeout_s"]``: how long an instance stays after its last execution, which a FaaS
@@ -115,12 +116,17 @@ DEFAULT_CONCURRENCY_TARGET = 100.0
 DEFAULT_KEEP_ALIVE_S = OPENWHISK_KEEP_ALIVE_S
 """The platforms' fixed keep-alive, 10 minutes (AWS Lambda per Shahrad et al.; OpenWhisk's
 idle-container timeout): what the policy keeps while it is still learning."""
-COLD_START_COST_S = DEFAULT_KEEP_ALIVE_S
-"""Instance-seconds of idle memory one cold start is worth (tidal's choice). Keeping an idle
-instance for the break-even time and then letting it go is the classic ski-rental rule; the fixed
-10-minute keep-alive is that rule for a cold start worth 10 minutes of an instance. With the same
-price, the learned window optimises the trade the platform default makes, on the function's own
-idle times (measured: fewer cold starts and fewer GB-hours than the fixed 10 minutes)."""
+REFERENCE_MEMORY_MB = 1280.0
+"""Instance memory at which a cold start is priced at :data:`DEFAULT_KEEP_ALIVE_S` of idle
+memory (tidal's choice, fitted: the replays' memory-weighted average instance is 1.0-1.4 GB)."""
+COLD_START_COST_GB_S = DEFAULT_KEEP_ALIVE_S * REFERENCE_MEMORY_MB / 1024.0
+"""750 GB-seconds of idle memory: what one cold start is worth (tidal's choice). Keeping an
+idle instance for the break-even time and then letting it go is the classic ski-rental rule; the
+fixed 10-minute keep-alive is that rule for a cold start worth 10 minutes of the instance. Priced
+in GB-seconds, a function with small instances keeps them longer and one with large instances
+shorter, which is the trade that lowers GB-hours at a given number of cold starts. Measured on
+20 one-hour replays (docs/simulator.md): fewer cold starts and GB-hours than the fixed 10 minutes
+on 18. Without a memory size the cold start is worth :data:`DEFAULT_KEEP_ALIVE_S` of an instance."""
 TRUST_SAMPLES = round(100 / HEAD_PERCENTILE)
 """20 idle times (tidal's choice): the fewest in which the paper's 5 % head shows once on
 average; with fewer, a window shorter than the platform default is not trusted."""
@@ -371,6 +377,8 @@ class KeepAliveState:
     """When the function last went idle (exact when the observation says so, else estimated)."""
     last_seen_s: float | None = None
     """Time of the previous observation: a rank needed then has been in use without a break."""
+    memory_mb: float = 0.0
+    """Memory of one instance as last observed (0: unknown; the policy's ``memory_mb`` then)."""
     learned: KeepAliveWindow | None = None
     """The windows learned from ``histogram`` (a cache: recomputed only when it changes)."""
 
@@ -442,8 +450,9 @@ class KeepAlivePolicy:
     cold_start_s: float = 0.0
     activity_window_s: float = 0.0
     stable_window_s: float = STABLE_WINDOW_S
-    cold_start_cost_s: float | None = COLD_START_COST_S
+    cold_start_cost_gb_s: float | None = COLD_START_COST_GB_S
     few_samples_keep_alive_s: float | None = DEFAULT_KEEP_ALIVE_S
+    memory_mb: float = 0.0
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -458,10 +467,14 @@ class KeepAlivePolicy:
             raise ValueError("keep_alive_s (spec.keepAlive) must be >= 0")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
-        if (self.cold_start_cost_s is not None and self.cold_start_cost_s < 0) or (
-            self.few_samples_keep_alive_s is not None and self.few_samples_keep_alive_s < 0
+        if (
+            (self.cold_start_cost_gb_s is not None and self.cold_start_cost_gb_s < 0)
+            or (self.few_samples_keep_alive_s is not None and self.few_samples_keep_alive_s < 0)
+            or self.memory_mb < 0
         ):
-            raise ValueError("cold_start_cost_s and few_samples_keep_alive_s must be >= 0")
+            raise ValueError(
+                "cold_start_cost_gb_s, few_samples_keep_alive_s and memory_mb must be >= 0"
+            )
 
     @property
     def floor(self) -> int:
@@ -477,16 +490,28 @@ class KeepAlivePolicy:
             return KeepAliveWindow(
                 0.0, self.keep_alive_s, "fixed", f"spec.keepAlive {self.keep_alive_s:g}s"
             )
-        learned = self._while_learning(state.learned or self.learn(state.histogram), state)
+        learned = state.learned or self.learn(state.histogram, state.memory_mb)
+        learned = self._while_learning(learned, state)
         if self.prewarm:
             return learned
         return KeepAliveWindow(0.0, learned.end_s, learned.mode, learned.message + "; pre-warm off")
 
-    def learn(self, histogram: IdleHistogram) -> KeepAliveWindow:
+    def cold_start_cost_s(self, memory_mb: float = 0.0) -> float | None:
+        """What one cold start is worth in seconds of one idle instance of ``memory_mb`` (else
+        the policy's ``memory_mb``; unknown: :data:`DEFAULT_KEEP_ALIVE_S`). None: the paper's
+        99th-percentile tail."""
+        if self.cold_start_cost_gb_s is None:
+            return None
+        memory_mb = memory_mb or self.memory_mb
+        if memory_mb <= 0:
+            return DEFAULT_KEEP_ALIVE_S
+        return self.cold_start_cost_gb_s * 1024.0 / memory_mb
+
+    def learn(self, histogram: IdleHistogram, memory_mb: float = 0.0) -> KeepAliveWindow:
         """The windows this policy learns from ``histogram`` (cached in the state)."""
         return keepalive_window(
             histogram,
-            cold_start_cost_s=self.cold_start_cost_s,
+            cold_start_cost_s=self.cold_start_cost_s(memory_mb),
             few_samples_keep_alive_s=self.few_samples_keep_alive_s,
         )
 
@@ -577,9 +602,10 @@ class KeepAlivePolicy:
         for gap, count in ended.items():
             samples[gap] = samples.get(gap, 0) + count
         histogram, learned = st.histogram, st.learned
+        memory_mb = float(getattr(pool, "memory_mb", 0.0) or 0.0) or st.memory_mb
         if samples:
             histogram = histogram.record_many(samples.items())
-            learned = self.learn(histogram)
+            learned = self.learn(histogram, memory_mb)
         idle_since = None
         if not active:
             idle_since = getattr(pool, "idle_since_s", None) if exact else None
@@ -595,6 +621,7 @@ class KeepAlivePolicy:
             ranks=ranks,
             idle_since_s=idle_since,
             last_seen_s=now,
+            memory_mb=memory_mb,
             learned=learned,
         )
         return need, new_state
