@@ -22,6 +22,8 @@ app.command()(explain)
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["--interval", "0"], "--interval=0: must be between 1 and 3600 seconds"),
+    (["--interval", "15s"], "--interval='15s': not a number"),
+    (["--metrics-port", "http"], "--metrics-port='http': not an integer"),
     (["--log-format", "xml"], "--log-format='xml': choose json or plain"),
     (["--log-level", "loud"], "--log-level='loud': choose one of debug, info, warning, error"),
     (["--peering", "tidal", "--standalone"], "--peering and --standalone exclude each other"),

@@ -25,22 +25,34 @@ def _fail(message: str) -> None:
     raise typer.Exit(USAGE_ERROR)
 
 
+def _number(flag: str, text: str, kind: type) -> float:
+    try:
+        return kind(text)
+    except ValueError:
+        _fail(f"{flag}={text!r}: not {'an integer' if kind is int else 'a number'}")
+        raise  # unreachable: _fail exits
+
+
 def run(
     namespace: Optional[List[str]] = typer.Option(None, "--namespace", help="Serve only this namespace; repeatable. Default: all namespaces."),
-    interval: float = typer.Option(DEFAULT_INTERVAL_S, "--interval", help="Seconds between autoscaling ticks (1..3600)."),
+    interval: str = typer.Option(f"{DEFAULT_INTERVAL_S:g}", "--interval", help="Seconds between autoscaling ticks (1..3600)."),
     prometheus_url: Optional[str] = typer.Option(None, "--prometheus-url", help="Prometheus base URL for engine metrics; without it replicas are held."),
     log_format: str = typer.Option("json", "--log-format", help="json (one object per line) or plain."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     peering: Optional[str] = typer.Option(None, "--peering", help="Join the kopf peering object NAME."),
     standalone: bool = typer.Option(False, "--standalone", help="No peering."),
-    health_port: int = typer.Option(DEFAULT_HEALTH_PORT, "--health-port", help="Liveness endpoint /healthz port (0 disables)."),
-    metrics_port: int = typer.Option(DEFAULT_METRICS_PORT, "--metrics-port", help="The operator's /metrics port (0 disables)."),
+    health_port: str = typer.Option(str(DEFAULT_HEALTH_PORT), "--health-port", help="Liveness endpoint /healthz port (0 disables)."),
+    metrics_port: str = typer.Option(str(DEFAULT_METRICS_PORT), "--metrics-port", help="The operator's /metrics port (0 disables)."),
     kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="Kubeconfig for local runs; default: in-cluster, then KUBECONFIG."),
 ) -> None:
     """Run the operator (the container's entry point)."""
     from tidal.operator.logs import LEVELS, configure_logging
     from tidal.operator.settings import OperatorSettings, SettingsError
 
+    # Numbers are parsed here, not by click, so a typo gets the same one-line error as a bad value.
+    interval_s = _number("--interval", interval, float)
+    health = int(_number("--health-port", health_port, int))
+    metrics = int(_number("--metrics-port", metrics_port, int))
     if log_format not in ("json", "plain"):
         _fail(f"--log-format={log_format!r}: choose json or plain")
     if log_level not in LEVELS:
@@ -56,11 +68,11 @@ def run(
             _fail(f"--namespace={ns!r}: not a namespace name (lowercase letters, digits and '-')")
     try:
         settings = OperatorSettings(
-            namespaces=namespaces, interval_s=interval, prometheus_url=prometheus_url,
-            metrics_window_s=max(interval, OperatorSettings.metrics_window_s),
+            namespaces=namespaces, interval_s=interval_s, prometheus_url=prometheus_url,
+            metrics_window_s=max(interval_s, OperatorSettings.metrics_window_s),
             log_format=log_format,  # type: ignore[arg-type]
             log_level=log_level,  # type: ignore[arg-type]
-            peering_name=peering, health_port=health_port, metrics_port=metrics_port,
+            peering_name=peering, health_port=health, metrics_port=metrics,
         )
     except SettingsError as exc:
         _fail(str(exc))
