@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test crds check-crds tools bench bench-forecast bench-sim bench-functions clean
+.PHONY: demo test crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ test: $(STAMP) tools
 crds: $(STAMP)
 	$(BIN)/tidal crds
 
-bench: bench-forecast bench-sim bench-functions
+bench: bench-forecast bench-sim bench-functions bench-operator
 
 bench-forecast: $(STAMP)
 	$(BIN)/python bench/forecast.py
@@ -44,6 +44,9 @@ bench-sim: $(STAMP)
 
 bench-functions: $(STAMP)
 	$(BIN)/python bench/functions.py
+
+bench-operator: $(STAMP)
+	$(BIN)/python bench/operator.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .hypothesis reports
