@@ -156,3 +156,18 @@ def test_restart_restores_state_and_repeats_no_scale_event(harness: OperatorHarn
     (entry,) = after["coldStart"]["tables"]["accelerator_class"]
     assert entry["key"] == ["gpu-a", False, False]
     assert decode_array(entry["rows"]).tolist() == [[3.0, 40.0, 0.0, 60.0]]
+
+
+def test_state_of_an_earlier_object_with_the_same_name_is_not_restored(harness: OperatorHarness) -> None:
+    h = harness
+    # A leftover state ConfigMap owned by a deleted ModelDeployment of the same name (GC not done yet).
+    h.core.create_namespaced_config_map(OPERATOR_NS, {
+        "metadata": {"name": "again-tidal-state", "ownerReferences": [{
+            "apiVersion": "tidal.dev/v1alpha1", "kind": "ModelDeployment", "name": "again",
+            "uid": "0000-old", "controller": True}]},
+        "data": {"state.json": json.dumps({"format": 1, "tick": 500, "lastScaleEvent": "500:unified/gpu-a:1->9",
+                                           "decisions": [], "countedPods": []})}})
+    with h.operator():
+        h.create_md(model_deployment("again"))
+        state = eventually(lambda: (s := _state(h, "again")) and s["tick"] < 500 and s)
+        assert state["tick"] < 500 and state["lastScaleEvent"] is None

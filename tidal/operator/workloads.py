@@ -115,8 +115,10 @@ class StateStore:
         self.clients = clients
         self.field_manager = field_manager
 
-    def load(self, namespace: str, name: str) -> WorkloadState | None:
-        """The stored state, or None when there is none or it is unreadable (logged; start fresh)."""
+    def load(self, namespace: str, name: str, uid: str | None = None) -> WorkloadState | None:
+        """The stored state, or None when there is none, it is unreadable (logged; start fresh), or
+        it belongs to an earlier object of the same name (deleted and re-created before the garbage
+        collector removed its state)."""
         try:
             cm = self.clients.core.read_namespaced_config_map(
                 state_configmap_name(name), namespace, _request_timeout=self.clients.request_timeout_s)
@@ -124,6 +126,11 @@ class StateStore:
             if exc.status == 404:
                 return None
             raise
+        owners = {ref.uid for ref in (cm.metadata.owner_references or [])}
+        if uid is not None and uid not in owners:
+            log.info("%s/%s: stored state belongs to an earlier object (owners %s); starting fresh",
+                     namespace, name, sorted(owners))
+            return None
         text = (cm.data or {}).get(STATE_KEY)
         if not text:
             return None
@@ -167,7 +174,7 @@ class WorkloadCache:
                 rt = self._runtimes.get(key)
                 if rt is not None and rt.uid == uid:
                     return rt
-            stored = self.store.load(namespace, name)
+            stored = self.store.load(namespace, name, uid)
             rt = WorkloadRuntime(namespace, name, uid, stored or WorkloadState())
             if stored is not None:
                 rt.saved_digest = digest(encode_state(stored))
