@@ -250,6 +250,11 @@ def test_state_round_trips_through_its_dict_form(steps: list[tuple[float, bool]]
         state.anchor_s,
         state.was_active,
     )
+    assert (restored.ranks, restored.idle_since_s, restored.last_seen_s) == (
+        state.ranks,
+        state.idle_since_s,
+        state.last_seen_s,
+    )
     # The restored policy decides the next idle tick (past the stable window) exactly as the original.
     later = obs(now + 1000)
     assert (

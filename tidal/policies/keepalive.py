@@ -707,6 +707,7 @@ def state_to_dict(state: KeepAliveState) -> dict[str, Any]:
         "anchorS": state.anchor_s,
         "wasActive": state.was_active,
         "idleSinceS": state.idle_since_s,
+        "lastSeenS": state.last_seen_s,
         "ranks": [[t, n] for t, n in state.ranks],
     }
 
@@ -753,6 +754,7 @@ def state_from_dict(data: Any) -> KeepAliveState | None:
             anchor_s=_optional_float(data.get("anchorS")),
             was_active=bool(data.get("wasActive")),
             idle_since_s=_optional_float(data.get("idleSinceS")),
+            last_seen_s=_optional_float(data.get("lastSeenS")),
             ranks=_ranks_from(data.get("ranks")),
         )
     except (KeyError, TypeError, ValueError, IndexError):
