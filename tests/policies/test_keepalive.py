@@ -512,3 +512,18 @@ def test_the_operator_prices_cold_starts_with_the_spec_memory() -> None:
     policy = policy_for(spec)  # type: ignore[arg-type]
     assert policy.memory_mb == 2048
     assert policy.cold_start_cost_s() == pytest.approx(policy.cold_start_cost_s(2048))
+
+
+def test_more_of_the_same_idle_times_are_not_written_every_tick() -> None:
+    """A busy function learns an idle time of an extra instance every few ticks; when the windows
+    stay the same the state is not worth a write (the operator writes a ConfigMap for it)."""
+    from tidal.policies.keepalive import worth_persisting
+
+    policy = KeepAlivePolicy(concurrency_target=1)
+    state, learned_without_write = None, 0
+    for t in range(0, 3 * 3600, 15):
+        _, new = policy.decide(fn_obs(t, peak=2 if t % 300 == 0 else 1), state)
+        if state is not None and t > 2 * 3600 and new.histogram != state.histogram:
+            learned_without_write += not worth_persisting(state, new)
+        state = new
+    assert learned_without_write > 5

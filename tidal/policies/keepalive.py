@@ -761,10 +761,15 @@ def state_from_dict(data: Any) -> KeepAliveState | None:
         return None
 
 
+def _shape(window: KeepAliveWindow | None) -> tuple[float, float, str] | None:
+    """A window without its message (which counts samples, so it changes with every one)."""
+    return None if window is None else (window.prewarm_s, window.keepalive_s, window.mode)
+
+
 def worth_persisting(before: KeepAliveState | None, after: KeepAliveState) -> bool:
     """Whether a shell should write the state now: the learned windows changed, or the function
     just went idle (so its rank ages are exact). A busy function learns idle times of its extra
     instances nearly every tick; those that leave the windows unchanged wait for the next write."""
     if before is None:
         return True
-    return after.learned != before.learned or (before.was_active and not after.was_active)
+    return _shape(after.learned) != _shape(before.learned) or (before.was_active and not after.was_active)
