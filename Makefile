@@ -9,7 +9,8 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator clean
+# e2e: the operator against the real cluster KUBECONFIG names (kind, k3d...); see docs/operator.md.
+.PHONY: demo test e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +31,9 @@ demo: $(STAMP)
 test: $(STAMP) tools
 	$(BIN)/tidal crds --check
 	$(BIN)/python -m pytest
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -m e2e tests/e2e
 
 crds: $(STAMP)
 	$(BIN)/tidal crds
