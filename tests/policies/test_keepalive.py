@@ -527,3 +527,42 @@ def test_more_of_the_same_idle_times_are_not_written_every_tick() -> None:
             learned_without_write += not worth_persisting(state, new)
         state = new
     assert learned_without_write > 5
+
+
+def test_bursts_with_short_inner_gaps_are_unloaded_and_prewarmed() -> None:
+    """A burst every 10 minutes: most idle times are gaps inside a burst (under a minute), the rest
+    ~9.5 minutes. The paper's 5th percentile is 0 (no pre-warm); holding ~9.5 minutes costs more
+    than a cold start worth ~6 minutes. The stable-window hold covers the short gaps, so the
+    cheapest plan unloads after it and pre-warms before the next burst."""
+    hist = histogram_of([20.0] * 200 + [570.0] * 40)
+    assert keepalive_window(hist).prewarm_s == 0
+    keep_only = keepalive_window(hist, cold_start_cost_s=370)
+    assert keep_only.prewarm_s == 0 and keep_only.end_s == pytest.approx(66)
+    window = keepalive_window(hist, cold_start_cost_s=370, hold_s=60)
+    assert window.prewarm_s == pytest.approx(540 * 0.9)
+    assert window.end_s == pytest.approx(600 * 1.1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0, HISTOGRAM_RANGE_S - 1, allow_nan=False), min_size=5, max_size=60))
+def test_the_chosen_window_never_costs_more_than_staying_loaded(values: list[float]) -> None:
+    """Whatever the choice (stay loaded, or unload after the hold and pre-warm), its expected cost
+    over the recorded idle times is at most that of the cheapest stay-loaded window."""
+    from tidal.policies.keepalive import _prewarm_option, cheapest_end_bin
+
+    hist = histogram_of(values)
+    if hist.total < 5:
+        return
+    counts, oob = list(hist.counts), hist.out_of_range
+    stay = _cost(counts, oob, 0, cheapest_end_bin(counts, oob, 0, 60.0, 600.0), 600.0)
+    option = _prewarm_option(counts, oob, 60.0, 5.0, 60.0, 600.0)
+    if option is not None:
+        head, end, cost = option
+        assert head >= 1 and end >= head
+        held = sum(c * min((i + 0.5) * 60.0, 60.0) for i, c in enumerate(counts)) + oob * 60.0
+        missed = sum(counts[1:head])
+        assert cost == pytest.approx(held + 600.0 * missed + _cost(counts, oob, head, end, 600.0))
+    window = keepalive_window(hist, cold_start_cost_s=600.0, hold_s=60.0)
+    if window.mode == "histogram":
+        chosen = stay if window.prewarm_s == 0 else option[2]  # type: ignore[index]
+        assert chosen <= stay + 1e-6

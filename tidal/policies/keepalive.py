@@ -28,7 +28,12 @@ tidal's deviations, each measured on the serverless simulator (docs/simulator.md
   the bin edge that minimises the expected instance-seconds held plus the cold start's price in
   instance-seconds (:data:`COLD_START_COST_GB_S` / instance GB) per idle time that outlasts the
   window (:func:`cheapest_end_bin`), instead of the 99th percentile; the flat-histogram fallback
-  uses the same rule instead of keeping the whole 4 h range.
+  uses the same rule instead of keeping the whole 4 h range. The start is chosen the same way:
+  stay loaded from the invocation, or (every instance being kept for the 60 s stable window
+  anyway) unload after that and pre-warm at the 5th percentile of the idle times the stable
+  window does not cover. The paper's head over all idle times is 0 whenever 5 % of them are
+  short gaps inside a burst, which leaves a function that bursts every 10 minutes without
+  pre-warming.
 * **Learning period.** Until :data:`TRUST_SAMPLES` idle times are known and the function has
   been watched for :data:`TRUST_HISTORY_S`, the window never ends before the platform default
   (10 min), instead of the paper's 4 h: a short history has not seen the long idle times yet.
@@ -243,9 +248,16 @@ def cheapest_end_bin(
     Cost of ending at edge ``E``, summed over the recorded idle times ``x`` (at bin centres;
     out-of-range ones beyond every edge): the idle instance-seconds held, ``clip(x - H, 0, E - H)``,
     plus ``cold_start_cost_s`` for every idle time that outlasts the window (``x >= E``). Idle
-    times before ``H`` miss the window whatever ``E`` is, so they do not change the choice.
-    Between two non-empty bins the cost only grows with ``E``, so only the edges right after a
-    non-empty bin (and ``head_bin`` itself) are candidates: one pass over the non-empty bins."""
+    times before ``H`` miss the window whatever ``E`` is, so they do not change the choice."""
+    return _cheapest_end(counts, out_of_range, head_bin, bin_s, cold_start_cost_s)[0]
+
+
+def _cheapest_end(
+    counts: Sequence[int], out_of_range: int, head_bin: int, bin_s: float, cold_start_cost_s: float
+) -> tuple[int, float]:
+    """:func:`cheapest_end_bin` and its cost. Between two non-empty bins the cost only grows with
+    ``E``, so only the edges right after a non-empty bin (and ``head_bin``) are candidates: one
+    pass over the non-empty bins."""
     head_s = head_bin * bin_s
     beyond = sum(counts[head_bin:]) + out_of_range  # idle times at or beyond the current edge
     held_inside = 0.0  # instance-seconds of the idle times that ended inside the window
@@ -258,7 +270,35 @@ def cheapest_end_bin(
         cost = held_inside + beyond * ((k + 1) * bin_s - head_s + cold_start_cost_s)
         if cost < best_cost:
             best_bin, best_cost = k, cost
-    return best_bin
+    return best_bin, best_cost
+
+
+def _prewarm_option(
+    counts: Sequence[int],
+    out_of_range: int,
+    hold_s: float,
+    head_percentile: float,
+    bin_s: float,
+    cold_start_cost_s: float,
+) -> tuple[int, int, float] | None:
+    """``(head bin, end bin, cost)`` of keeping an instance ``hold_s`` after it was needed, then
+    unloading it and pre-warming it at the head (``head_percentile``) of the idle times the hold
+    does not cover, until the cheapest end; None when that head is not past the hold.
+
+    Cost as in :func:`cheapest_end_bin`, plus the hold (``min(x, hold_s)`` per idle time) and
+    ``cold_start_cost_s`` per idle time that ends while unloaded (``hold_s <= x < H``)."""
+    hold_bin = math.ceil(hold_s / bin_s)  # bins from here have their centre past the hold
+    if hold_bin >= len(counts) or not any(counts[hold_bin:]):
+        return None
+    head_bin = hold_bin + _percentile_bin(counts[hold_bin:], head_percentile)
+    if head_bin <= hold_bin:
+        return None
+    end_bin, tail_cost = _cheapest_end(counts, out_of_range, head_bin, bin_s, cold_start_cost_s)
+    held = out_of_range * hold_s + sum(
+        c * min((i + 0.5) * bin_s, hold_s) for i, c in enumerate(counts) if c
+    )
+    unloaded_misses = sum(counts[hold_bin:head_bin])
+    return head_bin, end_bin, held + cold_start_cost_s * unloaded_misses + tail_cost
 
 
 def keepalive_window(
@@ -274,6 +314,7 @@ def keepalive_window(
     min_samples: int = MIN_IDLE_SAMPLES,
     cold_start_cost_s: float | None = None,
     few_samples_keep_alive_s: float | None = None,
+    hold_s: float = 0.0,
 ) -> KeepAliveWindow:
     """Pre-warm and keep-alive windows from an idle-time histogram (the hybrid histogram policy).
 
@@ -282,8 +323,11 @@ def keepalive_window(
 
     With the defaults this is the paper's rule. ``cold_start_cost_s`` ends the window at the
     cheapest edge (:func:`cheapest_end_bin`) instead of the 99th percentile, also in the
-    flat-histogram fallback, where the paper keeps the whole range; ``few_samples_keep_alive_s``
-    replaces the range as the keep-alive used before ``min_samples`` idle times are known.
+    flat-histogram fallback, where the paper keeps the whole range, and chooses between staying
+    loaded from the invocation and unloading after ``hold_s`` (the caller keeps every instance
+    that long) to pre-warm at the head of the idle times the hold does not cover, whichever costs
+    less (:func:`_prewarm_option`); ``few_samples_keep_alive_s`` replaces the range as the
+    keep-alive used before ``min_samples`` idle times are known.
     """
     if isinstance(idle_histogram, IdleHistogram):
         counts: Sequence[int] = idle_histogram.counts
@@ -334,17 +378,24 @@ def keepalive_window(
         )
     head_bin = _percentile_bin(counts, head_percentile)
     tail_bin = _percentile_bin(counts, tail_percentile)
+    head_pct_s, tail_pct_s = head_bin * bin_s, (tail_bin + 1) * bin_s
     why = ""
     if cold_start_cost_s is not None:
-        cheapest = cheapest_end_bin(counts, out_of_range, head_bin, bin_s, cold_start_cost_s)
-        if cheapest != tail_bin:
-            why = (
-                f"; ends at {(cheapest + 1) * bin_s:g}s instead, the cheapest for a cold start "
-                f"worth {cold_start_cost_s:g}s"
+        head_bin, tail_bin, cost = 0, *_cheapest_end(counts, out_of_range, 0, bin_s, cold_start_cost_s)
+        prewarm = _prewarm_option(
+            counts, out_of_range, hold_s, head_percentile, bin_s, cold_start_cost_s
+        )
+        if prewarm is not None and prewarm[2] < cost:
+            head_bin, tail_bin, cost = prewarm
+        why = (
+            f"; cheapest for a cold start worth {cold_start_cost_s:g}s: "
+            + (
+                f"unload after {hold_s:g}s, pre-warm at p{head_percentile:g} of the longer "
+                f"idle times ({head_bin * bin_s:g}s), end at {(tail_bin + 1) * bin_s:g}s"
+                if head_bin
+                else f"keep until {(tail_bin + 1) * bin_s:g}s"
             )
-        tail_bin, tail_pct_s = cheapest, (tail_bin + 1) * bin_s
-    else:
-        tail_pct_s = (tail_bin + 1) * bin_s
+        )
     head_s = head_bin * bin_s  # lower edge: pre-warm early
     tail_s = (tail_bin + 1) * bin_s  # upper edge: keep long enough
     prewarm_s = head_s * (1.0 - margin)
@@ -353,7 +404,7 @@ def keepalive_window(
         prewarm_s,
         end_s - prewarm_s,
         "histogram",
-        f"idle times p{head_percentile:g}={head_s:g}s p{tail_percentile:g}={tail_pct_s:g}s "
+        f"idle times p{head_percentile:g}={head_pct_s:g}s p{tail_percentile:g}={tail_pct_s:g}s "
         f"(CV {cv:.2f}, {in_range} samples){why}",
     )
 
@@ -513,6 +564,7 @@ class KeepAlivePolicy:
             histogram,
             cold_start_cost_s=self.cold_start_cost_s(memory_mb),
             few_samples_keep_alive_s=self.few_samples_keep_alive_s,
+            hold_s=self.stable_window_s,
         )
 
     def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
