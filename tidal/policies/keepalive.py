@@ -820,8 +820,12 @@ def _shape(window: KeepAliveWindow | None) -> tuple[float, float, str] | None:
 
 def worth_persisting(before: KeepAliveState | None, after: KeepAliveState) -> bool:
     """Whether a shell should write the state now: the learned windows changed, or the function
-    just went idle (so its rank ages are exact). A busy function learns idle times of its extra
+    was invoked after an idle time (a new idle time of the function) or just went idle (so its
+    rank ages are exact): twice per burst. A busy function learns idle times of its extra
     instances nearly every tick; those that leave the windows unchanged wait for the next write."""
     if before is None:
         return True
-    return _shape(after.learned) != _shape(before.learned) or (before.was_active and not after.was_active)
+    return (
+        _shape(after.learned) != _shape(before.learned)
+        or before.was_active != after.was_active
+    )
