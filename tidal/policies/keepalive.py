@@ -490,6 +490,9 @@ class KeepAlivePolicy:
     ``keep_alive_s`` None means ``auto`` (windows learned from idle times); a number is a fixed
     keep-alive without pre-warming. ``prewarm`` False loads right after each invocation and keeps
     the function up to the learned tail. ``cold_start_s`` starts pre-warming that much early.
+    ``cold_start_cost_gb_s`` prices a cold start for the cost-chosen windows (None: the paper's
+    percentiles); ``few_samples_keep_alive_s`` is the keep-alive while learning (None: the
+    paper's 4 h); ``memory_mb`` sizes an instance when the observation does not say.
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
