@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Iterator
 
@@ -17,6 +18,7 @@ import pytest
 from tests.support.prometheus_server import free_loopback_port
 from tidal.operator.prometheus import (
     FailureKind,
+    FleetMetrics,
     PoolMetrics,
     PrometheusMetrics,
     PrometheusSettings,
@@ -29,6 +31,17 @@ SHORT_TIMEOUT_S = 0.3
 def vector(value: str, pod: str = "p-0") -> bytes:
     return json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
         {"metric": {"pod": pod}, "value": [1700000000.0, value]}]}}).encode()
+
+
+def buckets(*pairs: tuple[str, str]) -> bytes:
+    """A histogram answer: one series per ``le``."""
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"le": le}, "value": [1700000000.0, value]} for le, value in pairs]}}).encode()
+
+
+FINE_BUCKETS = (("2", "1.5"), ("4", "3"), ("+Inf", "3"))
+"""p90: rank 2.7 lies in (2, 4] holding 1.5 of 3 observations: 2 + 2 * (2.7 - 1.5) / 1.5 = 3.6 s."""
+FINE_P90_S = 3.6
 
 
 RESPONSES: dict[str, tuple[int, str, bytes]] = {
@@ -47,6 +60,14 @@ RESPONSES: dict[str, tuple[int, str, bytes]] = {
     "inf": (200, "application/json", vector("+Inf")),
     "fine": (200, "application/json", vector("3")),
 }
+BUCKET_RESPONSES: dict[str, tuple[int, str, bytes]] = {
+    "nan": (200, "application/json", buckets(("1", "NaN"), ("+Inf", "NaN"))),
+    "inf": (200, "application/json", buckets(("1", "+Inf"), ("+Inf", "+Inf"))),
+    "fine": (200, "application/json", buckets(*FINE_BUCKETS)),
+    # Answers every query with the plain vector, histograms included: series without 'le'.
+    "unlabelled-histogram": (200, "application/json", vector("3")),
+}
+"""What a mode answers to a histogram (``_bucket``) query, where it differs from RESPONSES."""
 
 
 class MisbehavingPrometheus:
@@ -60,11 +81,15 @@ class MisbehavingPrometheus:
             def do_GET(self) -> None:  # noqa: N802
                 mode = self.path.lstrip("/").split("/", 1)[0]
                 owner.hits[mode] = owner.hits.get(mode, 0) + 1
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query).get("query", [""])[0]
+                histogram = "_bucket" in query
                 if mode == "slow":
                     time.sleep(SLOW_RESPONSE_S)
-                    status, content_type, body = RESPONSES["fine"]
+                    mode = "fine"
+                if histogram and mode in BUCKET_RESPONSES:
+                    status, content_type, body = BUCKET_RESPONSES[mode]
                 else:
-                    status, content_type, body = RESPONSES[mode]
+                    status, content_type, body = RESPONSES.get(mode) or BUCKET_RESPONSES[mode]
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", content_type)
@@ -167,8 +192,66 @@ def test_well_formed_answer_is_used(bad_prometheus) -> None:
     """Control for the tests above: the same server, answering properly, gives numbers."""
     metrics = read_from(bad_prometheus.url("fine"))
     assert metrics.complete, metrics.message()
-    assert metrics.running_requests == 3.0 and metrics.ttft_s == 3.0
+    assert metrics.running_requests == 3.0
+    assert metrics.ttft_s == pytest.approx(FINE_P90_S) and metrics.tpot_s == pytest.approx(FINE_P90_S)
     assert metrics.pods["p-0"].request_rate_rps == 3.0
+    assert metrics.attainment(3.0, None).ttft == pytest.approx(0.75)  # 1.5 + 1.5 * (3 - 2) / 2 of 3
+
+
+def test_histogram_answer_without_le_is_bad_response(bad_prometheus) -> None:
+    """A histogram query answered with plain series is garbage: the histograms fail, nothing is invented."""
+    metrics = read_from(bad_prometheus.url("unlabelled-histogram"))
+    assert metrics.running_requests == 3.0
+    kinds = {f.field: f.kind for f in metrics.failures}
+    assert kinds == {"ttft_s": FailureKind.BAD_RESPONSE, "tpot_s": FailureKind.SKIPPED}
+    assert metrics.ttft_s is None and metrics.ttft_buckets is None
+    assert metrics.attainment(0.5, 0.05).combined is None
+
+
+# --- the fleet read: same failure semantics, shared by every workload -----------------------------
+
+POOLS = [("ns", f"model-{i}", "unified") for i in range(5)]
+
+
+def fleet_read_all(url: str, **settings) -> tuple[list[PoolMetrics], PrometheusMetrics, FleetMetrics]:
+    adapter = PrometheusMetrics(PrometheusSettings(url=url, **settings))
+    fleet = FleetMetrics(adapter, max_age_s=60.0)
+    results = [fleet.read_pool(namespace=ns, deployment=d, pool=p, dialect="vllm", window_s=60, percentile=90)
+               for ns, d, p in POOLS]
+    return results, adapter, fleet
+
+
+def test_fleet_read_with_prometheus_down_holds_every_workload_after_one_attempt() -> None:
+    results, adapter, fleet = fleet_read_all(f"http://127.0.0.1:{free_loopback_port()}")
+    for metrics in results:
+        assert_first_fails_rest_skipped(metrics, FailureKind.CONNECTION)
+    assert adapter.queries_sent == 1 and fleet.reads == 1, "the failed read is shared, not repeated per workload"
+
+
+def test_fleet_read_times_out_once_for_all_workloads(bad_prometheus) -> None:
+    started = time.monotonic()
+    results, adapter, _ = fleet_read_all(bad_prometheus.url("slow"), query_timeout_s=SHORT_TIMEOUT_S)
+    assert time.monotonic() - started < SLOW_RESPONSE_S
+    for metrics in results:
+        assert_first_fails_rest_skipped(metrics, FailureKind.TIMEOUT)
+
+
+@pytest.mark.parametrize("mode", ["html", "matrix", "status-500"])
+def test_fleet_read_of_garbage_holds(bad_prometheus, mode) -> None:
+    results, _, _ = fleet_read_all(bad_prometheus.url(mode))
+    for metrics in results:
+        assert_all_none(metrics)
+        assert not metrics.prometheus_reachable
+
+
+def test_fleet_read_of_unlabelled_series_finds_no_workload(bad_prometheus) -> None:
+    """Series without the workload labels belong to no workload: EmptyResult, as a per-pool read of
+    an unscraped pool; the histograms' missing ``le`` is BadResponse."""
+    results, adapter, _ = fleet_read_all(bad_prometheus.url("unlabelled-histogram"))
+    assert adapter.queries_sent == 7  # tpot_s skipped after the bad histogram answer
+    kinds = {f.field: f.kind for f in results[0].failures}
+    assert kinds["running_requests"] is FailureKind.EMPTY
+    assert kinds["ttft_s"] is FailureKind.BAD_RESPONSE and kinds["tpot_s"] is FailureKind.SKIPPED
 
 
 def test_retries_are_bounded_and_configurable(bad_prometheus) -> None:

@@ -26,6 +26,7 @@ from tidal.operator.promql import (
     MalformedResult,
     WorkloadSelector,
     dialect_named,
+    fleet_queries,
     parse_instant_vector,
     pool_queries,
     promql_duration,
@@ -39,8 +40,8 @@ from tidal.policies.interface import PoolObservation
 SELECTOR = WorkloadSelector(namespace="team-a", deployment="llama", pool="unified")
 
 
-def queries_by_field(dialect=VLLM, labels=LabelScheme(), window_s=60.0, percentile=90.0):
-    return {q.field: q for q in pool_queries(dialect, SELECTOR, labels, window_s=window_s, percentile=percentile)}
+def queries_by_field(dialect=VLLM, labels=LabelScheme(), window_s=60.0):
+    return {q.field: q for q in pool_queries(dialect, SELECTOR, labels, window_s=window_s)}
 
 
 def test_both_spellings_are_matched() -> None:
@@ -51,7 +52,7 @@ def test_both_spellings_are_matched() -> None:
 
 
 def test_queries_cover_every_observation_field_once() -> None:
-    fields = [q.field for q in pool_queries(VLLM, SELECTOR, LabelScheme(), window_s=60, percentile=90)]
+    fields = [q.field for q in pool_queries(VLLM, SELECTOR, LabelScheme(), window_s=60)]
     assert sorted(fields) == sorted(PoolMetrics().observation_fields())
 
 
@@ -78,11 +79,12 @@ def test_dialect_metric_names_reach_the_queries(dialect, expected) -> None:
         assert name in text and name.replace(":", "_") in text
 
 
-def test_window_percentile_and_labels_reach_the_queries() -> None:
+def test_window_and_labels_reach_the_queries() -> None:
     labels = LabelScheme(namespace="kube_namespace", deployment="app", pool="role", pod="pod_name")
-    queries = queries_by_field(labels=labels, window_s=90, percentile=99.0)
+    queries = queries_by_field(labels=labels, window_s=90)
     assert "[90s]" in queries["request_rate_rps"].promql
-    assert queries["ttft_s"].promql.startswith("histogram_quantile(0.99, sum by (le)")
+    assert queries["ttft_s"].promql.startswith("sum by (le) (rate(")
+    assert queries["ttft_s"].histogram and not queries["running_requests"].histogram
     for q in queries.values():
         assert 'kube_namespace="team-a"' in q.promql and 'app="llama"' in q.promql and 'role="unified"' in q.promql
     assert "sum by (pod_name)" in queries["running_requests"].promql
@@ -90,6 +92,33 @@ def test_window_percentile_and_labels_reach_the_queries() -> None:
     assert queries["kv_cache_usage_ratio"].pool_aggregation == "mean"
     assert queries["running_requests"].pool_aggregation == "sum"
     assert not queries["ttft_s"].per_pod and queries["request_rate_rps"].per_pod
+
+
+def test_histogram_alternatives_are_chosen_per_workload_not_per_bucket() -> None:
+    """Plain ``or`` would add the deprecated name's extra bucket bounds to the new name's buckets."""
+    tpot = queries_by_field()["tpot_s"].promql
+    new, old = "vllm:inter_token_latency_seconds_bucket", "vllm:time_per_output_token_seconds_bucket"
+    assert tpot.index(new) < tpot.index(old)
+    assert " unless on () " in tpot
+    fleet_tpot = {q.field: q for q in fleet_queries(VLLM, LabelScheme(), window_s=60)}["tpot_s"].promql
+    assert " unless on (namespace, tidal_dev_deployment, tidal_dev_pool) " in fleet_tpot
+
+
+@pytest.mark.parametrize("dialect", [VLLM, SGLANG])
+def test_fleet_queries_are_the_pool_queries_for_every_workload(dialect) -> None:
+    """Same fields and names; no workload matchers; grouped by the workload labels as well."""
+    labels = LabelScheme(namespace="ns", deployment="app", pool="role", pod="pod_name")
+    pool = {q.field: q for q in pool_queries(dialect, SELECTOR, labels, window_s=60)}
+    fleet = {q.field: q for q in fleet_queries(dialect, labels, window_s=60)}
+    assert list(pool) == list(fleet)
+    for field, query in fleet.items():
+        assert 'app!=""' in query.promql and 'app="llama"' not in query.promql and "ns=" not in query.promql
+        assert (query.per_pod, query.histogram, query.pool_aggregation) == (
+            pool[field].per_pod, pool[field].histogram, pool[field].pool_aggregation)
+        grouping = "by (ns, app, role, le)" if query.histogram else "by (ns, app, role, pod_name)"
+        assert grouping in query.promql
+        for name in re.findall(r'__name__=~"([^"]+)"', pool[field].promql):
+            assert name in query.promql
 
 
 def test_label_values_are_escaped() -> None:

@@ -8,7 +8,7 @@ did not change produces an identical patch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,6 +17,7 @@ from tidal.api.types import parse_duration_s
 from tidal.api.validation import InvalidResource
 from tidal.controllers.modeldeployment import ChildKey, label_selector
 from tidal.controllers.modeldeployment_observe import PoolReplicas
+from tidal.controllers.slo_attainment import Attainment
 from tidal.policies.interface import Decision, Reason
 
 READY = "Ready"
@@ -88,24 +89,39 @@ class MetricsReport:
     available: bool
     reason: str
     message: str
+    attainment: Mapping[str, Attainment] = field(default_factory=dict)
+    """Per pool, the fraction of the window's requests within each SLO target (pools read only)."""
 
 
 def metrics_condition(report: MetricsReport) -> ConditionValue:
     return ConditionValue(METRICS_AVAILABLE, "True" if report.available else "False", report.reason, report.message)
 
 
-def slo_condition(md: ModelDeployment, pools: Mapping[str, Any], metrics_available: bool) -> ConditionValue:
-    """SLOMet from the percentile latencies the adapter read.
+def slo_condition(md: ModelDeployment, pools: Mapping[str, Any], metrics_available: bool,
+                  attainment: Mapping[str, Attainment] | None = None) -> ConditionValue:
+    """SLOMet: at least ``slo.attainment`` of the window's requests met the targets, in every pool.
 
-    The adapter reads TTFT/TPOT *at* ``slo.percentile``; "at least percentile% of requests meet the
-    target" is equivalent to "the percentile is at most the target". Per-request attainment (the
-    ``attainment`` fraction) needs a bucket-ratio query the adapter does not make yet.
+    The attainment (fraction within each target, from the histogram buckets; the combined value is
+    the minimum of TTFT's and TPOT's, tidal/controllers/slo_attainment.py) decides where it is
+    known. A pool without it (a reader that does not provide bucket rates) falls back to the
+    percentile latencies: "the p90 is within the target" is "at least 90% met it".
     """
     slo = md.spec.slo
     if not metrics_available:
         return ConditionValue(SLO_MET, "Unknown", "MetricsUnavailable", "engine metrics could not be read")
-    misses, unknown = [], []
+    attainment = attainment or {}
+    misses, unknown, met = [], [], []
     for pool, obs in pools.items():
+        attained = attainment.get(pool)
+        if attained is not None and attained.combined is not None:
+            parts = ", ".join(f"{label} {value:.1%} within {target}" for label, value, target in (
+                ("TTFT", attained.ttft, slo.ttft), ("TPOT", attained.tpot, slo.tpot)) if value is not None)
+            text = f"pool {pool}: {attained.combined:.1%} of requests met the SLO ({parts})"
+            if attained.combined < slo.attainment:
+                misses.append(f"{text} < {slo.attainment:.0%} required")
+            else:
+                met.append(text)
+            continue
         for label, target, value in (("TTFT", slo.ttft, obs.ttft_s), ("TPOT", slo.tpot, obs.tpot_s)):
             if target is None:
                 continue
@@ -115,12 +131,14 @@ def slo_condition(md: ModelDeployment, pools: Mapping[str, Any], metrics_availab
             limit = parse_duration_s(target)
             if value > limit:
                 misses.append(f"pool {pool}: p{slo.percentile:g} {label} {value * 1000:.0f}ms > target {target}")
+            else:
+                met.append(f"pool {pool}: p{slo.percentile:g} {label} within {target}")
     if misses:
         return ConditionValue(SLO_MET, "False", "TargetMissed", "; ".join(misses))
     if unknown:
         return ConditionValue(SLO_MET, "Unknown", "NoLatencyData",
                               "no requests in the metrics window for " + ", ".join(unknown))
-    return ConditionValue(SLO_MET, "True", "TargetsMet", f"p{slo.percentile:g} latencies within the SLO")
+    return ConditionValue(SLO_MET, "True", "TargetsMet", "; ".join(met) or "SLO targets met")
 
 
 def ready_condition(desired: Mapping[str, int], replicas: Mapping[str, PoolReplicas]) -> ConditionValue:
@@ -186,6 +204,7 @@ def status_patch(
     forecast: ForecastView | None = None,
     cold_start_s: float | None = None,
     kv_ttl_s: float | None = None,
+    slo_attainment: float | None = None,
 ) -> dict[str, Any]:
     """The ``status`` object (camelCase, the CRD's schema) for a merge patch. Absent values are
     ``None`` so the merge patch removes stale ones."""
@@ -221,6 +240,7 @@ def status_patch(
         },
         "predictedColdStartSeconds": None if cold_start_s is None else round(cold_start_s, 1),
         "kvTtlSeconds": kv_ttl_s,
+        "sloAttainment": None if slo_attainment is None else round(slo_attainment, 4),
     }
     if decision is not None:
         status["lastDecision"] = {"time": rfc3339(now_s), "policy": policy,

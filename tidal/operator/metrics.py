@@ -59,6 +59,18 @@ class OperatorMetrics:
             self.forecast_rps.labels(*labels).set(forecast_rps)
         self.decision_latency.labels(*labels).observe(latency_s)
 
+    def set_slo_attainment(self, namespace: str, name: str, pool: str, ratio: float | None) -> None:
+        """The pool's SLO attainment; ``None`` (no requests in the window, metrics unreadable) removes
+        the series rather than report 0 or keep a stale value."""
+        self._track(namespace, name, pool)
+        if ratio is not None:
+            self.slo_attainment.labels(namespace, name, pool).set(ratio)
+            return
+        try:
+            self.slo_attainment.remove(namespace, name, pool)
+        except KeyError:
+            pass
+
     def count_cold_start(self, namespace: str, name: str, pool: str) -> None:
         self._track(namespace, name, pool)
         self.cold_starts.labels(namespace, name, pool).inc()

@@ -54,9 +54,11 @@ from tidal.controllers.modeldeployment_status import (
     slo_condition,
     status_patch,
 )
+from tidal.controllers.slo_attainment import Attainment, workload_attainment
 from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient
 from tidal.operator.prune import prune_children
 from tidal.operator.metrics import OperatorMetrics
+from tidal.operator.prometheus import FLEET_MAX_AGE_FRACTION, FleetMetrics, PrometheusMetrics
 from tidal.operator.settings import OperatorSettings
 from tidal.operator.workloads import WorkloadCache, WorkloadRuntime
 from tidal.policies.interface import Observation, PoolObservation, Reason
@@ -148,6 +150,11 @@ class ModelDeploymentController:
         self.metrics = metrics
         self.workloads = workloads
         self.prometheus = prometheus
+        # One fleet read per dialect per half interval serves every workload's tick (docs/metrics.md,
+        # "Reads for many workloads"); other readers (tests' fakes) are asked per pool.
+        self.metrics_reader: Any = (
+            FleetMetrics(prometheus, max_age_s=settings.interval_s * FLEET_MAX_AGE_FRACTION)
+            if isinstance(prometheus, PrometheusMetrics) else prometheus)
         self.clock = clock
 
     # --- reconcile (create / update / resume) ---------------------------------------------------
@@ -314,13 +321,14 @@ class ModelDeploymentController:
         conditions = [
             ready_condition(wd.decision.desired_replicas, replicas),
             metrics_condition(report),
-            slo_condition(md, observation.pools, observation.metrics_available),
+            slo_condition(md, observation.pools, observation.metrics_available, report.attainment),
             capacity_condition(wd.capacity_limits, replicas),
             degraded_condition(problems),
         ]
         merged = merge_conditions((status or {}).get("conditions"), conditions, now, generation)
         new_status = status_patch(name, generation, wd.decision, wd.by_child, replicas, merged, now, POLICY_NAME,
-                                  forecast, cold, kv_ttl_seconds(md))
+                                  forecast, cold, kv_ttl_seconds(md),
+                                  workload_attainment(report.attainment) if report.available else None)
         comparable = _without_times(new_status)
         if comparable != rt.last_status:
             patch["status"] = new_status
@@ -332,6 +340,8 @@ class ModelDeploymentController:
                 namespace, name, pool, desired=wd.decision.desired_replicas.get(pool, 0),
                 ready=obs.ready_replicas if obs else 0, observed_rps=obs.request_rate_rps if obs else None,
                 forecast_rps=forecast.rps if forecast is not None and pool == pools[0] else None, latency_s=latency)
+            attained = report.attainment.get(pool) if report.available else None
+            self.metrics.set_slo_attainment(namespace, name, pool, attained.combined if attained else None)
         try:
             self.workloads.save(rt, urgent=urgent or bool(applied),
                                 min_interval_s=self.settings.state_save_interval_s)
@@ -347,6 +357,9 @@ class ModelDeploymentController:
                     MetricsReport(False, "NoPrometheus",
                                   "no --prometheus-url configured (operator.prometheusUrl); holding replicas"))
         read: dict[str, PoolObservation] = {}
+        attainment: dict[str, Attainment] = {}
+        ttft_target = parse_duration_s(md.spec.slo.ttft) if md.spec.slo.ttft else None
+        tpot_target = parse_duration_s(md.spec.slo.tpot) if md.spec.slo.tpot else None
         failures: list[str] = []
         reason = "MetricsRead"
         available = True
@@ -357,17 +370,20 @@ class ModelDeploymentController:
                 failures.append(f"pool {pool}: no replicas to read metrics from")
                 reason = "NoReplicas" if reason == "MetricsRead" else reason
                 continue
-            result = self.prometheus.read_pool(
+            result = self.metrics_reader.read_pool(
                 namespace=namespace, deployment=name, pool=pool, dialect=md.spec.engine.metrics_dialect,
                 window_s=self.settings.metrics_window_s, percentile=md.spec.slo.percentile)
             read[pool] = result.apply_to(obs)
+            if hasattr(result, "attainment"):
+                attainment[pool] = result.attainment(ttft_target, tpot_target)
             if read[pool].running_requests is None or read[pool].waiting_requests is None:
                 available = False
                 if reason in ("MetricsRead", "NoReplicas"):
                     reason = result.reason()
                 failures.append(f"pool {pool}: {result.message()}")
         message = "engine metrics read for every pool" if available else "; ".join(failures) + "; holding replicas"
-        return Observation(now, read, metrics_available=available), MetricsReport(available, reason, message)
+        return (Observation(now, read, metrics_available=available),
+                MetricsReport(available, reason, message, attainment))
 
     def _forecast(self, md: ModelDeployment, rt: WorkloadRuntime, observation: Observation,
                   cold_start_s: float | None, now: float) -> ForecastView | None:

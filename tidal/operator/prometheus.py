@@ -7,7 +7,13 @@ No exception escapes :meth:`PrometheusMetrics.read_pool`: the operator's timer t
 failures into ``MetricsAvailable=False`` and holds.
 
 Query text comes from :mod:`tidal.operator.promql`; this module only sends it and
-classifies what came back.
+classifies what came back. Latency percentiles and SLO attainment are computed from
+histogram bucket rates by :mod:`tidal.controllers.slo_attainment`.
+
+Two ways to read: :meth:`PrometheusMetrics.read_pool` sends eight queries for one pool;
+:class:`FleetMetrics` sends the same eight once per dialect for every workload and shares
+the answer between the ticks of one half interval, so the query rate does not grow with the
+number of workloads (docs/metrics.md, "Reads for many workloads").
 """
 
 from __future__ import annotations
@@ -17,23 +23,30 @@ import dataclasses
 import enum
 import math
 import re
+import threading
+import time
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Callable, Mapping, Sequence
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
+from tidal.controllers.slo_attainment import Attainment, Bucket, histogram_quantile, pool_attainment
 from tidal.operator.promql import (
     LabelScheme,
     MalformedResult,
     MetricQuery,
+    Sample,
     WorkloadSelector,
     dialect_named,
+    fleet_queries,
     parse_instant_vector,
     pool_queries,
     promql_duration,
+    quantile_from_percentile,
+    workload_key,
 )
 from tidal.policies.interface import PoolObservation
 
@@ -159,8 +172,17 @@ class PoolMetrics:
     kv_cache_usage_ratio: float | None = None
     ttft_s: float | None = None
     tpot_s: float | None = None
+    ttft_buckets: tuple[Bucket, ...] | None = None
+    """Pool-wide TTFT bucket rates over the window, (le, cumulative req/s); ``ttft_s`` comes from them."""
+    tpot_buckets: tuple[Bucket, ...] | None = None
+    """Pool-wide inter-token-latency bucket rates over the window, (le, cumulative tokens/s)."""
     pods: Mapping[str, PodMetrics] = field(default_factory=dict)
     failures: tuple[QueryFailure, ...] = ()
+
+    def attainment(self, ttft_target_s: float | None, tpot_target_s: float | None) -> Attainment:
+        """Fraction of the window's requests (TTFT) and tokens (TPOT) within the targets; ``None``
+        parts where a target is not set or nothing was observed (never 0 for "no requests")."""
+        return pool_attainment(self.ttft_buckets, self.tpot_buckets, ttft_target_s, tpot_target_s)
 
     @property
     def complete(self) -> bool:
@@ -273,12 +295,17 @@ class PrometheusMetrics:
             retry=retry,
             timeout=settings.query_timeout_s,
         )
+        self._count_lock = threading.Lock()
+        self.queries_sent = 0
+        """Instant queries sent so far (for tests and the benchmark: queries per tick)."""
 
-    def query(self, promql: str, *, at_s: float | None = None):
+    def query(self, promql: str, *, at_s: float | None = None) -> tuple[Sample, ...]:
         """Run one instant query and return its samples; raises :class:`_QueryError` on any failure."""
         params = {"timeout": promql_duration(self.settings.query_timeout_s)}
         if at_s is not None:
             params["time"] = repr(float(at_s))
+        with self._count_lock:
+            self.queries_sent += 1
         try:
             raw = self._client.custom_query(promql, params=params, timeout=self.settings.query_timeout_s)
         except Exception as exc:  # noqa: BLE001 - every failure becomes data, by contract
@@ -304,82 +331,258 @@ class PrometheusMetrics:
         Bad arguments (unknown dialect, window <= 0, percentile outside (0, 100)) are the
         caller's bug and raise ``ValueError``; everything Prometheus does is reported as data.
         ``at_s`` pins the evaluation time (Unix seconds) so all queries see the same instant.
+        This sends eight queries; :class:`FleetMetrics` reads every pool with eight per dialect.
         """
+        quantile = quantile_from_percentile(percentile)
         queries = pool_queries(
             dialect_named(dialect),
             WorkloadSelector(namespace=namespace, deployment=deployment, pool=pool),
             self.settings.labels,
             window_s=window_s,
-            percentile=percentile,
         )
-        values: dict[str, float | None] = {}
-        per_pod: dict[str, dict[str, float | None]] = {}
-        failures: list[QueryFailure] = []
+        fields = _FieldCollector(self.settings.labels)
         broken: QueryFailure | None = None
         for metric_query in queries:
             if broken is not None:
-                failures.append(QueryFailure(
-                    field=metric_query.field, query=metric_query.promql, kind=FailureKind.SKIPPED,
-                    message=f"not sent: Prometheus unusable this tick ({broken.field}: {broken.kind.value})",
-                ))
-                values[metric_query.field] = None
+                fields.fail(_skipped(metric_query, broken))
                 continue
             try:
                 samples = self.query(metric_query.promql, at_s=at_s)
-                value, pod_values = self._interpret(metric_query, samples)
+                _check_shape(metric_query, samples)
+                fields.add(metric_query, samples, quantile)
             except _QueryError as error:
-                failure = QueryFailure(
-                    field=metric_query.field, query=metric_query.promql, kind=error.kind,
-                    message=error.message, http_status=error.http_status,
-                )
-                failures.append(failure)
-                values[metric_query.field] = None
+                failure = _failure(metric_query, error)
+                fields.fail(failure)
                 if _means_prometheus_unusable(error.kind, error.http_status):
                     broken = failure
-                continue
-            values[metric_query.field] = value
-            for pod, pod_value in pod_values.items():
-                per_pod.setdefault(pod, {})[metric_query.field] = pod_value
-        pods = {name: PodMetrics(pod=name, **fields) for name, fields in sorted(per_pod.items())}
-        return PoolMetrics(**values, pods=pods, failures=tuple(failures))
+        return fields.result()
 
     async def read_pool_async(self, **kwargs) -> PoolMetrics:
         """:meth:`read_pool` in a worker thread, for kopf's async handlers."""
         return await asyncio.to_thread(lambda: self.read_pool(**kwargs))
 
-    def _interpret(self, metric_query: MetricQuery, samples) -> tuple[float, dict[str, float | None]]:
-        """Pool value and per-pod values from a result; empty or non-finite results raise."""
-        if not samples:
-            raise _QueryError(
-                FailureKind.EMPTY,
-                "no series matched (is the pool scraped, with labels "
-                f"{self.settings.labels.namespace}/{self.settings.labels.deployment}/"
-                f"{self.settings.labels.pool} as in docs/metrics.md, and does the engine export this metric?)",
-            )
-        if not metric_query.per_pod:
-            if len(samples) != 1:
-                raise _QueryError(FailureKind.BAD_RESPONSE, f"expected one series, got {len(samples)}")
-            value = samples[0].value
-            if not math.isfinite(value):
-                raise _QueryError(
-                    FailureKind.NOT_A_NUMBER,
-                    f"value is {value} (no observations in the window, or all in the +Inf bucket)",
-                )
-            return value, {}
-        pod_label = self.settings.labels.pod
-        pod_values: dict[str, float | None] = {}
-        for sample in samples:
-            pod = sample.labels.get(pod_label, "")
-            if pod in pod_values:
-                raise _QueryError(FailureKind.BAD_RESPONSE, f"two series for {pod_label}={pod!r}")
-            pod_values[pod] = sample.value if math.isfinite(sample.value) else None
-        bad = sorted(pod for pod, v in pod_values.items() if v is None)
-        if bad:
-            raise _QueryError(FailureKind.NOT_A_NUMBER, f"non-finite value for {pod_label} {bad}")
-        finite = [v for v in pod_values.values() if v is not None]
-        total = math.fsum(finite)
-        value = total if metric_query.pool_aggregation == "sum" else total / len(finite)
-        return value, pod_values
+    def read_fleet(self, *, dialect: str, window_s: float = DEFAULT_WINDOW_S,
+                   at_s: float | None = None) -> "FleetSnapshot":
+        """One answer per query for every pool of every workload of ``dialect``: eight queries in all.
+
+        Failure handling is :meth:`read_pool`'s: a transport failure skips the remaining queries, and
+        every pool sees the failed and skipped fields as failures. A 200 answer that is not an
+        instant vector of the expected shape (histogram series without ``le``) is ``BadResponse``.
+        """
+        queries = fleet_queries(dialect_named(dialect), self.settings.labels, window_s=window_s)
+        answers: list[tuple[MetricQuery, Mapping[tuple[str, str, str], tuple[Sample, ...]] | QueryFailure]] = []
+        broken: QueryFailure | None = None
+        for metric_query in queries:
+            if broken is not None:
+                answers.append((metric_query, _skipped(metric_query, broken)))
+                continue
+            try:
+                samples = self.query(metric_query.promql, at_s=at_s)
+                _check_shape(metric_query, samples)
+            except _QueryError as error:
+                failure = _failure(metric_query, error)
+                answers.append((metric_query, failure))
+                if _means_prometheus_unusable(error.kind, error.http_status):
+                    broken = failure
+                continue
+            grouped: dict[tuple[str, str, str], list[Sample]] = {}
+            for sample in samples:
+                grouped.setdefault(workload_key(sample.labels, self.settings.labels), []).append(sample)
+            answers.append((metric_query, {key: tuple(group) for key, group in grouped.items()}))
+        return FleetSnapshot(dialect=dialect, window_s=window_s, labels=self.settings.labels,
+                             answers=tuple(answers))
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    """One fleet read: per query, either every pool's series or the failure every pool inherits."""
+
+    dialect: str
+    window_s: float
+    labels: LabelScheme
+    answers: tuple[tuple[MetricQuery, Mapping[tuple[str, str, str], tuple[Sample, ...]] | QueryFailure], ...]
+
+    def pool_metrics(self, *, namespace: str, deployment: str, pool: str, percentile: float) -> PoolMetrics:
+        """What :meth:`PrometheusMetrics.read_pool` would have returned for this pool.
+
+        A pool without series gets ``EmptyResult`` for that field, as its own query would; one pool's
+        odd series (two for one pod) make only that pool's field ``BadResponse``.
+        """
+        quantile = quantile_from_percentile(percentile)
+        key = (namespace, deployment, pool)
+        fields = _FieldCollector(self.labels)
+        for metric_query, answer in self.answers:
+            if isinstance(answer, QueryFailure):
+                fields.fail(answer)
+                continue
+            try:
+                fields.add(metric_query, answer.get(key, ()), quantile)
+            except _QueryError as error:
+                fields.fail(_failure(metric_query, error))
+        return fields.result()
+
+
+FLEET_MAX_AGE_FRACTION = 0.5
+"""A fleet read is reused for half a tick interval: every workload's tick sees data at most
+interval/2 older than a read of its own (a full interval would let a workload whose timer fires a
+little early reuse the snapshot of its previous tick), at most two reads per dialect per interval."""
+
+
+class FleetMetrics:
+    """``read_pool`` for many workloads from shared fleet reads: one read per dialect and window per
+    ``max_age_s``, whatever the number of workloads. Thread-safe: concurrent ticks wait for the
+    read in flight instead of sending their own.
+
+    Failures are shared too: when Prometheus is down, the failed read is reused until it expires,
+    so 1,000 workloads wait for one timeout per interval instead of one each. ``at_s`` (a pinned
+    evaluation time) bypasses the cache and reads the pool alone.
+    """
+
+    def __init__(self, adapter: PrometheusMetrics, *, max_age_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not max_age_s > 0:
+            raise ValueError(f"max_age_s must be positive, got {max_age_s!r}")
+        self.adapter = adapter
+        self.max_age_s = max_age_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, float], threading.Lock] = {}
+        self._cache: dict[tuple[str, float], tuple[float, FleetSnapshot]] = {}
+        self.reads = 0
+        """Fleet reads sent so far (each is eight queries)."""
+
+    def snapshot(self, dialect: str, window_s: float) -> FleetSnapshot:
+        key = (dialect, float(window_s))
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            cached = self._cache.get(key)
+            if cached is not None and self._clock() - cached[0] < self.max_age_s:
+                return cached[1]
+            snapshot = self.adapter.read_fleet(dialect=dialect, window_s=window_s)
+            self._cache[key] = (self._clock(), snapshot)
+            self.reads += 1
+            return snapshot
+
+    def read_pool(self, *, namespace: str, deployment: str, pool: str, dialect: str,
+                  window_s: float = DEFAULT_WINDOW_S, percentile: float, at_s: float | None = None) -> PoolMetrics:
+        """Same arguments and result as :meth:`PrometheusMetrics.read_pool`."""
+        if at_s is not None:
+            return self.adapter.read_pool(namespace=namespace, deployment=deployment, pool=pool, dialect=dialect,
+                                          window_s=window_s, percentile=percentile, at_s=at_s)
+        quantile_from_percentile(percentile)  # a bad argument raises before any query, as in read_pool
+        return self.snapshot(dialect, window_s).pool_metrics(
+            namespace=namespace, deployment=deployment, pool=pool, percentile=percentile)
+
+
+class _FieldCollector:
+    """Accumulates one pool's fields, per-pod values, histograms and failures into a PoolMetrics."""
+
+    def __init__(self, labels: LabelScheme) -> None:
+        self.labels = labels
+        self.values: dict[str, float | None] = {}
+        self.per_pod: dict[str, dict[str, float | None]] = {}
+        self.buckets: dict[str, tuple[Bucket, ...]] = {}
+        self.failures: list[QueryFailure] = []
+
+    def fail(self, failure: QueryFailure) -> None:
+        self.values[failure.field] = None
+        self.failures.append(failure)
+
+    def add(self, metric_query: MetricQuery, samples: Sequence[Sample], quantile: float) -> None:
+        """Interpret one pool's series for one field; raises :class:`_QueryError` when unusable."""
+        if metric_query.histogram:
+            value, buckets = _interpret_histogram(samples, quantile, self.labels)
+            self.buckets[metric_query.field] = buckets
+            self.values[metric_query.field] = value
+            return
+        value, pod_values = _interpret(metric_query, samples, self.labels)
+        self.values[metric_query.field] = value
+        for pod, pod_value in pod_values.items():
+            self.per_pod.setdefault(pod, {})[metric_query.field] = pod_value
+
+    def result(self) -> PoolMetrics:
+        pods = {name: PodMetrics(pod=name, **fields) for name, fields in sorted(self.per_pod.items())}
+        return PoolMetrics(**self.values, ttft_buckets=self.buckets.get("ttft_s"),
+                           tpot_buckets=self.buckets.get("tpot_s"), pods=pods, failures=tuple(self.failures))
+
+
+def _failure(metric_query: MetricQuery, error: _QueryError) -> QueryFailure:
+    return QueryFailure(field=metric_query.field, query=metric_query.promql, kind=error.kind,
+                        message=error.message, http_status=error.http_status)
+
+
+def _skipped(metric_query: MetricQuery, broken: QueryFailure) -> QueryFailure:
+    return QueryFailure(
+        field=metric_query.field, query=metric_query.promql, kind=FailureKind.SKIPPED,
+        message=f"not sent: Prometheus unusable this tick ({broken.field}: {broken.kind.value})",
+    )
+
+
+def _check_shape(metric_query: MetricQuery, samples: Sequence[Sample]) -> None:
+    """Histogram answers must be bucket series: each with an ``le`` that is a number (or +Inf)."""
+    if not metric_query.histogram:
+        return
+    for sample in samples:
+        try:
+            float(sample.labels["le"])
+        except (KeyError, ValueError):
+            raise _QueryError(FailureKind.BAD_RESPONSE,
+                              f"histogram series without a numeric 'le' label: {dict(sample.labels)}") from None
+
+
+def _no_series(labels: LabelScheme) -> _QueryError:
+    return _QueryError(
+        FailureKind.EMPTY,
+        "no series matched (is the pool scraped, with labels "
+        f"{labels.namespace}/{labels.deployment}/{labels.pool} as in docs/metrics.md, "
+        "and does the engine export this metric?)",
+    )
+
+
+def _interpret_histogram(samples: Sequence[Sample], quantile: float,
+                         labels: LabelScheme) -> tuple[float, tuple[Bucket, ...]]:
+    """Percentile latency and bucket rates from one pool's bucket series."""
+    if not samples:
+        raise _no_series(labels)
+    buckets = tuple(sorted((float(s.labels["le"]), s.value) for s in samples))
+    if any(not math.isfinite(count) for _, count in buckets):
+        raise _QueryError(FailureKind.NOT_A_NUMBER, "non-finite bucket rate")
+    value = histogram_quantile(quantile, buckets)
+    if not math.isfinite(value):
+        raise _QueryError(
+            FailureKind.NOT_A_NUMBER,
+            f"quantile is {value} (no observations in the window, or no +Inf bucket)",
+        )
+    return value, buckets
+
+
+def _interpret(metric_query: MetricQuery, samples: Sequence[Sample],
+               labels: LabelScheme) -> tuple[float, dict[str, float | None]]:
+    """Pool value and per-pod values from a result; empty or non-finite results raise."""
+    if not samples:
+        raise _no_series(labels)
+    if not metric_query.per_pod:
+        if len(samples) != 1:
+            raise _QueryError(FailureKind.BAD_RESPONSE, f"expected one series, got {len(samples)}")
+        value = samples[0].value
+        if not math.isfinite(value):
+            raise _QueryError(FailureKind.NOT_A_NUMBER, f"value is {value}")
+        return value, {}
+    pod_label = labels.pod
+    pod_values: dict[str, float | None] = {}
+    for sample in samples:
+        pod = sample.labels.get(pod_label, "")
+        if pod in pod_values:
+            raise _QueryError(FailureKind.BAD_RESPONSE, f"two series for {pod_label}={pod!r}")
+        pod_values[pod] = sample.value if math.isfinite(sample.value) else None
+    bad = sorted(pod for pod, v in pod_values.items() if v is None)
+    if bad:
+        raise _QueryError(FailureKind.NOT_A_NUMBER, f"non-finite value for {pod_label} {bad}")
+    finite = [v for v in pod_values.values() if v is not None]
+    total = math.fsum(finite)
+    value = total if metric_query.pool_aggregation == "sum" else total / len(finite)
+    return value, pod_values
 
 
 def _means_prometheus_unusable(kind: FailureKind, http_status: int | None) -> bool:

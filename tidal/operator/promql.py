@@ -187,25 +187,64 @@ def quantile_from_percentile(percentile: float) -> float:
 
 
 def series_selector(
-    metric: str, selector: WorkloadSelector, labels: LabelScheme, *, suffix: str = ""
+    metric: str, selector: WorkloadSelector | None, labels: LabelScheme, *, suffix: str = ""
 ) -> str:
-    """``{__name__=~"a:b_suffix|a_b_suffix", ns="..", deployment="..", pool=".."}``."""
+    """``{__name__=~"a:b_suffix|a_b_suffix", ns="..", deployment="..", pool=".."}``.
+
+    Without a workload selector (the fleet read) it matches every series that carries the
+    deployment label, i.e. every tidal engine pod (docs/metrics.md, "Labels and relabelling").
+    """
     names = "|".join(name + suffix for name in spellings(metric))
-    matchers = [
-        f"__name__=~{promql_string(names)}",
-        f"{labels.namespace}={promql_string(selector.namespace)}",
-        f"{labels.deployment}={promql_string(selector.deployment)}",
-        f"{labels.pool}={promql_string(selector.pool)}",
-    ]
+    matchers = [f"__name__=~{promql_string(names)}"]
+    if selector is None:
+        matchers.append(f'{labels.deployment}!=""')
+    else:
+        matchers += [
+            f"{labels.namespace}={promql_string(selector.namespace)}",
+            f"{labels.deployment}={promql_string(selector.deployment)}",
+            f"{labels.pool}={promql_string(selector.pool)}",
+        ]
     return "{" + ", ".join(matchers) + "}"
 
 
+def workload_labels(labels: LabelScheme) -> tuple[str, str, str]:
+    """The labels that tell workloads' pools apart in a fleet result."""
+    return (labels.namespace, labels.deployment, labels.pool)
+
+
+def workload_key(sample_labels: Mapping[str, str], labels: LabelScheme) -> tuple[str, str, str]:
+    """(namespace, deployment, pool) of one series of a fleet result ('' where a label is missing)."""
+    return tuple(sample_labels.get(name, "") for name in workload_labels(labels))  # type: ignore[return-value]
+
+
+def by_clause(*label_names: str) -> str:
+    return "by (" + ", ".join(label_names) + ")"
+
+
 def first_present(alternatives: Sequence[str]) -> str:
-    """Join queries with ``or`` so the first alternative that has series wins."""
+    """Join queries with ``or`` so the first alternative that has series wins (per label set)."""
     return " or ".join(f"({query})" for query in alternatives) if len(alternatives) > 1 else alternatives[0]
 
 
+def first_present_by(alternatives: Sequence[str], group: Sequence[str]) -> str:
+    """Like :func:`first_present`, but per ``group`` (the workload) rather than per label set.
+
+    Histogram results carry ``le``; with plain ``or`` an older name whose bucket bounds differ
+    would add its extra bounds to the newer name's buckets. ``unless on (group)`` drops every
+    series of a later alternative for a workload that an earlier alternative already covers.
+    """
+    if len(alternatives) == 1:
+        return alternatives[0]
+    on = "on (" + ", ".join(group) + ")"
+    parts = [f"({alternatives[0]})"]
+    for index in range(1, len(alternatives)):
+        earlier = first_present(alternatives[:index])
+        parts.append(f"(({alternatives[index]}) unless {on} ({earlier}))")
+    return " or ".join(parts)
+
+
 Aggregation = Literal["sum", "mean"]
+QueryShape = Literal["per_pod", "single", "histogram"]
 
 
 @dataclass(frozen=True)
@@ -213,21 +252,27 @@ class MetricQuery:
     """One PromQL query that fills one ``PoolObservation`` field.
 
     ``per_pod`` queries return one series per pod; the pool value is the ``pool_aggregation``
-    of the pod values. Other queries return exactly one series for the whole pool.
+    of the pod values. ``histogram`` queries return one series per bucket bound (label ``le``):
+    the adapter computes the percentile latency and the SLO attainment from them
+    (tidal/controllers/slo_attainment.py). Fleet queries return the same per workload pool,
+    told apart by the namespace, deployment and pool labels.
     """
 
     field: str
     promql: str
     per_pod: bool
     pool_aggregation: Aggregation = "sum"
+    histogram: bool = False
 
 
 def counter_rate_query(
-    field: str, metrics: Sequence[str], selector: WorkloadSelector, labels: LabelScheme, window: str
+    field: str, metrics: Sequence[str], selector: WorkloadSelector | None, labels: LabelScheme, window: str,
+    group: Sequence[str] = (),
 ) -> MetricQuery:
     """Per-pod per-second rate of a counter over the window (all other labels summed)."""
     alternatives = [
-        f"sum by ({labels.pod}) (rate({series_selector(m, selector, labels)}[{window}]))" for m in metrics
+        f"sum {by_clause(*group, labels.pod)} (rate({series_selector(m, selector, labels)}[{window}]))"
+        for m in metrics
     ]
     return MetricQuery(field=field, promql=first_present(alternatives), per_pod=True)
 
@@ -235,34 +280,57 @@ def counter_rate_query(
 def gauge_query(
     field: str,
     metrics: Sequence[str],
-    selector: WorkloadSelector,
+    selector: WorkloadSelector | None,
     labels: LabelScheme,
     *,
     within_pod: Literal["sum", "avg"],
     pool_aggregation: Aggregation,
+    group: Sequence[str] = (),
 ) -> MetricQuery:
     """Per-pod latest value of a gauge; several engines in one pod are summed or averaged."""
-    alternatives = [f"{within_pod} by ({labels.pod}) ({series_selector(m, selector, labels)})" for m in metrics]
+    alternatives = [
+        f"{within_pod} {by_clause(*group, labels.pod)} ({series_selector(m, selector, labels)})" for m in metrics
+    ]
     return MetricQuery(
         field=field, promql=first_present(alternatives), per_pod=True, pool_aggregation=pool_aggregation
     )
 
 
-def histogram_quantile_query(
+def histogram_buckets_query(
     field: str,
     histograms: Sequence[str],
-    selector: WorkloadSelector,
+    selector: WorkloadSelector | None,
     labels: LabelScheme,
     window: str,
-    quantile: float,
+    group: Sequence[str] = (),
 ) -> MetricQuery:
-    """Pool-wide quantile of a histogram over the window: buckets of all pods summed by ``le``."""
+    """Pool-wide bucket rates of a histogram over the window: buckets of all pods summed by ``le``."""
     alternatives = [
-        f"histogram_quantile({quantile!r}, sum by (le) "
-        f"(rate({series_selector(h, selector, labels, suffix='_bucket')}[{window}])))"
+        f"sum {by_clause(*group, 'le')} "
+        f"(rate({series_selector(h, selector, labels, suffix='_bucket')}[{window}]))"
         for h in histograms
     ]
-    return MetricQuery(field=field, promql=first_present(alternatives), per_pod=False)
+    return MetricQuery(field=field, promql=first_present_by(alternatives, group), per_pod=False, histogram=True)
+
+
+def _queries(
+    dialect: DialectMetrics, selector: WorkloadSelector | None, labels: LabelScheme, window_s: float,
+    group: Sequence[str],
+) -> tuple[MetricQuery, ...]:
+    window = promql_duration(window_s)
+    return (
+        gauge_query("running_requests", dialect.running_requests, selector, labels,
+                    within_pod="sum", pool_aggregation="sum", group=group),
+        gauge_query("waiting_requests", dialect.waiting_requests, selector, labels,
+                    within_pod="sum", pool_aggregation="sum", group=group),
+        gauge_query("kv_cache_usage_ratio", dialect.kv_cache_usage, selector, labels,
+                    within_pod="avg", pool_aggregation="mean", group=group),
+        counter_rate_query("request_rate_rps", dialect.request_count, selector, labels, window, group),
+        counter_rate_query("prompt_tokens_rps", dialect.prompt_tokens, selector, labels, window, group),
+        counter_rate_query("output_tokens_rps", dialect.output_tokens, selector, labels, window, group),
+        histogram_buckets_query("ttft_s", dialect.ttft_histogram, selector, labels, window, group),
+        histogram_buckets_query("tpot_s", dialect.tpot_histogram, selector, labels, window, group),
+    )
 
 
 def pool_queries(
@@ -271,24 +339,18 @@ def pool_queries(
     labels: LabelScheme,
     *,
     window_s: float,
-    percentile: float,
 ) -> tuple[MetricQuery, ...]:
     """All queries for one pool, in the order the adapter runs them (cheap gauges first)."""
-    window = promql_duration(window_s)
-    quantile = quantile_from_percentile(percentile)
-    return (
-        gauge_query("running_requests", dialect.running_requests, selector, labels,
-                    within_pod="sum", pool_aggregation="sum"),
-        gauge_query("waiting_requests", dialect.waiting_requests, selector, labels,
-                    within_pod="sum", pool_aggregation="sum"),
-        gauge_query("kv_cache_usage_ratio", dialect.kv_cache_usage, selector, labels,
-                    within_pod="avg", pool_aggregation="mean"),
-        counter_rate_query("request_rate_rps", dialect.request_count, selector, labels, window),
-        counter_rate_query("prompt_tokens_rps", dialect.prompt_tokens, selector, labels, window),
-        counter_rate_query("output_tokens_rps", dialect.output_tokens, selector, labels, window),
-        histogram_quantile_query("ttft_s", dialect.ttft_histogram, selector, labels, window, quantile),
-        histogram_quantile_query("tpot_s", dialect.tpot_histogram, selector, labels, window, quantile),
-    )
+    return _queries(dialect, selector, labels, window_s, ())
+
+
+def fleet_queries(dialect: DialectMetrics, labels: LabelScheme, *, window_s: float) -> tuple[MetricQuery, ...]:
+    """The same queries for every pool of every workload of one dialect at once.
+
+    Grouped by (namespace, deployment, pool) as well, so one answer per query holds every pool's
+    series; the fields and their order are those of :func:`pool_queries`.
+    """
+    return _queries(dialect, None, labels, window_s, workload_labels(labels))
 
 
 # ---------------------------------------------------------------------------
