@@ -95,7 +95,7 @@ def test_slo_attainment_reaches_status_condition_and_metric(harness: OperatorHar
             cond = eventually(lambda: (c := h.condition("tight", "SLOMet")) and c["status"] == "False" and c)
             assert cond["reason"] == "TargetMissed" and "< 90% required" in cond["message"], cond
             cond = eventually(lambda: (c := h.condition("slack", "SLOMet")) and c["status"] == "True" and c)
-            assert "100.0% of requests met the SLO" in cond["message"], cond
+            assert "100% of requests met the SLO" in cond["message"], cond
 
             # No requests: no attainment (never 0), SLOMet Unknown, no gauge series.
             quiet = eventually(lambda: (c := h.condition("quiet", "SLOMet")) and c)
@@ -105,14 +105,15 @@ def test_slo_attainment_reaches_status_condition_and_metric(harness: OperatorHar
             assert eventually(lambda: _gauge(metrics_port, "tight")) == pytest.approx(expected, abs=CDF_TOL)
             assert _gauge(metrics_port, "slack") == pytest.approx(1.0)
 
-            # Three workloads ticking every second shared the fleet reads: eight queries per read,
-            # at most one read per half interval, far fewer than eight per workload per tick.
+            # Three workloads ticking every second shared the fleet reads: eight queries per read and
+            # at most one read per half interval (FLEET_MAX_AGE_FRACTION), however many workloads tick.
+            # Three ticks per second cannot all be 0.5 s apart, so some tick reused another's read.
             elapsed = time.monotonic() - started
             ticks = sum(controller.workloads.peek(OPERATOR_NS, n).state.tick for n in WORKLOADS)
             reads = controller.metrics_reader.reads
             assert controller.prometheus.queries_sent == 8 * reads
-            assert reads <= elapsed / (0.5 * 1.0) + 2
-            assert ticks >= 3 * 5 and controller.prometheus.queries_sent < 8 * ticks / 2, (reads, ticks)
+            assert reads <= elapsed / (0.5 * 1.0) + 2, (reads, elapsed)
+            assert ticks >= 3 * 5 and reads < ticks, (reads, ticks)
     finally:
         for replayer in replayers:
             replayer.stop()

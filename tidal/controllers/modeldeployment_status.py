@@ -8,6 +8,7 @@ did not change produces an identical patch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -32,6 +33,10 @@ MAX_CONDITION_MESSAGE = 4096
 """Well below the CRD's 32768-character limit; conditions are read by humans in ``kubectl describe``."""
 MAX_STATUS_REASONS = 32
 """The CRD's ``status.lastDecision.reasons`` maxItems."""
+STATUS_ATTAINMENT_STEP = 0.01
+"""``status.sloAttainment`` is rounded down to whole percents: finer values change on every tick under
+steady load and would rewrite every workload's status each interval (the metric keeps full precision).
+Down, so a value below ``spec.slo.attainment`` never displays as meeting it."""
 
 
 def rfc3339(t_s: float) -> str:
@@ -114,13 +119,14 @@ def slo_condition(md: ModelDeployment, pools: Mapping[str, Any], metrics_availab
     for pool, obs in pools.items():
         attained = attainment.get(pool)
         if attained is not None and attained.combined is not None:
-            parts = ", ".join(f"{label} {value:.1%} within {target}" for label, value, target in (
-                ("TTFT", attained.ttft, slo.ttft), ("TPOT", attained.tpot, slo.tpot)) if value is not None)
-            text = f"pool {pool}: {attained.combined:.1%} of requests met the SLO ({parts})"
+            # Whole percents while met, so steady load does not rewrite the condition every tick.
             if attained.combined < slo.attainment:
-                misses.append(f"{text} < {slo.attainment:.0%} required")
+                parts = _attainment_parts(attained, slo, ".1%")
+                misses.append(f"pool {pool}: {attained.combined:.1%} of requests met the SLO ({parts}) "
+                              f"< {slo.attainment:.0%} required")
             else:
-                met.append(text)
+                parts = _attainment_parts(attained, slo, ".0%")
+                met.append(f"pool {pool}: {_floor_percent(attained.combined):.0%} of requests met the SLO ({parts})")
             continue
         for label, target, value in (("TTFT", slo.ttft, obs.ttft_s), ("TPOT", slo.tpot, obs.tpot_s)):
             if target is None:
@@ -139,6 +145,17 @@ def slo_condition(md: ModelDeployment, pools: Mapping[str, Any], metrics_availab
         return ConditionValue(SLO_MET, "Unknown", "NoLatencyData",
                               "no requests in the metrics window for " + ", ".join(unknown))
     return ConditionValue(SLO_MET, "True", "TargetsMet", "; ".join(met) or "SLO targets met")
+
+
+def _floor_percent(value: float) -> float:
+    """Down to a whole percent (the epsilon absorbs binary fractions such as 0.29 * 100 = 28.999...)."""
+    return math.floor(value / STATUS_ATTAINMENT_STEP + 1e-9) * STATUS_ATTAINMENT_STEP
+
+
+def _attainment_parts(attained: Attainment, slo: Any, spec: str) -> str:
+    return ", ".join(f"{label} {_floor_percent(value) if spec == '.0%' else value:{spec}} within {target}"
+                     for label, value, target in (("TTFT", attained.ttft, slo.ttft), ("TPOT", attained.tpot, slo.tpot))
+                     if value is not None)
 
 
 def ready_condition(desired: Mapping[str, int], replicas: Mapping[str, PoolReplicas]) -> ConditionValue:
@@ -240,7 +257,7 @@ def status_patch(
         },
         "predictedColdStartSeconds": None if cold_start_s is None else round(cold_start_s, 1),
         "kvTtlSeconds": kv_ttl_s,
-        "sloAttainment": None if slo_attainment is None else round(slo_attainment, 4),
+        "sloAttainment": None if slo_attainment is None else round(_floor_percent(slo_attainment), 2),
     }
     if decision is not None:
         status["lastDecision"] = {"time": rfc3339(now_s), "policy": policy,
