@@ -188,3 +188,22 @@ def test_scale_down_waits_for_scale_down_delay_and_the_window_survives_a_restart
     assert quiet.by_child[key] == 7 and quiet.decision.reasons[0].code == "scale-down-stabilized"
     later = tick(301.0, 0.0, 7, quiet.policy_state)
     assert later.by_child[key] == 1 and later.changes == ((key, 7, 1),)
+
+
+def test_settle_applies_bridges_a_lagging_index_then_trusts_it_again() -> None:
+    from tidal.controllers.modeldeployment import ChildKey
+    from tidal.operator.modeldeployment_controller import APPLY_SETTLE_TICKS, settle_applies
+
+    key, other = ChildKey("unified", "gpu-a"), ChildKey("unified", "gpu-b")
+    recent = {key: (1, 2, 10)}
+    # The watch has not delivered the write yet: the operator's own write counts.
+    assert settle_applies({key: 1, other: 3}, recent, 11) == {key: 2, other: 3}
+    assert key in recent
+    # The index caught up: the entry is dropped.
+    assert settle_applies({key: 2}, recent, 12) == {key: 2} and not recent
+    # Someone else changed it since: their value stands.
+    recent = {key: (1, 2, 10)}
+    assert settle_applies({key: 5}, recent, 11) == {key: 5} and not recent
+    # A write that never shows up is not believed forever.
+    recent = {key: (1, 2, 10)}
+    assert settle_applies({key: 1}, recent, 11 + APPLY_SETTLE_TICKS) == {key: 1} and not recent

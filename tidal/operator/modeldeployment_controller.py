@@ -305,7 +305,7 @@ class ModelDeploymentController:
         rt.state.tick += 1
         cold = self._cold_start_s(md, rt, preference)
         forecast = self._forecast(md, rt, observation, cold, now)
-        current = {d.key: d.spec_replicas for d in children}
+        current = settle_applies({d.key: d.spec_replicas for d in children}, rt.recent_applies, rt.state.tick)
         try:
             wd = decide(md, observation, current, preference, rt.state.policy)
             rt.state.policy = dict(wd.policy_state) if wd.policy_state is not None else None
@@ -317,6 +317,7 @@ class ModelDeploymentController:
         if missing:
             wd = replace(wd, capacity_limits=(missing_classes_limit(missing), *wd.capacity_limits))
         applied = self._apply_changes(md, uid, wd, current, accelerators, problems)
+        rt.recent_applies.update({key: (current.get(key, 0), wd.by_child[key], rt.state.tick) for key in applied})
         self._announce(body, rt, wd, applied)
         conditions = [
             ready_condition(wd.decision.desired_replicas, replicas),
@@ -521,6 +522,26 @@ def _accelerator(obj: Mapping[str, Any]) -> AcceleratorClass | None:
 def accelerator_from_body(obj: Mapping[str, Any]) -> AcceleratorClass | None:
     """Parse an AcceleratorClass body (for the index); None when it is invalid."""
     return _accelerator(_plain(obj))
+
+
+APPLY_SETTLE_TICKS = 3
+"""Ticks a replica write may take to show up in the watch-fed index before the index is believed
+again (a watch event normally arrives well within one tick)."""
+
+
+def settle_applies(indexed: Mapping[ChildKey, int], recent: dict[Any, tuple[int, int, int]],
+                   tick: int) -> dict[ChildKey, int]:
+    """Replicas per child as this operator last wrote them, where the watch-fed index still shows the
+    value from before the write. Without this, a tick that runs before the watch event arrives sees the
+    old count, writes the same change again and announces it twice. Entries the index has caught up
+    with, that someone else changed since, or older than APPLY_SETTLE_TICKS are dropped."""
+    current = dict(indexed)
+    for key, (before, after, written) in list(recent.items()):
+        if indexed.get(key) == before and before != after and tick - written <= APPLY_SETTLE_TICKS:
+            current[key] = after
+        else:
+            del recent[key]
+    return current
 
 
 def _hold(replicas: Mapping[str, PoolReplicas], why: str) -> Any:

@@ -78,6 +78,9 @@ class WorkloadRuntime:
     forecaster: LoadForecaster | None = None
     cold_start: ColdStartPredictor = field(default_factory=ColdStartPredictor)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    recent_applies: dict[Any, tuple[int, int, int]] = field(default_factory=dict)
+    """child -> (replicas before, after, tick) of this operator's last replica writes, until the
+    watch-fed index shows them (see ``modeldeployment_controller.settle_applies``)."""
     saved_digest: bytes | None = None
     saved_at: float = 0.0
     forecast_cache: tuple[Any, Any] | None = None
