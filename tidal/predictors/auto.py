@@ -47,6 +47,9 @@ COLD_MEMBER = "torch"
 # picked (hysteresis against noisy scores).
 SWITCH_MARGIN = 0.25
 MEMBER_ORDER = ("seasonal_naive", "holt_winters", "torch")
+# Capacity of the throw-away grid members are constructed with (GridSeries' minimum); nothing
+# in a member's construction depends on the capacity, only on the step.
+PLACEHOLDER_CELLS = 8
 
 
 class AutoForecaster(GridForecaster):
@@ -58,10 +61,12 @@ class AutoForecaster(GridForecaster):
     def __init__(self, step_s: float, capacity: int | None = None, prior_path=None) -> None:
         super().__init__(step_s, capacity)
         self._prior_path = prior_path
+        # Members are built on a minimal placeholder grid that _share_grid replaces at once: a
+        # full-size grid each would be three more week-long buffers allocated only to be dropped.
         self.members: dict[str, Any] = {
-            "seasonal_naive": SeasonalNaiveForecaster(step_s, capacity),
-            "holt_winters": HoltWintersForecaster(step_s, capacity),
-            "torch": TorchQuantileForecaster(step_s, capacity, prior_path=prior_path),
+            "seasonal_naive": SeasonalNaiveForecaster(step_s, PLACEHOLDER_CELLS),
+            "holt_winters": HoltWintersForecaster(step_s, PLACEHOLDER_CELLS),
+            "torch": TorchQuantileForecaster(step_s, PLACEHOLDER_CELLS, prior_path=prior_path),
         }
         self._share_grid()
         nm, nk, nq = len(MEMBER_ORDER), len(SCORE_STEPS), len(SCORE_QUANTILES)
@@ -173,10 +178,13 @@ class AutoForecaster(GridForecaster):
             "holt_winters": HoltWintersForecaster,
             "torch": TorchQuantileForecaster,
         }
+        # Members read auto's grid (_share_grid below): restore each on an empty placeholder
+        # instead of decoding the week of history three more times.
+        placeholder = GridSeries(f.grid.step_s, PLACEHOLDER_CELLS).to_state()
         for name, st in s["members"].items():
             if name not in types:
                 raise ValueError(f"auto forecaster state: unknown member {name!r}")
-            full = dict(st, grid=grid_state)
+            full = dict(st, grid=placeholder)
             f.members[name] = (
                 types[name].from_state(full, prior_path) if name == "torch" else types[name].from_state(full)
             )

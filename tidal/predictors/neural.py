@@ -7,6 +7,9 @@ SGD step per finalised cell, pulled back towards zero (the prior) by weight
 decay so a few odd cells cannot wreck it. That keeps per-workload state to a
 few kilobytes, CPU per tick to a sub-millisecond forward/backward pass, and
 makes forecasting many workloads one batched forward pass (batch.py).
+
+The network is trained with torch but served in numpy (prior.py): importing
+torch would cost ~180 MB of resident memory per operator process.
 """
 
 from __future__ import annotations
@@ -16,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from tidal.predictors._state import STATE_VERSION, check_kind, decode_array, encode_array
 from tidal.predictors.features import CONTEXT_CELLS, build_features, lag_cells
 from tidal.predictors.grid import GridSeries
 from tidal.predictors.load import GridForecaster
-from tidal.predictors.quantile_net import GRID_QUANTILES, QuantileNet, load_prior, monotone, pinball
+from tidal.predictors.prior import GRID_QUANTILES, NumpyPrior, load_numpy_prior, monotone, pinball_head_grad
 from tidal.predictors.quantiles import QuantileForecast, interpolate_levels, make_forecast
 
 # Horizons (cells) whose realised values train the head each tick: one example
@@ -35,6 +37,7 @@ ONLINE_TRAIN_STEPS = (1, 2, 4, 8, 16, 32)
 ONLINE_LR = 2e-3
 ONLINE_DECAY = 1e-3
 TARGET_CLIP = 50.0  # same clip as the prior's training targets
+_GRID_Q = np.array(GRID_QUANTILES, dtype=np.float32)
 
 
 def rows_for(grid: GridSeries, origin: int | np.ndarray, steps: np.ndarray):
@@ -74,26 +77,26 @@ class TorchQuantileForecaster(GridForecaster):
         online_decay: float = ONLINE_DECAY,
     ) -> None:
         super().__init__(step_s, capacity)
-        self.prior: QuantileNet = load_prior(prior_path)
+        self.prior: NumpyPrior = load_numpy_prior(prior_path)  # one shared, read-only copy per process
         self._prior_path = prior_path
-        q, h = self.prior.head.weight.shape
-        self.delta_w = torch.zeros(q, h)
-        self.delta_b = torch.zeros(q)
+        q, h = self.prior.head_w.shape
+        # The workload's own correction to the head (float32, as the prior): 4.6 KB.
+        self.delta_w = np.zeros((q, h), dtype=np.float32)
+        self.delta_b = np.zeros(q, dtype=np.float32)
         self.online_lr = float(online_lr)
         self.online_decay = float(online_decay)
         self.n_updates = 0
 
     # --- network ---------------------------------------------------------
-    def head_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.prior.head.weight + self.delta_w, self.prior.head.bias + self.delta_b
+    def head_weight(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.prior.head_w + self.delta_w, self.prior.head_b + self.delta_b
 
     def grid_quantiles(self, origin: int, steps: np.ndarray) -> np.ndarray:
         """[H, len(GRID_QUANTILES)] forecast in req/s (unsanitised)."""
         x, scale = build_features(*rows_for(self.grid, origin, steps))
-        with torch.no_grad():
-            hid = self.prior.body(torch.from_numpy(x))
-            w, b = self.head_weight()
-            out = monotone(hid @ w.T + b).numpy().astype(np.float64)
+        hid = self.prior.body(x)
+        w, b = self.head_weight()
+        out = monotone(hid @ w.T + b).astype(np.float64)
         return out * scale[:, None]
 
     def values_from(self, origin: int, steps: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
@@ -118,18 +121,14 @@ class TorchQuantileForecaster(GridForecaster):
         if steps.size == 0:
             return
         x, scale = build_features(*rows_for(self.grid, cell - steps, steps))
-        target = torch.from_numpy(np.clip(y / scale, 0, TARGET_CLIP).astype(np.float32))
-        with torch.no_grad():
-            hid = self.prior.body(torch.from_numpy(x))
-        dw = self.delta_w.clone().requires_grad_(True)
-        db = self.delta_b.clone().requires_grad_(True)
-        pred = monotone(hid @ (self.prior.head.weight + dw).T + self.prior.head.bias + db)
-        loss = pinball(pred, target, torch.tensor(GRID_QUANTILES))
-        gw, gb = torch.autograd.grad(loss, (dw, db))
-        with torch.no_grad():
-            keep = 1.0 - self.online_decay
-            self.delta_w = keep * self.delta_w - self.online_lr * gw
-            self.delta_b = keep * self.delta_b - self.online_lr * gb
+        target = np.clip(y / scale, 0, TARGET_CLIP).astype(np.float32)
+        hid = self.prior.body(x)
+        w, b = self.head_weight()
+        gw, gb = pinball_head_grad(hid, hid @ w.T + b, target, _GRID_Q)
+        keep = np.float32(1.0 - self.online_decay)
+        lr = np.float32(self.online_lr)
+        self.delta_w = keep * self.delta_w - lr * gw
+        self.delta_b = keep * self.delta_b - lr * gb
         self.n_updates += 1
 
     # --- state -------------------------------------------------------------------
@@ -138,8 +137,8 @@ class TorchQuantileForecaster(GridForecaster):
             "version": STATE_VERSION,
             "kind": self.kind,
             "grid": self.grid.to_state(),
-            "delta_w": encode_array(self.delta_w.numpy()),
-            "delta_b": encode_array(self.delta_b.numpy()),
+            "delta_w": encode_array(self.delta_w),
+            "delta_b": encode_array(self.delta_b),
             "online_lr": self.online_lr,
             "online_decay": self.online_decay,
             "n_updates": self.n_updates,
@@ -153,7 +152,7 @@ class TorchQuantileForecaster(GridForecaster):
         dw, db = decode_array(s["delta_w"]), decode_array(s["delta_b"])
         if dw.shape != tuple(f.delta_w.shape):
             raise ValueError(f"torch forecaster state: head shape {dw.shape} does not fit the prior")
-        f.delta_w = torch.from_numpy(dw)
-        f.delta_b = torch.from_numpy(db)
+        f.delta_w = dw.astype(np.float32, copy=False)
+        f.delta_b = db.astype(np.float32, copy=False)
         f.n_updates = s["n_updates"]
         return f

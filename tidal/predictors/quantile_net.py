@@ -5,6 +5,9 @@ quantiles of ``value / scale``. Monotonicity is built in: the lowest quantile
 is free and each next one adds a softplus increment, so quantiles never cross.
 The last layer (the *head*) is what each workload fine-tunes online; the body
 is the global prior, shared and frozen, so 1,000 workloads are one forward pass.
+
+This module is for training (scripts/train_forecast_prior.py) and tests; the
+serving path evaluates the same network in numpy (prior.py) without torch.
 """
 
 from __future__ import annotations
@@ -15,11 +18,7 @@ import torch
 from torch import nn
 
 from tidal.predictors.features import N_FEATURES
-
-# Quantile levels the network outputs; others are interpolated (quantiles.py).
-GRID_QUANTILES = (0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98)
-HIDDEN_UNITS = 128
-PRIOR_PATH = Path(__file__).resolve().parent.parent / "data" / "forecast_prior.pt"
+from tidal.predictors.prior import GRID_QUANTILES, HIDDEN_UNITS, PRIOR_PATH  # noqa: F401 (re-exported)
 
 
 class QuantileBody(nn.Module):
