@@ -82,6 +82,19 @@ def test_workloads_of_one_dialect_do_not_see_each_other(adapter) -> None:
                                  percentile=90).request_rate_rps is None
 
 
+def test_fleet_read_limited_to_namespaces(engine_fleet: Fleet) -> None:
+    """A namespace-scoped operator reads only its namespaces (names with '-' need RE2 escapes)."""
+    adapter = PrometheusMetrics(PrometheusSettings(url=engine_fleet.prometheus.url))
+    fleet = FleetMetrics(adapter, max_age_s=60.0, namespaces=("team-b",))
+    qwen = fleet.read_pool(namespace="team-b", deployment="qwen", pool="prefill", dialect="sglang",
+                           window_s=WINDOW_S, percentile=90.0)
+    assert qwen.complete, qwen.message()
+    llama = fleet.read_pool(namespace="team-a", deployment="llama", pool="unified", dialect="vllm",
+                            window_s=WINDOW_S, percentile=90.0)
+    assert llama.request_rate_rps is None and llama.running_requests is None
+    assert {f.kind.value for f in llama.failures} == {"EmptyResult"}
+
+
 def _query_requests(fleet: Fleet) -> float:
     """Prometheus' own count of instant queries answered (its /metrics, not the TSDB)."""
     text = urllib.request.urlopen(f"{fleet.prometheus.url}/metrics", timeout=5).read().decode()

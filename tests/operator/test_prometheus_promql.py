@@ -104,6 +104,14 @@ def test_histogram_alternatives_are_chosen_per_workload_not_per_bucket() -> None
     assert " unless on (namespace, tidal_dev_deployment, tidal_dev_pool) " in fleet_tpot
 
 
+def test_fleet_queries_can_be_limited_to_namespaces() -> None:
+    """Regex-escaped (the real-Prometheus test checks RE2 accepts the escapes), sorted, deduplicated."""
+    queries = fleet_queries(VLLM, LabelScheme(), window_s=60, namespaces=("team-b", "a.b", "team-b"))
+    for query in queries:
+        assert r'namespace=~"a\\.b|team\\-b"' in query.promql, query.promql
+    assert all("namespace=~" not in q.promql for q in fleet_queries(VLLM, LabelScheme(), window_s=60))
+
+
 @pytest.mark.parametrize("dialect", [VLLM, SGLANG])
 def test_fleet_queries_are_the_pool_queries_for_every_workload(dialect) -> None:
     """Same fields and names; no workload matchers; grouped by the workload labels as well."""

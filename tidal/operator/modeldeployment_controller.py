@@ -153,7 +153,8 @@ class ModelDeploymentController:
         # One fleet read per dialect per half interval serves every workload's tick (docs/metrics.md,
         # "Reads for many workloads"); other readers (tests' fakes) are asked per pool.
         self.metrics_reader: Any = (
-            FleetMetrics(prometheus, max_age_s=settings.interval_s * FLEET_MAX_AGE_FRACTION)
+            FleetMetrics(prometheus, max_age_s=settings.interval_s * FLEET_MAX_AGE_FRACTION,
+                         namespaces=settings.namespaces)
             if isinstance(prometheus, PrometheusMetrics) else prometheus)
         self.clock = clock
 

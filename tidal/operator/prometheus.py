@@ -361,15 +361,17 @@ class PrometheusMetrics:
         """:meth:`read_pool` in a worker thread, for kopf's async handlers."""
         return await asyncio.to_thread(lambda: self.read_pool(**kwargs))
 
-    def read_fleet(self, *, dialect: str, window_s: float = DEFAULT_WINDOW_S,
-                   at_s: float | None = None) -> "FleetSnapshot":
+    def read_fleet(self, *, dialect: str, window_s: float = DEFAULT_WINDOW_S, at_s: float | None = None,
+                   namespaces: Sequence[str] = ()) -> "FleetSnapshot":
         """One answer per query for every pool of every workload of ``dialect``: eight queries in all.
 
         Failure handling is :meth:`read_pool`'s: a transport failure skips the remaining queries, and
         every pool sees the failed and skipped fields as failures. A 200 answer that is not an
         instant vector of the expected shape (histogram series without ``le``) is ``BadResponse``.
+        ``namespaces`` limits the read (a namespace-scoped operator); empty reads all namespaces.
         """
-        queries = fleet_queries(dialect_named(dialect), self.settings.labels, window_s=window_s)
+        queries = fleet_queries(dialect_named(dialect), self.settings.labels, window_s=window_s,
+                                namespaces=namespaces)
         answers: list[tuple[MetricQuery, Mapping[tuple[str, str, str], tuple[Sample, ...]] | QueryFailure]] = []
         broken: QueryFailure | None = None
         for metric_query in queries:
@@ -438,11 +440,12 @@ class FleetMetrics:
     evaluation time) bypasses the cache and reads the pool alone.
     """
 
-    def __init__(self, adapter: PrometheusMetrics, *, max_age_s: float,
+    def __init__(self, adapter: PrometheusMetrics, *, max_age_s: float, namespaces: Sequence[str] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
         if not max_age_s > 0:
             raise ValueError(f"max_age_s must be positive, got {max_age_s!r}")
         self.adapter = adapter
+        self.namespaces = tuple(namespaces)
         self.max_age_s = max_age_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -459,7 +462,7 @@ class FleetMetrics:
             cached = self._cache.get(key)
             if cached is not None and self._clock() - cached[0] < self.max_age_s:
                 return cached[1]
-            snapshot = self.adapter.read_fleet(dialect=dialect, window_s=window_s)
+            snapshot = self.adapter.read_fleet(dialect=dialect, window_s=window_s, namespaces=self.namespaces)
             self._cache[key] = (self._clock(), snapshot)
             self.reads += 1
             return snapshot

@@ -76,6 +76,19 @@ class WorkloadSelector:
                 raise ValueError(f"workload {field_name} must be a non-empty string, got {value!r}")
 
 
+@dataclass(frozen=True)
+class FleetSelector:
+    """Every tidal engine series (those carrying the deployment label), for the fleet read;
+    only in ``namespaces`` when the operator is namespace-scoped (empty: all namespaces)."""
+
+    namespaces: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for namespace in self.namespaces:
+            if not isinstance(namespace, str) or not namespace:
+                raise ValueError(f"fleet namespaces must be non-empty strings, got {namespace!r}")
+
+
 # ---------------------------------------------------------------------------
 # Dialects
 
@@ -186,18 +199,24 @@ def quantile_from_percentile(percentile: float) -> float:
     return percentile / 100.0
 
 
+Selector = WorkloadSelector | FleetSelector
+
+
 def series_selector(
-    metric: str, selector: WorkloadSelector | None, labels: LabelScheme, *, suffix: str = ""
+    metric: str, selector: Selector, labels: LabelScheme, *, suffix: str = ""
 ) -> str:
     """``{__name__=~"a:b_suffix|a_b_suffix", ns="..", deployment="..", pool=".."}``.
 
-    Without a workload selector (the fleet read) it matches every series that carries the
-    deployment label, i.e. every tidal engine pod (docs/metrics.md, "Labels and relabelling").
+    A :class:`FleetSelector` matches every series that carries the deployment label, i.e.
+    every tidal engine pod (docs/metrics.md, "Labels and relabelling"), in its namespaces.
     """
     names = "|".join(name + suffix for name in spellings(metric))
     matchers = [f"__name__=~{promql_string(names)}"]
-    if selector is None:
+    if isinstance(selector, FleetSelector):
         matchers.append(f'{labels.deployment}!=""')
+        if selector.namespaces:
+            pattern = "|".join(re.escape(ns) for ns in sorted(set(selector.namespaces)))
+            matchers.append(f"{labels.namespace}=~{promql_string(pattern)}")
     else:
         matchers += [
             f"{labels.namespace}={promql_string(selector.namespace)}",
@@ -267,7 +286,7 @@ class MetricQuery:
 
 
 def counter_rate_query(
-    field: str, metrics: Sequence[str], selector: WorkloadSelector | None, labels: LabelScheme, window: str,
+    field: str, metrics: Sequence[str], selector: Selector, labels: LabelScheme, window: str,
     group: Sequence[str] = (),
 ) -> MetricQuery:
     """Per-pod per-second rate of a counter over the window (all other labels summed)."""
@@ -281,7 +300,7 @@ def counter_rate_query(
 def gauge_query(
     field: str,
     metrics: Sequence[str],
-    selector: WorkloadSelector | None,
+    selector: Selector,
     labels: LabelScheme,
     *,
     within_pod: Literal["sum", "avg"],
@@ -300,7 +319,7 @@ def gauge_query(
 def histogram_buckets_query(
     field: str,
     histograms: Sequence[str],
-    selector: WorkloadSelector | None,
+    selector: Selector,
     labels: LabelScheme,
     window: str,
     group: Sequence[str] = (),
@@ -315,7 +334,7 @@ def histogram_buckets_query(
 
 
 def _queries(
-    dialect: DialectMetrics, selector: WorkloadSelector | None, labels: LabelScheme, window_s: float,
+    dialect: DialectMetrics, selector: Selector, labels: LabelScheme, window_s: float,
     group: Sequence[str],
 ) -> tuple[MetricQuery, ...]:
     window = promql_duration(window_s)
@@ -345,13 +364,15 @@ def pool_queries(
     return _queries(dialect, selector, labels, window_s, ())
 
 
-def fleet_queries(dialect: DialectMetrics, labels: LabelScheme, *, window_s: float) -> tuple[MetricQuery, ...]:
+def fleet_queries(dialect: DialectMetrics, labels: LabelScheme, *, window_s: float,
+                  namespaces: Sequence[str] = ()) -> tuple[MetricQuery, ...]:
     """The same queries for every pool of every workload of one dialect at once.
 
     Grouped by (namespace, deployment, pool) as well, so one answer per query holds every pool's
-    series; the fields and their order are those of :func:`pool_queries`.
+    series; the fields and their order are those of :func:`pool_queries`. ``namespaces`` limits
+    the read to those namespaces (a namespace-scoped operator); empty reads all.
     """
-    return _queries(dialect, None, labels, window_s, workload_labels(labels))
+    return _queries(dialect, FleetSelector(tuple(namespaces)), labels, window_s, workload_labels(labels))
 
 
 # ---------------------------------------------------------------------------
