@@ -22,8 +22,12 @@ SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
 # Longest history kept per signal. 10,080 cells is one week at 1-minute steps,
 # 70 days at 10-minute steps and 28 hours at 10-second steps: enough for the
-# weekly lag on coarse grids and the daily lag on fine ones, at 80 KB per signal.
+# weekly lag on coarse grids and the daily lag on fine ones, at 40 KB per signal.
 MAX_HISTORY_CELLS = 10_080
+# Cells are stored as float32: the history is most of a forecaster's memory (the operator holds
+# 1,000 of them, issue 5's 500 MB budget) and a rate needs no more than float32's 7 significant
+# digits. Reads return float64, so every model computes in float64 as before.
+STORAGE_DTYPE = np.float32
 
 
 class GridSeries:
@@ -39,7 +43,7 @@ class GridSeries:
         if capacity < 8:
             raise ValueError(f"capacity: need at least 8 cells, got {capacity}")
         self.capacity = int(capacity)
-        self._values = np.full(self.capacity, np.nan)
+        self._values = np.full(self.capacity, np.nan, dtype=STORAGE_DTYPE)
         self.last_cell: int | None = None
         self._last_samples = 0
         self.n_cells = 0  # cells since the first sample, including missing ones
@@ -109,7 +113,7 @@ class GridSeries:
             self.n_valid += 1
         else:
             n = self._last_samples
-            self._values[i] = (self._values[i] * n + v) / (n + 1)
+            self._values[i] = (float(self._values[i]) * n + v) / (n + 1)
             self._last_samples = n + 1
 
     def get(self, cells: np.ndarray) -> np.ndarray:
@@ -119,7 +123,7 @@ class GridSeries:
             return np.full(cells.shape, np.nan)
         lo = self.last_cell - min(self.capacity, self.n_cells)
         if cells.size and cells.min() > lo and cells.max() <= self.last_cell:
-            return self._values[cells % self.capacity]  # all inside the live ring
+            return self._values[cells % self.capacity].astype(np.float64)  # all inside the live ring
         out = np.full(cells.shape, np.nan)
         ok = (cells <= self.last_cell) & (cells > lo)
         out[ok] = self._values[cells[ok] % self.capacity]
@@ -143,7 +147,7 @@ class GridSeries:
         return float(w[idx[-1]]) if idx.size else math.nan
 
     def to_state(self) -> dict[str, Any]:
-        # Only the live part of the ring is stored, oldest first.
+        # Only the live part of the ring is stored, oldest first, in the ring's own dtype (exact).
         n = min(self.capacity, self.n_cells)
         return {
             "step_s": self.step_s,
@@ -152,7 +156,7 @@ class GridSeries:
             "last_samples": self._last_samples,
             "n_cells": self.n_cells,
             "n_valid": self.n_valid,
-            "values": encode_array(self.window(n) if n else np.zeros(0)),
+            "values": encode_array((self.window(n) if n else np.zeros(0)).astype(STORAGE_DTYPE)),
         }
 
     @classmethod
