@@ -56,8 +56,9 @@ def _torch_grid_batch(jobs: list[tuple[TorchQuantileForecaster, np.ndarray]]) ->
     hid = jobs[0][0].prior.body(x)  # [N, D]
     if len(set(counts)) == 1:  # forecast_many: every job asks the same horizons
         n = counts[0]
-        w = np.stack([m.head_weight()[0] for m, _ in jobs])  # [J, Q, D]
-        b = np.stack([m.head_weight()[1] for m, _ in jobs])  # [J, Q]
+        heads = [m.head_weight() for m, _ in jobs]
+        w = np.stack([hw for hw, _ in heads])  # [J, Q, D]
+        b = np.stack([hb for _, hb in heads])  # [J, Q]
         raw = (np.matmul(hid.reshape(len(jobs), n, -1), w.transpose(0, 2, 1)) + b[:, None, :]).reshape(len(steps), -1)
     else:
         raw = np.empty((len(steps), len(GRID_QUANTILES)), dtype=np.float32)
