@@ -16,6 +16,11 @@ Two facts shape the queries (details and sources in docs/metrics.md):
   0.26 writes ``vllm_x`` in its OpenMetrics exposition, which Prometheus negotiates
   by default, and keeps ``vllm:x`` in the classic text format. Every selector
   therefore matches ``__name__=~"vllm:x|vllm_x"``.
+
+Histograms are read as bucket rates (``sum by (le)``), not as ``histogram_quantile``: the
+percentile and the SLO attainment are computed from them in Python
+(tidal/controllers/slo_attainment.py), so one query serves any percentile and target and
+one fleet query (:func:`fleet_queries`, grouped by the workload labels) serves every workload.
 """
 
 from __future__ import annotations
