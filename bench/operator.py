@@ -196,6 +196,8 @@ def main() -> int:
             "rss_before_operator_mb": round(rss_idle, 1), "peak_rss_mb": round(_peak_rss_mb(), 1),
             "rss_target_mb": RSS_TARGET_MB, "rss_steady_mb": round(rss_steady, 1),
             "child_deployments": deployments,
+            # The serving path evaluates the forecast prior in numpy; torch alone would add ~180 MB.
+            "torch_imported": "torch" in sys.modules,
             "api_requests_per_interval": per_tick,
         }
     finally:
