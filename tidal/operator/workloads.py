@@ -40,9 +40,8 @@ PREDICTOR_NAMES = {
 }
 """``spec.autoscaling.predictor`` (CRD spelling) -> tidal.predictors name; ``none``: no forecast."""
 CLASSICAL = {"holt_winters": HoltWintersForecaster, "seasonal_naive": SeasonalNaiveForecaster}
-"""Forecasters built without importing torch: importing it costs ~180 MB of RSS (measured), which
-an operator whose workloads all use classical predictors should not pay. ``auto`` and ``torch``
-go through tidal.predictors' factory."""
+"""Built directly, without loading tidal.predictors' factory. No predictor imports torch when serving
+(the torch prior runs in numpy, tidal/predictors/prior.py); torch, ~180 MB of RSS, is for training."""
 
 
 def make_forecaster(name: str, step_s: float) -> LoadForecaster:
