@@ -93,7 +93,7 @@ CASES = [
     case("duplicate-tenant", "fsp", {"spec.tenants[1].name": "chat"}, "spec", "tenant names must be unique"),
     case("guarantee-above-cap", "fsp", {"spec.tenants[1].maxGpus": 2}, "spec.tenants[1]", "guaranteedGpus must be less than or equal to maxGpus"),
     case("capacity-empty", "fsp", {"spec.capacity": {}}, "spec.capacity", "capacity must set nodeSelector, acceleratorClasses or gpus"),
-    case("sfn-min-above-max", "sfn", {"spec.minInstances": 0, "spec.maxInstances": 5, "spec.scaleToZero": False, "spec.minInstances": 6}, "spec", "minInstances must be less than or equal to maxInstances"),
+    case("sfn-min-above-max", "sfn", {"spec.maxInstances": 5, "spec.scaleToZero": False, "spec.minInstances": 6}, "spec", "minInstances must be less than or equal to maxInstances"),
     case("sfn-scale-to-zero-with-min", "sfn", {"spec.minInstances": 2}, "spec", "scaleToZero requires minInstances: 0"),
     case("name-too-long", "mdep", {"metadata.name": "a" * 41}, "", "at most 40 characters"),
     case("function-name-too-long", "sfn", {"metadata.name": "f" * 64}, "", "at most 63 characters"),

@@ -5,7 +5,6 @@ helm comes from .tools/ (scripts/install_tools.sh); the tests fail with that hin
 
 from __future__ import annotations
 
-import json
 
 import jsonschema
 import pytest

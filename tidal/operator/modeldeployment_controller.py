@@ -38,7 +38,6 @@ from tidal.controllers.modeldeployment_observe import (
     summarize_deployment,
 )
 from tidal.controllers.modeldeployment_status import (
-    DEGRADED,
     READY,
     ConditionValue,
     ForecastView,
