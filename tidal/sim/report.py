@@ -72,9 +72,11 @@ def _plots(result: SimResult) -> list[tuple[str, str]]:
     ax.set_xlabel("time (min)")
     ax.set_ylabel("req/s")
     ax2 = ax.twinx()
-    for pool in pools:
-        ax2.step(t_min, tl[f"{pool}.ready"], where="post", label=f"{pool} ready")
-        ax2.step(t_min, tl[f"{pool}.desired"], where="post", linestyle="--",
+    # Replicas take the colours after the arrival rate's, one per pool (ready solid, desired dashed).
+    pool_colors = ("tab:orange", "tab:green", "tab:purple", "tab:brown")
+    for pool, color in zip(pools, pool_colors * (len(pools) // len(pool_colors) + 1)):
+        ax2.step(t_min, tl[f"{pool}.ready"], where="post", color=color, label=f"{pool} ready")
+        ax2.step(t_min, tl[f"{pool}.desired"], where="post", color=color, linestyle="--", alpha=0.7,
                  label=f"{pool} desired")
     ax2.set_ylabel("replicas")
     lines = ax.get_legend_handles_labels()
