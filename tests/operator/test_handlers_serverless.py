@@ -27,6 +27,7 @@ from tests.operator.test_handlers_accelerators import (  # noqa: F401 - fixtures
 from tidal.operator import handlers_serverless
 from tidal.operator.handlers_serverless import FunctionMetrics
 from tidal.operator.kube import KubeClients
+from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.settings import OperatorSettings
 
 NS = "default"
@@ -106,8 +107,10 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
     apps, core = client.AppsV1Api(kube_client), client.CoreV1Api(kube_client)
     load = Load()
     settings = OperatorSettings(interval_s=TICK_S)
+    operator_metrics = OperatorMetrics()
     registry = operator_registry(
-        kube_api, handlers_serverless.register, settings, clients, function_metrics=load
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=load,
+        operator_metrics=operator_metrics,
     )
     with run_operator(registry) as runner:
         client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
@@ -141,6 +144,12 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
             lambda: [e for e in events_for(kube_client, "hello") if e.reason == "Scaled"]
         )
         assert "1 -> 3" in scaled[0].message
+        # The operator's own /metrics: the contract's series for pool "function".
+        series = {"namespace": NS, "name": "hello", "pool": "function"}
+        exported = operator_metrics.registry
+        assert exported.get_sample_value("tidal_desired_replicas", series) == 3
+        assert exported.get_sample_value("tidal_cold_starts_total", series) == 2
+        assert exported.get_sample_value("tidal_observed_requests_per_second", series) == 5.0
 
         # Metrics lost: hold 3 (never scale down on missing data) and say so.
         load.set(FunctionMetrics(False, "Prometheus down"))

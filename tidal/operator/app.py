@@ -8,6 +8,7 @@ module must not register handlers into kopf's global registry, so tests can run 
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import threading
 from pathlib import Path
@@ -113,7 +114,8 @@ def build_registry(settings: OperatorSettings, clients: KubeClients, metrics: Op
                     raise
                 log.info("%s is not installed; its resources are not served", module_name)
                 continue
-            module.register(registry, settings, clients)
+            extra = {"operator_metrics": metrics} if "operator_metrics" in inspect.signature(module.register).parameters else {}
+            module.register(registry, settings, clients, **extra)
     return registry, controller
 
 

@@ -51,6 +51,7 @@ from tidal.controllers.serverlessfunction import (
 )
 from tidal.operator.handlers_accelerators import Clock, utcnow
 from tidal.operator.kube import KubeClients, apply_object
+from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.prometheus import PrometheusMetrics, PrometheusSettings
 from tidal.operator.promql import promql_duration, promql_string
 from tidal.operator.settings import OperatorSettings
@@ -173,10 +174,12 @@ def register(
     function_metrics: FunctionMetricsSource | None = None,
     clock: Clock = utcnow,
     wall_clock_s: Callable[[], float] = time.time,
+    operator_metrics: OperatorMetrics | None = None,
 ) -> None:
     """Register the ServerlessFunction handlers. ``function_metrics`` defaults to Prometheus when
     ``settings.prometheus_url`` is set, else to "no metrics" (hold). Policy time is wall-clock
-    seconds so the persisted last-activity time stays meaningful across operator restarts."""
+    seconds so the persisted last-activity time stays meaningful across operator restarts.
+    ``operator_metrics``: the operator's own /metrics series (pool ``function``), when served."""
     metrics_source = function_metrics or default_metrics_source(settings)
     activity_window_s = settings.metrics_window_s if settings.prometheus_url else 0.0
 
@@ -298,7 +301,9 @@ def register(
         state = memo.get(MEMO_KEY)
         if not isinstance(state, KeepAliveState):
             state = await asyncio.to_thread(load_state, clients, namespace, name)
+        started = time.perf_counter()
         decision, new_state = policy.decide(observation, state)
+        latency_s = time.perf_counter() - started
         if worth_persisting(state, new_state):
             config_map = render_state_configmap(
                 function_of(name, namespace, fn_spec), uid, state_to_dict(new_state)
@@ -308,6 +313,12 @@ def register(
             new_state  # only after it is persisted, so a failed write is retried next tick
         )
         desired = decision.desired_replicas.get(POOL_FUNCTION, current)
+        if operator_metrics is not None:
+            operator_metrics.record_tick(namespace, name, POOL_FUNCTION, desired=desired, ready=ready,
+                                         observed_rps=metrics.request_rate_rps, forecast_rps=None,
+                                         latency_s=latency_s)
+            for _ in range(cold_starts_added(current, desired)):
+                operator_metrics.count_cold_start(namespace, name, POOL_FUNCTION)
         if desired != current:
             child = render_deployment(function_of(name, namespace, fn_spec), uid, desired)
             await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
