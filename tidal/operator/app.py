@@ -7,8 +7,6 @@ module must not register handlers into kopf's global registry, so tests can run 
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import logging
 import threading
 from pathlib import Path
@@ -35,12 +33,6 @@ WATCH_CLIENT_TIMEOUT_S = WATCH_SERVER_TIMEOUT_S + 60
 WATCH_CONNECT_TIMEOUT_S = 30
 EXECUTOR_WORKERS = 16
 """Threads for sync handlers: ticks block on the API server and Prometheus (I/O), not on CPU."""
-OTHER_HANDLER_MODULES = (
-    "tidal.operator.handlers_serverless",
-    "tidal.operator.handlers_accelerators",
-    "tidal.operator.handlers_fairshare",
-)
-"""Handler modules of the other resources; each exposes ``register(registry, settings, clients)``."""
 
 
 def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
@@ -94,9 +86,14 @@ def connection_info(configuration: k8s.Configuration) -> kopf.ConnectionInfo:
 
 def build_registry(settings: OperatorSettings, clients: KubeClients, metrics: OperatorMetrics,
                    prometheus: Any | None = None, include_others: bool = True) -> tuple[kopf.OperatorRegistry, Any]:
-    """The registry with the login handler, ModelDeployment handlers and (when importable) the others.
-    Returns (registry, ModelDeploymentController)."""
-    from tidal.operator import handlers_modeldeployment
+    """The registry with the login handler, the ModelDeployment handlers and, with ``include_others``,
+    those of the other three kinds. Returns (registry, ModelDeploymentController)."""
+    from tidal.operator import (
+        handlers_accelerators,
+        handlers_fairshare,
+        handlers_modeldeployment,
+        handlers_serverless,
+    )
 
     registry = kopf.OperatorRegistry()
 
@@ -106,16 +103,9 @@ def build_registry(settings: OperatorSettings, clients: KubeClients, metrics: Op
 
     controller = handlers_modeldeployment.register(registry, settings, clients, metrics=metrics, prometheus=prometheus)
     if include_others:
-        for module_name in OTHER_HANDLER_MODULES:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError as exc:
-                if exc.name != module_name:
-                    raise
-                log.info("%s is not installed; its resources are not served", module_name)
-                continue
-            extra = {"operator_metrics": metrics} if "operator_metrics" in inspect.signature(module.register).parameters else {}
-            module.register(registry, settings, clients, **extra)
+        handlers_serverless.register(registry, settings, clients, operator_metrics=metrics)
+        handlers_accelerators.register(registry, settings, clients)
+        handlers_fairshare.register(registry, settings, clients)
     return registry, controller
 
 

@@ -14,7 +14,6 @@ pods (during a rollout) both write the same inventory, which is idempotent.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -25,37 +24,17 @@ from pydantic import ValidationError
 
 from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.controllers.acceleratorclass import class_inventory, compute_status, set_condition
-from tidal.operator.kube import KubeClients
+from tidal.operator.kube import KubeClients, list_items
 from tidal.operator.settings import OperatorSettings
 
 GROUP, VERSION = "tidal.dev", "v1alpha1"
 PLURAL = "acceleratorclasses"
-LIST_PAGE_SIZE = 500
-"""Objects per list request: kubectl's default chunk size (--chunk-size=500)."""
 
 Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def list_items(call: Callable[..., Any], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    """All items of a list call as plain JSON dicts (camelCase, as the API sends them), paginated.
-
-    Raw JSON instead of the client's models: the controllers work on API-shaped dicts, and skipping
-    model deserialisation keeps listing thousands of Pods cheap.
-    """
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        extra = {"_continue": token} if token else {}
-        response = call(*args, limit=LIST_PAGE_SIZE, _preload_content=False, **extra, **kwargs)
-        body = json.loads(response.data)
-        items.extend(body.get("items") or [])
-        token = (body.get("metadata") or {}).get("continue")
-        if not token:
-            return items
 
 
 def list_nodes(clients: KubeClients) -> list[dict[str, Any]]:

@@ -31,13 +31,12 @@ from tidal.operator.handlers_accelerators import (
     Clock,
     accelerator_classes_by_name,
     list_accelerator_classes,
-    list_items,
     list_nodes,
     list_pods,
     register_loop,
     utcnow,
 )
-from tidal.operator.kube import KubeClients
+from tidal.operator.kube import KubeClients, list_items
 from tidal.operator.settings import OperatorSettings
 
 PLURAL = "fairsharepolicies"

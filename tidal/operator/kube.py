@@ -11,9 +11,10 @@ The kubernetes client is synchronous; async kopf handlers call these helpers thr
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -23,6 +24,8 @@ FIELD_MANAGER = "tidal"
 CONNECTION_POOL_SIZE = 16
 """Keep-alive connections to the API server: one per handler thread (tidal/operator/app.py
 EXECUTOR_WORKERS), so concurrent ticks do not open and drop connections (urllib3 defaults to 10)."""
+LIST_PAGE_SIZE = 500
+"""Objects per list request: kubectl's default chunk size (--chunk-size=500)."""
 USER_AGENT = "tidal-operator"
 """Sent on every request of the operator's own client, so audit logs (and the tests' RBAC check)
 tell the operator's requests from kubectl's or a test's."""
@@ -110,8 +113,6 @@ def is_transient(exc: BaseException) -> bool:
 
 def describe_api_error(exc: BaseException) -> str:
     """One line: status, reason and the server's message, without the response headers."""
-    import json
-
     status = getattr(exc, "status", None)
     body = getattr(exc, "body", None)
     message = ""
@@ -123,3 +124,21 @@ def describe_api_error(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) or type(exc).__name__
     head = f"{status} {reason}" if status else f"{type(exc).__name__}: {exc}"
     return f"{head}: {message}" if message else head
+
+
+def list_items(call: Callable[..., Any], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """All items of a list call as plain JSON dicts (camelCase, as the API sends them), paginated.
+
+    Raw JSON instead of the client's models: the controllers work on API-shaped dicts, and skipping
+    model deserialisation keeps listing thousands of Pods cheap.
+    """
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        extra = {"_continue": token} if token else {}
+        response = call(*args, limit=LIST_PAGE_SIZE, _preload_content=False, **extra, **kwargs)
+        body = json.loads(response.data)
+        items.extend(body.get("items") or [])
+        token = (body.get("metadata") or {}).get("continue")
+        if not token:
+            return items

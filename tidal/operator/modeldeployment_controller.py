@@ -54,7 +54,7 @@ from tidal.controllers.modeldeployment_status import (
     status_patch,
 )
 from tidal.controllers.slo_attainment import Attainment, workload_attainment
-from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient
+from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient, list_items
 from tidal.operator.prune import prune_children
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.prometheus import FLEET_MAX_AGE_FRACTION, FleetMetrics, PrometheusMetrics
@@ -258,12 +258,12 @@ class ModelDeploymentController:
         return found, missing
 
     def _list_children(self, namespace: str, name: str) -> list[ChildDeployment]:
-        items = self.clients.apps.list_namespaced_deployment(
-            namespace, label_selector=f"{DEPLOYMENT_LABEL}={name}",
-            _request_timeout=self.clients.request_timeout_s).items
+        items = list_items(self.clients.apps.list_namespaced_deployment, namespace,
+                           label_selector=f"{DEPLOYMENT_LABEL}={name}",
+                           _request_timeout=self.clients.request_timeout_s)
         out = []
         for item in items:
-            summary = summarize_deployment(self.clients.api.sanitize_for_serialization(item))
+            summary = summarize_deployment(item)
             if summary is not None and summary.workload == name:
                 out.append(summary)
         return out

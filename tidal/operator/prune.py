@@ -17,24 +17,21 @@ from kubernetes.client.rest import ApiException
 
 from tidal.controllers.labels import DEPLOYMENT_LABEL
 from tidal.controllers.modeldeployment import stale_children
-from tidal.operator.kube import KubeClients
+from tidal.operator.kube import KubeClients, list_items
 
 log = logging.getLogger(__name__)
-
-
-def _as_dicts(items: Iterable[Any], kind: str, api: Any) -> list[dict[str, Any]]:
-    return [{**api.sanitize_for_serialization(item), "kind": kind} for item in items]
 
 
 def prune_children(clients: KubeClients, namespace: str, md_name: str, uid: str,
                    rendered: Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """Delete stale children; returns what was deleted. A child already gone is not an error."""
     selector = f"{DEPLOYMENT_LABEL}={md_name}"
+    # Items of a typed list carry no kind; stale_children needs it.
     existing = (
-        _as_dicts(clients.apps.list_namespaced_deployment(namespace, label_selector=selector).items,
-                  "Deployment", clients.api)
-        + _as_dicts(clients.core.list_namespaced_service(namespace, label_selector=selector).items,
-                    "Service", clients.api)
+        [{**d, "kind": "Deployment"} for d in list_items(clients.apps.list_namespaced_deployment, namespace,
+                                                         label_selector=selector)]
+        + [{**s, "kind": "Service"} for s in list_items(clients.core.list_namespaced_service, namespace,
+                                                        label_selector=selector)]
     )
     deleted = []
     for kind, name in stale_children(existing, rendered, uid):
