@@ -14,8 +14,8 @@ from tidal.controllers.acceleratorclass import (
     compute_status,
     inventory,
     pod_request,
-    set_condition,
 )
+from tidal.controllers.conditions import set_condition
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 H100 = {"nvidia.com/gpu.product": "H100"}

@@ -5,14 +5,12 @@ hands them here. A node belongs to a class when it carries every label of the cl
 ``nodeSelector`` and advertises the class's ``deviceResourceName`` (an empty selector matches every
 node that advertises the resource). ``used`` is the sum of the device requests of the Pods on those
 nodes that have not terminated, with the Kubernetes effective-request rule for init containers.
-
-Also home of :func:`set_condition`, the one condition-merging rule the three controllers share.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,64 +19,10 @@ from kubernetes.utils.quantity import parse_quantity
 
 from tidal.api.acceleratorclass import AcceleratorClass, AcceleratorClassStatus
 from tidal.api.types import Condition
+from tidal.controllers.conditions import set_condition
 
 TERMINATED_PHASES = frozenset({"Succeeded", "Failed"})
 """Pod phases whose resources the scheduler no longer counts (kube-scheduler's NodeInfo)."""
-
-
-def rfc3339(now: datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def set_condition(
-    conditions: Sequence[Mapping[str, Any]],
-    type_: str,
-    status: bool | str,
-    reason: str,
-    message: str,
-    now: datetime,
-    generation: int | None = None,
-) -> list[dict[str, Any]]:
-    """Conditions with ``type_`` set; ``lastTransitionTime`` changes only when the status flips
-    (metav1.Condition semantics), so watchers can tell how long a state has lasted."""
-    value = status if isinstance(status, str) else ("True" if status else "False")
-    out: list[dict[str, Any]] = []
-    found = False
-    for existing in conditions:
-        if existing.get("type") != type_:
-            out.append(dict(existing))
-            continue
-        found = True
-        keep_time = existing.get("status") == value and existing.get("lastTransitionTime")
-        out.append(
-            _condition(
-                type_,
-                value,
-                reason,
-                message,
-                existing["lastTransitionTime"] if keep_time else rfc3339(now),
-                generation,
-            )
-        )
-    if not found:
-        out.append(_condition(type_, value, reason, message, rfc3339(now), generation))
-    return out
-
-
-def _condition(
-    type_: str, value: str, reason: str, message: str, when: str, generation: int | None
-) -> dict[str, Any]:
-    cond = {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": when,
-    }
-    if generation is not None:
-        cond["observedGeneration"] = generation
-    Condition.model_validate(cond)  # fail here, not at the API server, on a malformed condition
-    return cond
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:

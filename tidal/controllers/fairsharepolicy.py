@@ -30,7 +30,8 @@ from tidal.api.acceleratorclass import DEFAULT_DEVICE_RESOURCE, AcceleratorClass
 from tidal.api.fairsharepolicy import FairSharePolicy, FairSharePolicyStatus, TenantShareStatus
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.api.types import Condition
-from tidal.controllers.acceleratorclass import inventory, set_condition
+from tidal.controllers.acceleratorclass import inventory
+from tidal.controllers.conditions import set_condition
 from tidal.controllers.modeldeployment import pools_of
 from tidal.policies.fairness import Allocation, TenantDemand, allocate
 

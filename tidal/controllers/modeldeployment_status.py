@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.api.types import parse_duration_s
 from tidal.api.validation import InvalidResource
+from tidal.controllers.conditions import last_transition, rfc3339
 from tidal.controllers.modeldeployment import ChildKey, label_selector
 from tidal.controllers.modeldeployment_observe import PoolReplicas
 from tidal.controllers.slo_attainment import Attainment
@@ -37,10 +37,6 @@ STATUS_ATTAINMENT_STEP = 0.01
 """``status.sloAttainment`` is rounded down to whole percents: finer values change on every tick under
 steady load and would rewrite every workload's status each interval (the metric keeps full precision).
 Down, so a value below ``spec.slo.attainment`` never displays as meeting it."""
-
-
-def rfc3339(t_s: float) -> str:
-    return datetime.fromtimestamp(t_s, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -65,12 +61,10 @@ def merge_conditions(
 
     kept = [dict(c) for t, c in prev.items() if t not in given and isinstance(t, str)]
     for cond in new:
-        old = prev.get(cond.type)
-        since = old.get("lastTransitionTime") if old and old.get("status") == cond.status else None
         item: dict[str, Any] = {
             "type": cond.type, "status": cond.status, "reason": cond.reason,
             "message": cond.message[:MAX_CONDITION_MESSAGE],
-            "lastTransitionTime": since or rfc3339(now_s),
+            "lastTransitionTime": last_transition(prev.get(cond.type), cond.status, now_s),
         }
         if generation is not None:
             item["observedGeneration"] = generation

@@ -20,7 +20,7 @@ from tidal.api.serverlessfunction import (
     ServerlessFunctionStatus,
 )
 from tidal.api.types import Condition, parse_duration_s, parse_quantity_bytes
-from tidal.controllers.acceleratorclass import set_condition
+from tidal.controllers.conditions import set_condition
 from tidal.controllers.labels import FUNCTION_LABEL, MANAGED_BY
 from tidal.controllers.modeldeployment import owner_reference
 from tidal.policies.interface import POOL_FUNCTION, Decision

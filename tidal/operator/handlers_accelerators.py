@@ -23,7 +23,8 @@ import kopf
 from pydantic import ValidationError
 
 from tidal.api.acceleratorclass import AcceleratorClass
-from tidal.controllers.acceleratorclass import class_inventory, compute_status, set_condition
+from tidal.controllers.acceleratorclass import class_inventory, compute_status
+from tidal.controllers.conditions import set_condition
 from tidal.operator.kube import KubeClients, list_items
 from tidal.operator.settings import OperatorSettings
 

@@ -23,7 +23,7 @@ import kopf
 from pydantic import ValidationError
 
 from tidal.api.fairsharepolicy import FairSharePolicy
-from tidal.controllers.acceleratorclass import set_condition
+from tidal.controllers.conditions import set_condition
 from tidal.controllers.fairsharepolicy import reconcile
 from tidal.operator.handlers_accelerators import (
     GROUP,

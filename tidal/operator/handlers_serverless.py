@@ -34,7 +34,7 @@ from kubernetes.client.rest import ApiException
 from tidal.api.serverlessfunction import ServerlessFunction, ServerlessFunctionSpec
 from tidal.api.types import ObjectMeta
 from tidal.api.validation import InvalidResource, parse_spec
-from tidal.controllers.acceleratorclass import set_condition
+from tidal.controllers.conditions import set_condition
 from tidal.controllers.serverlessfunction import (
     KIND,
     cold_starts_added,
