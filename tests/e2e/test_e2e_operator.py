@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pathlib
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, dynamic
-from kubernetes.client.rest import ApiException
+
+from tests.operator.conftest import eventually as poll
 
 pytestmark = pytest.mark.e2e
 
@@ -29,18 +29,9 @@ def _docs(path: pathlib.Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def eventually(check: Callable[[], Any], timeout_s: float = TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (AssertionError, ApiException) as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"not within {timeout_s} s; last error: {last!r}")
+def eventually(check: Callable[[], Any]) -> Any:
+    """The operator tests' poller, at a real cluster's pace."""
+    return poll(check, timeout_s=TIMEOUT_S, interval_s=0.5)
 
 
 @pytest.fixture
