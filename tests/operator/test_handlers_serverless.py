@@ -62,7 +62,7 @@ class Load:
         with self._lock:
             self.metrics = metrics
 
-    def __call__(self, namespace: str, name: str, instances: int) -> FunctionMetrics:
+    def __call__(self, namespace: str, name: str, instances: int, ready: int) -> FunctionMetrics:
         with self._lock:
             self.calls.append((namespace, name, instances))
             return self.metrics
@@ -310,7 +310,7 @@ def test_prometheus_function_metrics_read_rate_and_in_flight(tmp_path: pathlib.P
             source = PrometheusFunctionMetrics(prometheus.url, WINDOW_S)
 
             def read() -> FunctionMetrics:
-                metrics = source(NS, "hello", 2)
+                metrics = source(NS, "hello", 2, 2)
                 assert metrics.available and metrics.request_rate_rps is not None
                 assert abs(metrics.request_rate_rps - 15.0) < 15.0 * 0.2, metrics
                 return metrics
@@ -318,11 +318,11 @@ def test_prometheus_function_metrics_read_rate_and_in_flight(tmp_path: pathlib.P
             metrics = eventually(read, timeout_s=30)
             assert metrics.running_requests == 7.0
             # No series: unknown while instances exist, idle when there are none.
-            assert not source(NS, "absent", 1).available
-            idle = source(NS, "absent", 0)
+            assert not source(NS, "absent", 1, 1).available
+            idle = source(NS, "absent", 0, 0)
             assert idle.available and idle.request_rate_rps == 0.0
         # Prometheus gone: unknown, with the reason.
-        down = source(NS, "hello", 2)
+        down = source(NS, "hello", 2, 2)
         assert not down.available and "Prometheus query failed" in down.message
     finally:
         for exporter in exporters.values():

@@ -68,6 +68,8 @@ BUCKET_RESPONSES: dict[str, tuple[int, str, bytes]] = {
     "unlabelled-histogram": (200, "application/json", vector("3")),
 }
 """What a mode answers to a histogram (``_bucket``) query, where it differs from RESPONSES."""
+FINE_KV_RESPONSE = (200, "application/json", vector("0.5"))
+"""The "fine" answer to the KV-cache usage query: a fraction of the pool, as engines export it."""
 
 
 class MisbehavingPrometheus:
@@ -88,6 +90,8 @@ class MisbehavingPrometheus:
                     mode = "fine"
                 if histogram and mode in BUCKET_RESPONSES:
                     status, content_type, body = BUCKET_RESPONSES[mode]
+                elif mode in ("fine", "unlabelled-histogram") and "cache_usage" in query:
+                    status, content_type, body = FINE_KV_RESPONSE  # a ratio: 3 would be rejected
                 else:
                     status, content_type, body = RESPONSES.get(mode) or BUCKET_RESPONSES[mode]
                 try:

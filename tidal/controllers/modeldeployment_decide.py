@@ -15,6 +15,7 @@ from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.api.types import parse_duration_s
 from tidal.controllers.modeldeployment import ChildKey, pools_of
+from tidal.policies.guards import ObservationGuard, usable_count
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
 from tidal.policies.utilization import UtilizationTarget
 
@@ -102,15 +103,16 @@ def decide(
             want = md.spec.replicas
             reasons.append(Reason(REASON_MANUAL, f"spec.replicas={want} set (e.g. kubectl scale); holding it", pool))
         else:
-            policy = UtilizationTarget(min_replicas=bounds.min_replicas, max_replicas=bounds.max_replicas,
-                                       scale_down_stabilization_s=delay_s)
+            rule = UtilizationTarget(min_replicas=bounds.min_replicas, max_replicas=bounds.max_replicas,
+                                     scale_down_stabilization_s=delay_s)
+            policy = ObservationGuard(rule)
             single = Observation(observation.now_s, {pool: obs}, observation.metrics_available)
             decision, state = policy.decide(single, {"recommendations": {pool: past.get(pool, [])}})
             window[pool] = state["recommendations"][pool]
             want = decision.desired_replicas[pool]
             reasons.extend(decision.reasons)
-            inflight = (obs.running_requests or 0.0) + (obs.waiting_requests or 0.0)
-            if want == bounds.max_replicas and inflight > want * policy.target_inflight_per_replica:
+            inflight = sum(v for v in (obs.running_requests, obs.waiting_requests) if usable_count(v))
+            if want == bounds.max_replicas and inflight > want * rule.target_inflight_per_replica:
                 limits.append(Reason(REASON_MAX_REACHED,
                                      f"pool {pool}: wants more than maxReplicas={bounds.max_replicas}", pool))
         desired[pool] = want

@@ -52,9 +52,10 @@ from tidal.controllers.serverlessfunction import (
 from tidal.operator.handlers_accelerators import Clock, utcnow
 from tidal.operator.kube import KubeClients, apply_object
 from tidal.operator.metrics import OperatorMetrics
-from tidal.operator.prometheus import PrometheusMetrics, PrometheusSettings
-from tidal.operator.promql import promql_duration, promql_string
+from tidal.operator.prometheus import FailureKind, PrometheusMetrics, PrometheusSettings
+from tidal.operator.promql import FUNCTION_IN_FLIGHT_METRIC, FUNCTION_REQUESTS_METRIC
 from tidal.operator.settings import OperatorSettings
+from tidal.policies.guards import ObservationGuard
 from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
 from tidal.policies.keepalive import (
     KeepAliveState,
@@ -64,30 +65,29 @@ from tidal.policies.keepalive import (
 )
 
 GROUP, VERSION, PLURAL = "tidal.dev", "v1alpha1", "serverlessfunctions"
-REQUESTS_METRIC = "http_requests_total"
-"""Request counter a function exports: the Prometheus client libraries' conventional HTTP counter name."""
-IN_FLIGHT_METRIC = "http_requests_in_flight"
-"""In-flight gauge a function exports (client_golang's promhttp.InstrumentHandlerInFlight examples)."""
-POD_NAME_PATTERN = "{name}-[a-z0-9]+-[a-z0-9]+"
-"""Pods of Deployment ``name`` are named ``<name>-<replicaset hash>-<suffix>``."""
 MEMO_KEY = "tidal_keepalive_state"
 
 
 @dataclass(frozen=True)
 class FunctionMetrics:
-    """One tick's metrics of a function; ``available`` False means unknown (the policy holds)."""
+    """One tick's metrics of a function; ``available`` False means unknown (the policy holds).
+
+    ``unobserved_instances`` counts Ready instances without a usable in-flight count (missing,
+    stale or rejected): the function is then partially observed and never scaled down
+    (tidal/policies/guards.py)."""
 
     available: bool
     message: str
     request_rate_rps: float | None = None
     running_requests: float | None = None
+    unobserved_instances: int = 0
 
 
-FunctionMetricsSource = Callable[[str, str, int], FunctionMetrics]
-"""(namespace, name, current instances) -> metrics. Called in a worker thread."""
+FunctionMetricsSource = Callable[[str, str, int, int], FunctionMetrics]
+"""(namespace, name, current instances, ready instances) -> metrics. Called in a worker thread."""
 
 
-def no_metrics(namespace: str, name: str, instances: int) -> FunctionMetrics:
+def no_metrics(namespace: str, name: str, instances: int, ready: int) -> FunctionMetrics:
     return FunctionMetrics(
         False,
         "no Prometheus configured (--prometheus-url / operator.prometheusUrl); holding instances",
@@ -95,37 +95,36 @@ def no_metrics(namespace: str, name: str, instances: int) -> FunctionMetrics:
 
 
 class PrometheusFunctionMetrics:
-    """Request rate and in-flight requests of a function's pods from Prometheus."""
+    """Request rate and in-flight requests of a function's pods from Prometheus, validated per pod by
+    the same step as engine metrics (:meth:`PrometheusMetrics.read_function`)."""
 
     def __init__(self, url: str, window_s: float):
         self._prometheus = PrometheusMetrics(PrometheusSettings(url=url))
         self._window_s = window_s
 
-    def _sum(self, promql: str) -> float | None:
-        samples = self._prometheus.query(promql)
-        return sum(s.value for s in samples) if samples else None
-
-    def __call__(self, namespace: str, name: str, instances: int) -> FunctionMetrics:
-        selector = (
-            f"namespace={promql_string(namespace)},"
-            f"pod=~{promql_string(POD_NAME_PATTERN.format(name=name))}"
-        )
-        try:
-            rate = self._sum(
-                f"sum(rate({REQUESTS_METRIC}{{{selector}}}[{promql_duration(self._window_s)}]))"
-            )
-            running = self._sum(f"sum({IN_FLIGHT_METRIC}{{{selector}}})")
-        except Exception as exc:  # noqa: BLE001 - every Prometheus failure is "unknown", by contract
-            return FunctionMetrics(False, f"Prometheus query failed: {exc}; holding instances")
-        if rate is None and running is None:
-            if instances == 0:  # nothing runs, nothing exports: idle, not unknown
-                return FunctionMetrics(True, "no instances running", 0.0, 0.0)
-            return FunctionMetrics(
-                False,
-                f"no {REQUESTS_METRIC} or {IN_FLIGHT_METRIC} series for the function's pods; "
-                "does the function export them and does Prometheus scrape it?",
-            )
-        return FunctionMetrics(True, "read from Prometheus", rate, running)
+    def __call__(self, namespace: str, name: str, instances: int, ready: int) -> FunctionMetrics:
+        read = self._prometheus.read_function(namespace=namespace, function=name, window_s=self._window_s)
+        if not read.prometheus_reachable:
+            return FunctionMetrics(False, f"Prometheus query failed: {read.message()}; holding instances")
+        nothing = all(f.kind is FailureKind.EMPTY for f in read.failures) and len(read.failures) == 2
+        if nothing and instances == 0:  # nothing runs, nothing exports: idle, not unknown
+            return FunctionMetrics(True, "no instances running", 0.0, 0.0)
+        if read.running_requests is None and read.request_rate_rps is None:
+            if nothing:
+                return FunctionMetrics(
+                    False,
+                    f"no {FUNCTION_REQUESTS_METRIC} or {FUNCTION_IN_FLIGHT_METRIC} series for the function's "
+                    "pods; does the function export them and does Prometheus scrape it?",
+                )
+            return FunctionMetrics(False, f"{read.message()}; holding instances")
+        reporting = sum(pod.running_requests is not None for pod in read.pods.values())
+        unobserved = max(0, ready - reporting) if read.running_requests is not None else 0
+        if read.rejections or unobserved:
+            message = (f"partially observed ({read.message()}; {reporting} of {ready} Ready instances report "
+                       "a usable in-flight count): scale-down held")
+        else:
+            message = "read from Prometheus" if read.complete else f"read from Prometheus; {read.message()}"
+        return FunctionMetrics(True, message, read.request_rate_rps, read.running_requests, unobserved)
 
 
 def default_metrics_source(settings: OperatorSettings) -> FunctionMetricsSource:
@@ -287,17 +286,18 @@ def register(
         if deployment is None:
             return  # the create/update/resume handler applies it
         current, ready = deployment
-        metrics = await asyncio.to_thread(metrics_source, namespace, name, current)
+        metrics = await asyncio.to_thread(metrics_source, namespace, name, current, ready)
         pool = PoolObservation(
             ready_replicas=min(ready, current),
             starting_replicas=max(0, current - ready),
             request_rate_rps=metrics.request_rate_rps,
             running_requests=metrics.running_requests,
+            unobserved_replicas=metrics.unobserved_instances,
         )
         observation = Observation(
             wall_clock_s(), {POOL_FUNCTION: pool}, metrics_available=metrics.available
         )
-        policy = policy_for(fn_spec, activity_window_s=activity_window_s)
+        policy = ObservationGuard(policy_for(fn_spec, activity_window_s=activity_window_s))
         state = memo.get(MEMO_KEY)
         if not isinstance(state, KeepAliveState):
             state = await asyncio.to_thread(load_state, clients, namespace, name)

@@ -83,6 +83,8 @@ COLD_START_QUANTILE_INDEX = 1
 AUTO_KV_TTL_QUANTILE = 0.5
 """``kvCache.ttl: auto`` keeps KV for the median session pause (docs: "as long as pauses usually last").
 The operator does not observe pauses yet, so this is the pause predictor's prior median."""
+REASON_PARTIAL = "PartiallyObserved"
+"""MetricsAvailable reason when some Ready pods' samples were missing or rejected: scale-down held."""
 NON_TRANSIENT_RETRY_FACTOR = 6
 """Non-transient API errors (403, 422...) are retried six times slower than transient ones (60 s
 with the default 10 s backoff): they need a human, but must clear without touching the object."""
@@ -300,8 +302,16 @@ class ModelDeploymentController:
         preference = preference_order(md, accelerators)
         pools = list(pools_of(md))
         children = [d for d in deployments if d.workload == name]
-        replicas = observe_replicas(pools, children, [p for p in pods if p.workload == name])
-        observation, report = self._observe_metrics(md, namespace, name, replicas, now)
+        own_pods = [p for p in pods if p.workload == name]
+        replicas = observe_replicas(pools, children, own_pods)
+        try:
+            observation, report = self._observe_metrics(md, namespace, name, replicas, ready_pod_names(own_pods),
+                                                        now)
+        except Exception as exc:  # noqa: BLE001 - a tick never crashes on data: hold and say why
+            log.exception("%s/%s: reading metrics failed; holding replicas", namespace, name)
+            observation = Observation(now, {p: r.observation for p, r in replicas.items()}, metrics_available=False)
+            report = MetricsReport(False, "MetricsReadFailed",
+                                   f"reading metrics failed ({type(exc).__name__}: {exc}); holding replicas")
         rt.state.tick += 1
         cold = self._cold_start_s(md, rt, preference)
         forecast = self._forecast(md, rt, observation, cold, now)
@@ -351,7 +361,14 @@ class ModelDeploymentController:
         return TickResult(wd, latency, tuple(applied), tuple(problems))
 
     def _observe_metrics(self, md: ModelDeployment, namespace: str, name: str,
-                         replicas: Mapping[str, PoolReplicas], now: float) -> tuple[Observation, MetricsReport]:
+                         replicas: Mapping[str, PoolReplicas], ready_pods: Mapping[str, frozenset[str]] | None,
+                         now: float) -> tuple[Observation, MetricsReport]:
+        """Each pool's metrics, validated per pod (tidal/operator/metric_validation.py).
+
+        ``ready_pods`` names each pool's Ready pods (``None`` when no pods are visible, e.g. before
+        the pod watch delivered any): a Ready pod without a usable in-flight count makes its pool
+        partially observed, which the core never scales down; the condition names pod and problem.
+        """
         pools = {p: r.observation for p, r in replicas.items()}
         if self.prometheus is None:
             return (Observation(now, pools, metrics_available=False),
@@ -374,15 +391,28 @@ class ModelDeploymentController:
             result = self.metrics_reader.read_pool(
                 namespace=namespace, deployment=name, pool=pool, dialect=md.spec.engine.metrics_dialect,
                 window_s=self.settings.metrics_window_s, percentile=md.spec.slo.percentile)
-            read[pool] = result.apply_to(obs)
+            pool_ready = None if ready_pods is None else ready_pods.get(pool, frozenset())
+            read[pool] = result.observe(obs, pool_ready)
             if hasattr(result, "attainment"):
                 attainment[pool] = result.attainment(ttft_target, tpot_target)
             if read[pool].running_requests is None or read[pool].waiting_requests is None:
                 available = False
-                if reason in ("MetricsRead", "NoReplicas"):
+                if reason in ("MetricsRead", "NoReplicas", REASON_PARTIAL):
                     reason = result.reason()
                 failures.append(f"pool {pool}: {result.message()}")
-        message = "engine metrics read for every pool" if available else "; ".join(failures) + "; holding replicas"
+            elif read[pool].unobserved_replicas or result.rejections:
+                available = False
+                if reason in ("MetricsRead", "NoReplicas"):
+                    reason = REASON_PARTIAL
+                problems = "; ".join(r.describe() for r in result.problems(pool_ready))
+                failures.append(f"pool {pool}: partially observed ({problems}); scale-down held, "
+                                "scale-up on the pods that report")
+        if available:
+            message = "engine metrics read for every pool"
+        elif reason == REASON_PARTIAL:
+            message = "; ".join(failures)
+        else:
+            message = "; ".join(failures) + "; holding replicas"
         return (Observation(now, read, metrics_available=available),
                 MetricsReport(available, reason, message, attainment))
 
@@ -542,6 +572,19 @@ def settle_applies(indexed: Mapping[ChildKey, int], recent: dict[Any, tuple[int,
         else:
             del recent[key]
     return current
+
+
+def ready_pod_names(pods: Iterable[ChildPod]) -> dict[str, frozenset[str]] | None:
+    """Each pool's Ready (not terminating) pods by name; ``None`` when no pod is visible at all,
+    so partial observation is then judged by count (tidal/operator/prometheus.py)."""
+    pods = list(pods)
+    if not pods:
+        return None
+    names: dict[str, set[str]] = {}
+    for pod in pods:
+        if pod.ready and not pod.deleting:
+            names.setdefault(pod.pool, set()).add(pod.name)
+    return {pool: frozenset(found) for pool, found in names.items()}
 
 
 def _hold(replicas: Mapping[str, PoolReplicas], why: str) -> Any:

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
@@ -34,7 +34,18 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTime
 from urllib3.util.retry import Retry
 
 from tidal.controllers.slo_attainment import Attainment, Bucket, histogram_quantile, pool_attainment
+from tidal.operator.metric_validation import (
+    IN_FLIGHT_FIELDS,
+    PodRejection,
+    SampleProblem,
+    check_sample,
+    stale_rejection,
+    unobserved_count,
+    unobserved_pods,
+)
 from tidal.operator.promql import (
+    STALE_LABEL,
+    FunctionSelector,
     LabelScheme,
     MalformedResult,
     MetricQuery,
@@ -42,6 +53,7 @@ from tidal.operator.promql import (
     WorkloadSelector,
     dialect_named,
     fleet_queries,
+    function_queries,
     parse_instant_vector,
     pool_queries,
     promql_duration,
@@ -123,6 +135,8 @@ class FailureKind(str, enum.Enum):
     """The query ran but matched no series (workload not scraped, labels differ, metric absent)."""
     NOT_A_NUMBER = "NotANumber"
     """The query returned NaN or ±Inf (e.g. a quantile over a window with no observations)."""
+    REJECTED = "MetricsRejected"
+    """Every series of the field was rejected: negative, implausible or stale (see the message)."""
     SKIPPED = "Skipped"
     """Not attempted because an earlier query showed Prometheus unusable this tick."""
 
@@ -177,7 +191,12 @@ class PoolMetrics:
     tpot_buckets: tuple[Bucket, ...] | None = None
     """Pool-wide inter-token-latency bucket rates over the window, (le, cumulative tokens/s)."""
     pods: Mapping[str, PodMetrics] = field(default_factory=dict)
+    """Per pod, the values that passed validation (``None`` for a field the pod did not report
+    or that was rejected)."""
     failures: tuple[QueryFailure, ...] = ()
+    rejections: tuple[PodRejection, ...] = ()
+    """Per-pod samples that were not used (tidal/operator/metric_validation.py), for fields that
+    still have a value from the other pods."""
 
     def attainment(self, ttft_target_s: float | None, tpot_target_s: float | None) -> Attainment:
         """Fraction of the window's requests (TTFT) and tokens (TPOT) within the targets; ``None``
@@ -204,15 +223,38 @@ class PoolMetrics:
         """``pool`` with its metric fields replaced by what was read (``None`` included)."""
         return dataclasses.replace(pool, **self.observation_fields())
 
+    def problems(self, ready_pods: Collection[str] | None = None) -> tuple[PodRejection, ...]:
+        """Every per-pod sample not used, plus the Ready pods (by name, when known) that did not
+        report an in-flight count at all."""
+        reported = {name: {f: getattr(pod, f) for f in IN_FLIGHT_FIELDS} for name, pod in self.pods.items()}
+        missing = unobserved_pods(ready_pods, reported, self.rejections) if ready_pods is not None else ()
+        return (*self.rejections, *missing)
+
+    def unobserved_replicas(self, ready_replicas: int, ready_pods: Collection[str] | None = None) -> int:
+        """How many Ready replicas lack a usable in-flight count: by name when the Ready pods are
+        known, else by count (Ready replicas beyond the pods that report both in-flight fields)."""
+        if ready_pods is not None:
+            return unobserved_count(ready_pods, self.problems(ready_pods))
+        reporting = sum(all(getattr(pod, f) is not None for f in IN_FLIGHT_FIELDS) for pod in self.pods.values())
+        return max(0, ready_replicas - reporting)
+
+    def observe(self, pool: PoolObservation, ready_pods: Collection[str] | None = None) -> PoolObservation:
+        """``pool`` with the metric fields read and ``unobserved_replicas`` set: the observation the
+        decision core gets. When an in-flight field could not be read at all it is ``None`` (hold)."""
+        observed = self.apply_to(pool)
+        if observed.running_requests is None or observed.waiting_requests is None:
+            return observed
+        return dataclasses.replace(observed, unobserved_replicas=self.unobserved_replicas(
+            pool.ready_replicas, ready_pods))
+
     def reason(self) -> str:
         """A condition reason: the kind of the first failure, or ``MetricsRead``."""
         return self.failures[0].kind.value if self.failures else "MetricsRead"
 
     def message(self) -> str:
-        """A condition message listing every failed field."""
-        if not self.failures:
-            return "all metrics read"
-        return "; ".join(f.describe() for f in self.failures)
+        """A condition message listing every failed field and every rejected pod sample."""
+        parts = [f.describe() for f in self.failures] + [r.describe() for r in self.rejections]
+        return "; ".join(parts) if parts else "all metrics read"
 
 
 class _QueryError(Exception):
@@ -340,7 +382,20 @@ class PrometheusMetrics:
             self.settings.labels,
             window_s=window_s,
         )
-        fields = _FieldCollector(self.settings.labels)
+        return self.read_queries(queries, window_s=window_s, quantile=quantile, at_s=at_s)
+
+    def read_function(self, *, namespace: str, function: str, window_s: float = DEFAULT_WINDOW_S,
+                      at_s: float | None = None) -> PoolMetrics:
+        """A ServerlessFunction's in-flight requests and request rate, validated per pod exactly as
+        an engine's (tidal/operator/metric_validation.py); failures are data, as in :meth:`read_pool`."""
+        queries = function_queries(FunctionSelector(namespace, function), self.settings.labels, window_s=window_s)
+        return self.read_queries(queries, window_s=window_s, quantile=None, at_s=at_s)
+
+    def read_queries(self, queries: Sequence[MetricQuery], *, window_s: float, quantile: float | None,
+                     at_s: float | None = None) -> PoolMetrics:
+        """Send ``queries`` in order and validate what comes back; a transport failure skips the rest.
+        ``quantile`` is the latency percentile read from histogram queries (``None``: there are none)."""
+        fields = _FieldCollector(self.settings.labels, window_s)
         broken: QueryFailure | None = None
         for metric_query in queries:
             if broken is not None:
@@ -412,7 +467,7 @@ class FleetSnapshot:
         """
         quantile = quantile_from_percentile(percentile)
         key = (namespace, deployment, pool)
-        fields = _FieldCollector(self.labels)
+        fields = _FieldCollector(self.labels, self.window_s)
         for metric_query, answer in self.answers:
             if isinstance(answer, QueryFailure):
                 fields.fail(answer)
@@ -481,33 +536,50 @@ class FleetMetrics:
 class _FieldCollector:
     """Accumulates one pool's fields, per-pod values, histograms and failures into a PoolMetrics."""
 
-    def __init__(self, labels: LabelScheme) -> None:
+    def __init__(self, labels: LabelScheme, window_s: float) -> None:
         self.labels = labels
+        self.window_s = window_s
         self.values: dict[str, float | None] = {}
         self.per_pod: dict[str, dict[str, float | None]] = {}
         self.buckets: dict[str, tuple[Bucket, ...]] = {}
         self.failures: list[QueryFailure] = []
+        self.rejections: list[PodRejection] = []
 
     def fail(self, failure: QueryFailure) -> None:
         self.values[failure.field] = None
         self.failures.append(failure)
 
-    def add(self, metric_query: MetricQuery, samples: Sequence[Sample], quantile: float) -> None:
-        """Interpret one pool's series for one field; raises :class:`_QueryError` when unusable."""
+    def add(self, metric_query: MetricQuery, samples: Sequence[Sample], quantile: float | None) -> None:
+        """Interpret one pool's series for one field; raises :class:`_QueryError` when unusable.
+
+        Whatever the data, only :class:`_QueryError` leaves: an answer that breaks the arithmetic in
+        a way validation did not foresee becomes ``BadResponse`` instead of crashing the tick."""
+        try:
+            self._add(metric_query, samples, quantile)
+        except _QueryError:
+            raise
+        except (ArithmeticError, ValueError, TypeError, KeyError) as exc:
+            raise _QueryError(FailureKind.BAD_RESPONSE,
+                              f"unusable values ({type(exc).__name__}: {_shorten(str(exc))})") from exc
+
+    def _add(self, metric_query: MetricQuery, samples: Sequence[Sample], quantile: float | None) -> None:
         if metric_query.histogram:
+            assert quantile is not None, "histogram queries need a quantile"
             value, buckets = _interpret_histogram(samples, quantile, self.labels)
             self.buckets[metric_query.field] = buckets
             self.values[metric_query.field] = value
             return
-        value, pod_values = _interpret(metric_query, samples, self.labels)
+        value, pod_values, rejected = _interpret(metric_query, samples, self.labels, self.window_s)
         self.values[metric_query.field] = value
+        self.rejections.extend(rejected)
         for pod, pod_value in pod_values.items():
             self.per_pod.setdefault(pod, {})[metric_query.field] = pod_value
 
     def result(self) -> PoolMetrics:
         pods = {name: PodMetrics(pod=name, **fields) for name, fields in sorted(self.per_pod.items())}
         return PoolMetrics(**self.values, ttft_buckets=self.buckets.get("ttft_s"),
-                           tpot_buckets=self.buckets.get("tpot_s"), pods=pods, failures=tuple(self.failures))
+                           tpot_buckets=self.buckets.get("tpot_s"), pods=pods, failures=tuple(self.failures),
+                           rejections=tuple(self.rejections))
 
 
 def _failure(metric_query: MetricQuery, error: _QueryError) -> QueryFailure:
@@ -551,6 +623,8 @@ def _interpret_histogram(samples: Sequence[Sample], quantile: float,
     buckets = tuple(sorted((float(s.labels["le"]), s.value) for s in samples))
     if any(not math.isfinite(count) for _, count in buckets):
         raise _QueryError(FailureKind.NOT_A_NUMBER, "non-finite bucket rate")
+    if any(count < 0 for _, count in buckets):
+        raise _QueryError(FailureKind.REJECTED, "negative bucket rate (rates of counters cannot be negative)")
     value = histogram_quantile(quantile, buckets)
     if not math.isfinite(value):
         raise _QueryError(
@@ -560,9 +634,14 @@ def _interpret_histogram(samples: Sequence[Sample], quantile: float,
     return value, buckets
 
 
-def _interpret(metric_query: MetricQuery, samples: Sequence[Sample],
-               labels: LabelScheme) -> tuple[float, dict[str, float | None]]:
-    """Pool value and per-pod values from a result; empty or non-finite results raise."""
+def _interpret(metric_query: MetricQuery, samples: Sequence[Sample], labels: LabelScheme,
+               window_s: float) -> tuple[float, dict[str, float | None], list[PodRejection]]:
+    """Pool value, accepted per-pod values and per-pod rejections from one field's result.
+
+    Each pod's sample is validated on its own (:func:`check_sample`; stale when the query tagged it):
+    a rejected pod is left out of the pool value and named in the rejections, the others count.
+    Raises when no series came back or when every pod was rejected.
+    """
     if not samples:
         raise _no_series(labels)
     if not metric_query.per_pod:
@@ -571,21 +650,31 @@ def _interpret(metric_query: MetricQuery, samples: Sequence[Sample],
         value = samples[0].value
         if not math.isfinite(value):
             raise _QueryError(FailureKind.NOT_A_NUMBER, f"value is {value}")
-        return value, {}
+        return value, {}, []
     pod_label = labels.pod
+    field_name = metric_query.field
     pod_values: dict[str, float | None] = {}
+    rejected: list[PodRejection] = []
     for sample in samples:
         pod = sample.labels.get(pod_label, "")
         if pod in pod_values:
             raise _QueryError(FailureKind.BAD_RESPONSE, f"two series for {pod_label}={pod!r}")
-        pod_values[pod] = sample.value if math.isfinite(sample.value) else None
-    bad = sorted(pod for pod, v in pod_values.items() if v is None)
-    if bad:
-        raise _QueryError(FailureKind.NOT_A_NUMBER, f"non-finite value for {pod_label} {bad}")
-    finite = [v for v in pod_values.values() if v is not None]
-    total = math.fsum(finite)
-    value = total if metric_query.pool_aggregation == "sum" else total / len(finite)
-    return value, pod_values
+        pod_values[pod] = None
+        problem = check_sample(field_name, sample.value)
+        if problem is not None:
+            rejected.append(PodRejection(pod, field_name, problem[0], sample.value, problem[1]))
+        elif sample.labels.get(STALE_LABEL) == "true":
+            rejected.append(stale_rejection(pod, field_name, sample.value, window_s))
+        else:
+            pod_values[pod] = sample.value
+    accepted = [v for v in pod_values.values() if v is not None]
+    if not accepted:
+        kind = (FailureKind.NOT_A_NUMBER if all(r.problem is SampleProblem.NOT_FINITE for r in rejected)
+                else FailureKind.REJECTED)
+        raise _QueryError(kind, "every pod rejected: " + "; ".join(r.describe() for r in rejected))
+    total = math.fsum(accepted)
+    value = total if metric_query.pool_aggregation == "sum" else total / len(accepted)
+    return value, pod_values, rejected
 
 
 def _means_prometheus_unusable(kind: FailureKind, http_status: int | None) -> bool:

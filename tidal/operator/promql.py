@@ -94,6 +94,36 @@ class FleetSelector:
                 raise ValueError(f"fleet namespaces must be non-empty strings, got {namespace!r}")
 
 
+@dataclass(frozen=True)
+class FunctionSelector:
+    """The series of one ServerlessFunction's pods: its Deployment's pods, matched by name.
+
+    Pods of Deployment ``name`` are named ``<name>-<replicaset hash>-<suffix>``; the name is
+    regex-escaped, so ``api.v1`` does not match the pods of ``api-v1``.
+    """
+
+    namespace: str
+    function: str
+
+    def __post_init__(self) -> None:
+        for field_name in ("namespace", "function"):
+            value = getattr(self, field_name)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"function {field_name} must be a non-empty string, got {value!r}")
+
+    @property
+    def pod_pattern(self) -> str:
+        return re.escape(self.function) + FUNCTION_POD_SUFFIX
+
+
+FUNCTION_POD_SUFFIX = "-[a-z0-9]+-[a-z0-9]+"
+"""ReplicaSet hash and pod suffix that follow a Deployment's name in its pods' names."""
+FUNCTION_REQUESTS_METRIC = "http_requests_total"
+"""Request counter a function exports: the Prometheus client libraries' conventional HTTP counter name."""
+FUNCTION_IN_FLIGHT_METRIC = "http_requests_in_flight"
+"""In-flight gauge a function exports (client_golang's promhttp.InstrumentHandlerInFlight examples)."""
+
+
 # ---------------------------------------------------------------------------
 # Dialects
 
@@ -204,7 +234,7 @@ def quantile_from_percentile(percentile: float) -> float:
     return percentile / 100.0
 
 
-Selector = WorkloadSelector | FleetSelector
+Selector = WorkloadSelector | FleetSelector | FunctionSelector
 
 
 def series_selector(
@@ -222,6 +252,11 @@ def series_selector(
         if selector.namespaces:
             pattern = "|".join(re.escape(ns) for ns in sorted(set(selector.namespaces)))
             matchers.append(f"{labels.namespace}=~{promql_string(pattern)}")
+    elif isinstance(selector, FunctionSelector):
+        matchers += [
+            f"{labels.namespace}={promql_string(selector.namespace)}",
+            f"{labels.pod}=~{promql_string(selector.pod_pattern)}",
+        ]
     else:
         matchers += [
             f"{labels.namespace}={promql_string(selector.namespace)}",
@@ -302,6 +337,10 @@ def counter_rate_query(
     return MetricQuery(field=field, promql=first_present(alternatives), per_pod=True)
 
 
+STALE_LABEL = "tidal_stale"
+"""Label :func:`gauge_query` puts on a pod's series whose latest sample is older than the window."""
+
+
 def gauge_query(
     field: str,
     metrics: Sequence[str],
@@ -310,15 +349,26 @@ def gauge_query(
     *,
     within_pod: Literal["sum", "avg"],
     pool_aggregation: Aggregation,
+    window: str,
     group: Sequence[str] = (),
 ) -> MetricQuery:
-    """Per-pod latest value of a gauge; several engines in one pod are summed or averaged."""
-    alternatives = [
-        f"{within_pod} {by_clause(*group, labels.pod)} ({series_selector(m, selector, labels)})" for m in metrics
-    ]
-    return MetricQuery(
-        field=field, promql=first_present(alternatives), per_pod=True, pool_aggregation=pool_aggregation
-    )
+    """Per-pod latest value of a gauge; several engines in one pod are summed or averaged.
+
+    An instant query returns a gauge's last sample for up to Prometheus' lookback delta (5 min by
+    default), so a pod whose scrapes stopped without a staleness marker would still report its old
+    value. The query therefore returns the freshest sample within ``window``
+    (``last_over_time``) and, for pods that have none, the older sample tagged
+    ``tidal_stale="true"``, so the adapter can reject it by name in the same answer.
+    """
+    by = by_clause(*group, labels.pod)
+    fresh = first_present([
+        f"{within_pod} {by} (last_over_time({series_selector(m, selector, labels)}[{window}]))" for m in metrics
+    ])
+    latest = first_present([f"{within_pod} {by} ({series_selector(m, selector, labels)})" for m in metrics])
+    on = "on (" + ", ".join((*group, labels.pod)) + ")"
+    promql = (f"({fresh}) or label_replace(({latest}) unless {on} ({fresh}), "
+              f'"{STALE_LABEL}", "true", "", "")')
+    return MetricQuery(field=field, promql=promql, per_pod=True, pool_aggregation=pool_aggregation)
 
 
 def histogram_buckets_query(
@@ -345,11 +395,11 @@ def _queries(
     window = promql_duration(window_s)
     return (
         gauge_query("running_requests", dialect.running_requests, selector, labels,
-                    within_pod="sum", pool_aggregation="sum", group=group),
+                    within_pod="sum", pool_aggregation="sum", window=window, group=group),
         gauge_query("waiting_requests", dialect.waiting_requests, selector, labels,
-                    within_pod="sum", pool_aggregation="sum", group=group),
+                    within_pod="sum", pool_aggregation="sum", window=window, group=group),
         gauge_query("kv_cache_usage_ratio", dialect.kv_cache_usage, selector, labels,
-                    within_pod="avg", pool_aggregation="mean", group=group),
+                    within_pod="avg", pool_aggregation="mean", window=window, group=group),
         counter_rate_query("request_rate_rps", dialect.request_count, selector, labels, window, group),
         counter_rate_query("prompt_tokens_rps", dialect.prompt_tokens, selector, labels, window, group),
         counter_rate_query("output_tokens_rps", dialect.output_tokens, selector, labels, window, group),
@@ -367,6 +417,17 @@ def pool_queries(
 ) -> tuple[MetricQuery, ...]:
     """All queries for one pool, in the order the adapter runs them (cheap gauges first)."""
     return _queries(dialect, selector, labels, window_s, ())
+
+
+def function_queries(selector: FunctionSelector, labels: LabelScheme, *,
+                     window_s: float) -> tuple[MetricQuery, ...]:
+    """A ServerlessFunction's in-flight requests and request rate, per pod (validated like an engine's)."""
+    window = promql_duration(window_s)
+    return (
+        gauge_query("running_requests", (FUNCTION_IN_FLIGHT_METRIC,), selector, labels,
+                    within_pod="sum", pool_aggregation="sum", window=window),
+        counter_rate_query("request_rate_rps", (FUNCTION_REQUESTS_METRIC,), selector, labels, window),
+    )
 
 
 def fleet_queries(dialect: DialectMetrics, labels: LabelScheme, *, window_s: float,

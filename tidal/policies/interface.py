@@ -6,7 +6,9 @@ together with the state the autoscaler returned last time, and apply the
 looks good in simulation is byte-for-byte the code that runs in the cluster.
 
 Metrics are ``None`` when they could not be read. Policies must treat ``None``
-as "unknown" (hold), never as zero: a missing metric never scales to zero.
+as "unknown" (hold), never as zero: a missing metric never scales to zero. A pool
+whose Ready replicas did not all report is partially observed
+(``PoolObservation.unobserved_replicas``): never scaled down.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ class PoolObservation:
     kv_cache_usage_ratio: float | None = None
     ttft_s: float | None = None
     tpot_s: float | None = None
+    unobserved_replicas: int = 0
+    """Ready replicas whose in-flight count was missing, stale or rejected this tick. The metrics
+    above then cover only the other replicas: the pool is *partially observed*, and a policy may
+    scale it up on what the reporting replicas show but must never scale it down
+    (tidal/policies/guards.py)."""
 
     @property
     def current_replicas(self) -> int:
