@@ -172,7 +172,8 @@ def test_one_pods_negative_gauge_holds_the_pool_and_names_the_pod(harness: Opera
             # The pod recovers with less load: scale-down is allowed again (a fully observed pool).
             running.update({pod: 8.0 for pod in running})
             eventually(lambda: _replicas(h, "big-unified-gpu-a") == 3)  # 40 / 16 -> 3
-            assert h.condition("big", "MetricsAvailable")["status"] == "True"
+            # The status patch follows the replica write of the same tick: poll for it.
+            eventually(lambda: h.condition("big", "MetricsAvailable")["status"] == "True")
     finally:
         prometheus.stop()
         for exporter in exporters.values():

@@ -105,3 +105,17 @@ def test_check_sample_accepts_exactly_the_plausible_values(field: str, value: fl
     problem = check_sample(field, value)
     plausible = math.isfinite(value) and 0 <= value <= MAX_PER_POD[field]
     assert (problem is None) == plausible
+
+
+def test_pods_expected_to_report_are_ready_settled_and_not_terminating() -> None:
+    from tidal.controllers.modeldeployment_observe import ChildPod
+    from tidal.operator.modeldeployment_controller import ready_pod_names
+
+    def pod(name: str, *, ready: bool = True, deleting: bool = False, ready_s: float | None = 0.0) -> ChildPod:
+        return ChildPod(name, "ns", name, "llama", "unified", "gpu", "n1", scheduled=True, ready=ready,
+                        deleting=deleting, ready_s=ready_s)
+
+    pods = [pod("old"), pod("unknown-age", ready_s=None), pod("just-ready", ready_s=95.0),
+            pod("starting", ready=False, ready_s=None), pod("leaving", deleting=True)]
+    assert ready_pod_names(pods, now_s=100.0, grace_s=60.0) == {"unified": frozenset({"old", "unknown-age"})}
+    assert ready_pod_names([], now_s=100.0, grace_s=60.0) is None  # no pod watch yet: judged by count

@@ -305,8 +305,8 @@ class ModelDeploymentController:
         own_pods = [p for p in pods if p.workload == name]
         replicas = observe_replicas(pools, children, own_pods)
         try:
-            observation, report = self._observe_metrics(md, namespace, name, replicas, ready_pod_names(own_pods),
-                                                        now)
+            expected = ready_pod_names(own_pods, now, self.settings.metrics_window_s)
+            observation, report = self._observe_metrics(md, namespace, name, replicas, expected, now)
         except Exception as exc:  # noqa: BLE001 - a tick never crashes on data: hold and say why
             log.exception("%s/%s: reading metrics failed; holding replicas", namespace, name)
             observation = Observation(now, {p: r.observation for p, r in replicas.items()}, metrics_available=False)
@@ -574,15 +574,18 @@ def settle_applies(indexed: Mapping[ChildKey, int], recent: dict[Any, tuple[int,
     return current
 
 
-def ready_pod_names(pods: Iterable[ChildPod]) -> dict[str, frozenset[str]] | None:
-    """Each pool's Ready (not terminating) pods by name; ``None`` when no pod is visible at all,
-    so partial observation is then judged by count (tidal/operator/prometheus.py)."""
+def ready_pod_names(pods: Iterable[ChildPod], now_s: float, grace_s: float) -> dict[str, frozenset[str]] | None:
+    """Each pool's pods expected to report metrics: Ready, not terminating, and Ready for longer than
+    ``grace_s`` (a pod that just became Ready may not have been scraped yet; its load is still small).
+    ``None`` when no pod is visible at all, so partial observation is judged by count
+    (tidal/operator/prometheus.py)."""
     pods = list(pods)
     if not pods:
         return None
     names: dict[str, set[str]] = {}
     for pod in pods:
-        if pod.ready and not pod.deleting:
+        settled = pod.ready_s is None or now_s - pod.ready_s >= grace_s
+        if pod.ready and not pod.deleting and settled:
             names.setdefault(pod.pool, set()).add(pod.name)
     return {pool: frozenset(found) for pool, found in names.items()}
 
