@@ -178,3 +178,37 @@ def test_one_pods_negative_gauge_holds_the_pool_and_names_the_pod(harness: Opera
         prometheus.stop()
         for exporter in exporters.values():
             exporter.close()
+
+
+def test_a_restart_never_shortens_the_scale_down_window(harness: OperatorHarness, tmp_path: Path) -> None:
+    """State is saved on decision changes (or every 300 s), not on every steady tick: a crash lost the
+    recent recommendations and the restarted operator scaled down before the window had passed."""
+    binary = require_prometheus_binary()
+    h = harness
+    delay_s = 10.0
+    running = {f"win-{i}": 16.0 for i in range(5)}
+    exporters = {pod: TextExporter(lambda pod=pod: vllm_gauges(running[pod])) for pod in running}
+    prometheus = PrometheusServer([engine_target(e, "win", pod) for pod, e in exporters.items()], tmp_path / "prom",
+                                  binary=binary, scrape_interval_s=SCRAPE_INTERVAL_S).start(wait_for_targets=True)
+    production_saves = {"prometheus_url": prometheus.url, "state_save_interval_s": 300.0}
+    try:
+        with h.operator(**production_saves):
+            h.create_md(model_deployment("win", min_replicas=1, max_replicas=8,
+                                         autoscaling={"predictor": "holt-winters", "scaleDownDelay": "10s"}))
+            eventually(lambda: _replicas(h, "win-unified-gpu-a") == 1)
+            h.set_ready("win-unified-gpu-a", 1)
+            eventually(lambda: _replicas(h, "win-unified-gpu-a") == 5)
+            h.set_ready("win-unified-gpu-a", 5)
+            time.sleep(delay_s + 2.0)  # steady: the saved recommendations age out of the window
+        running.update({pod: 2.0 for pod in running})  # load drops while the operator is down: the rule wants 1
+        eventually(lambda: (answer := prometheus.query('sum(vllm:num_requests_running{tidal_dev_deployment="win"})'))
+                   and float(answer[0]["value"][1]) == 10.0)
+        restarted = time.monotonic()
+        with h.operator(**production_saves):
+            eventually(lambda: _replicas(h, "win-unified-gpu-a") == 1, timeout_s=delay_s + 15.0)
+            waited = time.monotonic() - restarted
+            assert waited >= delay_s - 1.5, f"scaled down {waited:.1f}s after the restart, window {delay_s:g}s"
+    finally:
+        prometheus.stop()
+        for exporter in exporters.values():
+            exporter.close()

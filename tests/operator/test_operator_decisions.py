@@ -190,6 +190,31 @@ def test_scale_down_waits_for_scale_down_delay_and_the_window_survives_a_restart
     assert later.by_child[key] == 1 and later.changes == ((key, 7, 1),)
 
 
+def test_a_restart_never_shortens_the_scale_down_window() -> None:
+    """The state is saved when the decision changes; steady ticks after that are not saved. A crash
+    then loses the recent recommendations, and the old ones have aged out of the window."""
+    from tidal.policies.utilization import resume_window
+
+    md = _md(autoscaling={"scaleDownDelay": "30s"})
+    key = ChildKey("unified", "a")
+
+    def tick(now: float, inflight: float, replicas: int, state: Any) -> Any:
+        obs = PoolObservation(ready_replicas=replicas, running_requests=inflight, waiting_requests=0.0)
+        return decide(md, Observation(now, {"unified": obs}), {key: replicas}, ["a"], state)
+
+    saved = tick(0.0, 80.0, 1, None)  # scale-up to 5: a new decision, saved at once
+    assert saved.by_child[key] == 5
+    # Steady at 5 until t=40 (not saved), crash, load drops, restart at t=45.
+    stored = decode_state(encode_state(WorkloadState(policy=dict(saved.policy_state or {})))).policy
+    naive = tick(45.0, 10.0, 5, stored)
+    assert naive.by_child[key] == 1, "without resuming, the restart would scale down at once"
+    resumed = resume_window(stored, 45.0, {"unified": 5})
+    held = tick(45.0, 10.0, 5, resumed)
+    assert held.by_child[key] == 5 and held.decision.reasons[0].code == "scale-down-stabilized"
+    assert tick(74.0, 10.0, 5, held.policy_state).by_child[key] == 5
+    assert tick(76.0, 10.0, 5, held.policy_state).by_child[key] == 1  # one full window after the restart
+
+
 def test_settle_applies_bridges_a_lagging_index_then_trusts_it_again() -> None:
     from tidal.controllers.modeldeployment import ChildKey
     from tidal.operator.modeldeployment_controller import APPLY_SETTLE_TICKS, settle_applies

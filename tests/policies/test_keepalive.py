@@ -566,3 +566,25 @@ def test_the_chosen_window_never_costs_more_than_staying_loaded(values: list[flo
     if window.mode == "histogram":
         chosen = stay if window.prewarm_s == 0 else option[2]  # type: ignore[index]
         assert chosen <= stay + 1e-6
+
+
+def test_a_restart_never_shortens_a_keep_alive() -> None:
+    """Saved at the start of a burst, busy at 3 instances until a crash, restarted idle 100 s later:
+    without resuming, the ranks' ages come from the save and all three go at once."""
+    from tidal.policies.keepalive import resumed, state_from_dict, state_to_dict
+
+    policy = KeepAlivePolicy(keep_alive_s=300.0)
+
+    def tick(now: float, running: float, instances: int, state):
+        obs = PoolObservation(ready_replicas=instances, running_requests=running, request_rate_rps=running)
+        return policy.decide(Observation(now, {POOL_FUNCTION: obs}), state)
+
+    _, state = tick(0.0, 0.0, 0, None)
+    _, saved = tick(15.0, 3.0, 3, state)  # the burst starts: worth_persisting says write
+    stored = state_from_dict(state_to_dict(saved))
+    naive, _ = tick(700.0, 0.0, 3, stored)
+    assert naive.desired_replicas[POOL_FUNCTION] == 0, "the ages from the save are past the keep-alive"
+    decision, after = tick(700.0, 0.0, 3, resumed(stored, 700.0, 3))
+    assert decision.desired_replicas[POOL_FUNCTION] == 3
+    assert tick(995.0, 0.0, 3, after)[0].desired_replicas[POOL_FUNCTION] == 3
+    assert tick(1005.0, 0.0, 3, after)[0].desired_replicas[POOL_FUNCTION] == 0  # one keep-alive after the restart

@@ -59,6 +59,7 @@ from tidal.policies.guards import ObservationGuard
 from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
 from tidal.policies.keepalive import (
     KeepAliveState,
+    resumed,
     state_from_dict,
     state_to_dict,
     worth_persisting,
@@ -301,6 +302,8 @@ def register(
         state = memo.get(MEMO_KEY)
         if not isinstance(state, KeepAliveState):
             state = await asyncio.to_thread(load_state, clients, namespace, name)
+            if state is not None:  # a restart: never shorten a keep-alive (keepalive.resumed)
+                state = resumed(state, observation.now_s, current)
         started = time.perf_counter()
         decision, new_state = policy.decide(observation, state)
         latency_s = time.perf_counter() - started

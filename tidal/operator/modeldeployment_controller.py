@@ -61,6 +61,7 @@ from tidal.operator.prometheus import FLEET_MAX_AGE_FRACTION, FleetMetrics, Prom
 from tidal.operator.settings import OperatorSettings
 from tidal.operator.workloads import WorkloadCache, WorkloadRuntime
 from tidal.policies.interface import Observation, PoolObservation, Reason
+from tidal.policies.utilization import resume_window
 from tidal.predictors.coldstart import StartContext, StartPhases
 from tidal.predictors.pauses import SessionPausePredictor
 
@@ -316,6 +317,9 @@ class ModelDeploymentController:
         cold = self._cold_start_s(md, rt, preference)
         forecast = self._forecast(md, rt, observation, cold, now)
         current = settle_applies({d.key: d.spec_replicas for d in children}, rt.recent_applies, rt.state.tick)
+        if rt.resumed:
+            rt.state.policy = resume_window(rt.state.policy, now, {p: r.spec_total for p, r in replicas.items()})
+            rt.resumed = False
         try:
             wd = decide(md, observation, current, preference, rt.state.policy)
             rt.state.policy = dict(wd.policy_state) if wd.policy_state is not None else None

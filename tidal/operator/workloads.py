@@ -90,6 +90,9 @@ class WorkloadRuntime:
     """(context and predictor sequence, predicted p90 cold start) of the last prediction."""
     last_status: dict[str, Any] | None = None
     """The status last written (without its timestamps), to skip identical patches."""
+    resumed: bool = False
+    """Restored from a state ConfigMap and not ticked since: the first tick resumes the windows
+    (``tidal.policies.utilization.resume_window``) so a restart never shortens them."""
 
     def ensure_forecaster(self, predictor: str, step_s: float) -> LoadForecaster | None:
         """The forecaster the spec asks for; rebuilt (history lost) when the kind or step changed."""
@@ -179,6 +182,7 @@ class WorkloadCache:
             stored = self.store.load(namespace, name, uid)
             rt = WorkloadRuntime(namespace, name, uid, stored or WorkloadState())
             if stored is not None:
+                rt.resumed = True
                 rt.saved_digest = digest(encode_state(stored))
                 rt.saved_at = time.monotonic()
                 if stored.forecaster:

@@ -821,6 +821,20 @@ def _shape(window: KeepAliveWindow | None) -> tuple[float, float, str] | None:
     return None if window is None else (window.prewarm_s, window.keepalive_s, window.mode)
 
 
+def resumed(state: KeepAliveState, now_s: float, instances: int) -> KeepAliveState:
+    """The state after an operator restart: the instances that exist count as needed at ``now_s``.
+
+    The state is written twice per burst (:func:`worth_persisting`), not every tick, so a crash may
+    lose when ranks were last needed, and their ages would then come out too old: instances would
+    be removed before their keep-alive. Counting what runs as needed at the restart makes a
+    restart lengthen a keep-alive by at most the downtime and never shorten it; the gap is not
+    learned as an idle time (``last_seen_s`` is the restart, so those ranks are seen in use)."""
+    if instances <= 0:
+        return state
+    ranks = tuple(step for step in state.ranks if step[1] > instances and step[0] < now_s)
+    return replace(state, ranks=(*ranks, (now_s, instances))[-MAX_RANK_STEPS:], last_seen_s=now_s)
+
+
 def worth_persisting(before: KeepAliveState | None, after: KeepAliveState) -> bool:
     """Whether a shell should write the state now: the learned windows changed, or the function
     was invoked after an idle time (a new idle time of the function) or just went idle (so its

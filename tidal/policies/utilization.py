@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
 
@@ -101,3 +101,18 @@ class UtilizationTarget:
             desired[pool] = n
             reasons.append(reason)
         return Decision(desired_replicas=desired, reasons=tuple(reasons)), {"recommendations": window}
+
+
+def resume_window(state: Any, now_s: float, current: Mapping[str, int]) -> dict[str, Any]:
+    """The scale-down window after a restart: each pool's current size counts as recommended at ``now_s``.
+
+    Nothing says what was recommended while the operator was down, and the state is persisted only
+    when the decision changes, so recommendations of the last ticks before a crash may be missing.
+    Counting what runs as recommended at the restart makes a restart lengthen a pending scale-down
+    by at most the downtime and never shorten it, without a state write per tick.
+    """
+    past: Mapping[str, Any] = state.get("recommendations", {}) if isinstance(state, dict) else {}
+    window = {pool: [list(entry) for entry in entries] for pool, entries in past.items()}
+    for pool, replicas in current.items():
+        window.setdefault(pool, []).append([now_s, replicas])
+    return {**(state if isinstance(state, dict) else {}), "recommendations": window}
