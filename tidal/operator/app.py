@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import kopf
 from kubernetes import client as k8s
 
 from tidal.operator.kube import KubeClients
+from tidal.operator.leader import LeaderElector, LeadershipLost, serve_standby_health
 from tidal.operator.metrics import OperatorMetrics, serve_metrics
 from tidal.operator.settings import OperatorSettings
 
@@ -31,6 +32,8 @@ server's own default, --min-request-timeout 1800 s, is randomised up to twice th
 WATCH_CLIENT_TIMEOUT_S = WATCH_SERVER_TIMEOUT_S + 60
 """Drop a watch the server forgot to end, one minute after it should have ended."""
 WATCH_CONNECT_TIMEOUT_S = 30
+LEADERSHIP_POLL_S = 0.2
+"""How often the leader checks for a stop request or a lost Lease (stops kopf within this)."""
 EXECUTOR_WORKERS = 16
 """Threads for sync handlers: ticks block on the API server and Prometheus (I/O), not on CPU."""
 
@@ -121,11 +124,67 @@ def run_operator(settings: OperatorSettings, kubeconfig: str | Path | None = Non
                  stop_flag: threading.Event | None = None, ready_flag: threading.Event | None = None,
                  metrics: OperatorMetrics | None = None, include_others: bool = True,
                  on_controller: Any | None = None) -> None:
-    """Run until ``stop_flag`` is set (or SIGTERM/SIGINT in the main thread). Usable from a thread."""
+    """Run until ``stop_flag`` is set (or SIGTERM/SIGINT in the main thread). Usable from a thread.
+
+    With leader election (``settings.leader_election_namespace``) the process first waits as a
+    standby until it holds the Lease, reconciles only while it holds it, releases it on a clean
+    stop, and raises :class:`~tidal.operator.leader.LeadershipLost` when it could not renew it."""
+    if settings.leader_election_namespace is None:
+        _run(settings, kubeconfig, stop_flag, ready_flag, metrics, include_others, on_controller)
+        return
+    clients = KubeClients.from_config(kubeconfig)
+    elector = LeaderElector(k8s.CoordinationV1Api(clients.api), settings.leader_election_namespace,
+                            settings.leader_identity, request_timeout_s=settings.api_timeout_s)
+    stop = stop_flag or threading.Event()
+    health = serve_standby_health(settings.health_port) if settings.health_port else None
+    try:
+        leading = elector.wait_for_leadership(stop)
+    finally:
+        if health is not None:
+            health.shutdown()
+            health.server_close()
+        clients.close()
+    if not leading:
+        return
+    lost, done, kopf_stop = threading.Event(), threading.Event(), threading.Event()
+    renewer = threading.Thread(target=elector.keep_leading, args=(done, lost), name="tidal-lease", daemon=True)
+    renewer.start()
+
+    def relay() -> None:  # kopf gets one flag: the caller's stop or a lost Lease
+        while not done.is_set():
+            if lost.is_set() or stop.is_set():
+                kopf_stop.set()
+                return
+            done.wait(LEADERSHIP_POLL_S)
+
+    threading.Thread(target=relay, name="tidal-lease-relay", daemon=True).start()
+    try:
+        _run(settings, kubeconfig, kopf_stop, ready_flag, metrics, include_others, on_controller,
+             on_stopping=kopf_stop.set)
+    finally:
+        done.set()
+        renewer.join(elector.retry_period_s + settings.api_timeout_s)
+        if not lost.is_set():
+            elector.release()
+    if lost.is_set():
+        raise LeadershipLost(f"Lease {settings.leader_election_namespace}/{elector.name} not renewed in time")
+
+
+def _run(settings: OperatorSettings, kubeconfig: str | Path | None, stop_flag: Any,
+         ready_flag: threading.Event | None, metrics: OperatorMetrics | None, include_others: bool,
+         on_controller: Any | None, on_stopping: Callable[[], None] | None = None) -> None:
+    """kopf with the registry, /metrics and /healthz until ``stop_flag`` or a signal. ``on_stopping``
+    runs when kopf stops for any reason: kopf waits on a ``threading.Event`` stop flag in an executor
+    thread, so a flag nobody sets after a SIGTERM would keep the process from exiting."""
     clients = KubeClients.from_config(kubeconfig)
     clients.request_timeout_s = settings.api_timeout_s
     metrics = metrics or OperatorMetrics()
     registry, controller = build_registry(settings, clients, metrics, make_prometheus(settings), include_others)
+    if on_stopping is not None:
+        @kopf.on.cleanup(registry=registry, id="tidal-stopping")
+        def tidal_stopping(**_: Any) -> None:
+            on_stopping()
+
     if on_controller is not None:
         on_controller(controller)
     server = serve_metrics(metrics, settings.metrics_port) if settings.metrics_port else None

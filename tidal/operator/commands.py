@@ -8,6 +8,8 @@ click and typer use).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,9 +22,9 @@ from tidal.operator.settings import DEFAULT_HEALTH_PORT, DEFAULT_INTERVAL_S, DEF
 USAGE_ERROR = 2
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = USAGE_ERROR) -> None:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(USAGE_ERROR)
+    raise typer.Exit(code)
 
 
 def _number(flag: str, text: str, kind: type) -> float:
@@ -41,6 +43,8 @@ def run(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     peering: Optional[str] = typer.Option(None, "--peering", help="Join the kopf peering object NAME."),
     standalone: bool = typer.Option(False, "--standalone", help="No peering."),
+    leader_elect: bool = typer.Option(False, "--leader-elect", help="Active/standby replicas: reconcile only while holding the Lease (coordination.k8s.io) 'tidal-operator'."),
+    leader_election_namespace: Optional[str] = typer.Option(None, "--leader-election-namespace", envvar="POD_NAMESPACE", help="Namespace of the Lease; default: $POD_NAMESPACE (the operator's own, set by the chart)."),
     health_port: str = typer.Option(str(DEFAULT_HEALTH_PORT), "--health-port", help="Liveness endpoint /healthz port (0 disables)."),
     metrics_port: str = typer.Option(str(DEFAULT_METRICS_PORT), "--metrics-port", help="The operator's /metrics port (0 disables)."),
     kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="Kubeconfig for local runs; default: in-cluster, then KUBECONFIG."),
@@ -60,6 +64,8 @@ def run(
     if peering and standalone:
         _fail("--peering and --standalone exclude each other: pass one (the chart passes --peering NAME "
               "when peering.enabled, --standalone otherwise)")
+    if leader_elect and not leader_election_namespace:
+        _fail("--leader-elect needs the Lease's namespace: pass --leader-election-namespace or set POD_NAMESPACE")
     if kubeconfig is not None and not kubeconfig.is_file():
         _fail(f"--kubeconfig={kubeconfig}: no such file")
     namespaces = tuple(namespace or ())
@@ -73,14 +79,21 @@ def run(
             log_format=log_format,  # type: ignore[arg-type]
             log_level=log_level,  # type: ignore[arg-type]
             peering_name=peering, health_port=health, metrics_port=metrics,
+            leader_election_namespace=leader_election_namespace if leader_elect else None,
+            leader_identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         )
     except SettingsError as exc:
         _fail(str(exc))
         return
     configure_logging(settings.log_format, settings.log_level)
     from tidal.operator.app import run_operator
+    from tidal.operator.leader import LeadershipLost
 
-    run_operator(settings, kubeconfig=kubeconfig)
+    try:
+        run_operator(settings, kubeconfig=kubeconfig)
+    except LeadershipLost as exc:
+        # Exit non-zero: the kubelet restarts the container, which waits as a standby.
+        _fail(f"stopped reconciling: {exc}; restarting as a standby", code=1)
 
 
 def _when(t: Any) -> str:

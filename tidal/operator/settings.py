@@ -52,6 +52,11 @@ class OperatorSettings:
     log_level: LogLevel = "info"
     peering_name: str | None = None
     """kopf peering object to join; None means standalone."""
+    leader_election_namespace: str | None = None
+    """Namespace of the leader-election Lease (tidal/operator/leader.py); None: no leader election,
+    this process reconciles at once (one replica)."""
+    leader_identity: str = ""
+    """This replica's name in the Lease (the pod name in a cluster)."""
     health_port: int = DEFAULT_HEALTH_PORT
     metrics_port: int = DEFAULT_METRICS_PORT
     field_manager: str = "tidal"
@@ -75,6 +80,13 @@ class OperatorSettings:
                 raise SettingsError(f"{flag}={port}: must be a TCP port 0..65535 (0 disables)")
         if self.health_port and self.health_port == self.metrics_port:
             raise SettingsError(f"--health-port and --metrics-port are both {self.health_port}: give them different ports")
+        if self.leader_election_namespace is not None and self.peering_name is not None:
+            raise SettingsError(
+                "--leader-elect and --peering exclude each other: the Lease already keeps one replica active, "
+                "and a killed leader's peering record would pause its successor for the peering lifetime"
+            )
+        if self.leader_election_namespace is not None and not self.leader_identity:
+            raise SettingsError("--leader-elect needs this replica's identity: set POD_NAME (the chart does)")
         if self.prometheus_url is not None and not self.prometheus_url.startswith(("http://", "https://")):
             raise SettingsError(
                 f"--prometheus-url={self.prometheus_url!r}: must start with http:// or https://, "
