@@ -124,3 +124,8 @@ def test_query_errors_never_scale_down_without_fallback(steps, lo, hi) -> None:
         pool = o.pools["unified"]
         if pool.running_requests is None and lo <= pool.current_replicas <= hi:
             assert decision.desired_replicas["unified"] >= pool.current_replicas
+
+
+def test_first_decision_with_min_replicas_starts_at_min_even_without_metrics() -> None:
+    counts, codes, _ = run(keda(min_replicas=2), [unified(0.0, 0, running=None, waiting=None)])
+    assert (counts, codes) == ([2], ["keda-min-replicas"])

@@ -30,6 +30,9 @@ The query is ``sum(vllm:num_requests_running + vllm:num_requests_waiting)`` over
 includes requests queued while no pod is ready. vLLM pods that do not exist export nothing,
 so a query on vLLM metrics alone returns nothing at 0 replicas and KEDA could never activate;
 real deployments activate on a gateway or queue metric, which the pool sum stands for here.
+The simulator's first decision sees a workload with no pods (and no metric); a real
+Deployment is created with ``spec.replicas`` >= 1, so with ``minReplicaCount`` >= 1 the first
+decision is ``minReplicaCount`` (KEDA itself would report the trigger error and wait).
 """
 
 from __future__ import annotations
@@ -184,8 +187,14 @@ class KedaPrometheus:
     def _pool(self, now_s: float, pool: str, obs: PoolObservation,
               pool_state: Mapping[str, Any] | None) -> tuple[int, Reason, dict[str, Any]]:
         st: dict[str, Any] = dict(pool_state or {})
-        st.setdefault("created_s", now_s)
         current = obs.current_replicas
+        if not st and current == 0 and self.min_replicas > 0:
+            # the Deployment's creation: it exists with replicas >= 1 and KEDA's HPA brings it
+            # to minReplicaCount (see the module docstring)
+            st.update(created_s=now_s, desired=self.min_replicas)
+            return self.min_replicas, Reason(REASON_TO_MIN, "created at minReplicaCount "
+                                             f"{self.min_replicas}", pool), st
+        st.setdefault("created_s", now_s)
         value = query_value(obs)
         keda_note: Reason | None = None
         if "last_poll_s" not in st or now_s - st["last_poll_s"] >= self.polling_interval_s - d.TIME_SLACK_S:
