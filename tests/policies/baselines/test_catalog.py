@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import copy
 
-from tests.policies.baselines.helpers import json_roundtrip, unified
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.policies.baselines.helpers import (json_roundtrip, observations_from, pool_steps,
+                                              unified)
 from tidal.policies.baselines.catalog import BASELINE_FACTORIES
 from tidal.policies.interface import POOL_DECODE, POOL_PREFILL, Observation, PoolObservation
 
@@ -40,3 +45,14 @@ def test_disaggregated_pools_are_scaled_independently(name: str) -> None:
 def test_unknown_parameters_are_rejected_by_name() -> None:
     with pytest.raises(TypeError, match="target_per_pood"):
         BASELINE_FACTORIES["hpa"](1, 4, target_per_pood=3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pool_steps, st.sampled_from(sorted(BASELINE_FACTORIES)))
+def test_decide_never_mutates_its_arguments(steps, name) -> None:
+    policy, state = BASELINE_FACTORIES[name](0 if name != "hpa" else 1, 12), None
+    for o in observations_from(steps, 2.0):
+        before = copy.deepcopy(state)
+        _, new_state = policy.decide(o, state)
+        assert state == before
+        state = new_state
