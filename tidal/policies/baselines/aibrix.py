@@ -69,7 +69,7 @@ REASON_STABILIZED = "aibrix-cooldown"
 
 
 def kpa_should_panic(stable: float, panic: float, panic_threshold: float) -> bool:
-    """``KPAAlgorithm.shouldEnterPanicMode``: no stable load, or panic/stable above the threshold."""
+    """``KPAAlgorithm.shouldEnterPanicMode``: no stable load, or panic/stable over the threshold."""
     return stable <= 0 or panic / stable > panic_threshold
 
 

@@ -1,4 +1,6 @@
-"""The rivals' autoscalers by name, for ``tidal bench``: ``factory(min_replicas, max_replicas, **params)``.
+"""The rivals' autoscalers by name, for ``tidal bench``.
+
+Each entry is ``factory(min_replicas, max_replicas, **params)``.
 
 Every factory returns an :class:`~tidal.policies.interface.Autoscaler` with the rival's
 documented defaults (``tidal.policies.baselines.defaults``); ``params`` are the fields of the

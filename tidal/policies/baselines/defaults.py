@@ -8,7 +8,8 @@ docs/baselines.md):
 - Kubernetes HPA: ``pkg/controller/podautoscaler/horizontal.go`` and
   ``replica_calculator.go`` (kubernetes/kubernetes), the kube-controller-manager
   flags, and the "Horizontal Pod Autoscaling" concept page
-  (kubernetes/website ``content/en/docs/concepts/workloads/autoscaling/horizontal-pod-autoscale.md``).
+  (kubernetes/website
+  ``content/en/docs/concepts/workloads/autoscaling/horizontal-pod-autoscale.md``).
 - KEDA: ``apis/keda/v1alpha1`` (ScaledObject types), ``pkg/scaling/executor``,
   ``pkg/fallback/fallback.go`` and ``pkg/scalers/prometheus_scaler.go`` (kedacore/keda).
 - Knative Serving: ``config/core/configmaps/autoscaler.yaml``,

@@ -1,4 +1,4 @@
-"""Kubernetes HPA (autoscaling/v2) on the per-pod vLLM metric ``num_requests_running + num_requests_waiting``.
+"""Kubernetes HPA (autoscaling/v2) on vLLM's num_requests_running + num_requests_waiting per pod.
 
 A re-implementation of the kube-controller-manager's horizontal pod autoscaler, in the
 structure of its source so it can be checked line by line:
@@ -76,7 +76,8 @@ class ScalingPolicy:
 
     def __post_init__(self) -> None:
         if self.kind not in _POLICY_TYPES:
-            raise ValueError(f"scaling policy kind must be one of {_POLICY_TYPES}, got {self.kind!r}")
+            raise ValueError(f"scaling policy kind must be one of {_POLICY_TYPES}, "
+                             f"got {self.kind!r}")
         if self.value <= 0:
             raise ValueError(f"scaling policy value must be > 0, got {self.value}")
         if not 0 < self.period_s <= 1800:
@@ -110,7 +111,8 @@ DEFAULT_SCALE_UP = ScalingRules(
     select_policy=d.HPA_SELECT_POLICY_MAX)
 DEFAULT_SCALE_DOWN = ScalingRules(
     stabilization_window_s=d.HPA_DOWNSCALE_STABILIZATION_S,
-    policies=(ScalingPolicy(d.HPA_POLICY_PERCENT, d.HPA_SCALE_DOWN_PERCENT, d.HPA_POLICY_PERIOD_S),),
+    policies=(ScalingPolicy(d.HPA_POLICY_PERCENT, d.HPA_SCALE_DOWN_PERCENT,
+                            d.HPA_POLICY_PERIOD_S),),
     select_policy=d.HPA_SELECT_POLICY_MAX)
 
 

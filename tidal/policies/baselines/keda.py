@@ -144,7 +144,8 @@ class KedaPrometheus:
             if current == 0:
                 st["last_active_s"] = now_s
                 n = max(self.min_replicas, 1)
-                return n, REASON_ACTIVATE, f"trigger active ({value:g} > {self.activation_threshold:g}): 0 -> {n}"
+                return n, REASON_ACTIVATE, (f"trigger active ({value:g} > "
+                                            f"{self.activation_threshold:g}): 0 -> {n}")
             st["last_active_s"] = now_s
             return None, "", ""
         if is_error:
@@ -197,7 +198,9 @@ class KedaPrometheus:
         st.setdefault("created_s", now_s)
         value = query_value(obs)
         keda_note: Reason | None = None
-        if "last_poll_s" not in st or now_s - st["last_poll_s"] >= self.polling_interval_s - d.TIME_SLACK_S:
+        poll_due = ("last_poll_s" not in st or now_s - st["last_poll_s"]
+                    >= self.polling_interval_s - d.TIME_SLACK_S)
+        if poll_due:
             st["last_poll_s"] = now_s
             n, code, message = self._request_scale(now_s, current, value, st)
             if n is not None:
@@ -219,7 +222,8 @@ class KedaPrometheus:
         result = hpa_reconcile(now_s, current, proposal, self.hpa_min_replicas, self.max_replicas,
                                self.behavior, hpa_state, note)
         st["hpa"], st["desired"] = result.state, result.desired
-        message = result.message if keda_note is None else f"{result.message}; KEDA: {keda_note.message}"
+        message = (result.message if keda_note is None
+                   else f"{result.message}; KEDA: {keda_note.message}")
         return result.desired, Reason(result.code, message, pool), st
 
     def decide(self, observation: Observation, state: Any) -> tuple[Decision, Any]:

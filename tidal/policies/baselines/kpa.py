@@ -221,7 +221,8 @@ class KnativeKPA:
             bounded = self.min_replicas if x < self.min_replicas else min(x, self.max_replicas)
             if bounded != x and count is not None:
                 message += f"; bounded to {bounded}"
-            want, apply, why = (bounded, True, "") if bounded != 0 else self._scale_to_zero(now_s, st)
+            want, apply, why = ((bounded, True, "") if bounded != 0
+                                else self._scale_to_zero(now_s, st))
             if why:
                 code = REASON_SCALE_TO_ZERO if (apply and want == 0) else REASON_SCALE_TO_ZERO_WAIT
                 message += f"; {why}"
