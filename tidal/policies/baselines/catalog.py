@@ -16,9 +16,11 @@ from functools import partial
 from typing import Any, Callable, Mapping
 
 from tidal.policies.baselines.aibrix import STRATEGY_APA, STRATEGY_KPA, AIBrixAutoscaler
+from tidal.policies.baselines.heteroscale import HeteroScaleStyle
 from tidal.policies.baselines.hpa import KubernetesHPA
 from tidal.policies.baselines.keda import KedaPrometheus
 from tidal.policies.baselines.kpa import KnativeKPA
+from tidal.policies.baselines.planner import DynamoStylePlanner
 from tidal.policies.interface import Autoscaler
 
 
@@ -47,3 +49,21 @@ BASELINE_FACTORIES: Mapping[str, Callable[..., Autoscaler]] = {
     "aibrix-apa": partial(_aibrix, STRATEGY_APA),
 }
 """Baseline name -> ``factory(min_replicas, max_replicas, **params)``."""
+
+
+def _dynamo_planner(min_replicas: int, max_replicas: int, **params: Any) -> Autoscaler:
+    return DynamoStylePlanner(min_replicas=min_replicas, max_replicas=max_replicas, **params)
+
+
+def _heteroscale(min_replicas: int, max_replicas: int, **params: Any) -> Autoscaler:
+    return HeteroScaleStyle(min_replicas=min_replicas, max_replicas=max_replicas, **params)
+
+
+PROFILED_BASELINE_FACTORIES: Mapping[str, Callable[..., Autoscaler]] = {
+    "dynamo-planner": _dynamo_planner,
+    "heteroscale": _heteroscale,
+}
+"""Baselines that need a pre-deployment profile: ``dynamo-planner`` takes
+``profile=PerformanceProfile(...)`` (and ``ttft_s``, ``itl_s`` targets), ``heteroscale`` takes
+``target_decode_tps_per_replica`` (and ``pd_ratio``). Whoever calls them supplies the profile;
+they never read the simulator's performance model."""

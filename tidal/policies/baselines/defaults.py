@@ -220,3 +220,38 @@ AIBRIX_ACTIVATION_SCALE = 1
 AIBRIX_TARGET_KV_CACHE_USAGE = 0.5
 """``targetValue: '0.5'`` for ``targetMetric: gpu_cache_usage_perc`` in AIBrix's KPA and APA
 samples (``samples/autoscaling/{kpa,apa}.yaml``), the metric its docs use for vLLM."""
+
+# --------------------------------------------------------------------------------------------
+# Dynamo SLA planner (ai-dynamo/dynamo components/planner, ``PlannerDefaults``)
+# --------------------------------------------------------------------------------------------
+DYNAMO_ADJUSTMENT_INTERVAL_S = 180.0
+"""``adjustment_interval = 180``: the planner observes, predicts and resizes every 180 s."""
+
+DYNAMO_MIN_ENDPOINT = 1
+"""``min_endpoint = 1``: at least one prefill and one decode worker."""
+
+DYNAMO_TTFT_S = 0.5
+"""``ttft = 0.5`` s: the planner's default TTFT target (the bench passes the workload's SLO)."""
+
+DYNAMO_ITL_S = 0.05
+"""``itl = 0.05`` s: the planner's default inter-token-latency target."""
+
+DYNAMO_FORECASTER = "holt_winters"
+"""Dynamo's default ``load_predictor`` is ``arima``; tidal's predictors have no ARIMA, and
+Holt-Winters (damped-trend exponential smoothing, an ARIMA-equivalent family) is the closest."""
+
+DYNAMO_FORECAST_HISTORY_CELLS = 512
+"""History kept per forecast signal (tidal's): 25.6 h of 180-s cells, more than one day so the
+daily season can be learned, far less than the predictors' one-week default."""
+
+# --------------------------------------------------------------------------------------------
+# HeteroScale (Li et al., "Taming the Chaos: Coordinated Autoscaling for Heterogeneous and
+# Disaggregated LLM Inference", arXiv:2508.19559, ByteDance 2025)
+# --------------------------------------------------------------------------------------------
+HETEROSCALE_PERIOD_S = 15.0
+"""tidal's choice: the control period is not stated in the parts of the paper available; the
+Kubernetes HPA sync period, the controller HeteroScale's proportional policy generalises."""
+
+HETEROSCALE_TOLERANCE = 0.1
+"""tidal's choice: the HPA tolerance, since the paper's TPS policy is proportional control like
+the HPA's and gives no dead band of its own in the parts available."""
