@@ -266,6 +266,8 @@ def _record_event(now_s: float, previous: int, new: int, behavior: Behavior,
 
 @dataclass(frozen=True)
 class HPAResult:
+    """One HPA evaluation: the replicas to set, why (code and message), the new pool state."""
+
     desired: int
     code: str
     message: str
@@ -342,6 +344,7 @@ def sync_due(now_s: float, pool_state: Mapping[str, Any] | None, period_s: float
 
 
 def validate_bounds(min_replicas: int, max_replicas: int, min_allowed: int = 0) -> None:
+    """Reject replica bounds no rival accepts, naming the field (shared by every baseline)."""
     if not isinstance(min_replicas, int) or not isinstance(max_replicas, int):
         raise ValueError("min_replicas and max_replicas must be ints")
     if min_replicas < min_allowed:
