@@ -1,13 +1,16 @@
-"""Engine invariants: causality, KV capacity, preemption, prefix cache, run truncation."""
+"""Engine invariants: causality, KV capacity, preemption, prefix cache, run truncation,
+and the scheduler limits and batching of each engine version."""
 
 from __future__ import annotations
 
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.sim.conftest import Recorder, make_requests
-from tidal.sim.engine import Engine, EngineConfig, Sequence
+from tidal.sim.engine import (VLLM_V0, VLLM_V1, Engine, EngineConfig, EngineLimits, Sequence,
+                              default_engine_limits)
 from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.perf_model import StepTimeModel
 from tidal.sim.traces import LLMRequest
@@ -145,3 +148,76 @@ def test_session_ttl_pins_prefix_against_lru_eviction() -> None:
 
     assert run(None) == 0
     assert run(600.0) == 2048
+
+
+# -- engine limits per engine version and GPU ------------------------------------------------
+@pytest.mark.parametrize("accel,batched,seqs", [
+    ("H100-80GB", 8192, 1024),   # >= 70 GiB and not an A100: vLLM V1's large defaults
+    ("A100-80GB", 2048, 256),    # 80 GB but an A100 (PR #17885)
+    ("A100-40GB", 2048, 256), ("L40S", 2048, 256), ("L4", 2048, 256), ("A40", 2048, 256)])
+def test_vllm_v1_defaults_follow_the_gpu(accel, batched, seqs) -> None:
+    limits = default_engine_limits(get_accelerator(accel), VLLM_V1)
+    assert (limits.max_num_batched_tokens, limits.max_num_seqs, limits.chunked_prefill) == (
+        batched, seqs, True)
+
+
+def test_vllm_v0_defaults_and_explicit_limits_win() -> None:
+    h100 = get_accelerator("H100-80GB")
+    assert default_engine_limits(h100, VLLM_V0) == EngineLimits(2048, 256, chunked_prefill=False)
+    limits = EngineConfig(max_num_batched_tokens=4096, max_num_seqs=64).limits(h100)
+    assert (limits.max_num_batched_tokens, limits.max_num_seqs) == (4096, 64)
+    engine = Engine(0, PERF, 400_000, Recorder(), EngineConfig())
+    assert engine.max_num_seqs == 1024 and engine.limits.max_num_batched_tokens == 8192
+
+
+def test_bad_engine_limits_are_clear_errors() -> None:
+    h100 = get_accelerator("H100-80GB")
+    with pytest.raises(ValueError, match="max_num_batched_tokens .* must be >= max_num_seqs"):
+        EngineConfig(max_num_batched_tokens=128, max_num_seqs=256).limits(h100)
+    with pytest.raises(ValueError, match="max_num_seqs must be >= 1"):
+        EngineConfig(max_num_seqs=0).limits(h100)
+    with pytest.raises(ValueError, match="unknown engine version 'vllm-v9'.*vllm-v1"):
+        EngineConfig(engine_version="vllm-v9").limits(h100)
+
+
+def test_max_num_seqs_caps_the_running_batch() -> None:
+    seen = []
+    engine = Engine(0, PERF, 400_000, Recorder(), EngineConfig(max_num_seqs=8))
+    drive(engine, [LLMRequest(0.0, 50, 200, request_id=i) for i in range(30)],
+          check=lambda e: seen.append(len(e.running)))
+    assert max(seen) == 8
+
+
+def _mixed_iterations(version: str) -> int:
+    engine = Engine(0, PERF, 400_000, Recorder(), EngineConfig(engine_version=version))
+    mixed = 0
+    original = engine._schedule_step
+
+    def spy(now_s):
+        nonlocal mixed
+        plan = original(now_s)
+        kinds = {s.in_prefill for s, _ in plan}
+        mixed += kinds == {True, False}
+        return plan
+
+    engine._schedule_step = spy
+    drive(engine, make_requests(60, gap_s=0.02, prompt=700, output=60))
+    return mixed
+
+
+def test_v0_prefills_alone_while_v1_mixes_prefill_chunks_into_decode_iterations() -> None:
+    assert _mixed_iterations(VLLM_V0) == 0
+    assert _mixed_iterations(VLLM_V1) > 0
+
+
+def test_token_budget_trades_first_ttft_for_last_under_a_burst() -> None:
+    def ttfts(budget: int) -> list[float]:
+        rec = Recorder()
+        engine = Engine(0, PERF, 400_000, rec, EngineConfig(max_num_batched_tokens=budget))
+        drive(engine, [LLMRequest(0.0, 1500, 20, request_id=i) for i in range(16)])
+        return sorted(s.first_token_s - s.arrival_s for s, _ in rec.finished)
+
+    small, large = ttfts(2048), ttfts(8192)
+    # bigger iterations run the GEMMs more efficiently: the burst's prompts are all in
+    # sooner, while the early ones wait for a larger iteration
+    assert large[-1] < small[-1] and large[1] > small[1]
