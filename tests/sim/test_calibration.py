@@ -147,3 +147,18 @@ def test_measured_tables_are_used_where_profiled_and_transferred_elsewhere() -> 
         "vidur:a40/Llama-2-7b-hf/tp1 scaled to L40S"
     assert "FP8" in StepTimeModel(get_model("llama-3.1-8b-fp8"), ACCELERATORS["H100-80GB"]).source
     assert ("h100", "Llama-2-70b-hf", 4) in vidur_tables.OPERATOR_MS
+
+
+def test_extrapolation_beyond_the_profiled_tokens_predicts_a_held_out_point() -> None:
+    """Hold out the last grid point of every measured table and extrapolate to it."""
+    from tidal.sim.perf_model import _extrapolated
+    grid = np.asarray(vidur_tables.TOKEN_GRID, dtype=float)
+    errors = {True: [], False: []}
+    for (_, _, tp), table in vidur_tables.OPERATOR_MS.items():
+        total = sum(np.asarray(v) for v in table.values())
+        held_out = sum(_extrapolated(grid[-1:], grid[:-1], np.asarray(v)[:-1])[0]
+                       for v in table.values())
+        errors[tp >= 2].append((held_out - total[-1]) / total[-1])
+    for errs in errors.values():
+        assert np.median(np.abs(errs)) < 0.03 and max(np.abs(errs)) < 0.11
+        assert abs(np.mean(errs)) < 0.02       # no systematic bias, at TP >= 2 either
