@@ -72,8 +72,8 @@ def test_without_kv_pressure_nothing_is_preempted(recorder: Recorder) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 5), st.integers(1, 3000), st.integers(1, 400)),
                 min_size=1, max_size=40),
-       st.integers(4_000, 40_000), st.booleans())
-def test_kv_never_exceeds_capacity_and_all_finish(rows, kv_tokens, prefix) -> None:
+       st.integers(4_000, 40_000), st.booleans(), st.sampled_from([VLLM_V1, VLLM_V0]))
+def test_kv_never_exceeds_capacity_and_all_finish(rows, kv_tokens, prefix, version) -> None:
     rows = sorted(rows)
     reqs = [LLMRequest(arrival_s=a, prompt_tokens=p, output_tokens=o,
                        hash_ids=tuple(range(p // 512)) if prefix else (), request_id=i)
@@ -81,7 +81,8 @@ def test_kv_never_exceeds_capacity_and_all_finish(rows, kv_tokens, prefix) -> No
     if not reqs:
         return
     rec = Recorder()
-    engine = Engine(0, PERF, kv_tokens, rec, EngineConfig(max_num_batched_tokens=1024))
+    engine = Engine(0, PERF, kv_tokens, rec,
+                    EngineConfig(max_num_batched_tokens=1024, engine_version=version))
     drive(engine, reqs, check=kv_check)
     assert len(rec.finished) == len(reqs)
     for seq, t in rec.finished:
