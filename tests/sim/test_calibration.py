@@ -162,3 +162,24 @@ def test_extrapolation_beyond_the_profiled_tokens_predicts_a_held_out_point() ->
     for errs in errors.values():
         assert np.median(np.abs(errs)) < 0.03 and max(np.abs(errs)) < 0.11
         assert abs(np.mean(errs)) < 0.02       # no systematic bias, at TP >= 2 either
+
+
+def test_transferred_tables_beat_the_roofline_on_held_out_profiled_gpus() -> None:
+    """Pretend a profiled GPU is not, transfer a proxy's tables, compare with its own."""
+    from dataclasses import replace
+    tokens = (1, 16, 64, 128, 256, 512, 1024, 2048, 4096)
+    transfer_errors, roofline_errors = [], []
+    for target, proxy in (("A100-80GB", "H100-80GB"), ("H100-80GB", "A100-80GB"),
+                          ("A40", "A100-80GB"), ("A100-80GB", "A40")):
+        for model, tp in (("llama-2-7b", 1), ("llama-2-70b", 4), ("phi-2", 1)):
+            measured = StepTimeModel(MODELS[model], ACCELERATORS[target], tp)
+            unprofiled = replace(ACCELERATORS[target], vidur_profile=None, profile_proxy=proxy)
+            transferred = StepTimeModel(MODELS[model], unprofiled, tp)
+            roofline = StepTimeModel(MODELS[model], replace(unprofiled, profile_proxy=None), tp)
+            for n in tokens:
+                truth = measured.fixed_s(n)
+                transfer_errors.append((transferred.fixed_s(n) - truth) / truth)
+                roofline_errors.append((roofline.fixed_s(n) - truth) / truth)
+    assert np.median(np.abs(transfer_errors)) < 0.10
+    assert np.median(np.abs(transfer_errors)) < np.median(np.abs(roofline_errors))
+    assert abs(np.mean(transfer_errors)) < 0.05 < abs(np.mean(roofline_errors))

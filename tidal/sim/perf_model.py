@@ -67,7 +67,8 @@ def fitted_roofline_efficiencies() -> tuple[float, float]:
 
     Fitted on Vidur's measured Llama-2-7B tables on A100 and H100: bandwidth
     efficiency from 1-token (weight-streaming) times, compute efficiency from
-    4096-token times. Used only for accelerators without profiles.
+    4096-token times. They set the rooflines whose ratios transfer measured tables
+    to unprofiled GPUs and to FP8, the decode-attention streaming rate and the LM head.
     """
     shape = PROFILED_SHAPES["Llama-2-7b-hf"]
     grid = vidur_tables.TOKEN_GRID
