@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.sim.conftest import Recorder, make_requests
-from tidal.sim.engine import (VLLM_V0, VLLM_V1, Engine, EngineConfig, EngineLimits, Sequence,
+from tidal.sim.engine import (ENGINE_STEP_OVERHEAD_S, REQUEST_PATH_LATENCY_S, VLLM_V0,
+                              VLLM_V1, Engine, EngineConfig, EngineLimits, Sequence,
                               default_engine_limits)
 from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.perf_model import StepTimeModel
@@ -222,3 +223,34 @@ def test_token_budget_trades_first_ttft_for_last_under_a_burst() -> None:
     # bigger iterations run the GEMMs more efficiently: the burst's prompts are all in
     # sooner, while the early ones wait for a larger iteration
     assert large[-1] < small[-1] and large[1] > small[1]
+
+
+# -- request-path latency (API server share) --------------------------------------------------
+def test_v0_scheduler_sees_a_request_after_the_request_path_latency() -> None:
+    def ttft(version: str) -> float:
+        rec = Recorder()
+        engine = Engine(0, PERF, 400_000, rec, EngineConfig(engine_version=version))
+        drive(engine, [LLMRequest(1.0, 200, 5, request_id=0)])
+        seq = rec.finished[0][0]
+        return seq.first_token_s - seq.arrival_s
+
+    latency = REQUEST_PATH_LATENCY_S[VLLM_V0]
+    v0, v1 = ttft(VLLM_V0), ttft(VLLM_V1)
+    assert latency > 0 and REQUEST_PATH_LATENCY_S[VLLM_V1] == 0
+    # same prefill, plus the latency and V0's per-iteration overhead
+    assert v0 - v1 == pytest.approx(latency + ENGINE_STEP_OVERHEAD_S[VLLM_V0], rel=1e-6)
+
+
+def test_request_path_latency_keeps_the_request_counted_and_joins_a_run_when_visible() -> None:
+    rec = Recorder()
+    engine = Engine(0, PERF, 400_000, rec, EngineConfig(engine_version=VLLM_V0))
+    long_req = LLMRequest(arrival_s=0.0, prompt_tokens=100, output_tokens=2000, request_id=0)
+    late = LLMRequest(arrival_s=1.0, prompt_tokens=100, output_tokens=5, request_id=1)
+    counts = []
+    drive(engine, [long_req, late], check=lambda e: counts.append(e.num_requests))
+    assert max(counts) == 2          # the in-flight request counts while the API server has it
+    seqs = {s.req.request_id: s for s, _ in rec.finished}
+    latency = REQUEST_PATH_LATENCY_S[VLLM_V0]
+    # visible after the latency, then in at the next iteration boundary (not after the run)
+    assert latency < seqs[1].first_token_s - 1.0 < latency + 0.05
+    assert seqs[0].finish_s > seqs[1].finish_s

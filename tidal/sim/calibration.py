@@ -88,10 +88,6 @@ _LAMBDA_TABLE = ("Lambda, LambdaLabsML/vllm-benchmark benchmark_v0.md, 'vLLM v0.
 _LAMBDA_TABLE_SETUP = ("vLLM 0.6.0 (V0, multi-step 10, no chunked prefill), rps inf, "
                        "max-num-seq 256, max-seq-len 2048, {n} ShareGPT prompts (lengths not "
                        "listed: drawn as SHAREGPT_* in tidal/sim/calibration.py describe)")
-_MULTISTEP_TTFT = ("vLLM 0.6 multi-step scheduling streams the first token with the first "
-                   "10-step decode batch and the API server's tokenisation and HTTP time are "
-                   "in it; the engine model has neither, so TTFT under 0.6 multi-step is "
-                   "bounded at +-40 % and reported, not tuned")
 
 MEASUREMENTS: tuple[Measurement, ...] = (
     # ---- InferenceBench: vLLM 0.21, H100, Llama-3.1-8B ------------------------------------
@@ -160,8 +156,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         _LAMBDA_SETUP.format(what="as above"),
         "llama-3.1-8b", "H100-80GB", 1, 10, 0, 0, 10, "ttft_p50_ms", 62.19,
         engine_version=VLLM_V0,
-        requests=_lambda_requests((120, 429, 233, 194, 101, 741, 9, 3, 6, 31)),
-        tolerance=0.40, tolerance_reason=_MULTISTEP_TTFT),
+        requests=_lambda_requests((120, 429, 233, 194, 101, 741, 9, 3, 6, 31))),
     Measurement(
         "lambda-a100-8b-p10-tpot", "lambda",
         _LAMBDA.format(gpus="1xA100-80GB-SXM", file="Meta-Llama-3-8B-Instruct_tp1_len2048.json"),
@@ -174,8 +169,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         _LAMBDA_SETUP.format(what="as above"),
         "llama-3.1-8b", "A100-80GB", 1, 10, 0, 0, 10, "ttft_p50_ms", 126.73,
         engine_version=VLLM_V0,
-        requests=_lambda_requests((120, 507, 233, 194, 101, 741, 9, 3, 6, 31)),
-        tolerance=0.40, tolerance_reason=_MULTISTEP_TTFT),
+        requests=_lambda_requests((120, 507, 233, 194, 101, 741, 9, 3, 6, 31))),
     Measurement(
         "lambda-h100x4-70b-p10-tpot", "lambda",
         _LAMBDA.format(gpus="4xH100-80GB-SXM", file="Meta-Llama-3-70B-Instruct_tp4_len2048.json"),

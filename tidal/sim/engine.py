@@ -61,6 +61,15 @@ VLLM_LARGE_GPU_MEMORY_BYTES = 70 * GIB
 # tables already scale, so there is no per-sequence term.
 ENGINE_STEP_OVERHEAD_S = {VLLM_V1: 0.0, VLLM_V0: 0.7e-3}
 
+# Time from a request reaching the server to its scheduler seeing it: CPU-side work on
+# the request path outside the GPU step model (API server, HTTP, tokenisation, hand-over
+# to the engine, first output). vLLM 0.6: Lambda's 10-prompt runs measure TTFTs 28.7 ms
+# above the simulated prefill on H100 and 28.7 ms on A100 -- a constant across two GPUs
+# 2x apart in speed, so not GPU time. Fitted on the H100 run, checked on the A100 one
+# (docs/calibration.md). vLLM V1: no published TTFT with known prompt lengths was found
+# to measure it, so none is added.
+REQUEST_PATH_LATENCY_S = {VLLM_V1: 0.0, VLLM_V0: 28.7e-3}
+
 ROLE_UNIFIED = "unified"
 ROLE_PREFILL = "prefill"
 ROLE_DECODE = "decode"
@@ -190,6 +199,10 @@ class Engine:
         self.listener = listener
         self.limits = config.limits(perf.accelerator)
         self.step_overhead_s = ENGINE_STEP_OVERHEAD_S[config.engine_version]
+        # a decode-role request arrives as KV: it already went through an API server
+        self.request_path_latency_s = (0.0 if role == ROLE_DECODE
+                                       else REQUEST_PATH_LATENCY_S[config.engine_version])
+        self._incoming: deque[tuple[float, Sequence]] = deque()   # (visible at, sequence)
         self.max_num_seqs = self.limits.max_num_seqs
         self.block_tokens = config.kv_block_tokens
         self.capacity_blocks = kv_capacity_tokens // config.kv_block_tokens
@@ -231,28 +244,47 @@ class Engine:
 
     @property
     def num_requests(self) -> int:
-        return len(self.waiting) + len(self.running)
+        return len(self.waiting) + len(self.running) + len(self._incoming)
 
     @property
     def idle(self) -> bool:
         return self.next_wake_s is None
 
     def submit(self, seq: Sequence, now_s: float) -> None:
-        """A request reaches this replica (for decode role: its KV has arrived)."""
+        """A request reaches this replica (for decode role: its KV has arrived).
+
+        The scheduler sees it ``request_path_latency_s`` later (the API server's share).
+        """
         seq.replica = self.id
         seq.routed_s = now_s
+        if self.request_path_latency_s > 0:
+            visible_s = now_s + self.request_path_latency_s
+            self._incoming.append((visible_s, seq))
+            if self.next_wake_s is None:
+                self._start_segment(now_s)
+            elif len(self._incoming) == 1 and not self.waiting:
+                self._cut_run_for_arrival(visible_s)
+            return
         self.waiting.append(seq)
         if self.next_wake_s is None:
             self._start_segment(now_s)
-        elif (self._seg_kind == "run" and self._run_k > 1 and len(self.waiting) == 1
-              and len(self.running) < self.max_num_seqs):
-            # it could join the batch at the next iteration boundary
-            self._truncate_run(now_s)
+        elif len(self.waiting) == 1:
+            self._cut_run_for_arrival(now_s)
 
     def wake(self, now_s: float) -> None:
         """The segment in flight ends at ``now_s``: apply it and start the next one."""
         self._finish_segment(now_s)
         self._start_segment(now_s)
+
+    def _cut_run_for_arrival(self, visible_s: float) -> None:
+        """A request visible at ``visible_s`` could join the batch at the next boundary."""
+        if (self._seg_kind == "run" and self._run_k > 1
+                and len(self.running) < self.max_num_seqs):
+            self._truncate_run(visible_s)
+
+    def _admit_incoming(self, now_s: float) -> None:
+        while self._incoming and self._incoming[0][0] <= now_s:
+            self.waiting.append(self._incoming.popleft()[1])
 
     # -- KV blocks -----------------------------------------------------------------------
     def _free_blocks(self) -> int:
@@ -413,8 +445,14 @@ class Engine:
 
     def _start_segment(self, now_s: float) -> None:
         self._seg_plan = []
+        self._admit_incoming(now_s)
         if not self.running and not self.waiting:
-            self._set_wake(None)
+            if self._incoming:              # idle until the next request is visible
+                self._seg_kind = "wait"
+                self._seg_start = now_s
+                self._set_wake(self._incoming[0][0])
+            else:
+                self._set_wake(None)
             return
         plan = self._schedule_step(now_s)
         if not plan:
@@ -433,6 +471,8 @@ class Engine:
                               and len(self.running) < self.max_num_seqs)
         if all_decode and not admission_possible and len(plan) == len(self.running):
             self._start_run(now_s, plan)
+            if self._incoming and not self.waiting:
+                self._cut_run_for_arrival(self._incoming[0][0])
             return
         self._seg_kind = "step"
         self._seg_plan = plan
@@ -512,6 +552,8 @@ class Engine:
 
     # -- applying a finished segment --------------------------------------------------------
     def _finish_segment(self, now_s: float) -> None:
+        if self._seg_kind == "wait":
+            return
         self.busy_s += now_s - self._seg_start
         listener = self.listener
         if self._seg_kind == "run":
