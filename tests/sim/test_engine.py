@@ -1,13 +1,17 @@
-"""Engine invariants: causality, KV capacity, preemption, prefix cache, run truncation."""
+"""Engine invariants: causality, KV capacity, preemption, prefix cache, run truncation,
+and the scheduler limits and batching of each engine version."""
 
 from __future__ import annotations
 
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.sim.conftest import Recorder, make_requests
-from tidal.sim.engine import Engine, EngineConfig, Sequence
+from tidal.sim.engine import (ENGINE_STEP_OVERHEAD_S, REQUEST_PATH_LATENCY_S, VLLM_V0,
+                              VLLM_V1, Engine, EngineConfig, EngineLimits, Sequence,
+                              default_engine_limits)
 from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.perf_model import StepTimeModel
 from tidal.sim.traces import LLMRequest
@@ -69,8 +73,8 @@ def test_without_kv_pressure_nothing_is_preempted(recorder: Recorder) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 5), st.integers(1, 3000), st.integers(1, 400)),
                 min_size=1, max_size=40),
-       st.integers(4_000, 40_000), st.booleans())
-def test_kv_never_exceeds_capacity_and_all_finish(rows, kv_tokens, prefix) -> None:
+       st.integers(4_000, 40_000), st.booleans(), st.sampled_from([VLLM_V1, VLLM_V0]))
+def test_kv_never_exceeds_capacity_and_all_finish(rows, kv_tokens, prefix, version) -> None:
     rows = sorted(rows)
     reqs = [LLMRequest(arrival_s=a, prompt_tokens=p, output_tokens=o,
                        hash_ids=tuple(range(p // 512)) if prefix else (), request_id=i)
@@ -78,7 +82,8 @@ def test_kv_never_exceeds_capacity_and_all_finish(rows, kv_tokens, prefix) -> No
     if not reqs:
         return
     rec = Recorder()
-    engine = Engine(0, PERF, kv_tokens, rec, EngineConfig(max_num_batched_tokens=1024))
+    engine = Engine(0, PERF, kv_tokens, rec,
+                    EngineConfig(max_num_batched_tokens=1024, engine_version=version))
     drive(engine, reqs, check=kv_check)
     assert len(rec.finished) == len(reqs)
     for seq, t in rec.finished:
@@ -145,3 +150,107 @@ def test_session_ttl_pins_prefix_against_lru_eviction() -> None:
 
     assert run(None) == 0
     assert run(600.0) == 2048
+
+
+# -- engine limits per engine version and GPU ------------------------------------------------
+@pytest.mark.parametrize("accel,batched,seqs", [
+    ("H100-80GB", 8192, 1024),   # >= 70 GiB and not an A100: vLLM V1's large defaults
+    ("A100-80GB", 2048, 256),    # 80 GB but an A100 (PR #17885)
+    ("A100-40GB", 2048, 256), ("L40S", 2048, 256), ("L4", 2048, 256), ("A40", 2048, 256)])
+def test_vllm_v1_defaults_follow_the_gpu(accel, batched, seqs) -> None:
+    limits = default_engine_limits(get_accelerator(accel), VLLM_V1)
+    assert (limits.max_num_batched_tokens, limits.max_num_seqs, limits.chunked_prefill) == (
+        batched, seqs, True)
+
+
+def test_vllm_v0_defaults_and_explicit_limits_win() -> None:
+    h100 = get_accelerator("H100-80GB")
+    assert default_engine_limits(h100, VLLM_V0) == EngineLimits(2048, 256, chunked_prefill=False)
+    limits = EngineConfig(max_num_batched_tokens=4096, max_num_seqs=64).limits(h100)
+    assert (limits.max_num_batched_tokens, limits.max_num_seqs) == (4096, 64)
+    engine = Engine(0, PERF, 400_000, Recorder(), EngineConfig())
+    assert engine.max_num_seqs == 1024 and engine.limits.max_num_batched_tokens == 8192
+
+
+def test_bad_engine_limits_are_clear_errors() -> None:
+    h100 = get_accelerator("H100-80GB")
+    with pytest.raises(ValueError, match="max_num_batched_tokens .* must be >= max_num_seqs"):
+        EngineConfig(max_num_batched_tokens=128, max_num_seqs=256).limits(h100)
+    with pytest.raises(ValueError, match="max_num_seqs must be >= 1"):
+        EngineConfig(max_num_seqs=0).limits(h100)
+    with pytest.raises(ValueError, match="unknown engine version 'vllm-v9'.*vllm-v1"):
+        EngineConfig(engine_version="vllm-v9").limits(h100)
+
+
+def test_max_num_seqs_caps_the_running_batch() -> None:
+    seen = []
+    engine = Engine(0, PERF, 400_000, Recorder(), EngineConfig(max_num_seqs=8))
+    drive(engine, [LLMRequest(0.0, 50, 200, request_id=i) for i in range(30)],
+          check=lambda e: seen.append(len(e.running)))
+    assert max(seen) == 8
+
+
+def _mixed_iterations(version: str) -> int:
+    engine = Engine(0, PERF, 400_000, Recorder(), EngineConfig(engine_version=version))
+    mixed = 0
+    original = engine._schedule_step
+
+    def spy(now_s):
+        nonlocal mixed
+        plan = original(now_s)
+        kinds = {s.in_prefill for s, _ in plan}
+        mixed += kinds == {True, False}
+        return plan
+
+    engine._schedule_step = spy
+    drive(engine, make_requests(60, gap_s=0.02, prompt=700, output=60))
+    return mixed
+
+
+def test_v0_prefills_alone_while_v1_mixes_prefill_chunks_into_decode_iterations() -> None:
+    assert _mixed_iterations(VLLM_V0) == 0
+    assert _mixed_iterations(VLLM_V1) > 0
+
+
+def test_token_budget_trades_first_ttft_for_last_under_a_burst() -> None:
+    def ttfts(budget: int) -> list[float]:
+        rec = Recorder()
+        engine = Engine(0, PERF, 400_000, rec, EngineConfig(max_num_batched_tokens=budget))
+        drive(engine, [LLMRequest(0.0, 1500, 20, request_id=i) for i in range(16)])
+        return sorted(s.first_token_s - s.arrival_s for s, _ in rec.finished)
+
+    small, large = ttfts(2048), ttfts(8192)
+    # bigger iterations run the GEMMs more efficiently: the burst's prompts are all in
+    # sooner, while the early ones wait for a larger iteration
+    assert large[-1] < small[-1] and large[1] > small[1]
+
+
+# -- request-path latency (API server share) --------------------------------------------------
+def test_v0_scheduler_sees_a_request_after_the_request_path_latency() -> None:
+    def ttft(version: str) -> float:
+        rec = Recorder()
+        engine = Engine(0, PERF, 400_000, rec, EngineConfig(engine_version=version))
+        drive(engine, [LLMRequest(1.0, 200, 5, request_id=0)])
+        seq = rec.finished[0][0]
+        return seq.first_token_s - seq.arrival_s
+
+    latency = REQUEST_PATH_LATENCY_S[VLLM_V0]
+    v0, v1 = ttft(VLLM_V0), ttft(VLLM_V1)
+    assert latency > 0 and REQUEST_PATH_LATENCY_S[VLLM_V1] == 0
+    # same prefill, plus the latency and V0's per-iteration overhead
+    assert v0 - v1 == pytest.approx(latency + ENGINE_STEP_OVERHEAD_S[VLLM_V0], rel=1e-6)
+
+
+def test_request_path_latency_keeps_the_request_counted_and_joins_a_run_when_visible() -> None:
+    rec = Recorder()
+    engine = Engine(0, PERF, 400_000, rec, EngineConfig(engine_version=VLLM_V0))
+    long_req = LLMRequest(arrival_s=0.0, prompt_tokens=100, output_tokens=2000, request_id=0)
+    late = LLMRequest(arrival_s=1.0, prompt_tokens=100, output_tokens=5, request_id=1)
+    counts = []
+    drive(engine, [long_req, late], check=lambda e: counts.append(e.num_requests))
+    assert max(counts) == 2          # the in-flight request counts while the API server has it
+    seqs = {s.req.request_id: s for s, _ in rec.finished}
+    latency = REQUEST_PATH_LATENCY_S[VLLM_V0]
+    # visible after the latency, then in at the next iteration boundary (not after the run)
+    assert latency < seqs[1].first_token_s - 1.0 < latency + 0.05
+    assert seqs[0].finish_s > seqs[1].finish_s

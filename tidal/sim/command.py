@@ -18,7 +18,8 @@ from rich.table import Table
 from tidal.policies.baselines.fixed import FixedReplicas
 from tidal.policies.interface import POOL_DECODE, POOL_PREFILL, POOL_UNIFIED, Autoscaler
 from tidal.policies.utilization import UtilizationTarget
-from tidal.sim.hardware import ACCELERATORS, MODELS
+from tidal.sim.engine import DEFAULT_ENGINE_VERSION, ENGINE_VERSIONS, EngineConfig
+from tidal.sim.hardware import ACCELERATORS, MODELS, QUANT_SUFFIXES, get_accelerator
 from tidal.sim.report import summary_rows, write_html_report
 from tidal.sim.runner import MODE_DISAGGREGATED, MODE_UNIFIED, SLO, SimConfig, Simulation
 
@@ -67,12 +68,29 @@ def _load(trace: str, seed: int, duration: Optional[float], rate_scale: float):
     return requests
 
 
+def _engine_config(version: str, max_num_batched_tokens: Optional[int],
+                   max_num_seqs: Optional[int], accelerator: str) -> EngineConfig:
+    """The engine settings the flags ask for, checked against the GPU's defaults."""
+    if version not in ENGINE_VERSIONS:
+        raise typer.BadParameter(f"unknown engine version {version!r}; use one of: "
+                                 + ", ".join(ENGINE_VERSIONS), param_hint="--engine-version")
+    config = EngineConfig(max_num_batched_tokens=max_num_batched_tokens,
+                          max_num_seqs=max_num_seqs, engine_version=version)
+    try:
+        config.limits(get_accelerator(accelerator))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return config
+
+
 def simulate(
     trace: str = typer.Option("demo", help="Trace name: demo (bundled excerpt), azure-conv, "
                               "azure-code, mooncake, servegen-..., agent."),
     policy: str = typer.Option("fixed:4", help=POLICY_HELP),
     accelerator: str = typer.Option("H100-80GB", help="One of: " + ", ".join(ACCELERATORS)),
-    model: str = typer.Option("llama-3.1-8b", help="One of: " + ", ".join(MODELS)),
+    model: str = typer.Option("llama-3.1-8b", help="One of: " + ", ".join(MODELS)
+                              + "; append " + " and/or ".join(QUANT_SUFFIXES)
+                              + " for FP8 weights / FP8 KV cache."),
     tp: int = typer.Option(1, min=1, help="Tensor-parallel GPUs per replica."),
     mode: str = typer.Option(MODE_UNIFIED, help="unified or disaggregated (prefill/decode pools)."),
     seed: int = typer.Option(0, help="Seed for sampled traces and cold-start jitter."),
@@ -90,6 +108,16 @@ def simulate(
     report: Path = typer.Option(Path("tidal-sim-report.html"), help="HTML report path."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the summary as JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    engine_version: str = typer.Option(DEFAULT_ENGINE_VERSION,
+                                       help="Engine whose scheduler and defaults are simulated: "
+                                       + ", ".join(ENGINE_VERSIONS) + "."),
+    max_num_batched_tokens: Optional[int] = typer.Option(
+        None, min=1, help="Engine token budget per iteration (vLLM --max-num-batched-tokens); "
+        "default: the engine version's default for the GPU (vLLM V1: 8192 on GPUs with >= 70 "
+        "GiB that are not A100s, else 2048)."),
+    max_num_seqs: Optional[int] = typer.Option(
+        None, min=1, help="Engine limit on running sequences (vLLM --max-num-seqs); default: "
+        "the engine version's default for the GPU (vLLM V1: 1024 / 256 as above)."),
 ) -> None:
     """Replay a trace on a simulated cluster under an autoscaling policy."""
     console = Console()
@@ -97,11 +125,12 @@ def simulate(
         raise typer.BadParameter(f"mode must be {MODE_UNIFIED} or {MODE_DISAGGREGATED}",
                                  param_hint="--mode")
     autoscaler = parse_policy(policy, mode)
+    engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, accelerator)
     requests = _load(trace, seed, duration, rate_scale)
     config = SimConfig(model=model, accelerator=accelerator, tp=tp, mode=mode, nodes=nodes,
                        tick_s=tick, slo=SLO(ttft_s=ttft_slo, tpot_s=tpot_slo),
                        image_cached=image_cached, weights_cached=weights_cached,
-                       gpu_hour_cost_usd=gpu_hour_cost, seed=seed)
+                       gpu_hour_cost_usd=gpu_hour_cost, seed=seed, engine=engine)
     try:
         sim = Simulation(requests, autoscaler, config)
     except ValueError as exc:
@@ -122,6 +151,9 @@ def simulate(
     for label, value in summary_rows(result):
         table.add_row(label, value)
     console.print(table)
+    limits = engine.limits(get_accelerator(accelerator))
+    console.print(f"engine: {engine.engine_version}, max_num_batched_tokens "
+                  f"{limits.max_num_batched_tokens}, max_num_seqs {limits.max_num_seqs}")
     path = write_html_report(result, report, title=f"tidal simulate --trace {trace}")
     console.print(f"report: {path}  (simulated {len(requests)} requests in {result.wall_s:.2f} s)")
     if json_out is not None:

@@ -24,15 +24,51 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from tidal.sim.hardware import GIB, AcceleratorSpec
 from tidal.sim.perf_model import StepTimeModel
 from tidal.sim.prefix_cache import MOONCAKE_HASH_BLOCK_TOKENS, PrefixCache
 
-# vLLM engine-argument defaults (docs: "Engine Arguments"): block_size 16,
-# max_num_seqs 256; max_num_batched_tokens 2048 is V1's default for the
-# OpenAI-compatible server on data-centre GPUs with chunked prefill enabled.
+# vLLM engine-argument default (docs: "Engine Arguments"): block_size 16.
 DEFAULT_KV_BLOCK_TOKENS = 16
-DEFAULT_MAX_NUM_SEQS = 256
-DEFAULT_MAX_BATCHED_TOKENS = 2048
+
+# Engine versions whose scheduler limits the simulator knows, and their defaults for the
+# OpenAI-compatible API server (`vllm serve`), the usage context every benchmark here uses.
+#
+# VLLM_V1: vLLM V1 engine, versions 0.9 to 0.27 -- vllm/engine/arg_utils.py, the default
+#   batch sizes chosen from the device (EngineArgs._set_default_args, later
+#   get_batch_defaults): a GPU with >= 70 GiB of memory whose name does not contain
+#   "a100" (H100, H200, MI300X) gets max_num_batched_tokens 8192 and max_num_seqs 1024;
+#   every other GPU 2048 and 256. The A100 exclusion is PR #17885 ("setting large
+#   max_num_batched_tokens for A100 reduces throughput"). Chunked prefill is always on.
+#   (v0.28 adds a third tier for >= 160 GiB parts, which this catalogue does not have.)
+# VLLM_V0: vLLM 0.6.x V0 engine as benchmarked in 2024 (e.g. Lambda's vllm-benchmark):
+#   max_num_seqs 256; without chunked prefill the token budget is
+#   max(max_model_len, 2048), i.e. 2048 for the usual --max-model-len 2048, and a
+#   waiting prompt is prefilled whole, in an iteration of its own (prefill first).
+VLLM_V1 = "vllm-v1"
+VLLM_V0 = "vllm-v0.6"
+ENGINE_VERSIONS = (VLLM_V1, VLLM_V0)
+DEFAULT_ENGINE_VERSION = VLLM_V1
+VLLM_LARGE_GPU_MEMORY_BYTES = 70 * GIB
+
+# Engine time per iteration outside the GPU kernels in the step-time model. V1 overlaps
+# scheduling and output processing with the GPU step (async scheduling, CUDA graphs),
+# and the batch-1 TPOT measurements leave no room for a visible overhead beyond the
+# kernel launches the measured tables already hold. vLLM 0.6 V0 (multi-step scheduling)
+# shows ~0.7 ms per iteration over the tables at decode batches of 4-10 (Lambda's
+# 10-prompt runs on H100 and A100, docs/calibration.md). Neither version's saturation
+# measurements show an overhead that grows with the batch beyond what the operator
+# tables already scale, so there is no per-sequence term.
+ENGINE_STEP_OVERHEAD_S = {VLLM_V1: 0.0, VLLM_V0: 0.7e-3}
+
+# Time from a request reaching the server to its scheduler seeing it: CPU-side work on
+# the request path outside the GPU step model (API server, HTTP, tokenisation, hand-over
+# to the engine, first output). vLLM 0.6: Lambda's 10-prompt runs measure TTFTs 28.7 ms
+# above the simulated prefill on H100 and 28.7 ms on A100 -- a constant across two GPUs
+# 2x apart in speed, so not GPU time. Fitted on the H100 run, checked on the A100 one
+# (docs/calibration.md). vLLM V1: no published TTFT with known prompt lengths was found
+# to measure it, so none is added.
+REQUEST_PATH_LATENCY_S = {VLLM_V1: 0.0, VLLM_V0: 28.7e-3}
 
 ROLE_UNIFIED = "unified"
 ROLE_PREFILL = "prefill"
@@ -87,14 +123,56 @@ class Sequence:
 
 
 @dataclass(frozen=True)
+class EngineLimits:
+    """The scheduler limits of one engine: token budget, sequence slots, chunked prefill."""
+
+    max_num_batched_tokens: int
+    max_num_seqs: int
+    chunked_prefill: bool = True
+
+
+def default_engine_limits(accelerator: AcceleratorSpec,
+                          engine_version: str = DEFAULT_ENGINE_VERSION) -> EngineLimits:
+    """What ``vllm serve`` picks when the user sets neither limit (sources above)."""
+    if engine_version == VLLM_V1:
+        large = (accelerator.memory_bytes >= VLLM_LARGE_GPU_MEMORY_BYTES
+                 and "a100" not in accelerator.device_name.lower())
+        return EngineLimits(8192, 1024) if large else EngineLimits(2048, 256)
+    if engine_version == VLLM_V0:
+        return EngineLimits(2048, 256, chunked_prefill=False)
+    raise ValueError(f"unknown engine version {engine_version!r}; "
+                     f"known: {', '.join(ENGINE_VERSIONS)}")
+
+
+@dataclass(frozen=True)
 class EngineConfig:
-    max_num_batched_tokens: int = DEFAULT_MAX_BATCHED_TOKENS
-    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
+    """Engine settings; ``None`` limits take the engine version's default for the GPU."""
+
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
+    engine_version: str = DEFAULT_ENGINE_VERSION
     kv_block_tokens: int = DEFAULT_KV_BLOCK_TOKENS
     enable_prefix_cache: bool = True
     prefix_block_tokens: int = MOONCAKE_HASH_BLOCK_TOKENS
     # Per-session KV pin after a turn ends (None: plain LRU). Set by a KV-TTL policy.
     session_kv_ttl_s: float | None = None
+
+    def limits(self, accelerator: AcceleratorSpec) -> EngineLimits:
+        """The limits in force on ``accelerator``: explicit values over the version's defaults."""
+        default = default_engine_limits(accelerator, self.engine_version)
+        limits = EngineLimits(
+            self.max_num_batched_tokens if self.max_num_batched_tokens is not None
+            else default.max_num_batched_tokens,
+            self.max_num_seqs if self.max_num_seqs is not None else default.max_num_seqs,
+            default.chunked_prefill)
+        if limits.max_num_seqs < 1:
+            raise ValueError(f"max_num_seqs must be >= 1, got {limits.max_num_seqs}")
+        if limits.max_num_batched_tokens < limits.max_num_seqs:
+            raise ValueError(
+                f"max_num_batched_tokens ({limits.max_num_batched_tokens}) must be >= "
+                f"max_num_seqs ({limits.max_num_seqs}), as vLLM requires; raise the token "
+                "budget or lower the sequence limit")
+        return limits
 
 
 class EngineListener(Protocol):
@@ -119,6 +197,13 @@ class Engine:
         self.cfg = config
         self.role = role
         self.listener = listener
+        self.limits = config.limits(perf.accelerator)
+        self.step_overhead_s = ENGINE_STEP_OVERHEAD_S[config.engine_version]
+        # a decode-role request arrives as KV: it already went through an API server
+        self.request_path_latency_s = (0.0 if role == ROLE_DECODE
+                                       else REQUEST_PATH_LATENCY_S[config.engine_version])
+        self._incoming: deque[tuple[float, Sequence]] = deque()   # (visible at, sequence)
+        self.max_num_seqs = self.limits.max_num_seqs
         self.block_tokens = config.kv_block_tokens
         self.capacity_blocks = kv_capacity_tokens // config.kv_block_tokens
         if self.capacity_blocks <= 0:
@@ -159,28 +244,47 @@ class Engine:
 
     @property
     def num_requests(self) -> int:
-        return len(self.waiting) + len(self.running)
+        return len(self.waiting) + len(self.running) + len(self._incoming)
 
     @property
     def idle(self) -> bool:
         return self.next_wake_s is None
 
     def submit(self, seq: Sequence, now_s: float) -> None:
-        """A request reaches this replica (for decode role: its KV has arrived)."""
+        """A request reaches this replica (for decode role: its KV has arrived).
+
+        The scheduler sees it ``request_path_latency_s`` later (the API server's share).
+        """
         seq.replica = self.id
         seq.routed_s = now_s
+        if self.request_path_latency_s > 0:
+            visible_s = now_s + self.request_path_latency_s
+            self._incoming.append((visible_s, seq))
+            if self.next_wake_s is None:
+                self._start_segment(now_s)
+            elif len(self._incoming) == 1 and not self.waiting:
+                self._cut_run_for_arrival(visible_s)
+            return
         self.waiting.append(seq)
         if self.next_wake_s is None:
             self._start_segment(now_s)
-        elif (self._seg_kind == "run" and self._run_k > 1 and len(self.waiting) == 1
-              and len(self.running) < self.cfg.max_num_seqs):
-            # it could join the batch at the next iteration boundary
-            self._truncate_run(now_s)
+        elif len(self.waiting) == 1:
+            self._cut_run_for_arrival(now_s)
 
     def wake(self, now_s: float) -> None:
         """The segment in flight ends at ``now_s``: apply it and start the next one."""
         self._finish_segment(now_s)
         self._start_segment(now_s)
+
+    def _cut_run_for_arrival(self, visible_s: float) -> None:
+        """A request visible at ``visible_s`` could join the batch at the next boundary."""
+        if (self._seg_kind == "run" and self._run_k > 1
+                and len(self.running) < self.max_num_seqs):
+            self._truncate_run(visible_s)
+
+    def _admit_incoming(self, now_s: float) -> None:
+        while self._incoming and self._incoming[0][0] <= now_s:
+            self.waiting.append(self._incoming.popleft()[1])
 
     # -- KV blocks -----------------------------------------------------------------------
     def _free_blocks(self) -> int:
@@ -264,8 +368,19 @@ class Engine:
 
     # -- scheduling -----------------------------------------------------------------------
     def _schedule_step(self, now_s: float) -> list[tuple[Sequence, int]]:
-        """Pick this iteration's (sequence, tokens) pairs, allocating KV and preempting."""
-        budget = self.cfg.max_num_batched_tokens
+        """Pick this iteration's (sequence, tokens) pairs, allocating KV and preempting.
+
+        With chunked prefill (vLLM V1) the running sequences come first (a decode token
+        each, or their next prompt chunk), then waiting prompts fill what is left of the
+        token budget. Without it (vLLM V0) waiting prompts that fit whole are prefilled in
+        an iteration of their own, before any decoding resumes.
+        """
+        if not self.limits.chunked_prefill and self.waiting and not self._admission_blocked_v0():
+            plan = self._admit_waiting(now_s, self.limits.max_num_batched_tokens, whole=True)
+            if plan:
+                self._admission_blocked = False
+                return plan
+        budget = self.limits.max_num_batched_tokens
         plan: list[tuple[Sequence, int]] = []
         preempted = False
         i = 0
@@ -286,33 +401,58 @@ class Engine:
                 continue
             # seq itself was preempted; the loop index already points at the next one
         self._admission_blocked = preempted
-        if not preempted:
-            while (self.waiting and budget > 0
-                   and len(self.running) < self.cfg.max_num_seqs):
-                seq = self.waiting[0]
-                self._admit_prefix(seq)
-                if seq.in_prefill:
-                    tokens = min(seq.prefill_target - seq.computed, budget)
-                else:          # decode role: KV arrived with the request
-                    tokens = 1
-                if not self._grow(seq, tokens, now_s):
-                    if seq.shared_refs and not seq.admitted:
-                        self._release(seq, now_s)
-                        seq.computed = 0
-                        seq.cached_tokens = 0
-                    self._admission_blocked = True
+        if not preempted and self.limits.chunked_prefill:
+            plan += self._admit_waiting(now_s, budget, whole=False)
+        elif not preempted and self.waiting:
+            self._admission_blocked = True    # V0: the prefill-first pass found no room
+        return plan
+
+    def _admission_blocked_v0(self) -> bool:
+        return len(self.running) >= self.max_num_seqs
+
+    def _admit_waiting(self, now_s: float, budget: int, *,
+                       whole: bool) -> list[tuple[Sequence, int]]:
+        """Admit waiting sequences in arrival order into ``budget`` tokens.
+
+        ``whole``: a prompt is admitted only if all of it fits (no chunking).
+        """
+        plan: list[tuple[Sequence, int]] = []
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
+            seq = self.waiting[0]
+            self._admit_prefix(seq)
+            if seq.in_prefill:
+                need = seq.prefill_target - seq.computed
+                if whole and need > budget and plan:
                     break
-                self.waiting.popleft()
-                seq.admitted = True
-                self.running.append(seq)
-                plan.append((seq, tokens))
-                budget -= tokens
+                # (alone, a prompt longer than the whole budget is chunked rather than
+                # stuck; vLLM V0 would have rejected it against max_model_len)
+                tokens = min(need, budget)
+            else:          # decode role: KV arrived with the request
+                tokens = 1
+            if not self._grow(seq, tokens, now_s):
+                if seq.shared_refs and not seq.admitted:
+                    self._release(seq, now_s)
+                    seq.computed = 0
+                    seq.cached_tokens = 0
+                self._admission_blocked = True
+                break
+            self.waiting.popleft()
+            seq.admitted = True
+            self.running.append(seq)
+            plan.append((seq, tokens))
+            budget -= tokens
         return plan
 
     def _start_segment(self, now_s: float) -> None:
         self._seg_plan = []
+        self._admit_incoming(now_s)
         if not self.running and not self.waiting:
-            self._set_wake(None)
+            if self._incoming:              # idle until the next request is visible
+                self._seg_kind = "wait"
+                self._seg_start = now_s
+                self._set_wake(self._incoming[0][0])
+            else:
+                self._set_wake(None)
             return
         plan = self._schedule_step(now_s)
         if not plan:
@@ -328,9 +468,11 @@ class Engine:
         # A decode-only batch repeats unchanged until a sequence finishes, the KV cache
         # fills, or a new request could join: only then can it be advanced in one run.
         admission_possible = (bool(self.waiting) and not self._admission_blocked
-                              and len(self.running) < self.cfg.max_num_seqs)
+                              and len(self.running) < self.max_num_seqs)
         if all_decode and not admission_possible and len(plan) == len(self.running):
             self._start_run(now_s, plan)
+            if self._incoming and not self.waiting:
+                self._cut_run_for_arrival(self._incoming[0][0])
             return
         self._seg_kind = "step"
         self._seg_plan = plan
@@ -340,7 +482,7 @@ class Engine:
         dt = self.perf.iteration_s(decode_seqs=len(decode),
                                    decode_context_tokens=sum(s.computed for s in decode),
                                    prefill_chunks=chunks, prefill_finishing=finishing)
-        self._set_wake(now_s + dt)
+        self._set_wake(now_s + dt + self.step_overhead_s)
 
     def _start_run(self, now_s: float, plan: list[tuple[Sequence, int]]) -> None:
         seqs = [s for s, _ in plan]
@@ -350,6 +492,7 @@ class Engine:
         n = len(seqs)
         ctx0 = sum(s.computed for s in seqs)
         a, b = self.perf.decode_run_coefficients(n)
+        a += self.step_overhead_s
         self._seg_kind = "run"
         self._seg_plan = plan
         self._run_k = k
@@ -409,6 +552,8 @@ class Engine:
 
     # -- applying a finished segment --------------------------------------------------------
     def _finish_segment(self, now_s: float) -> None:
+        if self._seg_kind == "wait":
+            return
         self.busy_s += now_s - self._seg_start
         listener = self.listener
         if self._seg_kind == "run":

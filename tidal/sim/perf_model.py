@@ -7,16 +7,24 @@ scheduled this step. Its time is the sum of
 * the non-attention operators of every layer (QKV/out projections, MLP,
   norms, rotary, residual adds) -- Vidur's measured per-layer medians for the
   accelerator, interpolated in ``n_tokens`` and scaled by weight size when the
-  model itself was not profiled; a roofline with efficiencies fitted on the
-  measured A100/H100 tables when the accelerator was not profiled (L4, L40S);
+  model itself was not profiled. An accelerator without profiles (A100-40GB,
+  L40S, L4) takes the tables of its ``profile_proxy`` (the same chip, or the
+  nearest profiled part of its class) scaled per operator by the ratio of the
+  two parts' rooflines; the same ratio (FP8 against BF16 roofline) turns the
+  BF16 tables into FP8-weight times. A part with less bandwidth and no more
+  compute than its proxy is therefore never faster than it;
 * two all-reduces per layer under tensor parallelism (measured NVLink tables,
   or a ring all-reduce over the datasheet link bandwidth);
 * attention from first principles: prefill chunks cost the FLOPs of QK^T and
   AV against the prior context plus the causal half of the chunk; decoding
-  sequences cost the bytes of their KV cache read at memory bandwidth;
+  sequences cost the bytes of their KV cache, streamed at the bandwidth
+  efficiency measured for the memory-bound operators of the same part
+  (attention kernels are not in the Vidur data), plus one kernel launch per layer;
 * the LM head for every sequence that emits a token (roofline: it is not in
-  the profiles);
-* a fixed per-iteration engine overhead.
+  the profiles).
+
+The engine software's own per-iteration overhead depends on the engine version
+and is added by tidal.sim.engine.
 
 Every constant is listed, with its source, in docs/calibration.md.
 """
@@ -30,7 +38,8 @@ from functools import lru_cache
 import numpy as np
 
 from tidal.sim import vidur_tables
-from tidal.sim.hardware import (ACCELERATORS, PROFILED_SHAPES, AcceleratorSpec, ModelSpec)
+from tidal.sim.hardware import (ACCELERATORS, BF16_BYTES, PROFILED_SHAPES, AcceleratorSpec,
+                                ModelSpec)
 
 MATMUL_GROUPS = ("qkv_proj", "out_proj", "mlp_up", "mlp_down")
 ELEMENTWISE_GROUPS = ("mlp_act", "elementwise")
@@ -38,21 +47,18 @@ ELEMENTWISE_GROUPS = ("mlp_act", "elementwise")
 # FlashAttention-2 (Dao, 2023, Fig. 4-5) reaches 50-73 % of A100 peak in the forward
 # pass for head dim 128; we take the low end because serving chunks are short.
 ATTN_PREFILL_FLOP_EFFICIENCY = 0.5
-# Fraction of peak HBM bandwidth that paged decode attention achieves. Not measured
-# in the Vidur data (attention kernels were not profiled); assumption checked only
-# indirectly through the end-to-end comparisons in tests/sim/test_calibration.py.
-ATTN_DECODE_BW_EFFICIENCY = 0.6
 # Latency of a small NCCL all-reduce inside a node: the floor of Vidur's measured
 # single-node all-reduce tables (7-25 us on H100/A100 DGX).
 ALLREDUCE_FLOOR_S = 10e-6
 # Launch floor of one small kernel on the roofline path: the smallest per-operator
 # medians in Vidur's A100/H100 tables are 1-4 us.
 ROOFLINE_KERNEL_FLOOR_S = 3e-6
-# Non-GPU time per iteration (scheduling, sampling, detokenisation not hidden by
-# async scheduling). vLLM >= 0.6 overlaps most CPU work with the GPU step (vLLM blog,
-# 2024-09-05 "vLLM v0.6.0: 2.7x throughput"); the value was fitted to the published
-# batch-1 TPOT measurements in docs/calibration.md.
-ENGINE_STEP_OVERHEAD_S = 0.3e-3
+# FP8 linear layers stream their weights at a lower fraction of peak bandwidth than
+# the BF16 ones Vidur measured (vLLM's W8A8 path adds a per-token activation-quantisation
+# kernel before each GEMM, and FP8 GEMMs at decode batch sizes are less tuned). Fitted
+# to Lambda's published 70B-FP8 TPOT on one H100 (docs/calibration.md) and checked on
+# the same model at TP 4, which it was not fitted to.
+FP8_WEIGHT_STREAMING_EFFICIENCY_RATIO = 0.85
 
 
 @lru_cache(maxsize=1)
@@ -61,7 +67,8 @@ def fitted_roofline_efficiencies() -> tuple[float, float]:
 
     Fitted on Vidur's measured Llama-2-7B tables on A100 and H100: bandwidth
     efficiency from 1-token (weight-streaming) times, compute efficiency from
-    4096-token times. Used only for accelerators without profiles.
+    4096-token times. They set the rooflines whose ratios transfer measured tables
+    to unprofiled GPUs and to FP8, the decode-attention streaming rate and the LM head.
     """
     shape = PROFILED_SHAPES["Llama-2-7b-hf"]
     grid = vidur_tables.TOKEN_GRID
@@ -72,9 +79,51 @@ def fitted_roofline_efficiencies() -> tuple[float, float]:
         elements = sum(shape.weight_elements(g) for g in MATMUL_GROUPS)
         t_one = sum(table[g][0] for g in MATMUL_GROUPS) * 1e-3
         t_big = sum(table[g][-1] for g in MATMUL_GROUPS) * 1e-3
-        bw_effs.append(elements * shape.dtype_bytes / accel.memory_bandwidth_bps / t_one)
+        bw_effs.append(elements * shape.weight_bytes / accel.memory_bandwidth_bps / t_one)
         compute_effs.append(2 * grid[-1] * elements / accel.peak_bf16_flops / t_big)
     return float(np.mean(compute_effs)), float(np.mean(bw_effs))
+
+
+def _matmul_roofline_s(n: np.ndarray, elements: float, weight_bytes: float,
+                       accel: AcceleratorSpec) -> np.ndarray:
+    """Roofline time of one matmul over ``n`` tokens: compute or weight streaming, floored.
+
+    FP8 weights run on FP8 tensor cores where the part has them (W8A8); elsewhere vLLM
+    dequantises in the kernel (weight-only FP8) and computes at the BF16 rate.
+    """
+    eff_c, eff_m = fitted_roofline_efficiencies()
+    fp8 = weight_bytes < BF16_BYTES and accel.peak_fp8_flops is not None
+    peak = accel.peak_fp8_flops if fp8 else accel.peak_bf16_flops
+    t_compute = 2 * n * elements / (peak * eff_c)
+    if weight_bytes < BF16_BYTES:
+        eff_m *= FP8_WEIGHT_STREAMING_EFFICIENCY_RATIO
+    t_memory = elements * weight_bytes / (accel.memory_bandwidth_bps * eff_m)
+    return np.maximum(np.maximum(t_compute, t_memory), ROOFLINE_KERNEL_FLOOR_S)
+
+
+# Beyond the profiled token counts time grows linearly (compute-bound GEMMs); the slope is
+# the least-squares slope over the grid points from this count on, anchored at the last
+# measured point. Checked by holding out the 4096-token point of every Vidur table
+# (tests/sim/test_calibration.py): median error 2.2 % at TP >= 2 against 3.5 % for the
+# slope of the last interval alone, and no systematic bias at TP >= 2 (mean +1 %).
+EXTRAPOLATION_FIT_FROM_TOKENS = 1024
+
+
+def _extrapolated(n: np.ndarray, grid: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Interpolate a measured table on the token grid; linear beyond it (see above)."""
+    fit = grid >= EXTRAPOLATION_FIT_FROM_TOKENS
+    slope = float(np.polyfit(grid[fit], ys[fit], 1)[0]) if fit.sum() >= 2 else (
+        (ys[-1] - ys[-2]) / (grid[-1] - grid[-2]))
+    return np.where(n <= grid[-1], np.interp(n, grid, ys), ys[-1] + slope * (n - grid[-1]))
+
+
+def _profiled(accelerator: AcceleratorSpec) -> AcceleratorSpec | None:
+    """The accelerator whose measured tables stand for ``accelerator`` (itself or its proxy)."""
+    if accelerator.vidur_profile:
+        return accelerator
+    if accelerator.profile_proxy:
+        return ACCELERATORS[accelerator.profile_proxy]
+    return None
 
 
 @dataclass
@@ -85,7 +134,6 @@ class StepTimeModel:
     accelerator: AcceleratorSpec
     tp: int = 1
     max_tokens: int = 16384
-    step_overhead_s: float = ENGINE_STEP_OVERHEAD_S
     _fixed_s: list[float] = field(init=False, repr=False)
     source: str = field(init=False)
 
@@ -94,44 +142,60 @@ class StepTimeModel:
             raise ValueError(f"tensor-parallel degree must be >= 1, got {self.tp}")
         n = np.arange(self.max_tokens + 1, dtype=float)
         n[0] = 1.0
-        key = (self.accelerator.vidur_profile, self.model.vidur_base, self.tp)
+        ref = _profiled(self.accelerator)
+        key = (ref.vidur_profile, self.model.vidur_base, self.tp) if ref else None
         if key in vidur_tables.OPERATOR_MS:
-            layer_s, emb_s = self._measured_layer_s(n, vidur_tables.OPERATOR_MS[key])
+            layer_s, emb_s = self._measured_layer_s(n, vidur_tables.OPERATOR_MS[key], ref)
             self.source = f"vidur:{key[0]}/{key[1]}/tp{self.tp}"
+            if ref is not self.accelerator:
+                self.source += f" scaled to {self.accelerator.name}"
         else:
             layer_s, emb_s = self._roofline_layer_s(n)
             self.source = "roofline"
+        if self.model.weight_bytes < BF16_BYTES:
+            self.source += " (FP8 weights)"
         allreduce_s = self._allreduce_s(n * self.model.hidden * self.model.dtype_bytes)
-        fixed = self.model.n_layers * (layer_s + 2 * allreduce_s) + emb_s + self.step_overhead_s
+        # one attention kernel launch per layer in every iteration
+        attn_launch_s = self.model.n_layers * ROOFLINE_KERNEL_FLOOR_S
+        fixed = self.model.n_layers * (layer_s + 2 * allreduce_s) + emb_s + attn_launch_s
         fixed[0] = 0.0
         self._fixed_s = fixed.tolist()
+        _, eff_m = fitted_roofline_efficiencies()
         per_gpu_kv_layer = self.model.kv_bytes_per_token / self.model.n_layers / self.tp
-        # seconds of decode attention per token of context (all layers)
+        # seconds of decode attention per token of context (all layers): the KV cache is
+        # streamed like the weights of a memory-bound matmul on the same part
         self.decode_attn_s_per_ctx_token = (
-            self.model.n_layers * per_gpu_kv_layer
-            / (self.accelerator.memory_bandwidth_bps * ATTN_DECODE_BW_EFFICIENCY))
+            self.model.n_layers * per_gpu_kv_layer / (self.accelerator.memory_bandwidth_bps * eff_m))
         # seconds of prefill attention per (query, key) pair (all layers)
         self.prefill_attn_s_per_pair = (
             self.model.n_layers * 4 * (self.model.n_heads / self.tp) * self.model.head_dim
             / (self.accelerator.peak_bf16_flops * ATTN_PREFILL_FLOP_EFFICIENCY))
-        eff_c, eff_m = fitted_roofline_efficiencies()
+        eff_c, _ = fitted_roofline_efficiencies()
         head_elements = self.model.hidden * self.model.vocab / self.tp
         self._lm_head_weight_s = head_elements * self.model.dtype_bytes / (
             self.accelerator.memory_bandwidth_bps * eff_m)
         self._lm_head_flop_s = 2 * head_elements / (self.accelerator.peak_bf16_flops * eff_c)
 
     # -- construction helpers -------------------------------------------------------
-    def _measured_layer_s(self, n: np.ndarray, table: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _measured_layer_s(self, n: np.ndarray, table: dict,
+                          ref: AcceleratorSpec) -> tuple[np.ndarray, np.ndarray]:
+        """Measured BF16 per-layer times of ``ref``, transferred to this model, part and format."""
         grid = np.asarray(vidur_tables.TOKEN_GRID, dtype=float)
         base = PROFILED_SHAPES[self.model.vidur_base]
+        acc = self.accelerator
         total = np.zeros_like(n)
         emb = np.zeros_like(n)
         for group, times_ms in table.items():
             ys = np.asarray(times_ms) * 1e-3
-            # linear extrapolation past the profiled 4096 tokens (compute-bound regime)
-            slope = (ys[-1] - ys[-2]) / (grid[-1] - grid[-2])
-            t = np.where(n <= grid[-1], np.interp(n, grid, ys), ys[-1] + slope * (n - grid[-1]))
+            t = _extrapolated(n, grid, ys)
             t = t * (self.model.weight_elements(group) / base.weight_elements(group))
+            if group in MATMUL_GROUPS:
+                if ref is not acc or self.model.weight_bytes != BF16_BYTES:
+                    elements = self.model.weight_elements(group) / self.tp
+                    t = t * (_matmul_roofline_s(n, elements, self.model.weight_bytes, acc)
+                             / _matmul_roofline_s(n, elements, BF16_BYTES, ref))
+            elif ref is not acc:        # elementwise and embedding: activation streaming
+                t = t * (ref.memory_bandwidth_bps / acc.memory_bandwidth_bps)
             if group == "embedding":
                 emb = t
             else:
@@ -139,14 +203,11 @@ class StepTimeModel:
         return total, emb
 
     def _roofline_layer_s(self, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        eff_c, eff_m = fitted_roofline_efficiencies()
+        _, eff_m = fitted_roofline_efficiencies()
         acc, m = self.accelerator, self.model
         total = np.zeros_like(n)
         for group in MATMUL_GROUPS:
-            elements = m.weight_elements(group) / self.tp
-            t_compute = 2 * n * elements / (acc.peak_bf16_flops * eff_c)
-            t_memory = elements * m.dtype_bytes / (acc.memory_bandwidth_bps * eff_m)
-            total += np.maximum(np.maximum(t_compute, t_memory), ROOFLINE_KERNEL_FLOOR_S)
+            total += _matmul_roofline_s(n, m.weight_elements(group) / self.tp, m.weight_bytes, acc)
         for group in ELEMENTWISE_GROUPS:
             width = m.weight_elements(group) / (self.tp if group == "mlp_act" else 1)
             kernels = 1 if group == "mlp_act" else 5
@@ -159,7 +220,9 @@ class StepTimeModel:
     def _allreduce_s(self, message_bytes: np.ndarray) -> np.ndarray:
         if self.tp == 1:
             return np.zeros_like(message_bytes)
-        key = (self.accelerator.vidur_profile, self.tp)
+        ref = _profiled(self.accelerator)
+        same_links = ref is not None and ref.interconnect_bps == self.accelerator.interconnect_bps
+        key = (ref.vidur_profile if same_links else None, self.tp)
         if key in vidur_tables.ALL_REDUCE_MS:
             sizes = np.asarray(vidur_tables.ALL_REDUCE_SIZE_GRID_BYTES, dtype=float)
             ys = np.asarray(vidur_tables.ALL_REDUCE_MS[key]) * 1e-3
