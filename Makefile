@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned to the CPU build (constraints.txt) before anything can pull a CUDA build.
 	$(PIP) --quiet torch==2.13.0
-	$(PIP) --quiet -e '.[test,bench]'
+	$(PIP) --quiet -e '.[sim,train,test,bench]'
 	touch $(STAMP)
 
 tools: $(STAMP)

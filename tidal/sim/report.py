@@ -7,6 +7,7 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,10 +59,24 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _plots(result: SimResult) -> list[tuple[str, str]]:
-    import matplotlib
+class ReportDependencyMissing(RuntimeError):
+    """matplotlib is an extra (``tidal[sim]``): the operator image does not carry it."""
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no screen), or a clear error naming the extra."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ReportDependencyMissing("HTML reports need matplotlib: pip install 'tidal[sim]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plots(result: SimResult) -> list[tuple[str, str]]:
+    plt = pyplot()
 
     tl = result.timeline
     t_min = np.asarray(tl["t_s"], dtype=float) / 60.0

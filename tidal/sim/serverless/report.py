@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tidal.sim.report import format_value
+from tidal.sim.report import format_value, pyplot
 from tidal.sim.serverless.platform import FunctionSimResult
 
 SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -57,9 +57,7 @@ def _mark_warmup(ax, results: Sequence[FunctionSimResult]) -> None:
 
 
 def _plots(results: Sequence[FunctionSimResult]) -> list[tuple[str, str]]:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = []
     fig, ax = plt.subplots(figsize=(9, 3.2))
