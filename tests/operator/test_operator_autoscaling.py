@@ -171,3 +171,21 @@ def test_state_of_an_earlier_object_with_the_same_name_is_not_restored(harness: 
         h.create_md(model_deployment("again"))
         state = eventually(lambda: (s := _state(h, "again")) and s["tick"] < 500 and s)
         assert state["tick"] < 500 and state["lastScaleEvent"] is None
+
+
+def test_kubectl_scale_is_clamped_reported_and_handed_back(harness: OperatorHarness) -> None:
+    h = harness
+    with h.operator():
+        h.create_md(model_deployment("manual", min_replicas=1, max_replicas=6))
+        eventually(lambda: _replicas(h, "manual-unified-gpu-a") == 1)
+        h.custom.patch_namespaced_custom_object_scale("tidal.dev", "v1alpha1", OPERATOR_NS, "modeldeployments",
+                                                      "manual", {"spec": {"replicas": 50}})
+        eventually(lambda: _replicas(h, "manual-unified-gpu-a") == 6)  # clamped to maxReplicas, not 50
+        cond = eventually(lambda: (c := h.condition("manual", "ManualOverride")) and c["status"] == "True" and c)
+        assert cond["reason"] == "SpecReplicasSet"
+        assert "spec.replicas=50 holds 6" in cond["message"] and "clamped to 6" in cond["message"]
+        assert '"path":"/spec/replicas"' in cond["message"], "the message says how to hand control back"
+        h.patch_md("manual", {"spec": {"replicas": None}})  # a merge patch's null removes the field
+        cond = eventually(lambda: (c := h.condition("manual", "ManualOverride")) and c["status"] == "False" and c)
+        assert cond["reason"] == "Autoscaling"
+        eventually(lambda: h.read_md("manual")["status"]["lastDecision"]["reasons"][0]["code"] == "hold-no-metrics")
