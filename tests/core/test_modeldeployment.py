@@ -211,3 +211,20 @@ def test_the_call_does_not_touch_a_deep_copied_branch() -> None:
     a, _ = decide_workload(md, obs, state)
     b, _ = decide_workload(md, obs, branch)
     assert a == b
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3), st.integers(1, 6), st.one_of(st.none(), st.floats(0, 50)),
+       st.one_of(st.none(), st.floats(0, 100)))
+def test_a_pool_at_zero_leaves_it_exactly_when_demand_is_seen(min_n: int, max_n: int, entry: float | None,
+                                                              waiting: float | None) -> None:
+    min_n = min(min_n, max_n)
+    md = _md(pools={"unified": {"minReplicas": min_n, "maxReplicas": max_n}})
+    obs = PoolObservation(ready_replicas=0, entry_request_rate_rps=entry, waiting_requests=waiting,
+                          running_requests=None if waiting is None else 0.0)
+    wd, _ = decide_workload(md, _obs(0.0, {"unified": obs}, {"unified": {"a": 0}}, waiting is not None), None)
+    want = wd.decision.desired_replicas["unified"]
+    demand = (entry or 0.0) > 0 or (waiting or 0.0) > 0
+    assert min_n <= want <= max_n
+    if min_n == 0:
+        assert (want > 0) == demand, wd.decision.reasons

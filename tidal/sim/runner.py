@@ -4,7 +4,8 @@ One heap of timed events (engine segment ends, pods becoming Ready, KV
 transfers, autoscaler ticks) plus a pointer into the sorted arrival list. At
 every tick the runner builds an :class:`Observation` from what an operator
 could scrape (pod phases, windowed request/token rates, running/waiting
-requests, KV usage, TTFT/TPOT percentile over the metrics window), calls
+requests, KV usage, TTFT/TPOT percentile over the metrics window, the request
+rate at each pool's entry, the start phases of serving pods), calls
 ``autoscaler.decide(observation, state)`` and applies the desired replicas:
 scale-up creates pods that go through the cold-start lifecycle; scale-down
 removes pending/starting pods first and drains ready ones.
