@@ -228,3 +228,14 @@ def test_a_pool_at_zero_leaves_it_exactly_when_demand_is_seen(min_n: int, max_n:
     assert min_n <= want <= max_n
     if min_n == 0:
         assert (want > 0) == demand, wd.decision.reasons
+
+
+def test_a_policy_that_is_not_implemented_says_so() -> None:
+    obs = {"unified": PoolObservation(ready_replicas=1, running_requests=16.0, waiting_requests=0.0)}
+    tidal, _ = decide_workload(_md(), _obs(0.0, obs, {"unified": {"a": 1}}), None)
+    hpa, _ = decide_workload(_md(autoscaling={"policy": "hpa", "predictor": "none"}),
+                             _obs(0.0, obs, {"unified": {"a": 1}}), None)
+    assert hpa.decision.desired_replicas == tidal.decision.desired_replicas
+    assert [r.code for r in hpa.decision.reasons] == [r.code for r in tidal.decision.reasons] + [
+        "policy-not-implemented"]
+    assert "policy=hpa" in hpa.decision.reasons[-1].message

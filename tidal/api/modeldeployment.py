@@ -128,7 +128,7 @@ class AutoscalingSpec(ApiModel):
     """How tidal scales this workload."""
 
     policy: Literal["tidal", "hpa", "kpa", "static"] = "tidal"
-    """Decision policy. Not acted on yet: every value runs tidal's utilisation rule (the SLO planner and the baselines are not wired to it)."""
+    """Decision policy. Only ``tidal`` (today the utilisation rule) is implemented; the others run it too and say so in the decision's reasons."""
     predictor: Literal["auto", "torch", "holt-winters", "seasonal-naive", "none"] = "auto"
     """Load forecaster; ``auto`` picks the best recent performer per workload."""
     prewarm: bool = True

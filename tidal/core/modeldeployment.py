@@ -61,6 +61,10 @@ REASON_MAX_REACHED = "max-replicas"
 REASON_WAKE = "scale-from-zero"
 REASON_IDLE_AT_ZERO = "idle-at-zero"
 REASON_NO_DEMAND_SIGNAL = "hold-zero-no-demand-signal"
+REASON_POLICY_UNAVAILABLE = "policy-not-implemented"
+IMPLEMENTED_POLICIES = ("tidal",)
+"""``spec.autoscaling.policy`` values the core runs; the others (hpa, kpa, static) are reported as not
+implemented and run tidal's rule."""
 
 
 @dataclass(frozen=True)
@@ -271,6 +275,9 @@ def decide_workload(md: ModelDeployment, observation: Observation,
             limits.append(limit)
     if override is not None:
         state.recommendations = {}  # the window restarts when autoscaling resumes
+    elif md.spec.autoscaling.policy not in IMPLEMENTED_POLICIES:
+        reasons.append(Reason(REASON_POLICY_UNAVAILABLE, f"spec.autoscaling.policy={md.spec.autoscaling.policy} is "
+                              f"not implemented yet; running tidal's utilisation rule"))
 
     by_child: dict[ChildKey, int] = {}
     changes: list[tuple[ChildKey, int, int]] = []
