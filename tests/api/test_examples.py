@@ -29,8 +29,7 @@ def test_every_kind_and_feature_has_an_example() -> None:
     assert kinds == set(KINDS_BY_NAME)
     mdeps = [d["spec"] for d in docs if d["kind"] == "ModelDeployment"]
     assert {m.get("mode", "unified") for m in mdeps} == {"unified", "disaggregated"}
-    # a pool that may sit at zero (scaleToZero itself has no effect yet: docs/operator.md, Known gaps)
-    assert any(p.get("minReplicas") == 0 for m in mdeps for p in m["pools"].values())
+    assert any(m.get("autoscaling", {}).get("scaleToZero") for m in mdeps)
     assert sum(d["kind"] == "AcceleratorClass" for d in docs) >= 2
     assert any(len(d["spec"]["tenants"]) >= 3 for d in docs if d["kind"] == "FairSharePolicy")
 

@@ -239,3 +239,34 @@ def test_a_policy_that_is_not_implemented_says_so() -> None:
     assert [r.code for r in hpa.decision.reasons] == [r.code for r in tidal.decision.reasons] + [
         "policy-not-implemented"]
     assert "policy=hpa" in hpa.decision.reasons[-1].message
+
+
+def test_scale_to_zero_parks_after_the_idle_window_and_wakes_on_demand() -> None:
+    md = _md(autoscaling={"predictor": "none", "scaleToZero": True, "scaleToZeroAfter": "2m"},
+             pools={"unified": {"minReplicas": 2, "maxReplicas": 8}})
+    state: CoreState | None = None
+
+    def tick(now: float, replicas: int, entry: float | None, inflight: float | None = 0.0) -> Any:
+        nonlocal state
+        obs = PoolObservation(ready_replicas=replicas, running_requests=inflight, waiting_requests=0.0,
+                              entry_request_rate_rps=entry)
+        wd, state = decide_workload(md, _obs(now, {"unified": obs}, {"unified": {"a": replicas}}), state)
+        return wd
+
+    assert tick(0.0, 2, 0.0).decision.desired_replicas == {"unified": 2}  # idle clock starts
+    assert tick(60.0, 2, 0.0, inflight=None).decision.desired_replicas == {"unified": 2}, "unknown is not idle"
+    assert tick(90.0, 2, 0.0).decision.desired_replicas == {"unified": 2}  # the clock restarts at 90 s
+    assert tick(200.0, 2, 0.0).decision.desired_replicas == {"unified": 2}, "110 s idle < 2m"
+    parked = tick(210.0, 2, 0.0)
+    assert parked.decision.desired_replicas == {"unified": 0} and parked.decision.reasons[0].code == "scale-to-zero"
+    assert tick(225.0, 0, 0.0).decision.desired_replicas == {"unified": 0}, "parked below minReplicas"
+    state = _restart(state)  # parked survives a restart
+    assert tick(240.0, 0, 0.0).decision.desired_replicas == {"unified": 0}
+    woken = tick(255.0, 0, 0.5)
+    assert woken.decision.desired_replicas == {"unified": 2}, "demand at the entry: back to minReplicas"
+    # Without an entry signal nothing could wake it, so it is never parked, and the reasons say so.
+    state = None
+    for t in (0.0, 200.0, 400.0):
+        wd = tick(t, 2, None)
+        assert wd.decision.desired_replicas == {"unified": 2}
+    assert wd.decision.reasons[-1].code == "scale-to-zero-no-entry-signal"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,23 @@ def test_the_adapter_adds_what_the_operator_adds() -> None:
     wd = workload_decision(decision)
     assert decision.desired_replicas == {"unified": 4} and wd.kv_ttl_s is not None
     assert state is not None
+
+
+def test_scale_to_zero_example_parks_in_an_idle_gap_and_wakes_for_the_next_burst() -> None:
+    from tests.sim.conftest import make_requests
+    from tidal.sim.runner import Simulation
+
+    md, classes = load_manifests([EXAMPLES / "modeldeployment-scale-to-zero.yaml", CLASSES])
+    wl = prepare(md, classes)
+    # a 2-minute burst, 20 idle minutes (scaleToZeroAfter is 10m), another burst
+    requests = make_requests(240, gap_s=0.5) + [replace(r, request_id=240 + r.request_id)
+                                                for r in make_requests(240, gap_s=0.5, start_s=1500.0)]
+    sim = Simulation(requests, ModelDeploymentAutoscaler(wl), sim_config(wl))
+    result = sim.run()
+    desired = dict(zip(result.timeline["t_s"], result.timeline["unified.desired"]))
+    gap = [n for t, n in desired.items() if 120 + 600 + 120 < t < 1500]
+    assert gap and gap[-1] == 0, "parked at zero before the second burst"
+    assert max(n for t, n in desired.items() if t > 1500) >= 1, "woken by the second burst"
+    codes = {r["code"] for d in result.decisions for r in d["reasons"]}
+    assert {"scale-to-zero", "utilization-target"} <= codes
+    assert result.summary["finished"] == len(requests)

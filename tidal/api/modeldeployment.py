@@ -134,9 +134,9 @@ class AutoscalingSpec(ApiModel):
     prewarm: bool = True
     """Start replicas one predicted cold start ahead of forecast demand. Not acted on yet: the forecast and cold start are reported only."""
     scale_to_zero: bool = False
-    """Allow zero replicas after ``scaleToZeroAfter`` without requests, even if minReplicas > 0. Not acted on yet; ``minReplicas: 0`` allows zero."""
+    """Every pool to zero after ``scaleToZeroAfter`` without requests, even if minReplicas > 0, until requests reach the entry again. Needs the entry's request rate, which the operator does not read yet: there it keeps minReplicas and says so in the decision's reasons."""
     scale_to_zero_after: Duration = DEFAULT_SCALE_TO_ZERO_AFTER
-    """Idle time before scaling to zero when scaleToZero is true. Not acted on yet."""
+    """Time without requests (none arriving, none in flight) before scaling to zero when scaleToZero is true."""
     scale_down_delay: Duration = DEFAULT_SCALE_DOWN_DELAY
     """Demand must stay low this long before replicas are removed."""
 

@@ -9,7 +9,7 @@ decides, in this order:
 4. the KV-cache TTL from ``spec.kvCache.ttl``;
 5. replicas per pool: ``spec.replicas`` (manual override, clamped and split over pools), or the
    utilisation rule (tidal/policies/utilization.py) within the pool's bounds, held on missing
-   metrics, woken from zero by demand at the pool's entry;
+   metrics, woken from zero by demand at the pool's entry, and ``scaleToZero`` after an idle window;
 6. placement over accelerator classes (tidal/policies/placement.py).
 
 Pure and deterministic: no I/O, no clock. The state is consumed (predictors learn in place) and
@@ -62,6 +62,8 @@ REASON_WAKE = "scale-from-zero"
 REASON_IDLE_AT_ZERO = "idle-at-zero"
 REASON_NO_DEMAND_SIGNAL = "hold-zero-no-demand-signal"
 REASON_POLICY_UNAVAILABLE = "policy-not-implemented"
+REASON_SCALED_TO_ZERO = "scale-to-zero"
+REASON_NO_ZERO_WITHOUT_SIGNAL = "scale-to-zero-no-entry-signal"
 IMPLEMENTED_POLICIES = ("tidal",)
 """``spec.autoscaling.policy`` values the core runs; the others (hpa, kpa, static) are reported as not
 implemented and run tidal's rule."""
@@ -242,6 +244,44 @@ def _at_zero(pool: str, bounds: PoolSpec, obs: PoolObservation, want: int, reaso
     return want, Reason(REASON_IDLE_AT_ZERO, "no requests at the entry; staying at zero replicas", pool)
 
 
+def _scale_to_zero(md: ModelDeployment, observation: Observation, state: CoreState, desired: dict[str, int],
+                   reasons: list[Reason]) -> list[Reason]:
+    """``spec.autoscaling.scaleToZero``: every pool to zero once the workload has had no requests (none
+    arriving at the entry pool, none in flight anywhere) for ``scaleToZeroAfter``, even above
+    ``minReplicas``; it stays there ("parked") until demand reaches the entry, then the rule (and so
+    ``minReplicas``) applies again. Only when the shell reads the entry's request rate: a pool at zero
+    can be woken by nothing else, so without that signal the workload is never parked, and the
+    reasons say why. Changes ``desired`` in place; returns the reasons to report."""
+    az = md.spec.autoscaling
+    if not az.scale_to_zero:
+        state.idle_since_s, state.parked = None, False
+        return reasons
+    pools = list(desired)
+    entry = observation.pools.get(pools[0], PoolObservation(ready_replicas=0)).entry_request_rate_rps
+    if entry is None:
+        state.idle_since_s, state.parked = None, False
+        return [*reasons, Reason(REASON_NO_ZERO_WITHOUT_SIGNAL, "spec.autoscaling.scaleToZero is set, but nothing "
+                                 "reads the request rate at the workload's entry, which is what would wake it; "
+                                 "not scaling to zero")]
+    inflight = [(o.running_requests or 0.0) + (o.waiting_requests or 0.0) for o in observation.pools.values()]
+    # Unknown in-flight on a pool with replicas is never idleness (missing metrics never scale down).
+    unknown = any(o.current_replicas > 0 and (o.running_requests is None or o.waiting_requests is None)
+                  for o in observation.pools.values())
+    if entry > 0 or unknown or any(n > 0 for n in inflight):
+        state.idle_since_s, state.parked = None, False
+        return reasons
+    now = observation.now_s
+    state.idle_since_s = now if state.idle_since_s is None else state.idle_since_s
+    after_s = parse_duration_s(az.scale_to_zero_after)
+    if not state.parked and now - state.idle_since_s < after_s:
+        return reasons
+    state.parked = True
+    for pool in pools:
+        desired[pool] = 0
+    return [Reason(REASON_SCALED_TO_ZERO, f"no requests for {now - state.idle_since_s:g}s (scaleToZeroAfter "
+                   f"{az.scale_to_zero_after}); at zero until requests reach the entry", pool) for pool in pools]
+
+
 def decide_workload(md: ModelDeployment, observation: Observation,
                     state: CoreState | None) -> tuple[WorkloadDecision, CoreState]:
     """Desired replicas per pool and per accelerator class, with the forecast, cold start and KV TTL
@@ -275,7 +315,10 @@ def decide_workload(md: ModelDeployment, observation: Observation,
             limits.append(limit)
     if override is not None:
         state.recommendations = {}  # the window restarts when autoscaling resumes
-    elif md.spec.autoscaling.policy not in IMPLEMENTED_POLICIES:
+        state.idle_since_s, state.parked = None, False
+    else:
+        reasons = _scale_to_zero(md, observation, state, desired, reasons)
+    if override is None and md.spec.autoscaling.policy not in IMPLEMENTED_POLICIES:
         reasons.append(Reason(REASON_POLICY_UNAVAILABLE, f"spec.autoscaling.policy={md.spec.autoscaling.policy} is "
                               f"not implemented yet; running tidal's utilisation rule"))
 

@@ -66,6 +66,10 @@ class CoreState:
     """Uids of replica starts already learnt (oldest first, bounded)."""
     recommendations: dict[str, list[list[float]]] = field(default_factory=dict)
     """Per pool, the rule's (time, replicas) recommendations inside the scale-down window."""
+    idle_since_s: float | None = None
+    """Since when the workload has had no requests (``scaleToZero``); ``None`` while it is busy."""
+    parked: bool = False
+    """Scaled to zero for idleness (``scaleToZero``) and not yet woken by demand."""
     forecast_cache: tuple[Any, Any] | None = field(default=None, compare=False)
     """(grid cell, valid cells, horizon) and the forecast made at the first tick of that cell, reused for
     the cell's later ticks. Persisted: a restarted core must reuse it too, or it would forecast from a
@@ -97,7 +101,8 @@ class CoreState:
             "coldStart": self.cold_start.to_state(),
             "countedPods": list(self.counted_starts),
             "policy": {"recommendations": {p: [list(r) for r in w] for p, w in self.recommendations.items()},
-                       "forecast": _cache_to_dict(self.forecast_cache)},
+                       "forecast": _cache_to_dict(self.forecast_cache),
+                       "idleSinceS": self.idle_since_s, "parked": self.parked},
         }
 
     @classmethod
@@ -123,6 +128,10 @@ class CoreState:
                 state.recommendations = {str(p): [[float(t), float(r)] for t, r in w] for p, w in recs.items()}
             except (TypeError, ValueError) as exc:
                 problems.append(f"scale-down window unreadable ({exc}); starting a new one")
+        if isinstance(policy, dict):
+            idle = policy.get("idleSinceS")
+            state.idle_since_s = float(idle) if isinstance(idle, (int, float)) else None
+            state.parked = policy.get("parked") is True
         cached = policy.get("forecast") if isinstance(policy, dict) else None
         if isinstance(cached, dict):
             state.forecast_cache = _cache_from_dict(cached)
