@@ -92,7 +92,8 @@ def test_kubectl_scale_past_max_is_clamped_and_reported() -> None:
     assert wd.decision.desired_replicas == {"unified": 8}
     assert wd.by_child == {ChildKey("unified", "a"): 8, ChildKey("unified", "b"): 0}
     assert wd.override is not None and "clamped to 8" in wd.override.message
-    disagg = _md(replicas=50, mode="disaggregated", pools={"prefill": {"maxReplicas": 4}, "decode": {"maxReplicas": 12}})
+    disagg = _md(replicas=50, mode="disaggregated",
+                 pools={"prefill": {"maxReplicas": 4}, "decode": {"maxReplicas": 12}})
     wd, _ = decide_workload(disagg, _obs(0.0, {}), None)
     assert wd.decision.desired_replicas == {"prefill": 4, "decode": 12}
     wd, _ = decide_workload(disagg.model_copy(update={"spec": disagg.spec.model_copy(update={"replicas": 8})}),

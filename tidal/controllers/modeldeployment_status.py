@@ -181,7 +181,8 @@ def capacity_condition(limits: Sequence[Reason], replicas: Mapping[str, PoolRepl
 def override_condition(name: str, override: Override | None) -> ConditionValue:
     """ManualOverride=True while ``spec.replicas`` (kubectl scale) holds the replica count."""
     if override is None:
-        return ConditionValue(MANUAL_OVERRIDE, "False", "Autoscaling", "spec.replicas is not set; tidal decides replicas")
+        return ConditionValue(MANUAL_OVERRIDE, "False", "Autoscaling",
+                              "spec.replicas is not set; tidal decides replicas")
     return ConditionValue(MANUAL_OVERRIDE, "True", "SpecReplicasSet",
                           f"{override.message}; autoscaling is paused; " + HAND_BACK_HINT.format(name=name))
 

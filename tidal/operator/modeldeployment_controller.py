@@ -54,12 +54,6 @@ from tidal.controllers.modeldeployment_status import (
     status_patch,
 )
 from tidal.controllers.slo_attainment import Attainment, workload_attainment
-from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient, list_items
-from tidal.operator.prune import prune_children
-from tidal.operator.metrics import OperatorMetrics
-from tidal.operator.prometheus import FLEET_MAX_AGE_FRACTION, FleetMetrics, PrometheusMetrics
-from tidal.operator.settings import OperatorSettings
-from tidal.operator.workloads import WorkloadCache, WorkloadRuntime
 from tidal.core.modeldeployment import (
     WorkloadDecision,
     accelerator_profile,
@@ -68,6 +62,12 @@ from tidal.core.modeldeployment import (
     missing_classes_limit,
     split_override,
 )
+from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient, list_items
+from tidal.operator.prune import prune_children
+from tidal.operator.metrics import OperatorMetrics
+from tidal.operator.prometheus import FLEET_MAX_AGE_FRACTION, FleetMetrics, PrometheusMetrics
+from tidal.operator.settings import OperatorSettings
+from tidal.operator.workloads import WorkloadCache, WorkloadRuntime
 from tidal.policies.interface import Observation, PoolObservation, Reason, ReplicaStart
 from tidal.policies.placement import place, preference_order
 

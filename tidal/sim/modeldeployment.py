@@ -31,7 +31,7 @@ from tidal.core.state import CoreState
 from tidal.operator.settings import DEFAULT_INTERVAL_S, DEFAULT_METRICS_WINDOW_S
 from tidal.policies.interface import AcceleratorProfile, Decision, Observation
 from tidal.policies.placement import preference_order
-from tidal.sim.hardware import ACCELERATORS, MODELS, TB_S, TFLOPS
+from tidal.sim.hardware import ACCELERATORS, MODELS, TFLOPS
 from tidal.sim.runner import SLO, SimConfig
 
 UNBOUNDED_SLO_S = math.inf
