@@ -10,7 +10,7 @@ with replica-start phases rounded to whole seconds as pod timestamps carry them.
   included) from the state ConfigMap, as after ``kill -9``,
 
 and every decision must be identical: replicas per pool and per accelerator class, reasons, changes,
-limits, forecast, predicted cold start and KV TTL.
+limits, forecast, predicted cold start and KV TTL, for a unified and a disaggregated spec.
 """
 
 from __future__ import annotations
@@ -123,11 +123,19 @@ def _signature(wd: WorkloadDecision) -> tuple[Any, ...]:
             wd.learned_starts)
 
 
+MODES = {
+    "unified": {"mode": "unified", "pools": {"unified": {"minReplicas": 1, "maxReplicas": 6}}},
+    "disaggregated": {"mode": "disaggregated", "pools": {"prefill": {"minReplicas": 1, "maxReplicas": 4},
+                                                         "decode": {"minReplicas": 1, "maxReplicas": 6}}},
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
 def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
-        harness: OperatorHarness, monkeypatch: pytest.MonkeyPatch) -> None:
+        harness: OperatorHarness, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     h = harness
-    manifest = model_deployment(NAME, classes=("gpu-a", "gpu-b"), min_replicas=1, max_replicas=6,
-                                autoscaling={"predictor": "holt-winters", "scaleDownDelay": "1m"})
+    manifest = model_deployment(NAME, classes=("gpu-a", "gpu-b"),
+                                autoscaling={"predictor": "holt-winters", "scaleDownDelay": "1m"}, **MODES[mode])
     body = h.create_md(manifest)
     md = parse_resource({k: body[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {
         "name": NAME, "namespace": OPERATOR_NS}})
@@ -145,7 +153,7 @@ def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
     Simulation(requests, recorder, sim_config(workload)).run()
     sequence = [replace(obs, starts=tuple(_whole_seconds(s) for s in obs.starts)) for obs, _ in recorder.steps]
     recorded = [workload_decision(d) for _, d in recorder.steps]
-    assert max(wd.decision.desired_replicas["unified"] for wd in recorded) >= 3, "the sequence must scale up"
+    assert max(max(wd.decision.desired_replicas.values()) for wd in recorded) >= 3, "the sequence must scale up"
     assert any(after < before for wd in recorded for _, before, after in wd.changes), "... and down"
     assert sum(len(o.starts) > 0 for o in sequence) > 0, "... and see replica starts"
 
