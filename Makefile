@@ -23,10 +23,11 @@ $(STAMP): pyproject.toml constraints.txt
 tools: $(STAMP)
 	PYTHON=$(BIN)/python bash scripts/install_tools.sh
 
-# The main job on the embedded default: replay the bundled 12-minute excerpt of the Azure LLM
-# conversation trace on a simulated H100 cluster under the utilisation rule (1..8 replicas).
+# The main job on the embedded default: run the example ModelDeployment through tidal's decision core
+# (the operator's entry point) on the bundled 12-minute excerpt of the Azure LLM conversation trace.
 demo: $(STAMP)
-	$(BIN)/tidal simulate --trace demo --policy utilization:8:1:8 --report reports/demo-report.html
+	$(BIN)/tidal simulate -f examples/modeldeployment-unified.yaml -f examples/accelerator-classes.yaml \
+		--trace demo --report reports/demo-report.html
 
 test: $(STAMP) tools
 	$(BIN)/tidal crds --check

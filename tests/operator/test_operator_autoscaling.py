@@ -1,16 +1,27 @@
 """The autoscaling timer: holds without metrics, scales on real Prometheus data, announces each scale
-change once, learns cold starts from pods, and survives a restart without losing or repeating."""
+change once, learns cold starts from pods, honours and reports kubectl scale, and survives a restart
+(and kill -9) without losing or repeating."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.operator.conftest import OPERATOR_NS, OperatorHarness, eventually, free_port, model_deployment
+from tests.operator.conftest import (
+    OPERATOR_NS,
+    REPO_ROOT,
+    OperatorHarness,
+    eventually,
+    free_port,
+    model_deployment,
+)
 from tests.support.prometheus_server import PrometheusServer, ScrapeTarget, require_prometheus_binary
 from tests.support.vllm_exporter import VLLM_V1, EngineExporter, EngineGauges
 
@@ -83,8 +94,8 @@ def test_scales_up_on_real_prometheus_load_then_holds_when_prometheus_goes_away(
         exporter.stop()
 
 
-def _engine_pod(name: str, uid_hint: str) -> dict[str, Any]:
-    labels = {"tidal.dev/deployment": "keep", "tidal.dev/pool": "unified", "tidal.dev/accelerator": "gpu-a"}
+def _engine_pod(name: str, uid_hint: str, workload: str = "keep") -> dict[str, Any]:
+    labels = {"tidal.dev/deployment": workload, "tidal.dev/pool": "unified", "tidal.dev/accelerator": "gpu-a"}
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels},
             "spec": {"nodeName": f"node-{uid_hint}", "containers": [{"name": "engine", "image": "vllm"}]}}
 
@@ -171,3 +182,61 @@ def test_state_of_an_earlier_object_with_the_same_name_is_not_restored(harness: 
         h.create_md(model_deployment("again"))
         state = eventually(lambda: (s := _state(h, "again")) and s["tick"] < 500 and s)
         assert state["tick"] < 500 and state["lastScaleEvent"] is None
+
+
+def test_kubectl_scale_is_clamped_reported_and_handed_back(harness: OperatorHarness) -> None:
+    h = harness
+    with h.operator():
+        h.create_md(model_deployment("manual", min_replicas=1, max_replicas=6))
+        eventually(lambda: _replicas(h, "manual-unified-gpu-a") == 1)
+        h.custom.patch_namespaced_custom_object_scale("tidal.dev", "v1alpha1", OPERATOR_NS, "modeldeployments",
+                                                      "manual", {"spec": {"replicas": 50}})
+        eventually(lambda: _replicas(h, "manual-unified-gpu-a") == 6)  # clamped to maxReplicas, not 50
+        cond = eventually(lambda: (c := h.condition("manual", "ManualOverride")) and c["status"] == "True" and c)
+        assert cond["reason"] == "SpecReplicasSet"
+        assert "spec.replicas=50 holds 6" in cond["message"] and "clamped to 6" in cond["message"]
+        assert '"path":"/spec/replicas"' in cond["message"], "the message says how to hand control back"
+        h.patch_md("manual", {"spec": {"replicas": None}})  # a merge patch's null removes the field
+        cond = eventually(lambda: (c := h.condition("manual", "ManualOverride")) and c["status"] == "False" and c)
+        assert cond["reason"] == "Autoscaling"
+        eventually(lambda: h.read_md("manual")["status"]["lastDecision"]["reasons"][0]["code"] == "hold-no-metrics")
+
+
+def test_core_state_survives_kill_9(harness: OperatorHarness) -> None:
+    """``tidal run`` in its own process, killed with SIGKILL after it learnt a cold start and decided:
+    the next operator resumes from the state ConfigMap (predictors, counted starts, tick, last
+    scale event) without re-learning or re-counting anything."""
+    h = harness
+    code = "import typer; from tidal.operator.commands import run; typer.run(run)"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "--kubeconfig", str(h.kubeconfig), "--standalone", "--interval", "1",
+         "--namespace", OPERATOR_NS, "--health-port", "0", "--metrics-port", "0", "--log-format", "plain"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=REPO_ROOT)
+    try:
+        h.create_md(model_deployment("crash", min_replicas=1))
+        eventually(lambda: _replicas(h, "crash-unified-gpu-a") == 1, timeout_s=60)
+        h.custom.patch_namespaced_custom_object_scale("tidal.dev", "v1alpha1", OPERATOR_NS, "modeldeployments",
+                                                      "crash", {"spec": {"replicas": 2}})
+        eventually(lambda: _replicas(h, "crash-unified-gpu-a") == 2, timeout_s=60)
+        pod = h.core.create_namespaced_pod(OPERATOR_NS, _engine_pod("crash-0", "1", workload="crash"))
+        created = pod.metadata.creation_timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+        h.core.patch_namespaced_pod_status("crash-0", OPERATOR_NS, _ready_status(created))
+        before = eventually(lambda: (s := _state(h, "crash")) and s["countedPods"] and s["lastScaleEvent"]
+                            and s["forecaster"] and s, timeout_s=60)
+    finally:
+        proc.kill()  # SIGKILL: no shutdown handler runs, nothing is flushed
+        proc.wait(timeout=30)
+    assert before["coldStart"]["seq"] == 1 and before["countedPods"] == [pod.metadata.uid]
+    # The pod goes away: what the next operator knows of its start can only come from the state.
+    h.core.delete_namespaced_pod("crash-0", OPERATOR_NS)
+
+    with h.operator():
+        after = eventually(lambda: (s := _state(h, "crash")) and s["tick"] > before["tick"] + 1 and s)
+    assert after["coldStart"]["seq"] == 1, "the start learnt before the kill is kept"
+    assert after["coldStart"]["tables"] == before["coldStart"]["tables"]
+    assert after["countedPods"] == before["countedPods"]
+    assert after["lastScaleEvent"] == before["lastScaleEvent"]
+    assert after["forecaster"]["kind"] == before["forecaster"]["kind"] == "holt_winters"
+    assert after["forecaster"]["grid"]["n_valid"] >= before["forecaster"]["grid"]["n_valid"]
+    assert len([e for e in _scale_events(h, "crash") if "1 -> 2" in e.message]) == 1

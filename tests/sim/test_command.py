@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 import typer
 from typer.testing import CliRunner
@@ -44,3 +47,38 @@ def test_unknown_trace_lists_valid_names(tmp_path) -> None:
                                       str(tmp_path / "r.html")])
     assert result.exit_code != 0
     assert "demo" in result.output
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def _flat(output: str) -> str:
+    """CLI output without rich's line wrapping and box borders."""
+    return " ".join(output.replace("│", " ").split())
+
+
+def test_simulate_runs_a_modeldeployment_manifest_through_the_core(tmp_path) -> None:
+    summary = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["simulate", "-f", str(EXAMPLES / "modeldeployment-unified.yaml"),
+                                      "-f", str(EXAMPLES / "accelerator-classes.yaml"), "--trace", "demo",
+                                      "--duration", "240", "--report", str(tmp_path / "r.html"),
+                                      "--json", str(summary), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    # strategy cheapest: a100-80gb (hourlyCost 2.5) before h100-80gb (4.0)
+    assert "class a100-80gb simulated as A100-80GB" in _flat(result.output)
+    data = json.loads(summary.read_text())
+    assert data["policy"] == "tidal"
+    assert data["cost_usd"] == pytest.approx(data["gpu_hours"] * 2.5, rel=1e-6), "the class's hourlyCost"
+
+
+def test_manifest_problems_name_the_fix(tmp_path) -> None:
+    md = EXAMPLES / "modeldeployment-unified.yaml"
+    alone = CliRunner().invoke(app, ["simulate", "-f", str(md), "--report", str(tmp_path / "r.html")])
+    assert alone.exit_code != 0 and "accelerator-classes.yaml" in _flat(alone.output)
+    both = CliRunner().invoke(app, ["simulate", "-f", str(md), "--policy", "fixed:2",
+                                    "--report", str(tmp_path / "r.html")])
+    assert both.exit_code != 0 and "drop --policy" in _flat(both.output)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(md.read_text().replace("maxReplicas: 8", "maxReplicas: 0"))
+    invalid = CliRunner().invoke(app, ["simulate", "-f", str(bad), "--report", str(tmp_path / "r.html")])
+    assert invalid.exit_code != 0 and "spec.pools.unified.maxReplicas" in _flat(invalid.output)

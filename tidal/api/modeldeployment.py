@@ -128,15 +128,15 @@ class AutoscalingSpec(ApiModel):
     """How tidal scales this workload."""
 
     policy: Literal["tidal", "hpa", "kpa", "static"] = "tidal"
-    """Decision policy: tidal's SLO planner, or a baseline for comparison."""
+    """Decision policy. Only ``tidal`` (today the utilisation rule) is implemented; the others run it too and say so in the decision's reasons."""
     predictor: Literal["auto", "torch", "holt-winters", "seasonal-naive", "none"] = "auto"
     """Load forecaster; ``auto`` picks the best recent performer per workload."""
     prewarm: bool = True
-    """Start replicas one predicted cold start ahead of forecast demand."""
+    """Start replicas one predicted cold start ahead of forecast demand. Not acted on yet: the forecast and cold start are reported only."""
     scale_to_zero: bool = False
-    """Allow zero replicas after ``scaleToZeroAfter`` without requests, even if minReplicas > 0."""
+    """Every pool to zero after ``scaleToZeroAfter`` without requests, even if minReplicas > 0, until requests reach the entry again. Needs the entry's request rate, which the operator does not read yet: there it keeps minReplicas and says so in the decision's reasons."""
     scale_to_zero_after: Duration = DEFAULT_SCALE_TO_ZERO_AFTER
-    """Idle time before scaling to zero when scaleToZero is true."""
+    """Time without requests (none arriving, none in flight) before scaling to zero when scaleToZero is true."""
     scale_down_delay: Duration = DEFAULT_SCALE_DOWN_DELAY
     """Demand must stay low this long before replicas are removed."""
 
@@ -154,9 +154,9 @@ class TenantSpec(ApiModel):
     name: DnsLabel = "default"
     """Tenant name as listed in a FairSharePolicy."""
     weight: float = Field(default=1.0, gt=0, le=1000)
-    """Relative share within the tenant when GPUs are scarce."""
+    """Relative share within the tenant when GPUs are scarce. Not acted on yet."""
     priority: int = Field(default=0, ge=0, le=1000)
-    """Higher priority workloads are served first within the tenant's grant."""
+    """Higher priority workloads are served first within the tenant's grant. Not acted on yet."""
 
 
 class ModelDeploymentSpec(ApiModel):
@@ -181,7 +181,7 @@ class ModelDeploymentSpec(ApiModel):
     kv_cache: KVCacheSpec = Field(default_factory=KVCacheSpec)
     tenant: TenantSpec = Field(default_factory=TenantSpec)
     replicas: int | None = Field(default=None, ge=0, le=10000)
-    """Manual override set through the /scale subresource; when present, tidal holds this count."""
+    """Manual override set through the /scale subresource (kubectl scale): split over the pools in proportion to their maxReplicas, each share clamped to the pool's bounds; autoscaling pauses (condition ManualOverride) until the field is removed."""
 
     @model_validator(mode="after")
     def _pools_match_mode(self) -> "ModelDeploymentSpec":

@@ -30,7 +30,7 @@ class ContainerSpec(ApiModel):
 
 
 class FunctionSLOSpec(ApiModel):
-    """Latency target including any cold start the request waited for."""
+    """Latency target including any cold start the request waited for. Not acted on yet: the keep-alive and pre-warm policy does not read it."""
 
     latency: Duration
     """End-to-end latency target at the percentile, cold start included, e.g. ``2s``."""

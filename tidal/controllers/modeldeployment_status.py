@@ -1,7 +1,7 @@
 """Status, conditions and event texts of a ModelDeployment. Pure formatting of what a tick found.
 
 The conditions and their meaning are the ones docs/troubleshooting.md documents (Ready,
-MetricsAvailable, SLOMet, CapacityLimited, Degraded). ``lastTransitionTime`` only moves when a
+MetricsAvailable, SLOMet, CapacityLimited, ManualOverride, Degraded). ``lastTransitionTime`` only moves when a
 condition's status flips, as for every Kubernetes condition (metav1.Condition), so a status that
 did not change produces an identical patch.
 """
@@ -19,6 +19,7 @@ from tidal.controllers.conditions import last_transition, rfc3339
 from tidal.controllers.modeldeployment import ChildKey, label_selector
 from tidal.controllers.modeldeployment_observe import PoolReplicas
 from tidal.controllers.slo_attainment import Attainment
+from tidal.core.modeldeployment import ForecastView, Override
 from tidal.policies.interface import Decision, Reason
 
 READY = "Ready"
@@ -26,7 +27,11 @@ METRICS_AVAILABLE = "MetricsAvailable"
 SLO_MET = "SLOMet"
 CAPACITY_LIMITED = "CapacityLimited"
 DEGRADED = "Degraded"
-CONDITION_TYPES = (READY, METRICS_AVAILABLE, SLO_MET, CAPACITY_LIMITED, DEGRADED)
+MANUAL_OVERRIDE = "ManualOverride"
+CONDITION_TYPES = (READY, METRICS_AVAILABLE, SLO_MET, CAPACITY_LIMITED, MANUAL_OVERRIDE, DEGRADED)
+HAND_BACK_HINT = ("hand control back with: kubectl patch modeldeployment {name} --type=json "
+                  "-p '[{{\"op\":\"remove\",\"path\":\"/spec/replicas\"}}]'")
+"""How to end a manual override (docs/autoscaling.md, "Manual override")."""
 
 REASON_INVALID_SPEC = "InvalidSpec"
 MAX_CONDITION_MESSAGE = 4096
@@ -173,10 +178,13 @@ def capacity_condition(limits: Sequence[Reason], replicas: Mapping[str, PoolRepl
     return ConditionValue(CAPACITY_LIMITED, "True", reason, "; ".join(messages))
 
 
-def missing_classes_limit(missing: Sequence[str]) -> Reason:
-    return Reason("accelerator-missing",
-                  "AcceleratorClass " + ", ".join(repr(m) for m in missing)
-                  + " named in spec.placement.acceleratorClasses does not exist (kubectl get acceleratorclasses)")
+def override_condition(name: str, override: Override | None) -> ConditionValue:
+    """ManualOverride=True while ``spec.replicas`` (kubectl scale) holds the replica count."""
+    if override is None:
+        return ConditionValue(MANUAL_OVERRIDE, "False", "Autoscaling",
+                              "spec.replicas is not set; tidal decides replicas")
+    return ConditionValue(MANUAL_OVERRIDE, "True", "SpecReplicasSet",
+                          f"{override.message}; autoscaling is paused; " + HAND_BACK_HINT.format(name=name))
 
 
 def degraded_condition(problems: Sequence[str]) -> ConditionValue:
@@ -193,14 +201,6 @@ def reasons_status(reasons: Iterable[Reason]) -> list[dict[str, Any]]:
             item["pool"] = r.pool
         out.append(item)
     return out
-
-
-@dataclass(frozen=True)
-class ForecastView:
-    rps: float
-    lower_rps: float
-    upper_rps: float
-    horizon_s: float
 
 
 def status_patch(

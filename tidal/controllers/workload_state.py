@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from tidal.policies.defaults import MAX_COUNTED_STARTS
+
 STATE_FORMAT = 1
 STATE_KEY = "state.json"
 """ConfigMap data key."""
@@ -21,7 +23,7 @@ MAX_STATE_BYTES = 256 * 1024
 leaving headroom for metadata and managedFields."""
 MAX_DECISIONS = 20
 """Decisions kept for ``tidal explain``; at the default 15 s interval, the last five minutes."""
-MAX_COUNTED_PODS = 256
+MAX_COUNTED_PODS = MAX_COUNTED_STARTS
 """Pod uids whose start was already counted; more than any pool's replicas in flight at once."""
 
 
@@ -44,16 +46,12 @@ class WorkloadState:
     tick: int = 0
     counted_pods: list[str] = field(default_factory=list)
     policy: dict[str, Any] | None = None
-    """The autoscaler's own state (its scale-down window), handed back to it each tick."""
+    """The utilisation rule's scale-down window. ``forecaster``, ``cold_start``, ``counted_pods`` and
+    ``policy`` are the decision core's state in stored form (tidal/core/state.py ``to_parts``)."""
 
     def add_decision(self, record: dict[str, Any]) -> None:
         self.decisions.append(record)
         del self.decisions[:-MAX_DECISIONS]
-
-    def add_counted_pod(self, uid: str) -> None:
-        if uid not in self.counted_pods:
-            self.counted_pods.append(uid)
-            del self.counted_pods[:-MAX_COUNTED_PODS]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -77,12 +77,6 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
         parsed = accelerator_from_body(body)
         return None if parsed is None else {name: parsed}
 
-    @kopf.index(GROUP, VERSION, PLURAL, registry=registry, id="tidal_md_bodies")
-    def tidal_md_bodies(body: Any, namespace: str, name: str, **_: Any) -> Any:
-        return {(namespace, name): {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
-                                    "metadata": {"name": name, "namespace": namespace, "uid": body.metadata.uid},
-                                    "spec": _plain(body.get("spec") or {})}}
-
     retry = settings.retry_backoff_s
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=retry, id="tidal_md_reconcile")
@@ -104,13 +98,5 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
     def tidal_md_deleted(type: str, namespace: str, name: str, **_: Any) -> None:  # noqa: A002 - kopf's name
         if type == "DELETED":
             controller.forget(namespace, name)
-
-    @kopf.on.event("", "v1", "pods", labels=has_label, registry=registry, id="tidal_md_pod_started")
-    def tidal_md_pod_started(body: Any, tidal_md_bodies: Any, **_: Any) -> None:
-        pod = summarize_pod(_plain(body))
-        if pod is None or not pod.ready:
-            return
-        bodies = _values(tidal_md_bodies, (pod.namespace, pod.workload))
-        controller.pod_event(pod, bodies[0] if bodies else None)
 
     return controller

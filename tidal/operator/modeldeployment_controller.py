@@ -1,9 +1,11 @@
-"""The ModelDeployment runtime: reconcile children, run the autoscaling tick, learn cold starts.
+"""The ModelDeployment runtime: reconcile children and run the autoscaling tick.
 
-kopf calls these through thin handlers (tidal/operator/handlers_modeldeployment.py). Decisions,
-rendering and status formatting are pure functions in tidal/controllers; this module does the
-I/O around them: Kubernetes reads and server-side applies, Prometheus reads, Events, metrics,
-state persistence.
+kopf calls these through thin handlers (tidal/operator/handlers_modeldeployment.py). The tick only
+observes (children, pods and their start phases, engine metrics), calls the decision core's
+``decide_workload`` (tidal/core/modeldeployment.py: forecast, cold start, KV TTL, override, rule,
+placement), persists the core's state and applies the decision; rendering and status formatting
+are pure functions in tidal/controllers. This module does the I/O: Kubernetes reads and
+server-side applies, Prometheus reads, Events, metrics, state persistence.
 
 Failure policy (docs/architecture.md, "Failure behaviour"):
 - invalid spec: conditions + a Warning Event, no exception (kopf would retry forever);
@@ -24,11 +26,10 @@ from kubernetes.client.rest import ApiException
 
 from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment
-from tidal.api.types import parse_duration_s, parse_quantity_bytes
+from tidal.api.types import parse_duration_s
 from tidal.api.validation import InvalidResource, parse_resource
 from tidal.controllers.labels import DEPLOYMENT_LABEL
 from tidal.controllers.modeldeployment import ChildKey, pools_of, render_children, render_deployment
-from tidal.controllers.modeldeployment_decide import WorkloadDecision, decide, place, preference_order
 from tidal.controllers.modeldeployment_observe import (
     ChildDeployment,
     ChildPod,
@@ -40,73 +41,49 @@ from tidal.controllers.modeldeployment_observe import (
 from tidal.controllers.modeldeployment_status import (
     READY,
     ConditionValue,
-    ForecastView,
     MetricsReport,
     capacity_condition,
     degraded_condition,
     invalid_spec_conditions,
     merge_conditions,
     metrics_condition,
-    missing_classes_limit,
+    override_condition,
     ready_condition,
     scale_event,
     slo_condition,
     status_patch,
 )
 from tidal.controllers.slo_attainment import Attainment, workload_attainment
+from tidal.core.modeldeployment import (
+    WorkloadDecision,
+    accelerator_profile,
+    decide_workload,
+    kv_ttl_seconds,
+    missing_classes_limit,
+    split_override,
+)
 from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient, list_items
 from tidal.operator.prune import prune_children
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.prometheus import FLEET_MAX_AGE_FRACTION, FleetMetrics, PrometheusMetrics
 from tidal.operator.settings import OperatorSettings
 from tidal.operator.workloads import WorkloadCache, WorkloadRuntime
-from tidal.policies.interface import Observation, PoolObservation, Reason
+from tidal.policies.interface import Observation, PoolObservation, Reason, ReplicaStart
+from tidal.policies.placement import place, preference_order
 from tidal.policies.utilization import resume_window
-from tidal.predictors.coldstart import StartContext, StartPhases
-from tidal.predictors.pauses import SessionPausePredictor
 
 log = logging.getLogger("tidal.operator.modeldeployment")
 
-POLICY_NAME = "utilization"
-"""The rule driving replicas until the SLO planner lands (tidal/policies/utilization.py)."""
-DTYPE_BYTES = {"float16": 2.0, "bfloat16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
-"""Bytes per parameter of each weight precision, for the weights size when spec.model.weightsSize is absent."""
-FORECAST_STEP_S = 60.0
-"""Grid step of the load forecasters (at least the tick interval). One-minute cells average four
-15 s samples (rates read over a 60 s window are that smooth anyway), put a week of history in the
-10,080-cell grid (tidal/predictors/grid.py MAX_HISTORY_CELLS: weekly seasonality is visible), and
-cost a quarter of the per-tick learning: with 15 s cells the ``auto`` forecaster alone kept 1,000
-workloads above the operator's CPU target (bench/operator.py). Pre-warm horizons are minutes."""
-FORECAST_QUANTILES = (0.1, 0.5, 0.9)
-"""Median plus an 80 % band, the bounds shown in status.forecast."""
-COLD_START_QUANTILE_INDEX = 1
-"""Index into (0.5, 0.9): the p90 cold start sets the pre-warm horizon (late capacity misses the SLO)."""
-AUTO_KV_TTL_QUANTILE = 0.5
-"""``kvCache.ttl: auto`` keeps KV for the median session pause (docs: "as long as pauses usually last").
-The operator does not observe pauses yet, so this is the pause predictor's prior median."""
 REASON_PARTIAL = "PartiallyObserved"
 """MetricsAvailable reason when some Ready pods' samples were missing or rejected: scale-down held."""
+RESUME_AFTER_INTERVALS = 1.5
+"""After a restart, the scale-down window is resumed (``resume_window``) when the stored state's last
+tick is older than this many intervals: ticks went unsaved before a crash, or the operator was down."""
 NON_TRANSIENT_RETRY_FACTOR = 6
 """Non-transient API errors (403, 422...) are retried six times slower than transient ones (60 s
 with the default 10 s backoff): they need a human, but must clear without touching the object."""
 MAX_EVENT_MESSAGE = 1000
 """Kubernetes truncates Event messages at 1024 bytes; stay below."""
-
-
-def model_size_gb(md: ModelDeployment) -> float:
-    model = md.spec.model
-    if model.weights_size:
-        return parse_quantity_bytes(model.weights_size) / 1e9
-    return model.parameters_billions * DTYPE_BYTES[model.dtype]
-
-
-def kv_ttl_seconds(md: ModelDeployment) -> float | None:
-    ttl = md.spec.kv_cache.ttl
-    if ttl == "off":
-        return None
-    if ttl == "auto":
-        return round(SessionPausePredictor().quantile(AUTO_KV_TTL_QUANTILE), 1)
-    return parse_duration_s(ttl)
 
 
 def _event(body: Any, kind: str, reason: str, message: str) -> None:
@@ -185,13 +162,16 @@ class ModelDeploymentController:
                                    retry)
             return
         current = {d.key: d.spec_replicas for d in existing}
-        preference = preference_order(md, accelerators)
+        profiles = {n: accelerator_profile(a) for n, a in accelerators.items()}
+        preference = preference_order(md.spec.placement.accelerator_classes, profiles, md.spec.placement.strategy)
+        override = split_override(md.spec.replicas, pools_of(md)) if md.spec.replicas is not None else None
         replicas: dict[ChildKey, int] = {}
         for pool, bounds in pools_of(md).items():
             cur = {k.accelerator: n for k, n in current.items() if k.pool == pool}
             # Existing children keep their replicas: replica changes are the tick's (which announces
-            # them); a new workload starts at spec.replicas or minReplicas.
-            initial = md.spec.replicas if md.spec.replicas is not None else bounds.min_replicas
+            # them); a new workload starts at spec.replicas (clamped and split as the tick does) or
+            # minReplicas.
+            initial = override.per_pool[pool] if override is not None else bounds.min_replicas
             want = sum(cur.values()) if cur else initial
             for acc, n in place(want, cur, preference).items():
                 replicas[ChildKey(pool, acc)] = n
@@ -211,6 +191,7 @@ class ModelDeploymentController:
         conditions = [
             ready_condition(desired, pool_replicas),
             capacity_condition(limits, pool_replicas),
+            override_condition(name, override),
             degraded_condition([]),
         ]
         if not any(c.get("type") == "MetricsAvailable" for c in previous or ()):
@@ -296,11 +277,10 @@ class ModelDeploymentController:
         now = self.clock()
         problems: list[str] = []
         accelerators: dict[str, AcceleratorClass] = {}
-        missing: list[str] = []
         for acc_name in md.spec.placement.accelerator_classes:
             acc = accelerator_index.get(acc_name)
-            (accelerators.__setitem__(acc_name, acc) if acc is not None else missing.append(acc_name))
-        preference = preference_order(md, accelerators)
+            if acc is not None:
+                accelerators[acc_name] = acc
         pools = list(pools_of(md))
         children = [d for d in deployments if d.workload == name]
         own_pods = [p for p in pods if p.workload == name]
@@ -314,22 +294,27 @@ class ModelDeploymentController:
             report = MetricsReport(False, "MetricsReadFailed",
                                    f"reading metrics failed ({type(exc).__name__}: {exc}); holding replicas")
         rt.state.tick += 1
-        cold = self._cold_start_s(md, rt, preference)
-        forecast = self._forecast(md, rt, observation, cold, now)
         current = settle_applies({d.key: d.spec_replicas for d in children}, rt.recent_applies, rt.state.tick)
         if rt.resumed:
-            rt.state.policy = resume_window(rt.state.policy, now, {p: r.spec_total for p, r in replicas.items()})
             rt.resumed = False
+            last = rt.state.decisions[-1] if rt.state.decisions else None
+            last_tick_s = float(last.get("until", last.get("time", 0.0))) if last else None
+            if last_tick_s is None or now - last_tick_s > RESUME_AFTER_INTERVALS * self.settings.interval_s:
+                totals = {p: r.spec_total for p, r in replicas.items()}
+                rt.core.recommendations = resume_window({"recommendations": rt.core.recommendations}, now,
+                                                        totals)["recommendations"]
+        observation = replace(observation, accelerators={n: accelerator_profile(a) for n, a in accelerators.items()},
+                              placement=placement_of(current), starts=replica_starts(own_pods),
+                              interval_s=self.settings.interval_s)
         try:
-            wd = decide(md, observation, current, preference, rt.state.policy)
-            rt.state.policy = dict(wd.policy_state) if wd.policy_state is not None else None
+            wd, rt.core = decide_workload(md, observation, rt.core)
         except Exception as exc:  # noqa: BLE001 - a policy bug must not stop the operator: hold
             log.exception("%s/%s: decision failed; holding replicas", namespace, name)
             problems.append(f"decide: {type(exc).__name__}: {exc}")
-            wd = WorkloadDecision(decision=_hold(replicas, str(exc)), by_child=current)
+            wd = WorkloadDecision(decision=_hold(replicas, str(exc)), by_child=current, kv_ttl_s=kv_ttl_seconds(md))
         latency = time.perf_counter() - started
-        if missing:
-            wd = replace(wd, capacity_limits=(missing_classes_limit(missing), *wd.capacity_limits))
+        for start in wd.learned_starts:
+            self.metrics.count_cold_start(namespace, name, start.pool)
         applied = self._apply_changes(md, uid, wd, current, accelerators, problems)
         rt.recent_applies.update({key: (current.get(key, 0), wd.by_child[key], rt.state.tick) for key in applied})
         self._announce(body, rt, wd, applied)
@@ -338,11 +323,13 @@ class ModelDeploymentController:
             metrics_condition(report),
             slo_condition(md, observation.pools, observation.metrics_available, report.attainment),
             capacity_condition(wd.capacity_limits, replicas),
+            override_condition(name, wd.override),
             degraded_condition(problems),
         ]
         merged = merge_conditions((status or {}).get("conditions"), conditions, now, generation)
-        new_status = status_patch(name, generation, wd.decision, wd.by_child, replicas, merged, now, POLICY_NAME,
-                                  forecast, cold, kv_ttl_seconds(md),
+        forecast = wd.forecast
+        new_status = status_patch(name, generation, wd.decision, wd.by_child, replicas, merged, now, wd.policy,
+                                  forecast, wd.cold_start_s, wd.kv_ttl_s,
                                   workload_attainment(report.attainment) if report.available else None)
         comparable = _without_times(new_status)
         if comparable != rt.last_status:
@@ -358,7 +345,7 @@ class ModelDeploymentController:
             attained = report.attainment.get(pool) if report.available else None
             self.metrics.set_slo_attainment(namespace, name, pool, attained.combined if attained else None)
         try:
-            self.workloads.save(rt, urgent=urgent or bool(applied),
+            self.workloads.save(rt, urgent=urgent or bool(applied) or bool(wd.learned_starts),
                                 min_interval_s=self.settings.state_save_interval_s)
         except Exception as exc:  # noqa: BLE001 - next tick retries the save
             log.warning("%s/%s: could not save state: %s", namespace, name, describe_api_error(exc))
@@ -420,43 +407,6 @@ class ModelDeploymentController:
         return (Observation(now, read, metrics_available=available),
                 MetricsReport(available, reason, message, attainment))
 
-    def _forecast(self, md: ModelDeployment, rt: WorkloadRuntime, observation: Observation,
-                  cold_start_s: float | None, now: float) -> ForecastView | None:
-        """Feed this tick's request rate to the forecaster; forecast again only when a grid cell was
-        completed (ticks within one cell see the same history, so the same forecast)."""
-        step = max(self.settings.interval_s, FORECAST_STEP_S)
-        forecaster = rt.ensure_forecaster(md.spec.autoscaling.predictor, step)
-        if forecaster is None:
-            return None
-        first = next(iter(pools_of(md)))  # unified, or prefill: every request passes it once
-        obs = observation.pools.get(first)
-        forecaster.observe(now, obs.request_rate_rps if obs is not None else None)
-        horizon = max(step, cold_start_s or 0.0)
-        grid = getattr(forecaster, "grid", None)
-        key = (getattr(grid, "last_cell", None), getattr(grid, "n_valid", None), horizon)
-        if rt.forecast_cache is not None and rt.forecast_cache[0] == key and key[0] is not None:
-            return rt.forecast_cache[1]
-        try:
-            fc = forecaster.forecast((horizon,), FORECAST_QUANTILES)
-        except (ValueError, RuntimeError) as exc:
-            log.debug("%s/%s: no forecast yet (%s)", rt.namespace, rt.name, exc)
-            return None
-        lo, mid, hi = (fc.at(horizon, q) for q in FORECAST_QUANTILES)
-        view = ForecastView(mid, lo, hi, horizon)
-        rt.forecast_cache = (key, view)
-        return view
-
-    def _cold_start_s(self, md: ModelDeployment, rt: WorkloadRuntime, preference: list[str]) -> float | None:
-        if not preference:
-            return None
-        ctx = StartContext(preference[0], None, image_cached=False, weights_cached=False,
-                           model_size_gb=model_size_gb(md))
-        key = (ctx, rt.cold_start_version)
-        if rt.cold_start_cache is None or rt.cold_start_cache[0] != key:
-            # Predictions change only when the predictor learns (its sequence number moves).
-            rt.cold_start_cache = (key, rt.cold_start.predict(ctx).total_s[COLD_START_QUANTILE_INDEX])
-        return rt.cold_start_cache[1]
-
     def _apply_changes(self, md: ModelDeployment, uid: str, wd: WorkloadDecision, current: Mapping[ChildKey, int],
                        accelerators: Mapping[str, AcceleratorClass], problems: list[str]) -> list[ChildKey]:
         applied = []
@@ -485,11 +435,11 @@ class ModelDeploymentController:
             rt.state.last_scale_event = event_key
 
     def _record_decision(self, rt: WorkloadRuntime, wd: WorkloadDecision, now: float, metrics_ok: bool,
-                         forecast: ForecastView | None) -> bool:
+                         forecast: Any) -> bool:
         """Append to the ring buffer; repeats of the same decision only extend the last entry.
         Returns whether this is a new decision (worth saving at once)."""
         record = {
-            "time": now, "tick": rt.state.tick, "policy": POLICY_NAME,
+            "time": now, "tick": rt.state.tick, "policy": wd.policy,
             "desired": dict(wd.decision.desired_replicas),
             "byChild": {f"{k.pool}/{k.accelerator}": n for k, n in wd.by_child.items()},
             "reasons": [{"code": r.code, "message": r.message, "pool": r.pool} for r in wd.decision.reasons],
@@ -506,35 +456,6 @@ class ModelDeploymentController:
             last["reasons"] = record["reasons"]
             return False
         rt.state.add_decision(record)
-        return True
-
-    # --- cold starts from pods ------------------------------------------------------------------
-
-    def pod_event(self, pod: ChildPod, md_body: Mapping[str, Any] | None) -> bool:
-        """Learn from a pod that became Ready (once per pod); returns whether it was counted."""
-        times = start_times(pod)
-        if times is None or md_body is None:
-            return False
-        try:
-            md = _parse(md_body)
-        except InvalidResource:
-            return False
-        uid = md_body["metadata"]["uid"]
-        rt = self.workloads.get(pod.namespace, pod.workload, uid)
-        with rt.lock:
-            if pod.uid in rt.state.counted_pods:
-                return False
-            ctx = StartContext(pod.accelerator, pod.node, image_cached=times.image_cached, weights_cached=False,
-                               model_size_gb=model_size_gb(md))
-            # Pod timestamps cannot split weights load from engine init: both go to engine_init.
-            rt.cold_start.observe(ctx, StartPhases(times.scheduling_s, times.image_pull_s, 0.0, times.after_start_s))
-            rt.state.add_counted_pod(pod.uid)
-            rt.cold_start_version += 1
-            self.metrics.count_cold_start(pod.namespace, pod.workload, pod.pool)
-            try:
-                self.workloads.save(rt, urgent=True, min_interval_s=0.0)
-            except Exception as exc:  # noqa: BLE001 - saved again on the next tick
-                log.warning("%s/%s: could not save state: %s", pod.namespace, pod.workload, describe_api_error(exc))
         return True
 
     def forget(self, namespace: str, name: str) -> None:
@@ -592,6 +513,26 @@ def ready_pod_names(pods: Iterable[ChildPod], now_s: float, grace_s: float) -> d
         if pod.ready and not pod.deleting and settled:
             names.setdefault(pod.pool, set()).add(pod.name)
     return {pool: frozenset(found) for pool, found in names.items()}
+
+
+def placement_of(current: Mapping[ChildKey, int]) -> dict[str, dict[str, int]]:
+    """Replicas per pool per accelerator class, the observation's ``placement``."""
+    out: dict[str, dict[str, int]] = {}
+    for key, n in current.items():
+        out.setdefault(key.pool, {})[key.accelerator] = n
+    return out
+
+
+def replica_starts(pods: Iterable[ChildPod]) -> tuple[ReplicaStart, ...]:
+    """The starts of the pods that became Ready, for the core's cold-start predictor. Pod timestamps
+    cannot split weights load from engine init: both go to engine init."""
+    out = []
+    for pod in pods:
+        times = start_times(pod)
+        if times is not None:
+            out.append(ReplicaStart(pod.uid, pod.pool, pod.accelerator, pod.node, times.scheduling_s,
+                                    times.image_pull_s, 0.0, times.after_start_s, image_cached=times.image_cached))
+    return tuple(out)
 
 
 def _hold(replicas: Mapping[str, PoolReplicas], why: str) -> Any:

@@ -1,7 +1,6 @@
-"""Per-workload memory of the operator: live predictors plus their persisted form.
+"""Per-workload memory of the operator: the decision core's live state plus its persisted form.
 
-One :class:`WorkloadRuntime` per ModelDeployment, created on the first tick or pod event after
-the operator starts and restored from the ConfigMap ``<name>-tidal-state`` (so a restart loses
+One :class:`WorkloadRuntime` per ModelDeployment, created on the first tick after the operator starts and restored from the ConfigMap ``<name>-tidal-state`` (so a restart loses
 nothing). The cache is owned by one operator instance (no module globals) and guarded by locks,
 because kopf runs sync handlers of different objects in a thread pool.
 """
@@ -28,37 +27,10 @@ from tidal.controllers.workload_state import (
     encode_state,
     state_configmap_name,
 )
+from tidal.core.state import CoreState
 from tidal.operator.kube import KubeClients, apply_object
-from tidal.predictors.classical import HoltWintersForecaster, SeasonalNaiveForecaster
-from tidal.predictors.coldstart import ColdStartPredictor
-from tidal.predictors.load import LoadForecaster
 
 log = logging.getLogger("tidal.operator.workloads")
-
-PREDICTOR_NAMES = {
-    "auto": "auto", "torch": "torch", "holt-winters": "holt_winters", "seasonal-naive": "seasonal_naive", "none": None,
-}
-"""``spec.autoscaling.predictor`` (CRD spelling) -> tidal.predictors name; ``none``: no forecast."""
-CLASSICAL = {"holt_winters": HoltWintersForecaster, "seasonal_naive": SeasonalNaiveForecaster}
-"""Built directly, without loading tidal.predictors' factory. No predictor imports torch when serving
-(the torch prior runs in numpy, tidal/predictors/prior.py); torch, ~180 MB of RSS, is for training."""
-
-
-def make_forecaster(name: str, step_s: float) -> LoadForecaster:
-    if name in CLASSICAL:
-        return CLASSICAL[name](step_s)  # type: ignore[return-value]
-    from tidal.predictors import make_load_forecaster
-
-    return make_load_forecaster(name, step_s)
-
-
-def forecaster_from_state(state: dict[str, Any]) -> LoadForecaster:
-    kind = state.get("kind") if isinstance(state, dict) else None
-    if kind in CLASSICAL:
-        return CLASSICAL[kind].from_state(state)  # type: ignore[return-value]
-    from tidal.predictors import load_forecaster_from_state
-
-    return load_forecaster_from_state(state)
 
 
 def digest(text: str) -> bytes:
@@ -74,43 +46,27 @@ class WorkloadRuntime:
     name: str
     uid: str
     state: WorkloadState
-    forecaster: LoadForecaster | None = None
-    cold_start: ColdStartPredictor = field(default_factory=ColdStartPredictor)
+    core: CoreState = field(default_factory=CoreState)
+    """The decision core's live state (predictors, scale-down window), passed to and returned by
+    ``decide_workload`` each tick."""
     lock: threading.RLock = field(default_factory=threading.RLock)
     recent_applies: dict[Any, tuple[int, int, int]] = field(default_factory=dict)
     """child -> (replicas before, after, tick) of this operator's last replica writes, until the
     watch-fed index shows them (see ``modeldeployment_controller.settle_applies``)."""
     saved_digest: bytes | None = None
     saved_at: float = 0.0
-    forecast_cache: tuple[Any, Any] | None = None
-    """(grid cell, valid cells, horizon) and the forecast made for them."""
-    cold_start_version: int = 0
-    """Bumped on every observed start, so cached predictions are recomputed."""
-    cold_start_cache: tuple[Any, float] | None = None
-    """(context and predictor sequence, predicted p90 cold start) of the last prediction."""
     last_status: dict[str, Any] | None = None
     """The status last written (without its timestamps), to skip identical patches."""
     resumed: bool = False
     """Restored from a state ConfigMap and not ticked since: the first tick resumes the windows
     (``tidal.policies.utilization.resume_window``) so a restart never shortens them."""
 
-    def ensure_forecaster(self, predictor: str, step_s: float) -> LoadForecaster | None:
-        """The forecaster the spec asks for; rebuilt (history lost) when the kind or step changed."""
-        wanted = PREDICTOR_NAMES.get(predictor, "auto")
-        if wanted is None:
-            self.forecaster = None
-            return None
-        f = self.forecaster
-        if f is None or getattr(f, "name", None) != wanted or abs(f.step_s - step_s) > 1e-9:
-            self.forecaster = make_forecaster(wanted, step_s)
-        return self.forecaster
-
     def snapshot(self) -> WorkloadState:
         """The state to persist. The predictors' serialised form is built here and not kept: the
         live objects are authoritative, and keeping both doubled the memory per workload."""
-        return dataclasses.replace(
-            self.state, forecaster=self.forecaster.to_state() if self.forecaster is not None else None,
-            cold_start=self.cold_start.to_state())
+        parts = self.core.to_parts()
+        return dataclasses.replace(self.state, forecaster=parts["forecaster"], cold_start=parts["coldStart"],
+                                   counted_pods=parts["countedPods"], policy=parts["policy"])
 
 
 class StateStore:
@@ -185,17 +141,13 @@ class WorkloadCache:
                 rt.resumed = True
                 rt.saved_digest = digest(encode_state(stored))
                 rt.saved_at = time.monotonic()
-                if stored.forecaster:
-                    try:
-                        rt.forecaster = forecaster_from_state(stored.forecaster)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        log.warning("%s/%s: forecaster state unreadable (%s); re-learning", namespace, name, exc)
-                if stored.cold_start:
-                    try:
-                        rt.cold_start = ColdStartPredictor.from_state(stored.cold_start)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        log.warning("%s/%s: cold-start state unreadable (%s); re-learning", namespace, name, exc)
-                stored.forecaster = stored.cold_start = None  # now held by the live objects
+                rt.core, problems = CoreState.from_parts(stored.forecaster, stored.cold_start, stored.counted_pods,
+                                                         stored.policy)
+                for problem in problems:
+                    log.warning("%s/%s: %s", namespace, name, problem)
+                # now held by the live core state
+                stored.forecaster = stored.cold_start = stored.policy = None
+                stored.counted_pods = []
             with self._lock:
                 self._runtimes[key] = rt
             return rt

@@ -47,6 +47,10 @@ class PoolObservation:
     above then cover only the other replicas: the pool is *partially observed*, and a policy may
     scale it up on what the reporting replicas show but must never scale it down
     (tidal/policies/guards.py)."""
+    entry_request_rate_rps: float | None = None
+    """Requests per second arriving at the pool's entry (its Service, gateway or activator), which
+    can be read while the pool has no replicas; the demand signal that wakes a pool at zero.
+    ``None``: the shell has no such signal (the operator has none yet, docs/autoscaling.md)."""
 
     @property
     def current_replicas(self) -> int:
@@ -55,12 +59,52 @@ class PoolObservation:
 
 
 @dataclass(frozen=True)
+class AcceleratorProfile:
+    """One accelerator class a workload may use, as the core sees it (from an AcceleratorClass)."""
+
+    name: str
+    hourly_cost: float
+    peak_tflops: float
+    memory_bandwidth_gbps: float
+    memory_bytes: float
+
+
+@dataclass(frozen=True)
+class ReplicaStart:
+    """One replica start the shell saw complete, with its phases (seconds), for the cold-start
+    predictor. ``uid`` identifies the replica so the core learns each start once."""
+
+    uid: str
+    pool: str
+    accelerator: str
+    node: str | None
+    scheduling_s: float
+    image_pull_s: float
+    weights_load_s: float
+    engine_init_s: float
+    image_cached: bool = False
+    weights_cached: bool = False
+
+
+@dataclass(frozen=True)
 class Observation:
-    """One tick's view of a workload: time, per-pool metrics, and whether metrics were readable."""
+    """One tick's view of a workload: time, per-pool metrics, and whether metrics were readable.
+
+    The fields after ``metrics_available`` serve the per-workload entry points in tidal/core;
+    pool-only policies ignore them.
+    """
 
     now_s: float
     pools: Mapping[str, PoolObservation]
     metrics_available: bool = True
+    accelerators: Mapping[str, AcceleratorProfile] = field(default_factory=dict)
+    """Accelerator classes that exist, by name (absent ones are simply not listed)."""
+    placement: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Replicas each pool currently has per accelerator class (the Deployments' spec.replicas)."""
+    starts: tuple[ReplicaStart, ...] = ()
+    """Replica starts visible this tick; already learnt ones are skipped by uid."""
+    interval_s: float | None = None
+    """The shell's tick interval (the forecaster's grid is never finer than it)."""
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from tidal.policies.defaults import HPA_SCALE_DOWN_STABILIZATION_S, HPA_TOLERANCE, TARGET_INFLIGHT_PER_REPLICA
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
 
-HPA_DEFAULT_TOLERANCE = 0.1
-HPA_DEFAULT_SCALE_DOWN_STABILIZATION_S = 300.0
-# In-flight requests per replica; the order of vLLM's useful batch sizes for chat
-# workloads on one GPU (the KPA's concurrency-target default is 100 per pod for
-# generic HTTP; LLM replicas saturate much earlier).
-DEFAULT_TARGET_INFLIGHT_PER_REPLICA = 16.0
+# Defaults live in tidal/policies/defaults.py (meaning and source there); these names are kept
+# for the baselines and tests that import them from here.
+HPA_DEFAULT_TOLERANCE = HPA_TOLERANCE
+HPA_DEFAULT_SCALE_DOWN_STABILIZATION_S = HPA_SCALE_DOWN_STABILIZATION_S
+DEFAULT_TARGET_INFLIGHT_PER_REPLICA = TARGET_INFLIGHT_PER_REPLICA
 
 REASON_HOLD_NO_METRICS = "hold-no-metrics"
 REASON_WITHIN_TOLERANCE = "within-tolerance"

@@ -1,4 +1,5 @@
-"""``tidal simulate``: replay a trace through the simulator under a policy and report.
+"""``tidal simulate``: replay a trace through the simulator under a policy, or under a
+ModelDeployment manifest (``-f``: tidal's own decision core, tidal/sim/modeldeployment.py), and report.
 
 Registered on the main CLI by tidal/cli.py; kept here as a plain function with
 typer annotations so the simulator owns its options.
@@ -15,14 +16,19 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tidal.operator.settings import DEFAULT_INTERVAL_S
 from tidal.policies.baselines.fixed import FixedReplicas
 from tidal.policies.interface import POOL_DECODE, POOL_PREFILL, POOL_UNIFIED, Autoscaler
 from tidal.policies.utilization import UtilizationTarget
 from tidal.sim.engine import DEFAULT_ENGINE_VERSION, ENGINE_VERSIONS, EngineConfig
 from tidal.sim.hardware import ACCELERATORS, MODELS, QUANT_SUFFIXES, get_accelerator
+from tidal.sim.modeldeployment import ManifestError, ModelDeploymentAutoscaler, load_manifests, prepare, sim_config
 from tidal.sim.report import summary_rows, write_html_report
 from tidal.sim.runner import MODE_DISAGGREGATED, MODE_UNIFIED, SLO, SimConfig, Simulation
 
+DEFAULT_POLICY = "fixed:4"
+DEFAULT_ACCELERATOR = "H100-80GB"
+DEFAULT_MODEL = "llama-3.1-8b"
 POLICY_HELP = ("fixed:N (unified), fixed:P/D (disaggregated prefill/decode), or "
                "utilization[:TARGET[:MIN[:MAX]]] (in-flight requests per replica)")
 
@@ -84,23 +90,29 @@ def _engine_config(version: str, max_num_batched_tokens: Optional[int],
 
 
 def simulate(
+    files: list[Path] = typer.Option([], "--filename", "-f",
+                                     help="ModelDeployment manifest, plus AcceleratorClass manifests (repeat -f): "
+                                          "runs that spec through tidal's decision core, as the operator does."),
     trace: str = typer.Option("demo", help="Trace name: demo (bundled excerpt), azure-conv, "
                               "azure-code, mooncake, servegen-..., agent."),
-    policy: str = typer.Option("fixed:4", help=POLICY_HELP),
-    accelerator: str = typer.Option("H100-80GB", help="One of: " + ", ".join(ACCELERATORS)),
-    model: str = typer.Option("llama-3.1-8b", help="One of: " + ", ".join(MODELS)
-                              + "; append " + " and/or ".join(QUANT_SUFFIXES)
-                              + " for FP8 weights / FP8 KV cache."),
-    tp: int = typer.Option(1, min=1, help="Tensor-parallel GPUs per replica."),
-    mode: str = typer.Option(MODE_UNIFIED, help="unified or disaggregated (prefill/decode pools)."),
+    policy: Optional[str] = typer.Option(None, help=POLICY_HELP + " (default fixed:4; not with -f, "
+                                         "where the spec's autoscaling decides)"),
+    accelerator: Optional[str] = typer.Option(None, help="Simulated hardware, one of: " + ", ".join(ACCELERATORS)
+                                              + " (default H100-80GB; with -f, the nearest to the preferred class)"),
+    model: Optional[str] = typer.Option(None, help="One of: " + ", ".join(MODELS)
+                                        + " (default llama-3.1-8b; with -f, matched from spec.model); append "
+                                        + " and/or ".join(QUANT_SUFFIXES) + " for FP8 weights / FP8 KV cache."),
+    tp: int = typer.Option(1, min=1, help="Tensor-parallel GPUs per replica (with -f: gpusPerReplica)."),
+    mode: str = typer.Option(MODE_UNIFIED, help="unified or disaggregated (with -f: spec.mode)."),
     seed: int = typer.Option(0, help="Seed for sampled traces and cold-start jitter."),
     duration: Optional[float] = typer.Option(None, min=0.0,
                                              help="Replay only the first DURATION seconds."),
     rate_scale: float = typer.Option(1.0, min=1e-6, help="Compress inter-arrival times by this."),
     nodes: int = typer.Option(4, min=1, help="GPU nodes in the simulated cluster."),
-    tick: float = typer.Option(15.0, min=0.1, help="Autoscaler tick interval (s)."),
-    ttft_slo: float = typer.Option(2.0, min=0.0, help="TTFT SLO (s)."),
-    tpot_slo: float = typer.Option(0.1, min=0.0, help="TPOT SLO (s)."),
+    tick: float = typer.Option(DEFAULT_INTERVAL_S, min=0.1,
+                               help="Autoscaler tick interval (s); the operator's default."),
+    ttft_slo: float = typer.Option(2.0, min=0.0, help="TTFT SLO (s) (with -f: spec.slo.ttft)."),
+    tpot_slo: float = typer.Option(0.1, min=0.0, help="TPOT SLO (s) (with -f: spec.slo.tpot)."),
     image_cached: bool = typer.Option(False, help="Serving image pre-pulled on every node."),
     weights_cached: bool = typer.Option(False, help="Model weights pre-cached on every node."),
     gpu_hour_cost: Optional[float] = typer.Option(None, min=0.0,
@@ -119,18 +131,35 @@ def simulate(
         None, min=1, help="Engine limit on running sequences (vLLM --max-num-seqs); default: "
         "the engine version's default for the GPU (vLLM V1: 1024 / 256 as above)."),
 ) -> None:
-    """Replay a trace on a simulated cluster under an autoscaling policy."""
+    """Replay a trace on a simulated cluster under an autoscaling policy, or under a ModelDeployment (-f)."""
     console = Console()
-    if mode not in (MODE_UNIFIED, MODE_DISAGGREGATED):
-        raise typer.BadParameter(f"mode must be {MODE_UNIFIED} or {MODE_DISAGGREGATED}",
-                                 param_hint="--mode")
-    autoscaler = parse_policy(policy, mode)
-    engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, accelerator)
+    common = dict(nodes=nodes, tick_s=tick, image_cached=image_cached, weights_cached=weights_cached,
+                  gpu_hour_cost_usd=gpu_hour_cost, seed=seed)
+    autoscaler: Autoscaler
+    if files:
+        if policy is not None:
+            raise typer.BadParameter("with -f the spec's autoscaling decides; drop --policy (or drop -f to "
+                                     "compare a baseline)", param_hint="--policy")
+        try:
+            md, classes = load_manifests(files)
+            workload = prepare(md, classes, hardware=accelerator, model=model)
+        except ManifestError as exc:
+            raise typer.BadParameter(str(exc), param_hint="-f") from None
+        engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, workload.hardware)
+        config = sim_config(workload, engine=engine, **common)
+        autoscaler = ModelDeploymentAutoscaler(workload, interval_s=tick)
+        console.print(f"ModelDeployment {md.metadata.name}: class {workload.accelerator_class} simulated as "
+                      f"{workload.hardware}, model {md.spec.model.name} as {workload.model}, TP{workload.tp}")
+    else:
+        if mode not in (MODE_UNIFIED, MODE_DISAGGREGATED):
+            raise typer.BadParameter(f"mode must be {MODE_UNIFIED} or {MODE_DISAGGREGATED}",
+                                     param_hint="--mode")
+        autoscaler = parse_policy(policy or DEFAULT_POLICY, mode)
+        hardware = accelerator or DEFAULT_ACCELERATOR
+        engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, hardware)
+        config = SimConfig(model=model or DEFAULT_MODEL, accelerator=hardware, tp=tp, mode=mode,
+                           slo=SLO(ttft_s=ttft_slo, tpot_s=tpot_slo), engine=engine, **common)
     requests = _load(trace, seed, duration, rate_scale)
-    config = SimConfig(model=model, accelerator=accelerator, tp=tp, mode=mode, nodes=nodes,
-                       tick_s=tick, slo=SLO(ttft_s=ttft_slo, tpot_s=tpot_slo),
-                       image_cached=image_cached, weights_cached=weights_cached,
-                       gpu_hour_cost_usd=gpu_hour_cost, seed=seed, engine=engine)
     try:
         sim = Simulation(requests, autoscaler, config)
     except ValueError as exc:
@@ -145,13 +174,13 @@ def simulate(
     else:
         result = sim.run()
     table = Table(title=f"tidal simulate: {trace} | {result.summary['policy']} | "
-                        f"{model} on {accelerator} x TP{tp} | {mode}")
+                        f"{config.model} on {config.accelerator} x TP{config.tp} | {config.mode}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for label, value in summary_rows(result):
         table.add_row(label, value)
     console.print(table)
-    limits = engine.limits(get_accelerator(accelerator))
+    limits = engine.limits(get_accelerator(config.accelerator))
     console.print(f"engine: {engine.engine_version}, max_num_batched_tokens "
                   f"{limits.max_num_batched_tokens}, max_num_seqs {limits.max_num_seqs}")
     path = write_html_report(result, report, title=f"tidal simulate --trace {trace}")

@@ -4,7 +4,8 @@ One heap of timed events (engine segment ends, pods becoming Ready, KV
 transfers, autoscaler ticks) plus a pointer into the sorted arrival list. At
 every tick the runner builds an :class:`Observation` from what an operator
 could scrape (pod phases, windowed request/token rates, running/waiting
-requests, KV usage, TTFT/TPOT percentile over the metrics window), calls
+requests, KV usage, TTFT/TPOT percentile over the metrics window, the request
+rate at each pool's entry, the start phases of serving pods), calls
 ``autoscaler.decide(observation, state)`` and applies the desired replicas:
 scale-up creates pods that go through the cold-start lifecycle; scale-down
 removes pending/starting pods first and drains ready ones.
@@ -24,8 +25,9 @@ from typing import Any, Callable, Mapping, Sequence as Seq
 
 import numpy as np
 
+from tidal.controllers.modeldeployment_observe import IMAGE_CACHED_BELOW_S
 from tidal.policies.interface import (POOL_DECODE, POOL_PREFILL, POOL_UNIFIED, Autoscaler,
-                                      Decision, Observation, PoolObservation)
+                                      Decision, Observation, PoolObservation, ReplicaStart)
 from tidal.sim.cluster import DRAINING, PENDING, READY, STARTING, Cluster, Pod
 from tidal.sim.coldstart import ColdStartParams
 from tidal.sim.engine import (ROLE_DECODE, ROLE_PREFILL, ROLE_UNIFIED, Engine, EngineConfig,
@@ -322,8 +324,29 @@ class Simulation:
                 output_tokens_rps=output_rps, running_requests=float(running),
                 waiting_requests=float(waiting), kv_cache_usage_ratio=kv,
                 ttft_s=m.latency_percentile("ttft_s", q),
-                tpot_s=m.latency_percentile("tpot_s", q))
-        return Observation(now_s=now_s, pools=pools)
+                tpot_s=m.latency_percentile("tpot_s", q),
+                # arrivals are counted where requests enter the pool, with or without pods
+                entry_request_rate_rps=rate)
+        return Observation(now_s=now_s, pools=pools, starts=self._starts())
+
+    def _starts(self) -> tuple[ReplicaStart, ...]:
+        """Cold starts of the pods serving now, as the operator reads them from pod timestamps
+        (tidal/controllers/modeldeployment_observe.py ``start_times``), so both shells hand the core
+        the same kind of record: pending time counts as scheduling, weights load cannot be told from
+        engine init, and a pull under IMAGE_CACHED_BELOW_S means a cached image. Pods that existed
+        when replay began have no start."""
+        out = []
+        for pool in self.pools:
+            for pod in self.cluster.pods_in(pool, READY, DRAINING):
+                cs = pod.cold_start
+                if cs is None or pod.prewarmed or pod.scheduled_s is None:
+                    continue
+                out.append(ReplicaStart(
+                    f"pod-{pod.id}", pool, self.cfg.accelerator, pod.node.name if pod.node else None,
+                    scheduling_s=pod.scheduled_s - pod.created_s + cs.scheduling_s, image_pull_s=cs.image_s,
+                    weights_load_s=0.0, engine_init_s=cs.weights_s + cs.engine_init_s,
+                    image_cached=cs.image_s < IMAGE_CACHED_BELOW_S))
+        return tuple(out)
 
     def _tick(self, now_s: float) -> None:
         for m in self._metrics.values():

@@ -1,0 +1,344 @@
+"""One autoscaling decision for a ModelDeployment: the single entry point both shells call.
+
+:func:`decide_workload` ``(md, observation, state) -> (decision, state)`` holds everything that
+decides, in this order:
+
+1. learn replica starts carried in the observation (cold-start predictor, each uid once);
+2. predict the p90 cold start on the most preferred accelerator class;
+3. feed the entry pool's request rate to the load forecaster and forecast one cold start ahead;
+4. the KV-cache TTL from ``spec.kvCache.ttl``;
+5. replicas per pool: ``spec.replicas`` (manual override, clamped and split over pools), or the
+   utilisation rule (tidal/policies/utilization.py) within the pool's bounds, held on missing
+   metrics, woken from zero by demand at the pool's entry, and ``scaleToZero`` after an idle window;
+6. placement over accelerator classes (tidal/policies/placement.py).
+
+Pure and deterministic: no I/O, no clock. The state is consumed (predictors learn in place) and
+the returned state is the one to pass next time. The forecast and cold start are computed and
+returned with the decision; the utilisation rule does not size on them yet (the SLO planner will).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Mapping
+
+from tidal.api.acceleratorclass import AcceleratorClass
+from tidal.api.modeldeployment import ModelDeployment, PoolSpec
+from tidal.api.types import parse_duration_s, parse_quantity_bytes
+from tidal.controllers.modeldeployment import ChildKey, pools_of
+from tidal.core.state import CoreState, ForecastView
+from tidal.policies.defaults import (
+    AUTO_KV_TTL_QUANTILE,
+    COLD_START_QUANTILE,
+    DTYPE_BYTES,
+    FORECAST_QUANTILES,
+    FORECAST_SERIES_POOL_ORDER,
+    FORECAST_STEP_S,
+    KV_TTL_DECIMALS,
+    WAKE_FROM_ZERO_REPLICAS,
+)
+from tidal.policies.interface import (
+    AcceleratorProfile,
+    Decision,
+    Observation,
+    PoolObservation,
+    Reason,
+    ReplicaStart,
+)
+from tidal.policies.placement import place, preference_order
+from tidal.policies.guards import ObservationGuard, usable_count
+from tidal.policies.utilization import UtilizationTarget
+from tidal.predictors.coldstart import StartContext, StartPhases
+from tidal.predictors.pauses import SessionPausePredictor
+
+POLICY_NAME = "utilization"
+"""The rule driving replicas until the SLO planner lands (tidal/policies/utilization.py)."""
+REASON_MANUAL = "manual-override"
+REASON_NO_ACCELERATOR = "no-accelerator-class"
+REASON_ACCELERATOR_MISSING = "accelerator-missing"
+REASON_MAX_REACHED = "max-replicas"
+REASON_WAKE = "scale-from-zero"
+REASON_IDLE_AT_ZERO = "idle-at-zero"
+REASON_NO_DEMAND_SIGNAL = "hold-zero-no-demand-signal"
+REASON_POLICY_UNAVAILABLE = "policy-not-implemented"
+REASON_SCALED_TO_ZERO = "scale-to-zero"
+REASON_NO_ZERO_WITHOUT_SIGNAL = "scale-to-zero-no-entry-signal"
+IMPLEMENTED_POLICIES = ("tidal",)
+"""``spec.autoscaling.policy`` values the core runs; the others (hpa, kpa, static) are reported as not
+implemented and run tidal's rule."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """``spec.replicas`` in force: what was asked, what each pool got, and why they differ."""
+
+    requested: int
+    per_pool: Mapping[str, int]
+    message: str
+
+
+@dataclass(frozen=True)
+class WorkloadDecision:
+    """What one call decided, per pool and per (pool, accelerator class), with everything it used."""
+
+    decision: Decision
+    by_child: Mapping[ChildKey, int]
+    capacity_limits: tuple[Reason, ...] = ()
+    changes: tuple[tuple[ChildKey, int, int], ...] = field(default=())
+    """(child, from, to) for each (pool, class) whose replicas change."""
+    forecast: ForecastView | None = None
+    cold_start_s: float | None = None
+    """Predicted p90 cold start of a new replica on the most preferred class (``None``: no class)."""
+    kv_ttl_s: float | None = None
+    override: Override | None = None
+    learned_starts: tuple[ReplicaStart, ...] = ()
+    """Starts learnt by this call (the operator counts them in its /metrics)."""
+    policy: str = POLICY_NAME
+
+
+def accelerator_profile(acc: AcceleratorClass) -> AcceleratorProfile:
+    """The core's view of an AcceleratorClass (both shells build observations with this)."""
+    spec = acc.spec
+    return AcceleratorProfile(name=acc.metadata.name or "", hourly_cost=spec.hourly_cost,
+                              peak_tflops=spec.peak_tflops, memory_bandwidth_gbps=spec.memory_bandwidth_gbps,
+                              memory_bytes=float(parse_quantity_bytes(spec.memory)))
+
+
+def model_size_gb(md: ModelDeployment) -> float:
+    model = md.spec.model
+    if model.weights_size:
+        return parse_quantity_bytes(model.weights_size) / 1e9
+    return model.parameters_billions * DTYPE_BYTES[model.dtype]
+
+
+@lru_cache(maxsize=1)
+def _prior_pause_median_s() -> float:
+    return round(SessionPausePredictor().quantile(AUTO_KV_TTL_QUANTILE), KV_TTL_DECIMALS)
+
+
+def kv_ttl_seconds(md: ModelDeployment) -> float | None:
+    """``off`` -> None; a duration -> it; ``auto`` -> the session-pause predictor's median (its prior:
+    nothing observes session pauses yet)."""
+    ttl = md.spec.kv_cache.ttl
+    if ttl == "off":
+        return None
+    if ttl == "auto":
+        return _prior_pause_median_s()
+    return parse_duration_s(ttl)
+
+
+def missing_classes_limit(missing: list[str]) -> Reason:
+    return Reason(REASON_ACCELERATOR_MISSING,
+                  "AcceleratorClass " + ", ".join(repr(m) for m in missing)
+                  + " named in spec.placement.acceleratorClasses does not exist (kubectl get acceleratorclasses)")
+
+
+def split_override(requested: int, pools: Mapping[str, PoolSpec]) -> Override:
+    """``spec.replicas`` over the pools: in proportion to their ``maxReplicas`` (largest remainder,
+    ties to the first pool), then each pool clamped to ``[minReplicas, maxReplicas]``."""
+    weights = {p: b.max_replicas for p, b in pools.items()}
+    total_w = sum(weights.values())
+    raw = {p: requested * w / total_w for p, w in weights.items()}
+    share = {p: math.floor(v) for p, v in raw.items()}
+    left = requested - sum(share.values())
+    for p in sorted(raw, key=lambda q: -(raw[q] - share[q]))[:left]:
+        share[p] += 1
+    out, notes = {}, []
+    for p, b in pools.items():
+        out[p] = min(max(share[p], b.min_replicas), b.max_replicas)
+        if out[p] != share[p]:
+            notes.append(f"pool {p} clamped to {out[p]} (bounds [{b.min_replicas}, {b.max_replicas}])")
+    split = ", ".join(f"{p} {n}" for p, n in out.items())
+    message = (f"spec.replicas={requested} holds {sum(out.values())} replica(s) ({split}"
+               + (f"; {'; '.join(notes)}" if notes else "") + ")")
+    return Override(requested, out, message)
+
+
+def _learn_starts(md: ModelDeployment, starts: tuple[ReplicaStart, ...], state: CoreState) -> tuple[ReplicaStart, ...]:
+    seen = set(state.counted_starts)
+    learned = []
+    for s in starts:
+        if s.uid in seen:
+            continue
+        ctx = StartContext(s.accelerator, s.node, image_cached=s.image_cached, weights_cached=s.weights_cached,
+                           model_size_gb=model_size_gb(md))
+        state.cold_start.observe(ctx, StartPhases(s.scheduling_s, s.image_pull_s, s.weights_load_s, s.engine_init_s))
+        state.count_start(s.uid)
+        seen.add(s.uid)
+        learned.append(s)
+    if learned:
+        state.cold_start_version += 1
+    return tuple(learned)
+
+
+def _cold_start_s(md: ModelDeployment, state: CoreState, preference: list[str]) -> float | None:
+    if not preference:
+        return None
+    ctx = StartContext(preference[0], None, image_cached=False, weights_cached=False, model_size_gb=model_size_gb(md))
+    key = (ctx, state.cold_start_version)
+    if state.cold_start_cache is None or state.cold_start_cache[0] != key:
+        # Predictions change only when the predictor learns.
+        total = state.cold_start.predict(ctx, (COLD_START_QUANTILE,)).total_s[0]
+        state.cold_start_cache = (key, float(total))
+    return state.cold_start_cache[1]
+
+
+def _forecast(md: ModelDeployment, state: CoreState, observation: Observation,
+              cold_start_s: float | None) -> ForecastView | None:
+    """Feed this tick's entry request rate to the forecaster; forecast again only when a grid cell
+    was completed (ticks within one cell see the same history, so the same forecast)."""
+    step = max(observation.interval_s or 0.0, FORECAST_STEP_S)
+    forecaster = state.ensure_forecaster(md.spec.autoscaling.predictor, step)
+    if forecaster is None:
+        return None
+    pool = next(p for p in FORECAST_SERIES_POOL_ORDER if p in pools_of(md))
+    obs = observation.pools.get(pool)
+    forecaster.observe(observation.now_s, obs.request_rate_rps if obs is not None else None)
+    horizon = max(step, cold_start_s or 0.0)
+    grid = getattr(forecaster, "grid", None)
+    key = (getattr(grid, "last_cell", None), getattr(grid, "n_valid", None), horizon)
+    if state.forecast_cache is not None and state.forecast_cache[0] == key and key[0] is not None:
+        return state.forecast_cache[1]
+    try:
+        fc = forecaster.forecast((horizon,), FORECAST_QUANTILES)
+    except (ValueError, RuntimeError):
+        return None  # too little history yet
+    lo, mid, hi = (float(fc.at(horizon, q)) for q in FORECAST_QUANTILES)
+    view = ForecastView(mid, lo, hi, horizon)
+    state.forecast_cache = (key, view)
+    return view
+
+
+def _pool_replicas(pool: str, bounds: PoolSpec, obs: PoolObservation, observation: Observation, delay_s: float,
+                   state: CoreState) -> tuple[int, Reason, Reason | None]:
+    """(replicas, reason, capacity limit) of one pool under the utilisation rule."""
+    rule = UtilizationTarget(min_replicas=bounds.min_replicas, max_replicas=bounds.max_replicas,
+                             scale_down_stabilization_s=delay_s)
+    policy = ObservationGuard(rule)  # partial or garbage metrics never scale down
+    single = Observation(observation.now_s, {pool: obs}, observation.metrics_available)
+    decision, window = policy.decide(single, {"recommendations": {pool: state.recommendations.get(pool, [])}})
+    state.recommendations[pool] = window["recommendations"][pool]
+    want, reason = decision.desired_replicas[pool], decision.reasons[0]
+    if obs.current_replicas == 0 and want == 0:
+        want, reason = _at_zero(pool, bounds, obs, want, reason)
+    limit = None
+    inflight = sum(v for v in (obs.running_requests, obs.waiting_requests) if usable_count(v))
+    if want == bounds.max_replicas and inflight > want * rule.target_inflight_per_replica:
+        limit = Reason(REASON_MAX_REACHED, f"pool {pool}: wants more than maxReplicas={bounds.max_replicas}", pool)
+    return want, reason, limit
+
+
+def _at_zero(pool: str, bounds: PoolSpec, obs: PoolObservation, want: int, reason: Reason) -> tuple[int, Reason]:
+    """A pool with no replicas (``minReplicas: 0``) has no engine to read: only demand at its entry
+    can wake it. Demand seen -> ``max(minReplicas, 1)``; no demand -> stay at zero; no entry signal
+    at all -> hold at zero and say so (the signal is what is missing, not the load)."""
+    waiting = obs.waiting_requests or 0.0
+    entry = obs.entry_request_rate_rps
+    if (entry is not None and entry > 0) or waiting > 0:
+        n = min(max(bounds.min_replicas, WAKE_FROM_ZERO_REPLICAS), bounds.max_replicas)
+        seen = f"{entry:.3g} req/s at the entry" if entry else f"{waiting:.0f} request(s) waiting"
+        return n, Reason(REASON_WAKE, f"{seen} while at zero replicas -> {n}", pool)
+    if entry is None:
+        return want, Reason(REASON_NO_DEMAND_SIGNAL, "no replicas and no request-rate signal at the pool's "
+                            "entry; holding at zero (kubectl scale, or minReplicas >= 1, starts it)", pool)
+    return want, Reason(REASON_IDLE_AT_ZERO, "no requests at the entry; staying at zero replicas", pool)
+
+
+def _scale_to_zero(md: ModelDeployment, observation: Observation, state: CoreState, desired: dict[str, int],
+                   reasons: list[Reason]) -> list[Reason]:
+    """``spec.autoscaling.scaleToZero``: every pool to zero once the workload has had no requests (none
+    arriving at the entry pool, none in flight anywhere) for ``scaleToZeroAfter``, even above
+    ``minReplicas``; it stays there ("parked") until demand reaches the entry, then the rule (and so
+    ``minReplicas``) applies again. Only when the shell reads the entry's request rate: a pool at zero
+    can be woken by nothing else, so without that signal the workload is never parked, and the
+    reasons say why. Changes ``desired`` in place; returns the reasons to report."""
+    az = md.spec.autoscaling
+    if not az.scale_to_zero:
+        state.idle_since_s, state.parked = None, False
+        return reasons
+    pools = list(desired)
+    entry = observation.pools.get(pools[0], PoolObservation(ready_replicas=0)).entry_request_rate_rps
+    if entry is None:
+        state.idle_since_s, state.parked = None, False
+        return [*reasons, Reason(REASON_NO_ZERO_WITHOUT_SIGNAL, "spec.autoscaling.scaleToZero is set, but nothing "
+                                 "reads the request rate at the workload's entry, which is what would wake it; "
+                                 "not scaling to zero")]
+    inflight = [(o.running_requests or 0.0) + (o.waiting_requests or 0.0) for o in observation.pools.values()]
+    # Unknown in-flight on a pool with replicas is never idleness (missing metrics never scale down).
+    unknown = any(o.current_replicas > 0 and (o.running_requests is None or o.waiting_requests is None)
+                  for o in observation.pools.values())
+    if entry > 0 or unknown or any(n > 0 for n in inflight):
+        state.idle_since_s, state.parked = None, False
+        return reasons
+    now = observation.now_s
+    state.idle_since_s = now if state.idle_since_s is None else state.idle_since_s
+    after_s = parse_duration_s(az.scale_to_zero_after)
+    if not state.parked and now - state.idle_since_s < after_s:
+        return reasons
+    state.parked = True
+    for pool in pools:
+        desired[pool] = 0
+    return [Reason(REASON_SCALED_TO_ZERO, f"no requests for {now - state.idle_since_s:g}s (scaleToZeroAfter "
+                   f"{az.scale_to_zero_after}); at zero until requests reach the entry", pool) for pool in pools]
+
+
+def decide_workload(md: ModelDeployment, observation: Observation,
+                    state: CoreState | None) -> tuple[WorkloadDecision, CoreState]:
+    """Desired replicas per pool and per accelerator class, with the forecast, cold start and KV TTL
+    behind them. ``state`` is what the previous call returned (``None`` at first)."""
+    state = state if state is not None else CoreState()
+    pools = pools_of(md)
+    allowed = md.spec.placement.accelerator_classes
+    preference = preference_order(allowed, observation.accelerators, md.spec.placement.strategy)
+    learned = _learn_starts(md, observation.starts, state)
+    cold = _cold_start_s(md, state, preference)
+    forecast = _forecast(md, state, observation, cold)
+    kv_ttl = kv_ttl_seconds(md)
+
+    desired: dict[str, int] = {}
+    reasons: list[Reason] = []
+    limits: list[Reason] = []
+    missing = [n for n in allowed if n not in observation.accelerators]
+    if missing:
+        limits.append(missing_classes_limit(missing))
+    override = split_override(md.spec.replicas, pools) if md.spec.replicas is not None else None
+    delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
+    for pool, bounds in pools.items():
+        obs = observation.pools.get(pool, PoolObservation(ready_replicas=0))
+        if override is not None:
+            desired[pool] = override.per_pool[pool]
+            reasons.append(Reason(REASON_MANUAL, f"{override.message}; autoscaling paused", pool))
+            continue
+        desired[pool], reason, limit = _pool_replicas(pool, bounds, obs, observation, delay_s, state)
+        reasons.append(reason)
+        if limit is not None:
+            limits.append(limit)
+    if override is not None:
+        state.recommendations = {}  # the window restarts when autoscaling resumes
+        state.idle_since_s, state.parked = None, False
+    else:
+        reasons = _scale_to_zero(md, observation, state, desired, reasons)
+    if override is None and md.spec.autoscaling.policy not in IMPLEMENTED_POLICIES:
+        reasons.append(Reason(REASON_POLICY_UNAVAILABLE, f"spec.autoscaling.policy={md.spec.autoscaling.policy} is "
+                              f"not implemented yet; running tidal's utilisation rule"))
+
+    by_child: dict[ChildKey, int] = {}
+    changes: list[tuple[ChildKey, int, int]] = []
+    if not preference:
+        names = ", ".join(allowed)
+        limits.append(Reason(REASON_NO_ACCELERATOR,
+                             f"none of the AcceleratorClasses in spec.placement.acceleratorClasses exists ({names})"))
+    for pool, want in desired.items():
+        current = observation.placement.get(pool, {})
+        for acc, n in place(want, current, preference).items():
+            key = ChildKey(pool, acc)
+            by_child[key] = n
+            before = current.get(acc)
+            if before is not None and before != n:
+                changes.append((key, before, n))
+    decision = Decision(desired_replicas=desired, reasons=tuple(reasons),
+                        forecast_rps=forecast.rps if forecast is not None else None)
+    return WorkloadDecision(decision, by_child, tuple(limits), tuple(changes), forecast, cold, kv_ttl, override,
+                            learned), state

@@ -1,0 +1,63 @@
+"""Every tunable the decision core uses: its default, what it means, and where the number comes from.
+
+One place, as Knative's ``pkg/autoscaler/config`` holds every autoscaler default beside its
+ConfigMap key. The operator shell and the simulator shell read none of these directly: they call
+the core (tidal/core), which reads them here, so both run with the same values. Spec defaults a
+user sees (SLO percentile, scale-down delay...) stay with their API fields in tidal/api.
+"""
+
+from __future__ import annotations
+
+# --- the utilisation rule (tidal/policies/utilization.py) -------------------------------------
+
+TARGET_INFLIGHT_PER_REPLICA = 16.0
+"""In-flight (running + waiting) requests one replica should carry. The order of vLLM's useful batch
+sizes for chat workloads on one GPU; Knative's KPA concurrency target is 100 per pod for generic
+HTTP (``container-concurrency-target-default``), which LLM replicas saturate far below."""
+HPA_TOLERANCE = 0.1
+"""Changes within 10 % of the target are ignored: the Kubernetes HPA's
+``--horizontal-pod-autoscaler-tolerance`` default."""
+HPA_SCALE_DOWN_STABILIZATION_S = 300.0
+"""Scale-down window of the bare rule when a caller gives none: the HPA's
+``--horizontal-pod-autoscaler-downscale-stabilization`` default (5 minutes). A ModelDeployment's
+window is its ``spec.autoscaling.scaleDownDelay``."""
+
+# --- waking a pool at zero ----------------------------------------------------------------------
+
+WAKE_FROM_ZERO_REPLICAS = 1
+"""Replicas a pool at zero gets when demand reaches its entry (at least this, and at least
+minReplicas): one replica serves the first requests while the rule sizes the rest on the next
+ticks, as Knative's activator wakes a revision with one pod (``initial-scale`` default 1)."""
+
+# --- load forecast (tidal/predictors) -------------------------------------------------------------
+
+FORECAST_STEP_S = 60.0
+"""Grid step of the load forecasters (never finer than the tick interval). One-minute cells average
+four 15 s samples (rates read over a 60 s window are that smooth anyway), put a week of history in the
+10,080-cell grid (tidal/predictors/grid.py MAX_HISTORY_CELLS: weekly seasonality is visible), and cost
+a quarter of the per-tick learning: with 15 s cells the ``auto`` forecaster alone kept 1,000 workloads
+above the operator's CPU target (bench/operator.py). Pre-warm horizons are minutes."""
+FORECAST_QUANTILES = (0.1, 0.5, 0.9)
+"""Median plus an 80 % band: the forecast and the bounds shown in status.forecast."""
+FORECAST_SERIES_POOL_ORDER = ("unified", "prefill")
+"""The pool whose request rate is forecast: unified, or prefill (every request passes it once)."""
+
+# --- cold start (tidal/predictors/coldstart.py) -----------------------------------------------------
+
+COLD_START_QUANTILE = 0.9
+"""The p90 predicted cold start sets the pre-warm horizon: capacity that arrives late misses the
+SLO, so the lead is planned for a slow start (as DESIGN.md, "Pre-warm", states)."""
+MAX_COUNTED_STARTS = 256
+"""Replica uids whose start was already learnt; more than any pool's replicas in flight at once."""
+DTYPE_BYTES = {"float16": 2.0, "bfloat16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+"""Bytes per parameter of each weight precision, for the weights size (cold-start feature) when
+``spec.model.weightsSize`` is absent."""
+
+# --- KV-cache TTL ----------------------------------------------------------------------------------------
+
+AUTO_KV_TTL_QUANTILE = 0.5
+"""``kvCache.ttl: auto`` keeps KV for the median session pause ("as long as pauses usually last").
+Nothing observes session pauses yet, so this is the pause predictor's prior median
+(tidal/predictors/pauses.py PRIOR_MEDIAN_S)."""
+KV_TTL_DECIMALS = 1
+"""The TTL is reported and rendered to 0.1 s."""
