@@ -29,7 +29,7 @@ from tidal.operator import modeldeployment_controller as controller_module
 from tidal.operator.kube import KubeClients
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.modeldeployment_controller import ModelDeploymentController
-from tidal.operator.prometheus import PoolMetrics
+from tidal.operator.prometheus import PodMetrics, PoolMetrics
 from tidal.operator.settings import DEFAULT_INTERVAL_S, OperatorSettings
 from tidal.operator.workloads import StateStore, WorkloadCache
 from tidal.policies.interface import Decision, Observation, ReplicaStart
@@ -59,19 +59,26 @@ class _Recorder:
 
 
 class _FakePrometheus:
-    """The engine metrics of the current recorded observation, as the Prometheus reader returns them."""
+    """The engine metrics of the current recorded observation, as the Prometheus reader returns them:
+    pool values plus every Ready pod's share of the in-flight counts (the simulator observes every
+    replica, so the operator must see a fully observed pool too)."""
 
     def __init__(self) -> None:
         self.observation: Observation | None = None
+        self.pods: list[ChildPod] = []
 
     def read_pool(self, *, namespace: str, deployment: str, pool: str, dialect: str, window_s: float,
                   percentile: float) -> PoolMetrics:
         assert self.observation is not None and deployment == NAME
         o = self.observation.pools[pool]
+        ready = [p.name for p in self.pods if p.pool == pool and p.ready and not p.deleting]
+        share = lambda total: None if total is None else total / max(len(ready), 1)  # noqa: E731
+        pods = {name: PodMetrics(name, running_requests=share(o.running_requests),
+                                 waiting_requests=share(o.waiting_requests)) for name in ready}
         return PoolMetrics(request_rate_rps=o.request_rate_rps, prompt_tokens_rps=o.prompt_tokens_rps,
                            output_tokens_rps=o.output_tokens_rps, running_requests=o.running_requests,
                            waiting_requests=o.waiting_requests, kv_cache_usage_ratio=o.kv_cache_usage_ratio,
-                           ttft_s=o.ttft_s, tpot_s=o.tpot_s)
+                           ttft_s=o.ttft_s, tpot_s=o.tpot_s, pods=pods)
 
 
 def _whole_seconds(start: ReplicaStart) -> ReplicaStart:
@@ -186,6 +193,7 @@ def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
         clock[0] = obs.now_s
         prometheus.observation = obs
         deployments, pods = _children(obs, workload.accelerator_class)
+        prometheus.pods = pods
         patch: dict[str, Any] = {}
         result = operator.tick(body, patch, status, classes, deployments, pods)
         assert result is not None and not result.problems, result
