@@ -32,6 +32,10 @@ def by_kind(children, kind):
     return [c for c in children if c["kind"] == kind]
 
 
+def flag_value(args, flag):
+    return args[args.index(flag) + 1]
+
+
 @pytest.mark.parametrize("md", [UNIFIED, DISAGGREGATED, SGLANG], ids=lambda m: m.metadata.name)
 def test_children_validate_against_kubernetes_schema(md) -> None:
     replicas = {ChildKey(p, a): 2 for p in pools_of(md) for a in md.spec.placement.accelerator_classes}
@@ -57,8 +61,10 @@ def test_unified_renders_one_deployment_per_accelerator() -> None:
     ]
     container = pod["containers"][0]
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
-    assert container["args"][:3] == ["vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct"]
-    assert "--enable-prefix-caching" in container["args"]
+    # An explicit command, so the image's `vllm serve` entrypoint is replaced, never prefixed.
+    assert container["command"] == ["vllm", "serve"]
+    assert container["args"][0] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert container["args"][-1] == "--enable-prefix-caching"  # user args last, so they win
     assert pod["terminationGracePeriodSeconds"] >= 60  # the spec's default drainTimeout
     assert h100["metadata"]["ownerReferences"][0]["uid"] == UID
     (cm,) = by_kind(children, "ConfigMap")
@@ -78,9 +84,14 @@ def test_disaggregated_renders_pools_with_tensor_parallelism() -> None:
 
 def test_sglang_dialect_uses_its_launcher() -> None:
     children = render_children(SGLANG, UID, ACCELERATORS, {}, kv_ttl_s=30)
-    args = by_kind(children, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[:4] == ["python3", "-m", "sglang.launch_server", "--model-path"]
+    container = by_kind(children, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python3", "-m", "sglang.launch_server"]
+    args = container["args"]
+    assert args[:2] == ["--model-path", "Qwen/Qwen2.5-3B-Instruct"]
     assert "--enable-metrics" in args
+    assert flag_value(args, "--host") == "0.0.0.0"  # SGLang binds 127.0.0.1 by default
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
 
 
 def test_unknown_accelerator_renders_nothing_for_it() -> None:
