@@ -92,8 +92,9 @@ def test_sglang_dialect_uses_its_launcher() -> None:
     assert args[:2] == ["--model-path", "Qwen/Qwen2.5-3B-Instruct"]
     assert "--enable-metrics" in args
     assert flag_value(args, "--host") == "0.0.0.0"  # SGLang binds 127.0.0.1 by default
+    assert container["startupProbe"]["httpGet"]["path"] == "/ready"  # 200 once warm-up succeeded
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"  # a one-token generation
 
 
 def test_unknown_accelerator_renders_nothing_for_it() -> None:

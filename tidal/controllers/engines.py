@@ -91,9 +91,10 @@ SGLANG = EngineCli(
     # for the running ones to finish (srt/managers/tokenizer_manager.py sigterm_watchdog), bounded only
     # by the pod's termination grace period.
     shutdown_timeout_flag=None,
-    # srt/entrypoints/http_server.py: /health runs a one-token generation (503 while starting or
-    # draining), /ready is 200 only while the server is up and not shutting down.
-    startup_path="/health",
+    # srt/entrypoints/http_server.py: /ready is 200 only once the warm-up request succeeded and until
+    # SIGTERM; /health runs a one-token generation and answers after at least a second (up to
+    # SGLANG_HEALTH_CHECK_TIMEOUT, 20 s), too slow for the frequent startup and readiness probes.
+    startup_path="/ready",
     readiness_path="/ready",
     liveness_path="/health",
 )

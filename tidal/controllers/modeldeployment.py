@@ -24,6 +24,9 @@ minimum), which needs no shell in the image."""
 
 READINESS_PERIOD_S = 5
 READINESS_FAILURE_THRESHOLD = 3
+PROBE_TIMEOUT_S = 5
+"""Startup and readiness probes hit cheap endpoints, but a busy engine's event loop can answer late;
+5 s (instead of Kubernetes' 1 s default) keeps a loaded replica from flapping out of the Service."""
 LIVENESS_PERIOD_S = 30
 LIVENESS_TIMEOUT_S = 25
 """SGLang's /health runs a one-token generation and waits up to 20 s for it
@@ -162,7 +165,7 @@ def _resources(gpus: Mapping[str, str], pod: PodSettings) -> dict[str, Any]:
     return {"limits": limits, "requests": requests}
 
 
-def _probe(path: str, period_s: int, failure_threshold: int, timeout_s: int = 1) -> dict[str, Any]:
+def _probe(path: str, period_s: int, failure_threshold: int, timeout_s: int = PROBE_TIMEOUT_S) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http"},
         "periodSeconds": period_s, "failureThreshold": failure_threshold, "timeoutSeconds": timeout_s,
