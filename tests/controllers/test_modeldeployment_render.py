@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tidal.api.validation import parse_resource
 from tidal.controllers.labels import ACCELERATOR_LABEL, DEPLOYMENT_LABEL, POOL_LABEL
 from tidal.controllers.modeldeployment import (
-    PRESTOP_DELAY_S, ChildKey, pools_of, render_children, render_pod_template, stale_children,
+    MIN_KUBERNETES_VERSION, PRESTOP_DELAY_S, ChildKey, pools_of, render_children, render_pod_template, stale_children,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -283,3 +283,14 @@ def test_bad_pod_settings_name_the_field(pod, field, message) -> None:
     with pytest.raises(ValueError) as err:
         with_engine(UNIFIED, pod=pod)
     assert field in str(err.value) and message in str(err.value)
+
+
+def test_minimum_kubernetes_version_is_stated_consistently() -> None:
+    """The preStop sleep the pods use needs 1.30; the chart and the install guide must say so."""
+    major, minor = MIN_KUBERNETES_VERSION
+    root = EXAMPLES.parent
+    chart = yaml.safe_load((root / "charts" / "tidal" / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == f">={major}.{minor}.0-0"
+    assert f"Kubernetes {major}.{minor} or newer" in (root / "docs" / "install.md").read_text()
+    pod = engine_pod(UNIFIED)["spec"]["containers"][0]
+    assert "sleep" in pod["lifecycle"]["preStop"] and "exec" not in pod["lifecycle"]["preStop"]

@@ -15,6 +15,11 @@ from tidal.api.types import parse_duration_s
 from tidal.controllers.engines import ENGINES, SHM_MOUNT_PATH, engine_args
 from tidal.controllers.labels import ACCELERATOR_LABEL, DEPLOYMENT_LABEL, MANAGED_BY, POOL_LABEL
 
+MIN_KUBERNETES_VERSION = (1, 30)
+"""Oldest Kubernetes the rendered pods run on: ``lifecycle.preStop.sleep`` is beta (on by default) from
+1.30 (KEP-3960). An exec ``sleep`` would work earlier but needs a shell and coreutils in the image.
+The chart's kubeVersion and docs/install.md state the same version (a test checks)."""
+
 PRESTOP_DELAY_S = 5
 """Seconds a terminating replica keeps serving before it gets SIGTERM, so Service endpoints (and the
 proxies that watch them) drop it first: the usual endpoint-propagation allowance for graceful Pod
