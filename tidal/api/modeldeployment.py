@@ -46,7 +46,7 @@ class EngineSpec(ApiModel):
 
     image: str = Field(min_length=1, max_length=512)
     """Container image, e.g. ``vllm/vllm-openai:v0.33.0`` or ``lmsysorg/sglang:v0.5.23`` (the releases
-    tidal's flags were checked against; vLLM needs 0.18 or newer for ``--shutdown-timeout``)."""
+    tidal's flags were checked against; an older vLLM may lack ``--shutdown-timeout``)."""
     args: list[str] = Field(default_factory=list, max_length=128)
     """Extra engine arguments appended after the ones tidal renders (argparse lets a repeated flag's
     last value win, so these override tidal's)."""

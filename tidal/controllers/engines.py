@@ -3,8 +3,8 @@ OpenAI-compatible server, the flag for each setting tidal renders, and the healt
 
 Each engine is pinned to one release whose argument parser the flags were checked against
 (``tests/controllers/data/engine_flags.json`` holds that parser's full flag list with its source, and a
-test fails when a rendered flag is not in it). Newer releases usually keep these flags; an older image
-may lack ``--shutdown-timeout`` (vLLM added it in 0.18), so use the pinned release or a newer one.
+test fails when a rendered flag is not in it). Newer releases usually keep these flags; an older vLLM
+image may lack ``--shutdown-timeout`` and then refuses to start, so use the pinned release or newer.
 Pure data and pure functions: no I/O.
 """
 
