@@ -277,6 +277,9 @@ def test_every_pod_setting_reaches_the_pod() -> None:
     ({"serviceAccountName": "Bad_Name"}, "serviceAccountName", "required format"),
     ({"labels": {"tidal.dev/pool": "x"}}, "labels", "select tidal's pods"),
     ({"affinity": {"nodeAfinity": {}}}, "affinity", "unknown keys nodeAfinity"),
+    ({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": "a"}}}},
+     "nodeSelectorTerms", "must be a list"),
+    ({"affinity": {"nodeAffinity": "zone-a"}}, "affinity.nodeAffinity", "must be an object"),
     ({"hostNetwork": True}, "hostNetwork", "unknown field"),
 ])
 def test_bad_pod_settings_name_the_field(pod, field, message) -> None:

@@ -240,6 +240,27 @@ class PodSecurity(ApiModel):
     """The official vLLM and SGLang images run as root; set runAsUser too when setting this."""
 
 
+def _check_required_node_terms(node_affinity: Any) -> None:
+    """The part of a user's affinity tidal merges into (required node terms) must have Kubernetes'
+    shape; the rest is passed through and checked by the API server when the Deployment is applied."""
+    where = "affinity.nodeAffinity"
+    if node_affinity is None:
+        return
+    if not isinstance(node_affinity, dict):
+        raise ValueError(f"{where} must be an object (core/v1 NodeAffinity)")
+    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if required is None:
+        return
+    terms = required.get("nodeSelectorTerms") if isinstance(required, dict) else None
+    if not isinstance(terms, list) or not all(isinstance(t, dict) for t in terms):
+        raise ValueError(f"{where}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms "
+                         "must be a list of node selector terms")
+    for i, term in enumerate(terms):
+        if not isinstance(term.get("matchExpressions", []), list):
+            raise ValueError(f"{where}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]"
+                             ".matchExpressions must be a list")
+
+
 class PodSettings(ApiModel):
     """Settings merged over the engine pods tidal renders: lists merge by name (by mountPath for
     volumeMounts) with these entries winning, maps merge key by key, anything else is added."""
@@ -292,6 +313,7 @@ class PodSettings(ApiModel):
         unknown = sorted(set(affinity or {}) - set(AFFINITY_KEYS))
         if unknown:
             raise ValueError(f"affinity has unknown keys {', '.join(unknown)}: use {', '.join(AFFINITY_KEYS)}")
+        _check_required_node_terms((affinity or {}).get("nodeAffinity"))
         return affinity
 
     @model_validator(mode="after")
