@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 
 from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment, PoolSpec
-from tidal.api.pod import PodSettings
+from tidal.api.pod import SHM_VOLUME_NAME, PodSettings
 from tidal.api.types import parse_duration_s
 from tidal.controllers.engines import ENGINES, SHM_MOUNT_PATH, engine_args
 from tidal.controllers.labels import ACCELERATOR_LABEL, DEPLOYMENT_LABEL, MANAGED_BY, POOL_LABEL
@@ -23,7 +23,7 @@ The chart's kubeVersion and docs/install.md state the same version (a test check
 PRESTOP_DELAY_S = 5
 """Seconds a terminating replica keeps serving before it gets SIGTERM, so Service endpoints (and the
 proxies that watch them) drop it first: the usual endpoint-propagation allowance for graceful Pod
-shutdown, as in KServe's and llm-d's vLLM deployments (preStop sleep, then SIGTERM, then drain).
+shutdown, as llm-d's graceful-shutdown guide does for vLLM (preStop sleep, then SIGTERM, then drain).
 Rendered as ``lifecycle.preStop.sleep`` (beta and on by default from Kubernetes 1.30, tidal's
 minimum), which needs no shell in the image."""
 
@@ -41,7 +41,6 @@ LIVENESS_FAILURE_THRESHOLD = 4
 STARTUP_PROBE_PERIOD_S = 10
 MAX_STARTUP_S = 1800
 """Loading 70B-class weights can take many minutes; the startup probe allows up to 30 minutes."""
-SHM_VOLUME = "dshm"
 SHM_SIZE = "8Gi"
 """Upper bound of the memory-backed /dev/shm (counted against the pod's memory); NCCL and PyTorch's
 tensor-parallel workers need more than the runtime's 64 MiB default."""
@@ -196,7 +195,7 @@ def render_pod_template(md: ModelDeployment, key: ChildKey, accelerator: Acceler
         "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
         "env": _merge_by([{"name": "TIDAL_POOL", "value": key.pool}], _dump(pod.env), "name"),
         "resources": _resources(gpus, pod),
-        "volumeMounts": _merge_by([{"name": SHM_VOLUME, "mountPath": SHM_MOUNT_PATH}],
+        "volumeMounts": _merge_by([{"name": SHM_VOLUME_NAME, "mountPath": SHM_MOUNT_PATH}],
                                   _dump(pod.volume_mounts), "mountPath"),
         "startupProbe": _probe(cli.startup_path, STARTUP_PROBE_PERIOD_S, MAX_STARTUP_S // STARTUP_PROBE_PERIOD_S),
         "readinessProbe": _probe(readiness_path, READINESS_PERIOD_S, READINESS_FAILURE_THRESHOLD),
@@ -213,7 +212,7 @@ def render_pod_template(md: ModelDeployment, key: ChildKey, accelerator: Acceler
         pod_security.update(pod.security_context.model_dump(by_alias=True, exclude_none=True))
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "volumes": _merge_by([{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
+        "volumes": _merge_by([{"name": SHM_VOLUME_NAME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
                              _dump(pod.volumes), "name"),
         "terminationGracePeriodSeconds": PRESTOP_DELAY_S + drain_seconds(md),
         "automountServiceAccountToken": pod.automount_service_account_token,
