@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from tidal.api.pod import PodSettings
 from tidal.api.types import ApiModel, Condition, DnsLabel, Duration, ObjectMeta, Quantity, StatusModel, cel_rules, unique_names
 
 # Defaults with their sources. A changed default changes user-visible behaviour: cite the new source.
@@ -40,20 +41,29 @@ class ModelSpec(ApiModel):
 
 
 class EngineSpec(ApiModel):
-    """The serving engine container. tidal renders it; it never patches the image."""
+    """The serving engine container. tidal renders its command line, probes, drain and hardening
+    (tidal/controllers/engines.py); ``pod`` adds settings on top. It never patches the image."""
 
     image: str = Field(min_length=1, max_length=512)
-    """Container image, e.g. ``vllm/vllm-openai:v0.11.0``."""
+    """Container image, e.g. ``vllm/vllm-openai:v0.33.0`` or ``lmsysorg/sglang:v0.5.23`` (the releases
+    tidal's flags were checked against; an older vLLM may lack ``--shutdown-timeout``)."""
     args: list[str] = Field(default_factory=list, max_length=128)
-    """Extra engine arguments appended after the model name."""
+    """Extra engine arguments appended after the ones tidal renders (argparse lets a repeated flag's
+    last value win, so these override tidal's)."""
     port: int = Field(default=DEFAULT_ENGINE_PORT, ge=1, le=65535)
     """Port of the OpenAI-compatible HTTP server and its ``/metrics`` endpoint."""
     metrics_dialect: Literal["vllm", "sglang"] = "vllm"
-    """Which metric names the engine exports (``vllm:*`` or ``sglang:*``)."""
-    readiness_path: str = Field(default="/health", pattern=r"^/", max_length=256)
-    """HTTP path that returns 200 once the model is loaded."""
+    """Which engine the image runs: selects its command line, health endpoints and metric names
+    (``vllm:*`` or ``sglang:*``)."""
+    readiness_path: str | None = Field(default=None, pattern=r"^/", max_length=256)
+    """HTTP path of the readiness probe; defaults to the engine's (``/health`` for vLLM, ``/ready``
+    for SGLang)."""
     drain_timeout: Duration = "60s"
-    """How long a replica being scaled down may finish in-flight requests before it is stopped."""
+    """How long a replica being scaled down may finish in-flight requests after it left the Service:
+    vLLM's ``--shutdown-timeout``; the termination grace period covers it plus the preStop delay."""
+    pod: PodSettings = Field(default_factory=PodSettings)
+    """Pod settings merged over the rendered pods: env, Secrets, volumes, tolerations, affinity,
+    CPU/memory, identity, labels and annotations."""
 
 
 class SLOSpec(ApiModel):

@@ -10,25 +10,48 @@ from typing import Any, Iterable, Mapping
 
 from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment, PoolSpec
+from tidal.api.pod import SHM_VOLUME_NAME, PodSettings
 from tidal.api.types import parse_duration_s
+from tidal.controllers.engines import ENGINES, SHM_MOUNT_PATH, engine_args
 from tidal.controllers.labels import ACCELERATOR_LABEL, DEPLOYMENT_LABEL, MANAGED_BY, POOL_LABEL
 
+MIN_KUBERNETES_VERSION = (1, 30)
+"""Oldest Kubernetes the rendered pods run on: ``lifecycle.preStop.sleep`` is beta (on by default) from
+1.30 (KEP-3960). An exec ``sleep`` would work earlier but needs a shell and coreutils in the image.
+The chart's kubeVersion and docs/install.md state the same version (a test checks)."""
+
 PRESTOP_DELAY_S = 5
-"""Seconds a terminating replica keeps serving so Service endpoints drop it before it stops
-accepting connections (the usual endpoint-propagation allowance for graceful Pod shutdown)."""
+"""Seconds a terminating replica keeps serving before it gets SIGTERM, so Service endpoints (and the
+proxies that watch them) drop it first: the usual endpoint-propagation allowance for graceful Pod
+shutdown, as llm-d's graceful-shutdown guide does for vLLM (preStop sleep, then SIGTERM, then drain).
+Rendered as ``lifecycle.preStop.sleep`` (beta and on by default from Kubernetes 1.30, tidal's
+minimum), which needs no shell in the image."""
 
 READINESS_PERIOD_S = 5
 READINESS_FAILURE_THRESHOLD = 3
+PROBE_TIMEOUT_S = 5
+"""Startup and readiness probes hit cheap endpoints, but a busy engine's event loop can answer late;
+5 s (instead of Kubernetes' 1 s default) keeps a loaded replica from flapping out of the Service."""
+LIVENESS_PERIOD_S = 30
+LIVENESS_TIMEOUT_S = 25
+"""SGLang's /health runs a one-token generation and waits up to 20 s for it
+(SGLANG_HEALTH_CHECK_TIMEOUT's default), so the probe must wait longer than that."""
+LIVENESS_FAILURE_THRESHOLD = 4
+"""Two minutes of failed health checks before the kubelet restarts a hung engine."""
 STARTUP_PROBE_PERIOD_S = 10
 MAX_STARTUP_S = 1800
 """Loading 70B-class weights can take many minutes; the startup probe allows up to 30 minutes."""
+SHM_SIZE = "8Gi"
+"""Upper bound of the memory-backed /dev/shm (counted against the pod's memory); NCCL and PyTorch's
+tensor-parallel workers need more than the runtime's 64 MiB default."""
 
-ENGINE_COMMANDS: Mapping[str, tuple[str, ...]] = {
-    # vLLM's OpenAI-compatible server (`vllm serve <model> --port N`).
-    "vllm": ("vllm", "serve"),
-    # SGLang's launcher (`python3 -m sglang.launch_server --model-path <model> --port N`).
-    "sglang": ("python3", "-m", "sglang.launch_server", "--model-path"),
+CONTAINER_SECURITY_CONTEXT: Mapping[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
 }
+"""What both engines tolerate: they need no Linux capability and never gain privileges (GPU access
+comes from the device plugin, shared memory from the /dev/shm volume)."""
+POD_SECURITY_CONTEXT: Mapping[str, Any] = {"seccompProfile": {"type": "RuntimeDefault"}}
 
 
 @dataclass(frozen=True)
@@ -79,27 +102,135 @@ def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
     }
 
 
-def _engine_args(md: ModelDeployment, pool: str, spec: PoolSpec) -> list[str]:
+def _engine_args(md: ModelDeployment, spec: PoolSpec) -> list[str]:
     engine = md.spec.engine
-    args = [*ENGINE_COMMANDS[engine.metrics_dialect], md.spec.model.name, "--port", str(engine.port)]
-    if spec.gpus_per_replica > 1:
-        flag = "--tensor-parallel-size" if engine.metrics_dialect == "vllm" else "--tp-size"
-        args += [flag, str(spec.gpus_per_replica)]
-    if engine.metrics_dialect == "vllm":
-        args += ["--max-model-len", str(md.spec.model.max_context_tokens)]
-    else:
-        args += ["--context-length", str(md.spec.model.max_context_tokens), "--enable-metrics"]
-    return args + list(engine.args)
+    rendered = engine_args(
+        ENGINES[engine.metrics_dialect],
+        model=md.spec.model.name,
+        port=engine.port,
+        dtype=md.spec.model.dtype,
+        tensor_parallel=spec.gpus_per_replica,
+        context_tokens=md.spec.model.max_context_tokens,
+        shutdown_timeout_s=drain_seconds(md),
+    )
+    return rendered + list(engine.args)
 
 
-def _node_affinity(accelerator: AcceleratorClass) -> dict[str, Any] | None:
-    selector = accelerator.spec.node_selector
-    if not selector:
-        return None
-    expressions = [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(selector.items())]
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": expressions}],
-    }}}
+def drain_seconds(md: ModelDeployment) -> int:
+    """Whole seconds a terminating replica may spend finishing in-flight requests."""
+    return math.ceil(parse_duration_s(md.spec.engine.drain_timeout))
+
+
+def _node_affinity_terms(accelerator: AcceleratorClass) -> list[dict[str, Any]]:
+    selector = accelerator.spec.node_selector or {}
+    return [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(selector.items())]
+
+
+def _affinity(accelerator: AcceleratorClass, user: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The AcceleratorClass's node selector as required node affinity, combined with the user's
+    affinity: each user-required node term is ANDed with the accelerator's expressions (terms are
+    ORed, so appending a separate term would let the pod land on other accelerators)."""
+    affinity = {k: v for k, v in (user or {}).items() if k != "nodeAffinity"}
+    node = dict((user or {}).get("nodeAffinity") or {})
+    expressions = _node_affinity_terms(accelerator)
+    required = node.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if expressions or required:
+        user_terms = (required or {}).get("nodeSelectorTerms") or [{}]
+        terms = []
+        for term in user_terms:
+            merged = dict(term)
+            merged["matchExpressions"] = [*(term.get("matchExpressions") or []), *expressions]
+            terms.append(merged)
+        node["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": terms}
+    if node:
+        affinity["nodeAffinity"] = node
+    return affinity or None
+
+
+def _merge_by(rendered: list[dict[str, Any]], user: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Strategic merge of two lists keyed by ``key``: user entries replace rendered ones with the
+    same key, new ones are appended, order is rendered-first."""
+    users = {u[key]: u for u in user}
+    merged = [users.pop(r[key], r) for r in rendered]
+    return merged + [u for u in user if u[key] in users]
+
+
+def _dump(items: list[Any]) -> list[dict[str, Any]]:
+    return [i.model_dump(by_alias=True, exclude_none=True) for i in items]
+
+
+def _resources(gpus: Mapping[str, str], pod: PodSettings) -> dict[str, Any]:
+    requests, limits = dict(gpus), dict(gpus)
+    if pod.resources is not None:
+        if pod.resources.requests is not None:
+            requests.update(pod.resources.requests.model_dump(exclude_none=True))
+        if pod.resources.limits is not None:
+            limits.update(pod.resources.limits.model_dump(exclude_none=True))
+    return {"limits": limits, "requests": requests}
+
+
+def _probe(path: str, period_s: int, failure_threshold: int, timeout_s: int = PROBE_TIMEOUT_S) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period_s, "failureThreshold": failure_threshold, "timeoutSeconds": timeout_s,
+    }
+
+
+def render_pod_template(md: ModelDeployment, key: ChildKey, accelerator: AcceleratorClass) -> dict[str, Any]:
+    """The engine pod for (pool, accelerator): the engine's command line, probes on its health
+    endpoints, /dev/shm, drain on termination and hardening, with ``spec.engine.pod`` merged over."""
+    name = md.metadata.name or ""
+    spec = pools_of(md)[key.pool]
+    engine = md.spec.engine
+    cli = ENGINES[engine.metrics_dialect]
+    pod = engine.pod
+    labels = {**pod.labels, **MANAGED_BY, **selector_labels(name, key.pool, key.accelerator)}
+    gpus = {accelerator.spec.device_resource_name: str(spec.gpus_per_replica)}
+    readiness_path = engine.readiness_path or cli.readiness_path
+    container: dict[str, Any] = {
+        "name": "engine",
+        "image": engine.image,
+        "command": list(cli.command),
+        "args": _engine_args(md, spec),
+        "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
+        "env": _merge_by([{"name": "TIDAL_POOL", "value": key.pool}], _dump(pod.env), "name"),
+        "resources": _resources(gpus, pod),
+        "volumeMounts": _merge_by([{"name": SHM_VOLUME_NAME, "mountPath": SHM_MOUNT_PATH}],
+                                  _dump(pod.volume_mounts), "mountPath"),
+        "startupProbe": _probe(cli.startup_path, STARTUP_PROBE_PERIOD_S, MAX_STARTUP_S // STARTUP_PROBE_PERIOD_S),
+        "readinessProbe": _probe(readiness_path, READINESS_PERIOD_S, READINESS_FAILURE_THRESHOLD),
+        "livenessProbe": _probe(cli.liveness_path, LIVENESS_PERIOD_S, LIVENESS_FAILURE_THRESHOLD, LIVENESS_TIMEOUT_S),
+        # Keep serving while endpoints drop this pod; SIGTERM then starts the engine's drain
+        # (vLLM --shutdown-timeout, SGLang's built-in wait), bounded by the grace period below.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_DELAY_S}}},
+        "securityContext": dict(CONTAINER_SECURITY_CONTEXT),
+    }
+    if pod.env_from:
+        container["envFrom"] = _dump(pod.env_from)
+    pod_security = dict(POD_SECURITY_CONTEXT)
+    if pod.security_context is not None:
+        pod_security.update(pod.security_context.model_dump(by_alias=True, exclude_none=True))
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": _merge_by([{"name": SHM_VOLUME_NAME, "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
+                             _dump(pod.volumes), "name"),
+        "terminationGracePeriodSeconds": PRESTOP_DELAY_S + drain_seconds(md),
+        "automountServiceAccountToken": pod.automount_service_account_token,
+        "securityContext": pod_security,
+    }
+    affinity = _affinity(accelerator, pod.affinity)
+    if affinity:
+        pod_spec["affinity"] = affinity
+    if pod.node_selector:
+        pod_spec["nodeSelector"] = dict(sorted(pod.node_selector.items()))
+    if pod.tolerations:
+        pod_spec["tolerations"] = _dump(pod.tolerations)
+    if pod.service_account_name:
+        pod_spec["serviceAccountName"] = pod.service_account_name
+    metadata: dict[str, Any] = {"labels": labels}
+    if pod.annotations:
+        metadata["annotations"] = dict(pod.annotations)
+    return {"metadata": metadata, "spec": pod_spec}
 
 
 def render_deployment(
@@ -107,38 +238,7 @@ def render_deployment(
 ) -> dict[str, Any]:
     """One Deployment for (pool, accelerator) with ``replicas`` replicas."""
     name = md.metadata.name or ""
-    spec = pools_of(md)[key.pool]
-    engine = md.spec.engine
     labels = {**MANAGED_BY, **selector_labels(name, key.pool, key.accelerator)}
-    gpus = {accelerator.spec.device_resource_name: str(spec.gpus_per_replica)}
-    drain_s = parse_duration_s(engine.drain_timeout)
-    container = {
-        "name": "engine",
-        "image": engine.image,
-        "args": _engine_args(md, key.pool, spec),
-        "ports": [{"name": "http", "containerPort": engine.port}],
-        "env": [{"name": "TIDAL_POOL", "value": key.pool}],
-        "resources": {"limits": gpus, "requests": gpus},
-        "readinessProbe": {
-            "httpGet": {"path": engine.readiness_path, "port": "http"},
-            "periodSeconds": READINESS_PERIOD_S, "failureThreshold": READINESS_FAILURE_THRESHOLD,
-        },
-        "startupProbe": {
-            "httpGet": {"path": engine.readiness_path, "port": "http"},
-            "periodSeconds": STARTUP_PROBE_PERIOD_S,
-            "failureThreshold": MAX_STARTUP_S // STARTUP_PROBE_PERIOD_S,
-        },
-        # Keep serving while endpoints drop this pod; the engine then finishes in-flight
-        # requests on SIGTERM within the grace period below.
-        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_DELAY_S}}},
-    }
-    pod_spec: dict[str, Any] = {
-        "containers": [container],
-        "terminationGracePeriodSeconds": PRESTOP_DELAY_S + math.ceil(drain_s),
-    }
-    affinity = _node_affinity(accelerator)
-    if affinity:
-        pod_spec["affinity"] = affinity
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -153,7 +253,7 @@ def render_deployment(
             "selector": {"matchLabels": selector_labels(name, key.pool, key.accelerator)},
             # Surge first so a rollout never drops below the serving capacity the SLO needs.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": render_pod_template(md, key, accelerator),
         },
     }
 

@@ -1,0 +1,44 @@
+"""Every flag tidal renders exists in the pinned engine release's parser, and the checker catches the
+mistakes it is there for."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tidal.controllers.engines import ENGINE_DTYPES, ENGINES, engine_args
+from tests.controllers.engine_flags import accepted, problems
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+def test_recorded_parser_is_the_pinned_release(name) -> None:
+    recorded = accepted(name)
+    assert recorded["version"] == ENGINES[name].pinned_version
+    assert ENGINES[name].image.endswith(f":v{recorded['version']}")
+    assert recorded["source"]["repo"] and recorded["source"]["tag"] and recorded["source"]["paths"]
+
+
+@pytest.mark.parametrize("name", sorted(ENGINES))
+@given(dtype=st.sampled_from(sorted(ENGINE_DTYPES)), tp=st.integers(1, 64), context=st.integers(128, 10_000_000),
+       port=st.integers(1, 65535), drain=st.integers(0, 86_400))
+def test_every_rendered_flag_is_accepted(name, dtype, tp, context, port, drain) -> None:
+    args = engine_args(ENGINES[name], "org/model", port, dtype, tp, context, drain)
+    assert problems(name, args) == []
+
+
+def test_vllm_drains_for_the_drain_timeout() -> None:
+    args = engine_args(ENGINES["vllm"], "m", 8000, "bfloat16", 1, 4096, 90)
+    assert args[args.index("--shutdown-timeout") + 1] == "90"
+
+
+@pytest.mark.parametrize(("name", "args", "problem"), [
+    ("vllm", ["m", "--tp-size", "2"], "--tp-size is not a vllm"),  # SGLang's spelling
+    ("sglang", ["--model-path", "m", "--max-model-len", "8"], "--max-model-len is not a sglang"),
+    ("sglang", ["--model-path", "m", "--shutdown-timeout", "8"], "--shutdown-timeout is not a sglang"),
+    ("vllm", ["m", "--dtype", "fp8"], "--dtype fp8: not one of"),
+    ("vllm", ["vllm", "serve", "m"], "unexpected positional argument 'serve'"),  # the doubled entrypoint
+    ("vllm", ["m", "--port"], "--port needs a value"),
+])
+def test_checker_catches_wrong_flags(name, args, problem) -> None:
+    assert any(p.startswith(problem) for p in problems(name, args)), problems(name, args)
