@@ -48,3 +48,10 @@ def test_unknown_engine_version_lists_the_known_ones(tmp_path) -> None:
     result = _run(tmp_path, "--engine-version", "vllm-v9")
     assert result.exit_code != 0
     assert "vllm-v1" in result.output
+
+
+def test_engine_speed_flag(tmp_path) -> None:
+    slow = _run(tmp_path, "--engine-speed", "0.7")
+    assert slow.exit_code == 0, slow.output
+    bad = _run(tmp_path, "--engine-speed", "0")
+    assert bad.exit_code == 2 and "--engine-speed" in bad.output and "engine_speed must be in" in bad.output

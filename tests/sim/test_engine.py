@@ -254,3 +254,25 @@ def test_request_path_latency_keeps_the_request_counted_and_joins_a_run_when_vis
     # visible after the latency, then in at the next iteration boundary (not after the run)
     assert latency < seqs[1].first_token_s - 1.0 < latency + 0.05
     assert seqs[0].finish_s > seqs[1].finish_s
+
+
+@pytest.mark.parametrize("version", [VLLM_V0, VLLM_V1])
+def test_engine_speed_stretches_every_iteration(version: str) -> None:
+    """--engine-speed 0.5: the same work takes twice as long, request path latency excepted."""
+    def latencies(speed: float) -> tuple[float, float]:
+        rec = Recorder()
+        engine = Engine(0, PERF, 400_000, rec, EngineConfig(engine_version=version, engine_speed=speed))
+        drive(engine, [LLMRequest(1.0, 500, 40, request_id=0)])
+        seq = rec.finished[0][0]
+        path = REQUEST_PATH_LATENCY_S[version]
+        return seq.first_token_s - seq.arrival_s - path, seq.finish_s - seq.arrival_s - path
+
+    (ttft, total), (slow_ttft, slow_total) = latencies(1.0), latencies(0.5)
+    assert slow_ttft == pytest.approx(2 * ttft, rel=1e-6)
+    assert slow_total == pytest.approx(2 * total, rel=1e-6)
+
+
+@pytest.mark.parametrize("speed", [0.0, -1.0, float("nan"), 1000.0])
+def test_engine_speed_out_of_range_is_a_clear_error(speed: float) -> None:
+    with pytest.raises(ValueError, match="engine_speed must be in"):
+        EngineConfig(engine_speed=speed)

@@ -75,13 +75,16 @@ def _load(trace: str, seed: int, duration: Optional[float], rate_scale: float):
 
 
 def _engine_config(version: str, max_num_batched_tokens: Optional[int],
-                   max_num_seqs: Optional[int], accelerator: str) -> EngineConfig:
+                   max_num_seqs: Optional[int], accelerator: str, speed: float = 1.0) -> EngineConfig:
     """The engine settings the flags ask for, checked against the GPU's defaults."""
     if version not in ENGINE_VERSIONS:
         raise typer.BadParameter(f"unknown engine version {version!r}; use one of: "
                                  + ", ".join(ENGINE_VERSIONS), param_hint="--engine-version")
-    config = EngineConfig(max_num_batched_tokens=max_num_batched_tokens,
-                          max_num_seqs=max_num_seqs, engine_version=version)
+    try:
+        config = EngineConfig(max_num_batched_tokens=max_num_batched_tokens,
+                              max_num_seqs=max_num_seqs, engine_version=version, engine_speed=speed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--engine-speed") from None
     try:
         config.limits(get_accelerator(accelerator))
     except ValueError as exc:
@@ -130,6 +133,9 @@ def simulate(
     max_num_seqs: Optional[int] = typer.Option(
         None, min=1, help="Engine limit on running sequences (vLLM --max-num-seqs); default: "
         "the engine version's default for the GPU (vLLM V1: 1024 / 256 as above)."),
+    engine_speed: float = typer.Option(
+        1.0, help="Simulated engine speed relative to its performance model: 0.7 makes every "
+        "iteration 1/0.7 as long (an engine slower than the profile a policy was given)."),
 ) -> None:
     """Replay a trace on a simulated cluster under an autoscaling policy, or under a ModelDeployment (-f)."""
     console = Console()
@@ -145,7 +151,8 @@ def simulate(
             workload = prepare(md, classes, hardware=accelerator, model=model)
         except ManifestError as exc:
             raise typer.BadParameter(str(exc), param_hint="-f") from None
-        engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, workload.hardware)
+        engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, workload.hardware,
+                                    engine_speed)
         config = sim_config(workload, engine=engine, **common)
         autoscaler = ModelDeploymentAutoscaler(workload, interval_s=tick)
         console.print(f"ModelDeployment {md.metadata.name}: class {workload.accelerator_class} simulated as "
@@ -156,7 +163,7 @@ def simulate(
                                      param_hint="--mode")
         autoscaler = parse_policy(policy or DEFAULT_POLICY, mode)
         hardware = accelerator or DEFAULT_ACCELERATOR
-        engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, hardware)
+        engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, hardware, engine_speed)
         config = SimConfig(model=model or DEFAULT_MODEL, accelerator=hardware, tp=tp, mode=mode,
                            slo=SLO(ttft_s=ttft_slo, tpot_s=tpot_slo), engine=engine, **common)
     requests = _load(trace, seed, duration, rate_scale)

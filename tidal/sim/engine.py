@@ -156,6 +156,14 @@ class EngineConfig:
     prefix_block_tokens: int = MOONCAKE_HASH_BLOCK_TOKENS
     # Per-session KV pin after a turn ends (None: plain LRU). Set by a KV-TTL policy.
     session_kv_ttl_s: float | None = None
+    engine_speed: float = 1.0
+    """The simulated engine's speed relative to its performance model: every iteration (and the
+    per-step overhead) takes ``1 / engine_speed`` as long. Below 1 the engine is slower than the
+    profile a planner was given, the case its online correction must handle."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.engine_speed, (int, float)) and 0 < self.engine_speed <= 100):
+            raise ValueError(f"engine_speed must be in (0, 100] (1 = as profiled), got {self.engine_speed!r}")
 
     def limits(self, accelerator: AcceleratorSpec) -> EngineLimits:
         """The limits in force on ``accelerator``: explicit values over the version's defaults."""
@@ -198,7 +206,8 @@ class Engine:
         self.role = role
         self.listener = listener
         self.limits = config.limits(perf.accelerator)
-        self.step_overhead_s = ENGINE_STEP_OVERHEAD_S[config.engine_version]
+        self.slowdown = 1.0 / config.engine_speed
+        self.step_overhead_s = ENGINE_STEP_OVERHEAD_S[config.engine_version] * self.slowdown
         # a decode-role request arrives as KV: it already went through an API server
         self.request_path_latency_s = (0.0 if role == ROLE_DECODE
                                        else REQUEST_PATH_LATENCY_S[config.engine_version])
@@ -481,7 +490,7 @@ class Engine:
         finishing = sum(1 for s, t in plan if s.in_prefill and s.computed + t >= s.prefill_target)
         dt = self.perf.iteration_s(decode_seqs=len(decode),
                                    decode_context_tokens=sum(s.computed for s in decode),
-                                   prefill_chunks=chunks, prefill_finishing=finishing)
+                                   prefill_chunks=chunks, prefill_finishing=finishing) * self.slowdown
         self._set_wake(now_s + dt + self.step_overhead_s)
 
     def _start_run(self, now_s: float, plan: list[tuple[Sequence, int]]) -> None:
@@ -492,7 +501,7 @@ class Engine:
         n = len(seqs)
         ctx0 = sum(s.computed for s in seqs)
         a, b = self.perf.decode_run_coefficients(n)
-        a += self.step_overhead_s
+        a, b = a * self.slowdown + self.step_overhead_s, b * self.slowdown
         self._seg_kind = "run"
         self._seg_plan = plan
         self._run_k = k
