@@ -9,8 +9,14 @@ import pathlib
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.kubeapi import KubeApiServer
+
+# Property tests check properties, not speed: hypothesis' default 200 ms deadline per example turns
+# a loaded 2-core machine into a failure (seen: 368 ms for a 0.1 ms example). Speed lives in bench/.
+settings.register_profile("tidal", deadline=None)
+settings.load_profile("tidal")
 
 # --- test Kubernetes API server (tests/kubeapi) ------------------------------------------------
 

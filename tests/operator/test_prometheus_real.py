@@ -5,8 +5,9 @@ Tolerances (why a correct adapter lands inside them and a wrong one does not):
 * Rates: each pod's requests arrive every 1/rate seconds, so the count inside any
   window is exact to +-1 request; rate() over 5 s of 0.5 s scrapes sees >= 4.5 s of
   increase, i.e. >= 45 requests per pod, so quantisation is <= 2.2 %, plus scrape-time
-  jitter of a few ms. ``RATE_RTOL`` = 5 %. A wrong aggregation (one pod only, double
-  counting both spellings or both TPOT names) is off by >= 25 %.
+  jitter: a few ms on an idle machine, but up to ~0.3 s of a 5 s window (~6 %) when both CPUs
+  are busy (seen at load 7-10; ``make test-repeat`` runs this way). ``RATE_RTOL`` = 10 %. A wrong
+  aggregation (one pod only, double counting both spellings or both TPOT names) is off by >= 25 %.
 * Quantiles: ``histogram_quantile`` interpolates linearly inside the bucket holding the
   rank. The reference is what it returns for a histogram filled exactly by the known
   latency distribution (``interpolated_quantile``); that differs from the true quantile
@@ -40,7 +41,7 @@ from tidal.policies.interface import PoolObservation
 
 pytestmark = pytest.mark.prometheus
 
-RATE_RTOL = 0.05
+RATE_RTOL = 0.10
 CDF_TOL = 0.06
 PERCENTILES = (50.0, 90.0, 99.0)
 GAUGE_ATOL = 1e-9
