@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tidal.bench.policies import POLICIES, PolicySpec, parse_policy_spec
+from tidal.bench.policies import POLICIES, PolicyBuildError, PolicySpec, parse_policy_spec
 from tidal.bench.report import write_reports
 from tidal.bench.run import MODES, BenchPlan, run_plan, with_oracle_ratio
 from tidal.bench.settings import DEFAULT_WORKERS, QUICK_DURATION_S
@@ -103,6 +103,8 @@ def bench(
             rows = run_plan(plan)
     except TraceNotFoundError as exc:
         raise typer.BadParameter(str(exc), param_hint="--traces-dir") from None
+    except PolicyBuildError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policies") from None
     rows = with_oracle_ratio(rows)
     written = write_reports(rows, out)
     typer.echo((out / "bench.md").read_text())

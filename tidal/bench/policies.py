@@ -63,6 +63,10 @@ class Prepared:
 Builder = Callable[[PolicyContext], Prepared]
 
 
+class PolicyBuildError(ValueError):
+    """A policy could not be built from its ``--policies`` parameters."""
+
+
 @dataclass(frozen=True)
 class BenchPolicy:
     builder: Builder
@@ -87,7 +91,13 @@ def _fixed(ctx: PolicyContext) -> Prepared:
     return Prepared(FixedReplicas({pool: replicas for pool in ctx.pools}))
 
 
+def _no_params(name: str, ctx: PolicyContext) -> None:
+    if ctx.params:
+        raise ValueError(f"{name} takes no parameters, got {', '.join(sorted(ctx.params))}")
+
+
 def _static_peak(ctx: PolicyContext) -> Prepared:
+    _no_params(STATIC_PEAK, ctx)
     peak = search_static_peak(ctx.requests, ctx.config, ctx.slo, ctx.limits,
                               min_replicas=ctx.min_replicas, max_replicas=ctx.max_replicas)
     return Prepared(peak.policy(), notes={"replicas": dict(peak.replicas), "met": peak.met,
@@ -95,6 +105,7 @@ def _static_peak(ctx: PolicyContext) -> Prepared:
 
 
 def _oracle(ctx: PolicyContext) -> Prepared:
+    _no_params(ORACLE, ctx)
     found = search_oracle(ctx.requests, ctx.config, ctx.slo, ctx.limits,
                           min_replicas=ctx.min_replicas, max_replicas=ctx.max_replicas)
     return Prepared(found.policy, result=found.result,
@@ -121,6 +132,14 @@ POLICIES: dict[str, BenchPolicy] = {
     # "hpa": BenchPolicy(from_factory(BASELINE_FACTORIES["hpa"]), "Kubernetes HPA"),
 }
 """Every policy the bench can run, in table order."""
+
+
+def build_policy(spec: "PolicySpec", ctx: PolicyContext) -> Prepared:
+    """Build ``spec`` for one cell; bad parameters raise :class:`PolicyBuildError` naming it."""
+    try:
+        return POLICIES[spec.name].builder(ctx)
+    except (TypeError, ValueError) as exc:
+        raise PolicyBuildError(f"policy {spec.label!r}: {exc}") from None
 
 
 @dataclass(frozen=True)

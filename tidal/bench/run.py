@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from tidal.bench.policies import ORACLE, POLICIES, STATIC_PEAK, PolicyContext, PolicySpec
+from tidal.bench.policies import (ORACLE, POLICIES, STATIC_PEAK, PolicyContext, PolicySpec,
+                                  build_policy)
 from tidal.bench.probe import feasibility
 from tidal.bench.settings import DEFAULT_SEEDS, DEFAULT_WORKERS, MIN_REPLICAS_PER_POOL
 from tidal.bench.workloads import SETUPS, TRACES
@@ -103,7 +104,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                         min_replicas=MIN_REPLICAS_PER_POOL,
                         max_replicas=setup.max_replicas_per_pool,
                         params=dict(cell.policy.params))
-    prepared = POLICIES[cell.policy.name].builder(ctx)
+    prepared = build_policy(cell.policy, ctx)
     result = prepared.result or Simulation(requests, prepared.autoscaler, config).run()
     s = result.summary
     done = result.requests
