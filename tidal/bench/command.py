@@ -106,7 +106,9 @@ def bench(
     except PolicyBuildError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policies") from None
     rows = with_oracle_ratio(rows)
-    written = write_reports(rows, out)
+    window = (f"the first {QUICK_DURATION_S:g} s of each trace (--quick)" if quick
+              else "whole traces (ServeGen: the busiest hour of day 1)")
+    written = write_reports(rows, out, window=window)
     typer.echo((out / "bench.md").read_text())
     typer.echo(f"{len(rows)} runs in {time.perf_counter() - wall0:.1f} s wall "
                   f"({workers} workers); wrote {len(written)} files under {out}")

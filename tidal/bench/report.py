@@ -158,8 +158,18 @@ def _plot_png(setup: str, trace: str,
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def write_reports(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
-    """Write every table (markdown + CSV), ``bench.md`` and ``bench.html`` under ``out``."""
+def _html_table(key: tuple[str, str, str], table: Sequence[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEADERS)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _cells(row))
+                   + "</tr>" for row in table)
+    return (f"<h3>{html.escape(title(key))}</h3><p>{html.escape(_infeasible(table[0]))}</p>"
+            f"<table><tr>{head}</tr>{rows}</table>")
+
+
+def write_reports(rows: Sequence[dict[str, Any]], out: Path, *,
+                  window: str = "whole traces") -> list[Path]:
+    """Write every table (markdown + CSV), ``bench.md`` and ``bench.html`` under ``out``;
+    ``window`` says which part of the traces was replayed."""
     out.mkdir(parents=True, exist_ok=True)
     tables = aggregate(rows)
     written: list[Path] = []
@@ -176,18 +186,21 @@ def write_reports(rows: Sequence[dict[str, Any]], out: Path) -> list[Path]:
                        for name, t in TRACES.items()
                        if any(k[1] == name for k in tables))
     summary = out / "bench.md"
-    summary.write_text("# tidal bench\n\n" + legend + "\n\n" + "\n".join(sections))
+    summary.write_text(f"# tidal bench\n\nReplayed: {window}.\n\n" + legend + "\n\n"
+                       + "\n".join(sections))
     written.append(summary)
     plots = []
     for setup, trace in dict.fromkeys((k[0], k[1]) for k in tables):
         png = _plot_png(setup, trace, tables)
         plots.append(f"<h2>{html.escape(trace)} ({html.escape(setup)})</h2>"
                      f"<img src='data:image/png;base64,{png}'/>")
-    body = "".join(f"<pre>{html.escape(s)}</pre>" for s in sections)
+    body = "".join(_html_table(key, table) for key, table in tables.items())
     page = out / "bench.html"
     page.write_text("<!doctype html><html><head><meta charset='utf-8'><title>tidal bench"
                     "</title><style>body{font-family:sans-serif;max-width:1100px;margin:2em "
-                    "auto}</style></head><body><h1>tidal bench</h1>" + "".join(plots)
+                    "auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+                    "padding:3px 8px;text-align:right}</style></head><body><h1>tidal bench</h1>"
+                    + f"<p>Replayed: {html.escape(window)}.</p>" + "".join(plots)
                     + "<h2>Tables</h2>" + body + "</body></html>")
     written.append(page)
     return written

@@ -8,6 +8,7 @@ submitted longest first (the searched references) so two workers finish together
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -149,7 +150,9 @@ def run_plan(plan: BenchPlan,
             if progress is not None:
                 progress(len(rows), len(cells))
     else:
-        with ProcessPoolExecutor(max_workers=plan.workers) as pool:
+        # spawn: workers must not inherit the parent's threads (the progress bar's refresher)
+        with ProcessPoolExecutor(max_workers=plan.workers,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(run_cell, cell) for cell in ordered]
             for future in as_completed(futures):
                 rows.append(future.result())
