@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tidal.bench.policies import ORACLE
+from tidal.bench.policies import ORACLE, STATIC_PEAK
 from tidal.bench.workloads import SETUPS, TRACES
 
 METRICS = ("ttft_attainment", "tpot_attainment", "slo_attainment", "gpu_hours",
@@ -43,6 +43,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], list
         table = []
         for policy, runs in by_policy.items():
             row = {"policy": policy, "seeds": len(runs), "requests": runs[0]["requests"],
+                   "notes": runs[0]["notes"],
                    "ttft_infeasible": runs[0]["ttft_infeasible"],
                    "kv_infeasible": runs[0]["kv_infeasible"],
                    "max_feasible_prompt_tokens": runs[0]["max_feasible_prompt_tokens"]}
@@ -94,6 +95,21 @@ def _infeasible(row: dict[str, Any]) -> str:
     return text + f"; {row['kv_infeasible']:,} exceed the KV cache."
 
 
+def _references(table: Sequence[dict[str, Any]]) -> str:
+    """What the searches found: static-peak's size, oracle intervals the cap could not serve."""
+    parts = []
+    for row in table:
+        notes = row.get("notes") or {}
+        if row["policy"] == STATIC_PEAK and "replicas" in notes:
+            sizes = ", ".join(f"{n} {pool}" for pool, n in sorted(notes["replicas"].items()))
+            parts.append(f"static-peak holds {sizes}"
+                         + ("" if notes.get("met", True) else " (the cap, short of the SLO)"))
+        if row["policy"] == ORACLE and notes.get("capped_intervals"):
+            parts.append(f"the oracle hit the replica cap in {notes['capped_intervals']} "
+                         "minute(s)")
+    return ("; ".join(parts) + ".") if parts else ""
+
+
 def markdown_table(key: tuple[str, str, str], table: Sequence[dict[str, Any]]) -> str:
     """One (setup, trace, mode) table with its SLO and feasibility line above it."""
     trace = TRACES[key[1]]
@@ -101,7 +117,8 @@ def markdown_table(key: tuple[str, str, str], table: Sequence[dict[str, Any]]) -
     lines = [f"### {title(key)}", "",
              f"SLO: TTFT <= {trace.slo.ttft_s:g} s and TPOT <= {trace.slo.tpot_s * 1e3:g} ms, "
              f"target {100 * trace.slo.attainment:g} % of requests. {first['requests']:,} "
-             f"requests; {_infeasible(first)} Seeds: {first['seeds']}.", "",
+             f"requests; {_infeasible(first)} {_references(table)} Seeds: {first['seeds']}.",
+             "",
              "| " + " | ".join(HEADERS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(HEADERS) - 1)) + "|"]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in table]
