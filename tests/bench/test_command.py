@@ -56,3 +56,13 @@ def test_quick_run_on_a_private_traces_folder_writes_the_tables(traces_dir: Path
     assert result.exit_code == 0, result.output
     assert (tmp_path / "8b-h100_azure-code_unified.csv").is_file()
     assert "| oracle |" in (tmp_path / "bench.md").read_text()
+
+
+def test_traces_dir_without_the_trace_file_names_the_option_and_the_file(tmp_path: Path) -> None:
+    empty = tmp_path / "traces"
+    empty.mkdir()
+    result = runner.invoke(app, ["bench", "--traces-dir", str(empty), "--traces", "azure-code",
+                                 "--workers", "1", "--no-progress", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "--traces-dir" in text and "AzureLLMInferenceTrace_code.csv" in text, text

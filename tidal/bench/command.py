@@ -16,13 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tidal.bench.policies import POLICIES, PolicyBuildError, PolicySpec, parse_policy_spec
 from tidal.bench.report import write_reports
-from tidal.bench.run import MODES, BenchPlan, run_plan, with_oracle_ratio
-from tidal.bench.settings import DEFAULT_WORKERS, QUICK_DURATION_S
+from tidal.bench.run import MODES, BenchPlan, check_traces, run_plan, with_oracle_ratio
+from tidal.bench.settings import DEFAULT_OUT_DIR, DEFAULT_WORKERS, QUICK_DURATION_S, QUICK_SETUPS
 from tidal.bench.workloads import SETUPS, TRACES
-from tidal.sim.traces import TraceNotFoundError
+from tidal.sim.traces import TraceFormatError, TraceNotFoundError, UnknownTraceError
 
-DEFAULT_OUT = Path("reports/bench")
-QUICK_SETUPS = ("8b-h100",)
 
 
 def _items(text: str) -> list[str]:
@@ -77,7 +75,7 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help=f"First {QUICK_DURATION_S:g} s of each "
                                f"trace, setups {', '.join(QUICK_SETUPS)} only (<= 2 min)."),
     workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="Processes running cells."),
-    out: Path = typer.Option(DEFAULT_OUT, help="Folder for the tables, CSVs and bench.html."),
+    out: Path = typer.Option(Path(DEFAULT_OUT_DIR), help="Folder for the tables, CSVs and bench.html."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Compare autoscaling policies on real traces against static-peak and a clairvoyant oracle."""
@@ -91,6 +89,12 @@ def bench(
                      modes=_choose(modes, list(MODES), "--modes"), policies=_policies(policies),
                      seeds=_seeds(seeds), traces_dir=traces_dir,
                      duration_s=QUICK_DURATION_S if quick else None, workers=workers)
+    try:
+        check_traces(plan)
+    except (TraceNotFoundError, TraceFormatError, UnknownTraceError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--traces-dir") from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--traces") from None
     console = Console()
     wall0 = time.perf_counter()
     try:
@@ -101,8 +105,6 @@ def bench(
                 rows = run_plan(plan, lambda done, total: bar.update(task, completed=done))
         else:
             rows = run_plan(plan)
-    except TraceNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--traces-dir") from None
     except PolicyBuildError as exc:
         raise typer.BadParameter(str(exc), param_hint="--policies") from None
     rows = with_oracle_ratio(rows)

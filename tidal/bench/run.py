@@ -137,6 +137,14 @@ def _order_key(plan: BenchPlan) -> Callable[[dict[str, Any]], tuple]:
                                row["seed"])],)
 
 
+def check_traces(plan: BenchPlan) -> None:
+    """Load every trace of the plan once (first seed) so a missing folder, a malformed file
+    or an empty window is reported before the matrix starts."""
+    for trace in plan.traces:
+        if not _requests(trace, plan.traces_dir, plan.seeds[0], plan.duration_s):
+            raise ValueError(f"trace {trace!r} has no requests in the chosen window")
+
+
 def run_plan(plan: BenchPlan,
              progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
     """Every cell's row, in matrix order. ``progress(done, total)`` after each cell."""
@@ -154,10 +162,15 @@ def run_plan(plan: BenchPlan,
         with ProcessPoolExecutor(max_workers=plan.workers,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = [pool.submit(run_cell, cell) for cell in ordered]
-            for future in as_completed(futures):
-                rows.append(future.result())
-                if progress is not None:
-                    progress(len(rows), len(cells))
+            try:
+                for future in as_completed(futures):
+                    rows.append(future.result())
+                    if progress is not None:
+                        progress(len(rows), len(cells))
+            except BaseException:
+                for future in futures:      # do not run the rest of the matrix after a failure
+                    future.cancel()
+                raise
     return sorted(rows, key=_order_key(plan))
 
 

@@ -49,4 +49,11 @@ DEFAULT_SEEDS = (0,)
 """Seeds per run: cold-start jitter and sampled traces (ServeGen, agent) depend on it."""
 
 QUICK_DURATION_S = 300.0
-"""``--quick`` replays the first five minutes of each trace, one seed, the 8B setup."""
+"""``--quick`` replays the first five minutes of each trace (with ``QUICK_SETUPS`` only)."""
+
+QUICK_SETUPS = ("8b-h100",)
+"""Model setups ``--quick`` keeps: the 8B one, whose cells are the cheapest to replay."""
+
+DEFAULT_OUT_DIR = "reports/bench"
+"""Where ``tidal bench`` writes its tables unless ``--out`` says otherwise (git-ignored
+``reports/``, like ``make demo``'s report)."""
