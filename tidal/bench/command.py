@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tidal.bench.policies import POLICIES, PolicyBuildError, PolicySpec, parse_policy_spec
 from tidal.bench.report import write_reports
 from tidal.bench.run import MODES, BenchPlan, check_traces, run_plan, with_oracle_ratio
-from tidal.bench.settings import DEFAULT_OUT_DIR, DEFAULT_WORKERS, QUICK_DURATION_S, QUICK_SETUPS
+from tidal.bench.settings import (DEFAULT_OUT_DIR, DEFAULT_WORKERS, QUICK_DURATION_S,
+                                  QUICK_SETUPS)
 from tidal.bench.workloads import SETUPS, TRACES
 from tidal.sim.traces import TraceFormatError, TraceNotFoundError, UnknownTraceError
 
@@ -75,7 +76,8 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help=f"First {QUICK_DURATION_S:g} s of each "
                                f"trace, setups {', '.join(QUICK_SETUPS)} only (<= 2 min)."),
     workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="Processes running cells."),
-    out: Path = typer.Option(Path(DEFAULT_OUT_DIR), help="Folder for the tables, CSVs and bench.html."),
+    out: Path = typer.Option(Path(DEFAULT_OUT_DIR),
+                             help="Folder for the tables, CSVs and bench.html."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Compare autoscaling policies on real traces against static-peak and a clairvoyant oracle."""

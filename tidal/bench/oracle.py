@@ -27,8 +27,9 @@ Limits (why it is a plausible, not a proven, bound): the per-interval target is 
 interval by interval, while a policy is judged on the whole run, so a policy that gives up
 a whole burst (< 1 % of requests) could in principle score >= 99 % on fewer GPU-hours; the
 cold-start lead predicts placement from the plan, not from the live cluster (pods still
-draining hold GPUs), so a start can be late (repair covers that) or early; one interval is a minute, so sub-minute bursts are
-provisioned for the whole minute; and the search trusts monotonicity in replicas.
+draining hold GPUs), so a start can be late (repair covers that) or early; one interval is
+a minute, so sub-minute bursts are provisioned for the whole minute; and the search trusts
+monotonicity in replicas.
 """
 
 from __future__ import annotations

@@ -106,7 +106,8 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                         max_replicas=setup.max_replicas_per_pool,
                         params=dict(cell.policy.params))
     prepared = build_policy(cell.policy, ctx)
-    result = prepared.result or Simulation(requests, prepared.autoscaler, config).run()
+    result = (prepared.result if prepared.result is not None
+              else Simulation(requests, prepared.autoscaler, config).run())
     s = result.summary
     done = result.requests
     total = len(requests)
