@@ -148,26 +148,30 @@ def _plot_png(setup: str, trace: str,
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(7, 4))
     markers = {"unified": "o", "disaggregated": "s"}
-    for (s, t, mode), table in tables.items():
-        if (s, t) != (setup, trace):
-            continue
+    cells = {mode: table for (s, t, mode), table in tables.items() if (s, t) == (setup, trace)}
+    policies = list(dict.fromkeys(row["policy"] for table in cells.values() for row in table))
+    colours = {p: plt.get_cmap("tab10")(i % 10) for i, p in enumerate(policies)}
+    for mode, table in cells.items():
         for row in table:
             if row["gpu_hours"] is None or row["slo_attainment"] is None:
                 continue
-            x, y = row["gpu_hours"], 100 * row["slo_attainment"]
-            ax.scatter([x], [y], marker=markers.get(mode, "^"),
-                       color="black" if row["policy"] == ORACLE else None)
-            ax.annotate(f"{row['policy']} ({mode[:5]})", (x, y), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
-    ax.axhline(100 * TRACES[trace].slo.attainment, color="red", linestyle=":",
-               label="target attainment")
+            ax.scatter([row["gpu_hours"]], [100 * row["slo_attainment"]],
+                       marker=markers.get(mode, "^"), color=colours[row["policy"]], s=40,
+                       edgecolors="black" if row["policy"] == ORACLE else "none")
+    handles = [Line2D([], [], linestyle="", marker="o", color=colours[p], label=p)
+               for p in policies]
+    handles += [Line2D([], [], linestyle="", marker=m, color="grey", label=mode)
+                for mode, m in markers.items() if mode in cells]
+    ax.axhline(100 * TRACES[trace].slo.attainment, color="red", linestyle=":")
+    handles.append(Line2D([], [], color="red", linestyle=":", label="target attainment"))
     ax.set_xlabel("GPU-hours")
     ax.set_ylabel("requests meeting both SLOs (%)")
-    ax.set_title(f"{trace} | {SETUPS[setup].model} (o unified, s disaggregated)")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{trace} | {SETUPS[setup].model}")
+    ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight",
                 metadata={"Software": None})
