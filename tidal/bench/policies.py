@@ -74,11 +74,12 @@ class BenchPolicy:
 
 
 def from_factory(factory: Callable[..., Autoscaler]) -> Builder:
-    """A bench builder for a catalog-style ``factory(min_replicas=, max_replicas=, **params)``."""
+    """A bench builder for a catalog-style ``factory(min_replicas=, max_replicas=, **params)``;
+    ``--policies`` parameters may override the bench's bounds too."""
 
     def build(ctx: PolicyContext) -> Prepared:
-        return Prepared(factory(min_replicas=ctx.min_replicas, max_replicas=ctx.max_replicas,
-                                **ctx.params))
+        bounds = {"min_replicas": ctx.min_replicas, "max_replicas": ctx.max_replicas}
+        return Prepared(factory(**{**bounds, **ctx.params}))
 
     return build
 
