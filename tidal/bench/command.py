@@ -69,12 +69,13 @@ def bench(
     policies: str = typer.Option(",".join(POLICIES), help="Comma-separated names, each "
                                  "optionally name:key=value,...; names: " + ", ".join(POLICIES)),
     modes: str = typer.Option(",".join(MODES), help="Comma-separated: " + ", ".join(MODES)),
-    models: str = typer.Option(",".join(SETUPS), help="Comma-separated setups: "
-                               + ", ".join(SETUPS)),
+    models: Optional[str] = typer.Option(
+        None, help="Comma-separated setups: " + ", ".join(SETUPS) + " (default: all; with "
+        "--quick: " + ", ".join(QUICK_SETUPS) + ")."),
     seeds: str = typer.Option("0", help="Comma-separated seeds (cold-start jitter, sampled "
                               "traces)."),
     quick: bool = typer.Option(False, "--quick", help=f"First {QUICK_DURATION_S:g} s of each "
-                               f"trace, setups {', '.join(QUICK_SETUPS)} only (<= 2 min)."),
+                               "trace, the quick setups unless --models is given (<= 2 min)."),
     workers: int = typer.Option(DEFAULT_WORKERS, min=1, help="Processes running cells."),
     out: Path = typer.Option(Path(DEFAULT_OUT_DIR),
                              help="Folder for the tables, CSVs and bench.html."),
@@ -84,9 +85,10 @@ def bench(
     if traces_dir is not None and not traces_dir.is_dir():
         raise typer.BadParameter(f"{traces_dir} is not a folder; give a folder laid out like "
                                  "../shared/traces", param_hint="--traces-dir")
-    setups = _choose(models, list(SETUPS), "--models")
-    if quick:
-        setups = tuple(s for s in setups if s in QUICK_SETUPS) or QUICK_SETUPS
+    if models is None:
+        setups = QUICK_SETUPS if quick else tuple(SETUPS)
+    else:
+        setups = _choose(models, list(SETUPS), "--models")
     plan = BenchPlan(setups=setups, traces=_choose(traces, list(TRACES), "--traces"),
                      modes=_choose(modes, list(MODES), "--modes"), policies=_policies(policies),
                      seeds=_seeds(seeds), traces_dir=traces_dir,
@@ -115,4 +117,4 @@ def bench(
     written = write_reports(rows, out, window=window)
     typer.echo((out / "bench.md").read_text())
     typer.echo(f"{len(rows)} runs in {time.perf_counter() - wall0:.1f} s wall "
-                  f"({workers} workers); wrote {len(written)} files under {out}")
+               f"({workers} workers); wrote {len(written)} files under {out}")
