@@ -110,6 +110,10 @@ def _references(table: Sequence[dict[str, Any]]) -> str:
     return ("; ".join(parts) + ".") if parts else ""
 
 
+def _seed_note(row: dict[str, Any]) -> str:
+    return " (counts and notes: the first seed; metrics: their mean)" if row["seeds"] > 1 else ""
+
+
 def markdown_table(key: tuple[str, str, str], table: Sequence[dict[str, Any]]) -> str:
     """One (setup, trace, mode) table with its SLO and feasibility line above it."""
     trace = TRACES[key[1]]
@@ -117,7 +121,7 @@ def markdown_table(key: tuple[str, str, str], table: Sequence[dict[str, Any]]) -
     lines = [f"### {title(key)}", "",
              f"SLO: TTFT <= {trace.slo.ttft_s:g} s and TPOT <= {trace.slo.tpot_s * 1e3:g} ms, "
              f"target {100 * trace.slo.attainment:g} % of requests. {first['requests']:,} "
-             f"requests; {_infeasible(first)} {_references(table)} Seeds: {first['seeds']}.",
+             f"requests; {_infeasible(first)} {_references(table)} Seeds: {first['seeds']}{_seed_note(first)}.",
              "",
              "| " + " | ".join(HEADERS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(HEADERS) - 1)) + "|"]
