@@ -121,8 +121,8 @@ def markdown_table(key: tuple[str, str, str], table: Sequence[dict[str, Any]]) -
     lines = [f"### {title(key)}", "",
              f"SLO: TTFT <= {trace.slo.ttft_s:g} s and TPOT <= {trace.slo.tpot_s * 1e3:g} ms, "
              f"target {100 * trace.slo.attainment:g} % of requests. {first['requests']:,} "
-             f"requests; {_infeasible(first)} {_references(table)} "
-             f"Seeds: {first['seeds']}{_seed_note(first)}.",
+             f"requests; " + " ".join(filter(None, (_infeasible(first), _references(table))))
+             + f" Seeds: {first['seeds']}{_seed_note(first)}.",
              "",
              "| " + " | ".join(HEADERS) + " |",
              "|" + "|".join(["---"] + ["---:"] * (len(HEADERS) - 1)) + "|"]
