@@ -10,7 +10,7 @@ PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
 # e2e: the operator against the real cluster KUBECONFIG names (kind, k3d...); see docs/operator.md.
-.PHONY: demo test e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator clean
+.PHONY: demo test e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-policies clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ e2e: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/tidal crds
 
-bench: bench-forecast bench-sim bench-functions bench-operator
+bench: bench-forecast bench-sim bench-functions bench-operator bench-policies
 
 bench-forecast: $(STAMP)
 	$(BIN)/python bench/forecast.py
@@ -52,6 +52,11 @@ bench-functions: $(STAMP)
 
 bench-operator: $(STAMP)
 	$(BIN)/python bench/operator.py
+
+# Every policy against static-peak and the clairvoyant oracle on the real traces (docs/bench.md);
+# tables, CSVs and bench.html land in reports/bench.
+bench-policies: $(STAMP)
+	$(BIN)/tidal bench --out reports/bench
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .hypothesis reports

@@ -92,6 +92,9 @@ app.command()(simulate)
 from tidal.sim.functions_command import simulate_functions  # noqa: E402
 
 app.command("simulate-functions")(simulate_functions)
+from tidal.bench.command import bench  # noqa: E402
+
+app.command()(bench)
 
 
 def main() -> None:  # pragma: no cover - console-script shim
