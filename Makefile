@@ -51,7 +51,7 @@ bench-functions: $(STAMP)
 	$(BIN)/python bench/functions.py
 
 bench-operator: $(STAMP)
-	$(BIN)/python bench/operator.py
+	$(BIN)/python bench/operator_fleet.py
 
 # Every policy against static-peak and the clairvoyant oracle on the real traces (docs/bench.md);
 # tables, CSVs and bench.html land in reports/bench.

@@ -24,7 +24,7 @@ class OperatorMetrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         # process_cpu_seconds_total and process_resident_memory_bytes: the operator's own budget
-        # (docs/operator.md, Benchmark) can be watched in production, not only in bench/operator.py.
+        # (docs/operator.md, Benchmark) can be watched in production, not only in bench/operator_fleet.py.
         ProcessCollector(registry=r)
         self.forecast_rps = Gauge("tidal_forecast_requests_per_second",
                                   "Forecast request rate (median) at the pre-warm horizon, req/s", LABELS, registry=r)

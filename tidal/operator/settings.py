@@ -26,7 +26,7 @@ kopf's own default is 60 s, long enough to make a create look lost."""
 DEFAULT_STATE_SAVE_INTERVAL_S = 300.0
 """Forecaster history that changed without a decision change is persisted at most this often
 (a restart then re-learns at most five minutes); decision changes, scale changes and counted pods
-are persisted on the tick. Measured (bench/operator.py): saving every minute cost 1,000 workloads
+are persisted on the tick. Measured (bench/operator_fleet.py): saving every minute cost 1,000 workloads
 ~250 ConfigMap writes per 15 s interval and kept the operator above its CPU target."""
 
 DEFAULT_API_TIMEOUT_S = 10.0

@@ -36,7 +36,7 @@ FORECAST_STEP_S = 60.0
 four 15 s samples (rates read over a 60 s window are that smooth anyway), put a week of history in the
 10,080-cell grid (tidal/predictors/grid.py MAX_HISTORY_CELLS: weekly seasonality is visible), and cost
 a quarter of the per-tick learning: with 15 s cells the ``auto`` forecaster alone kept 1,000 workloads
-above the operator's CPU target (bench/operator.py). Pre-warm horizons are minutes."""
+above the operator's CPU target (bench/operator_fleet.py). Pre-warm horizons are minutes."""
 FORECAST_QUANTILES = (0.1, 0.5, 0.9)
 """Median plus an 80 % band: the forecast and the bounds shown in status.forecast."""
 FORECAST_SERIES_POOL_ORDER = ("unified", "prefill")

@@ -1,7 +1,7 @@
 """Benchmark: one operator process serving many ModelDeployments against the test API server.
 
-    .venv/bin/python bench/operator.py                      # 1,000 workloads, 15 s interval, 3 ticks
-    .venv/bin/python bench/operator.py --workloads 100 --ticks 2 --predictor holt-winters
+    .venv/bin/python bench/operator_fleet.py                      # 1,000 workloads, 15 s interval, 3 ticks
+    .venv/bin/python bench/operator_fleet.py --workloads 100 --ticks 2 --predictor holt-winters
 
 The API server (tests/kubeapi) runs in a child process so the operator's CPU share is its own.
 Creation is not measured: after every workload has children and its first tick, the benchmark
