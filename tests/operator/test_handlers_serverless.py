@@ -123,7 +123,8 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
         assert deployment.spec.template.metadata.labels["tidal.dev/function"] == "hello"
         container = deployment.spec.template.spec.containers[0]
         assert container.resources.limits == {"memory": "256Mi"}
-        service = core.read_namespaced_service("hello", NS)
+        # The Service is applied after the Deployment: poll for it too (read once, it raced).
+        service = eventually(lambda: core.read_namespaced_service("hello", NS))
         assert service.spec.selector == {"tidal.dev/function": "hello"}
         eventually(
             lambda: sfn(kube_client, "hello").get("status", {}).get("observedGeneration") == 1
