@@ -178,7 +178,7 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
 
         eventually(updated)
 
-        # Deleting the function removes its children (owner references) and kopf's finalizer.
+        # Deleting the function removes its children (owner references); no finalizer holds it.
         client.CustomObjectsApi(kube_client).delete_namespaced_custom_object(
             GROUP, VERSION, NS, PLURAL, "hello"
         )

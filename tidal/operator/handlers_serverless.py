@@ -11,6 +11,8 @@
   state lives in the per-object kopf ``memo``; it is persisted in the ConfigMap
   ``<name>-keepalive`` when it learns an idle time or the function goes idle, and restored from it
   after an operator restart.
+* deletion: no handler and no finalizer (owner references garbage-collect the children); a
+  ``DELETED``-only event handler stops the object's timer (:mod:`tidal.operator.finalizers`).
 
 Function metrics come from a :data:`FunctionMetricsSource`. Without ``--prometheus-url`` every tick
 reports ``MetricsAvailable=False`` and the policy holds the current instances (never zero on
@@ -48,6 +50,12 @@ from tidal.controllers.serverlessfunction import (
     render_state_configmap,
     state_configmap_name,
     state_from_configmap,
+)
+from tidal.operator.finalizers import (
+    is_deletion_event,
+    mark_deleted,
+    not_deleted,
+    timers_need_no_finalizer,
 )
 from tidal.operator.handlers_accelerators import Clock, utcnow
 from tidal.operator.kube import KubeClients, apply_object
@@ -258,6 +266,7 @@ def register(
         registry=registry,
         id="serverlessfunction-keepalive",
         interval=settings.interval_s,
+        when=not_deleted,
     )
     async def keepalive(
         spec: Any,
@@ -339,3 +348,16 @@ def register(
         changes = _changed(previous, new_status)
         if changes:
             patch.status.update(changes)
+
+    @kopf.on.event(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="serverlessfunction-deleted",
+        when=is_deletion_event,
+    )
+    def forget_deleted(memo: Any, **_: Any) -> None:
+        mark_deleted(memo)  # stops the keep-alive timer: there is no finalizer to wait for it
+
+    timers_need_no_finalizer(registry, ["serverlessfunction-keepalive"])
