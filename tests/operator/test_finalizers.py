@@ -104,3 +104,20 @@ def test_every_timer_is_released_from_the_finalizer(kubeconfig: Any) -> None:
             timers_need_no_finalizer(registry, ["renamed"])
     finally:
         clients.close()
+
+
+def test_the_deletion_watcher_logs_only_deletions(harness: OperatorHarness, caplog: pytest.LogCaptureFixture) -> None:
+    """The ``on.event`` handler sees only DELETED events, so live objects' watch events and ticks
+    log no "Handler 'tidal_md_deleted' succeeded." line (issue 9, item 18)."""
+    h = harness
+    with caplog.at_level("DEBUG"), h.operator():
+        h.create_md(model_deployment("chatty"))
+        eventually(lambda: (h.condition("chatty", "MetricsAvailable") or {}).get("reason") == "NoPrometheus")
+        h.patch_md("chatty", {"spec": {"replicas": 2}})  # more watch events
+        eventually(lambda: h.apps.read_namespaced_deployment("chatty-unified-gpu-a", OPERATOR_NS).spec.replicas == 2)
+        assert not [r for r in caplog.records if "tidal_md_deleted" in r.getMessage()]
+        h.custom.delete_namespaced_custom_object("tidal.dev", "v1alpha1", OPERATOR_NS, "modeldeployments", "chatty")
+        eventually(lambda: any("forgot deleted ModelDeployment team-a/chatty" in r.getMessage()
+                               and r.levelname == "DEBUG" for r in caplog.records))
+    infos = [r for r in caplog.records if "tidal_md_deleted" in r.getMessage() and r.levelno >= 20]
+    assert len(infos) <= 1, [r.getMessage() for r in infos]  # kopf's one line for the deletion itself
