@@ -67,6 +67,34 @@ def test_explain_prints_the_last_decisions_and_reasons(harness: OperatorHarness)
     assert bad.exit_code == 2 and "give NAMESPACE/NAME" in bad.output
 
 
+def test_explain_escapes_markup_links_and_escape_bytes(harness: OperatorHarness) -> None:
+    """Condition messages and the state ConfigMap are editable by anyone who can patch them: their
+    text is printed literally, never as rich markup or raw terminal control bytes."""
+    from tidal.controllers.workload_state import STATE_KEY, WorkloadState, encode_state, state_configmap_name
+
+    h = harness
+    h.create_md(model_deployment("odd"))
+    h.custom.patch_namespaced_custom_object_status("tidal.dev", "v1alpha1", "team-a", "modeldeployments", "odd", {
+        "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Odd",
+                                   "message": "[/bold] closes nothing [link=https://example.invalid]x[/link]",
+                                   "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    state = WorkloadState(tick=3, last_scale_event="\x07bell", decisions=[{
+        "time": 1, "tick": 3, "desired": {"unified": 1}, "byChild": {"[bold]k": 1}, "metricsAvailable": False,
+        "forecastRps": "[red]nan", "reasons": [{"code": "hold", "pool": "unified",
+                                               "message": "\x1b[31mred\x1b[0m [red]not red[/red] \u202eevil"}]}])
+    h.core.create_namespaced_config_map("team-a", {"metadata": {"name": state_configmap_name("odd")},
+                                                   "data": {STATE_KEY: encode_state(state)}})
+    result = CliRunner().invoke(app, ["explain", "team-a/odd", "--kubeconfig", str(h.kubeconfig)],
+                                env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "[/bold] closes nothing [link=https://example.invalid]x[/link]" in out
+    assert "\\x1b[31mred\\x1b[0m [red]not red[/red] \\u202eevil" in out
+    assert "[bold]k" in out and "\\x07bell" in out
+    assert not [ch for ch in out if ord(ch) < 32 and ch not in "\n\t"], "raw control bytes reached the terminal"
+    assert "\u202e" not in out
+
+
 def test_run_serves_health_and_metrics_and_stops_on_sigterm(harness: OperatorHarness) -> None:
     h = harness
     health, metrics = free_port(), free_port()
