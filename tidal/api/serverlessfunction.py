@@ -83,8 +83,8 @@ class ServerlessFunctionStatus(StatusModel):
 
 
 MAX_NAME_LENGTH = 63
-"""The function's Service is named after it (a DNS-1035 label, at most 63 characters), and the name is
-a label value on its pods (also at most 63)."""
+"""The name is a label value on the function's pods (at most 63 characters). Its Service is named
+after it too, rewritten when the name is not an RFC 1035 label (tidal.controllers.serverlessfunction.service_name)."""
 NAME_TOO_LONG = f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the function's Service and pod label carry it"
 
 

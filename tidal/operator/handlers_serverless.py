@@ -4,7 +4,10 @@
   condition ``Ready=False, reason InvalidSpec`` and a Warning event, and the handler returns (no
   retry loop; the next spec change is handled again). Valid: server-side apply (field manager
   from the settings) of the Deployment (replicas: the last decision within the current bounds, or
-  the initial scale) and the Service, and ``status.observedGeneration``.
+  the initial scale) and the Service, and ``status.observedGeneration``. A failed apply sets
+  ``Degraded=True, reason ApplyFailed``, posts one Warning event and raises ``kopf.TemporaryError``
+  with a doubling delay (:func:`apply_retry_delay_s`); a failed scale in the timer does the same and
+  the next tick retries. Every API call carries ``clients.request_timeout_s``.
 * timer (``settings.interval_s``): read the Deployment and the function's metrics, run
   :class:`tidal.policies.keepalive.KeepAlivePolicy`, re-apply the Deployment when the instance
   count changes (with a ``Scaled`` event), and patch the status when it changed. The policy's
@@ -24,6 +27,7 @@ brought back by pre-warm windows or by a spec change, not by a request (there is
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -58,7 +62,7 @@ from tidal.operator.finalizers import (
     timers_need_no_finalizer,
 )
 from tidal.operator.handlers_accelerators import Clock, utcnow
-from tidal.operator.kube import KubeClients, apply_object
+from tidal.operator.kube import KubeClients, apply_object, describe_api_error
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.prometheus import PrometheusMetrics, PrometheusSettings
 from tidal.operator.promql import promql_duration, promql_string
@@ -76,9 +80,26 @@ REQUESTS_METRIC = "http_requests_total"
 """Request counter a function exports: the Prometheus client libraries' conventional HTTP counter name."""
 IN_FLIGHT_METRIC = "http_requests_in_flight"
 """In-flight gauge a function exports (client_golang's promhttp.InstrumentHandlerInFlight examples)."""
-POD_NAME_PATTERN = "{name}-[a-z0-9]+-[a-z0-9]+"
+POD_NAME_SUFFIX_PATTERN = "-[a-z0-9]+-[a-z0-9]+"
 """Pods of Deployment ``name`` are named ``<name>-<replicaset hash>-<suffix>``."""
+APPLY_RETRY_MAX_FACTOR = 8
+"""A failed child apply is retried after ``retry_backoff_s`` doubling per attempt, up to this many
+times it (10, 20, 40, 80 s with the default 10 s): a 422 from a policy or a quota clears when a human
+fixes it, and must not be retried in a tight loop meanwhile."""
+
+
+def pod_name_regex(name: str) -> str:
+    """RE2 regex matching exactly the pods of the function's Deployment: the name is escaped, so the
+    dot of ``api.v1`` does not also match the pods of ``api-v1``."""
+    return re.escape(name) + POD_NAME_SUFFIX_PATTERN
+
+
+def apply_retry_delay_s(backoff_s: float, retry: int) -> float:
+    """Delay before kopf retries a failed apply: exponential from ``backoff_s``, capped."""
+    return backoff_s * min(2 ** max(retry, 0), APPLY_RETRY_MAX_FACTOR)
 MEMO_KEY = "tidal_keepalive_state"
+APPLY_FAILED = "ApplyFailed"
+"""Reason of ``Degraded=True`` and of the Warning Event when applying a child failed."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +137,7 @@ class PrometheusFunctionMetrics:
     def __call__(self, namespace: str, name: str, instances: int) -> FunctionMetrics:
         selector = (
             f"namespace={promql_string(namespace)},"
-            f"pod=~{promql_string(POD_NAME_PATTERN.format(name=name))}"
+            f"pod=~{promql_string(pod_name_regex(name))}"
         )
         try:
             rate = self._sum(
@@ -149,7 +170,9 @@ def function_of(name: str, namespace: str, spec: ServerlessFunctionSpec) -> Serv
 def read_deployment(clients: KubeClients, namespace: str, name: str) -> tuple[int, int] | None:
     """(spec replicas, ready replicas) of the function's Deployment, None when it does not exist."""
     try:
-        deployment = clients.apps.read_namespaced_deployment(name, namespace)
+        deployment = clients.apps.read_namespaced_deployment(
+            name, namespace, _request_timeout=clients.request_timeout_s
+        )
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -162,12 +185,20 @@ def read_deployment(clients: KubeClients, namespace: str, name: str) -> tuple[in
 def load_state(clients: KubeClients, namespace: str, name: str) -> KeepAliveState | None:
     """The keep-alive state persisted in the function's ConfigMap, None when there is none (yet)."""
     try:
-        config_map = clients.core.read_namespaced_config_map(state_configmap_name(name), namespace)
+        config_map = clients.core.read_namespaced_config_map(
+            state_configmap_name(name), namespace, _request_timeout=clients.request_timeout_s
+        )
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
     return state_from_dict(state_from_configmap(config_map.data))
+
+
+def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
+    return any(
+        c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or []
+    )
 
 
 def _changed(previous: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,6 +256,7 @@ def register(
         meta: Any,
         patch: Any,
         logger: Any,
+        retry: int,
         **_: Any,
     ) -> None:
         now = clock()
@@ -234,9 +266,29 @@ def register(
         if fn_spec is None:
             return
         replicas = instances_to_render(fn_spec, previous)
-        for child in render_children(function_of(name, namespace, fn_spec), uid, replicas):
-            await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
         conditions = previous.get("conditions") or []
+        for child in render_children(function_of(name, namespace, fn_spec), uid, replicas):
+            try:
+                await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
+            except Exception as exc:  # noqa: BLE001 - every failed apply is reported and retried
+                problem = (
+                    f"apply {child['kind']} {child['metadata']['name']}: {describe_api_error(exc)}"
+                )
+                patch.status.update(
+                    {
+                        "conditions": set_condition(
+                            conditions, "Degraded", True, APPLY_FAILED, problem, now, generation
+                        )
+                    }
+                )
+                if not retry:  # one Warning per spec version, not one per attempt
+                    kopf.warn(body, reason=APPLY_FAILED, message=problem)
+                raise kopf.TemporaryError(
+                    problem, delay=apply_retry_delay_s(settings.retry_backoff_s, retry)
+                ) from exc
+        conditions = set_condition(
+            conditions, "Degraded", False, "AsExpected", "", now, generation
+        )
         ready = next((c for c in conditions if c.get("type") == "Ready"), None)
         if ready is None or ready.get("reason") == "InvalidSpec":
             conditions = set_condition(
@@ -322,18 +374,27 @@ def register(
             new_state  # only after it is persisted, so a failed write is retried next tick
         )
         desired = decision.desired_replicas.get(POOL_FUNCTION, current)
+        degraded: str | None = None
+        if desired != current:
+            child = render_deployment(function_of(name, namespace, fn_spec), uid, desired)
+            try:
+                await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
+            except Exception as exc:  # noqa: BLE001 - reported; the next tick decides and applies again
+                degraded = f"scale Deployment {name} {current} -> {desired}: {describe_api_error(exc)}"
+                if not _condition_true(previous, "Degraded"):
+                    kopf.warn(body, reason=APPLY_FAILED, message=degraded)
+                logger.warning("%s/%s: %s", namespace, name, degraded)
+                desired = current  # nothing changed in the cluster; no cold starts to count
+            else:
+                why = "; ".join(r.message for r in decision.reasons)
+                kopf.info(body, reason="Scaled", message=f"instances {current} -> {desired}: {why}")
+                logger.info("scaled %s/%s %d -> %d: %s", namespace, name, current, desired, why)
         if operator_metrics is not None:
             operator_metrics.record_tick(namespace, name, POOL_FUNCTION, desired=desired, ready=ready,
                                          observed_rps=metrics.request_rate_rps, forecast_rps=None,
                                          latency_s=latency_s)
             for _ in range(cold_starts_added(current, desired)):
                 operator_metrics.count_cold_start(namespace, name, POOL_FUNCTION)
-        if desired != current:
-            child = render_deployment(function_of(name, namespace, fn_spec), uid, desired)
-            await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
-            why = "; ".join(r.message for r in decision.reasons)
-            kopf.info(body, reason="Scaled", message=f"instances {current} -> {desired}: {why}")
-            logger.info("scaled %s/%s %d -> %d: %s", namespace, name, current, desired, why)
         new_status = compute_status(
             generation=generation,
             desired=desired,
@@ -344,6 +405,7 @@ def register(
             previous=previous,
             now=clock(),
             cold_starts=cold_starts_added(current, desired),
+            degraded=degraded,
         )
         changes = _changed(previous, new_status)
         if changes:
