@@ -139,13 +139,15 @@ def test_servicemonitor_structure():
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics" and endpoint["interval"] == "15s"
-    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
+    # The operator's series carry the workload's namespace label: keep it (not exported_namespace).
+    assert endpoint["honorLabels"] is True
+    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
     assert set(monitor["spec"]) == {"namespaceSelector", "selector", "endpoints"}
 
 
 def test_optional_objects_are_off_by_default():
     kinds = {o["kind"] for o in render()}
-    assert not kinds & {"ServiceMonitor", "PodDisruptionBudget", "ConfigMap", "Role", "RoleBinding", "Namespace"}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "ConfigMap", "Role", "RoleBinding", "Namespace"}
 
 
 def test_service_selects_the_operator_pod_and_metrics_port():
