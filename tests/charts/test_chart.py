@@ -92,8 +92,13 @@ def args_of(objects):
 def test_default_args_are_the_tidal_run_contract():
     assert args_of(render()) == [
         "run", "--interval=15", "--log-format=json", "--log-level=info", "--peering=tidal",
-        "--health-port=8080", "--metrics-port=9090",
+        "--health-port=8080", "--metrics-port=9090", "--health-bind-address=0.0.0.0", "--metrics-bind-address=0.0.0.0",
     ]
+
+
+def test_bind_addresses_reach_the_args():
+    args = args_of(render(sets=("bindAddress.metrics=127.0.0.1", "bindAddress.health=::")))
+    assert "--metrics-bind-address=127.0.0.1" in args and "--health-bind-address=::" in args
 
 
 def test_values_reach_the_args():

@@ -31,10 +31,13 @@ app.command()(explain)
     (["--health-port", "9090", "--metrics-port", "9090"], "--health-port and --metrics-port are both 9090"),
     (["--namespace", "Team_A"], "--namespace='Team_A': not a namespace name"),
     (["--kubeconfig", "/nonexistent/kubeconfig"], "--kubeconfig=/nonexistent/kubeconfig: no such file"),
+    (["--metrics-bind-address", "localhost"], "--metrics-bind-address='localhost': not an IP address"),
+    (["--health-bind-address", "0.0.0.0:8080"], "--health-bind-address='0.0.0.0:8080': not an IP address"),
     # Everything the chart passes (charts/tidal/templates/_helpers.tpl, tidal.args) is accepted:
     # only the missing kubeconfig stops it.
     (["--interval=15", "--namespace=team-a", "--namespace=team-b", "--prometheus-url=http://prom:9090",
       "--log-format=json", "--log-level=info", "--peering=tidal", "--health-port=8080", "--metrics-port=9090",
+      "--health-bind-address=0.0.0.0", "--metrics-bind-address=0.0.0.0",
       "--kubeconfig=/nonexistent/kubeconfig"], "--kubeconfig=/nonexistent/kubeconfig: no such file"),
 ])
 def test_bad_run_flags_fail_with_one_line_and_exit_2(args: list[str], needle: str) -> None:
@@ -95,6 +98,29 @@ def test_explain_escapes_markup_links_and_escape_bytes(harness: OperatorHarness)
     assert "\u202e" not in out
 
 
+def _listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a listening TCP socket on ``port`` (from /proc/net/tcp, Linux)."""
+    import socket
+    import struct
+
+    found = set()
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:  # 0A: LISTEN
+            found.add(socket.inet_ntoa(struct.pack("<I", int(address, 16))))
+    return found
+
+
+def test_liveness_endpoint_brackets_ipv6() -> None:
+    from tidal.operator.app import liveness_endpoint
+    from tidal.operator.settings import OperatorSettings
+
+    assert liveness_endpoint(OperatorSettings(health_port=8080)) == "http://0.0.0.0:8080/healthz"
+    assert liveness_endpoint(OperatorSettings(health_port=8080, health_bind_address="::")) == "http://[::]:8080/healthz"
+    assert liveness_endpoint(OperatorSettings(health_port=0)) is None
+
+
 def test_run_serves_health_and_metrics_and_stops_on_sigterm(harness: OperatorHarness) -> None:
     h = harness
     health, metrics = free_port(), free_port()
@@ -103,6 +129,7 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(harness: OperatorHar
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "--kubeconfig", str(h.kubeconfig), "--standalone", "--interval", "1",
          "--namespace", "team-a", "--health-port", str(health), "--metrics-port", str(metrics),
+         "--health-bind-address", "127.0.0.1", "--metrics-bind-address", "127.0.0.1",
          "--log-format", "json", "--log-level", "info"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
     try:
@@ -110,6 +137,9 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(harness: OperatorHar
             return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).read().decode()
 
         eventually(lambda: get(health, "/healthz"), timeout_s=30)
+        # Both listen on loopback only, as the bind-address flags asked (not on every interface).
+        assert _listening_addresses(health) == {"127.0.0.1"}
+        assert _listening_addresses(metrics) == {"127.0.0.1"}
         h.create_md(model_deployment("proc"))
         eventually(lambda: h.apps.read_namespaced_deployment("proc-unified-gpu-a", "team-a"))
         text = eventually(lambda: (t := get(metrics, "/metrics")) and "tidal_desired_replicas{" in t and t)

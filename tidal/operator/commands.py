@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
-from tidal.operator.settings import DEFAULT_HEALTH_PORT, DEFAULT_INTERVAL_S, DEFAULT_METRICS_PORT
+from tidal.operator.settings import (
+    DEFAULT_BIND_ADDRESS,
+    DEFAULT_HEALTH_PORT,
+    DEFAULT_INTERVAL_S,
+    DEFAULT_METRICS_PORT,
+)
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -47,6 +52,8 @@ def run(
     standalone: bool = typer.Option(False, "--standalone", help="No peering."),
     health_port: str = typer.Option(str(DEFAULT_HEALTH_PORT), "--health-port", help="Liveness endpoint /healthz port (0 disables)."),
     metrics_port: str = typer.Option(str(DEFAULT_METRICS_PORT), "--metrics-port", help="The operator's /metrics port (0 disables)."),
+    health_bind_address: str = typer.Option(DEFAULT_BIND_ADDRESS, "--health-bind-address", help="IP address /healthz listens on."),
+    metrics_bind_address: str = typer.Option(DEFAULT_BIND_ADDRESS, "--metrics-bind-address", help="IP address /metrics listens on."),
     kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="Kubeconfig for local runs; default: in-cluster, then KUBECONFIG."),
 ) -> None:
     """Run the operator (the container's entry point)."""
@@ -77,6 +84,7 @@ def run(
             log_format=log_format,  # type: ignore[arg-type]
             log_level=log_level,  # type: ignore[arg-type]
             peering_name=peering, health_port=health, metrics_port=metrics,
+            health_bind_address=health_bind_address, metrics_bind_address=metrics_bind_address,
         )
     except SettingsError as exc:
         _fail(str(exc))
