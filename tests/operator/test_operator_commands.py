@@ -15,6 +15,11 @@ from typer.testing import CliRunner
 from tests.operator.conftest import REPO_ROOT, OperatorHarness, eventually, free_port, model_deployment
 from tidal.operator.commands import explain, run
 
+PROCESS_START_TIMEOUT_S = 120.0
+"""A fresh `tidal run` process imports the operator (kopf, kubernetes, prometheus-client...) before
+/healthz answers: about 5 s on an idle machine; `make test-repeat` (nice 10, two busy CPUs) measured
+more than 30 s, so the deadline is generous (a deadline, not a speed target)."""
+
 app = typer.Typer()
 app.command()(run)
 app.command()(explain)
@@ -136,7 +141,7 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(harness: OperatorHar
         def get(port: int, path: str) -> str:
             return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2).read().decode()
 
-        eventually(lambda: get(health, "/healthz"), timeout_s=30)
+        eventually(lambda: get(health, "/healthz"), timeout_s=PROCESS_START_TIMEOUT_S)
         # Both listen on loopback only, as the bind-address flags asked (not on every interface).
         assert _listening_addresses(health) == {"127.0.0.1"}
         assert _listening_addresses(metrics) == {"127.0.0.1"}
