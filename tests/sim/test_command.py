@@ -44,3 +44,11 @@ def test_unknown_trace_lists_valid_names(tmp_path) -> None:
                                       str(tmp_path / "r.html")])
     assert result.exit_code != 0
     assert "demo" in result.output
+
+
+def test_zero_duration_blames_duration(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["simulate", "--duration", "0", "--report", str(tmp_path / "r.html")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "--duration" in out and "--trace" not in out, result.output
