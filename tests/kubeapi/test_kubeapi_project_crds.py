@@ -69,3 +69,25 @@ def test_project_schema_rejects_a_broken_object(kube_client: client.ApiClient,
         client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
             group, version, "default", plural, broken)
     assert invalid.value.status == 422
+
+
+def test_conditions_are_a_map_keyed_by_type(kube_client: client.ApiClient,
+                                            tidal_crds: list[dict[str, Any]]) -> None:
+    """``status.conditions`` is ``x-kubernetes-list-type: map`` keyed by ``type``: two conditions of
+    one type are rejected, as the API server rejects a duplicate map key."""
+    example = _documents([REPO_ROOT / "examples" / "modeldeployment-unified.yaml"])[0]
+    custom = client.CustomObjectsApi(kube_client)
+    custom.create_namespaced_custom_object("tidal.dev", "v1alpha1", "default", "modeldeployments", example)
+    name = example["metadata"]["name"]
+
+    def condition(status: str) -> dict[str, Any]:
+        return {"type": "Ready", "status": status, "reason": "R", "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}
+
+    custom.patch_namespaced_custom_object_status("tidal.dev", "v1alpha1", "default", "modeldeployments", name,
+                                                 {"status": {"conditions": [condition("True")]}})
+    with pytest.raises(ApiException) as info:
+        custom.patch_namespaced_custom_object_status(
+            "tidal.dev", "v1alpha1", "default", "modeldeployments", name,
+            {"status": {"conditions": [condition("True"), condition("False")]}})
+    assert info.value.status == 422 and "Duplicate value" in info.value.body

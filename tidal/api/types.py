@@ -93,6 +93,12 @@ class Condition(StatusModel):
     observed_generation: int | None = Field(default=None, ge=0)
 
 
+CONDITIONS_LIST_MAP = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+"""``status.conditions`` is a map keyed by ``type`` (as metav1.Condition lists are declared with
+``+listType=map``, ``+listMapKey=type``): one condition per type, and server-side apply merges
+conditions by type instead of replacing the whole list."""
+
+
 DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 """RFC 1123 label, as Kubernetes validates namespace names (apimachinery validation.IsDNS1123Label)."""
 DNS1123_SUBDOMAIN = rf"{DNS1123_LABEL}(\.{DNS1123_LABEL})*"
