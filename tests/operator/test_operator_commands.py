@@ -60,6 +60,8 @@ def test_explain_prints_the_last_decisions_and_reasons(harness: OperatorHarness)
         h.patch_md("why", {"spec": {"replicas": 2}})
         eventually(lambda: h.apps.read_namespaced_deployment("why-unified-gpu-a", "team-a").spec.replicas == 2)
         eventually(lambda: h.core.read_namespaced_config_map("why-tidal-state", "team-a"))
+        # The status (conditions) is patched apart from the state ConfigMap: wait for it as well.
+        eventually(lambda: (h.condition("why", "MetricsAvailable") or {}).get("reason") == "NoPrometheus")
     result = CliRunner().invoke(app, ["explain", "team-a/why", "--kubeconfig", str(h.kubeconfig)],
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
