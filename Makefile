@@ -10,7 +10,7 @@ PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
 # e2e: the operator against the real cluster KUBECONFIG names (kind, k3d...); see docs/operator.md.
-.PHONY: demo test e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-policies clean
+.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-policies clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(STAMP)
 test: $(STAMP) tools
 	$(BIN)/tidal crds --check
 	$(BIN)/python -m pytest
+
+# Flakiness check: tests/operator and tests/kubeapi three times under nice with two CPUs kept busy
+# (scripts/test_repeat.sh starts the busy loops and always stops them).
+test-repeat: $(STAMP) tools
+	PYTHON=$(BIN)/python bash scripts/test_repeat.sh
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest -m e2e tests/e2e

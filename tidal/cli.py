@@ -53,31 +53,76 @@ def crds(
         typer.echo(f"wrote {reference}")
 
 
-@app.command()
-def validate(files: list[Path] = typer.Argument(..., help="YAML files with tidal resources (multi-document allowed).")) -> None:
-    """Validate tidal resources offline, with the same rules the API server enforces."""
-    from tidal.api.validation import InvalidResource, parse_resource
+STDIN = "-"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+"""Files a directory argument of ``tidal validate`` contributes (kubectl apply -f DIR reads the same)."""
 
-    failed = 0
-    for path in files:
+
+def _manifest_files(argument: Path) -> list[Path]:
+    """A file as given; a directory as every manifest file below it, sorted (hidden ones skipped)."""
+    if not argument.is_dir():
+        return [argument]
+    return sorted(p for p in argument.rglob("*") if p.suffix in MANIFEST_SUFFIXES and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(argument).parts))
+
+
+def _documents(text: str) -> list[object]:
+    """The YAML (or JSON) documents in ``text``, with ``kind: List`` objects unpacked as kubectl does."""
+    out: list[object] = []
+    for doc in yaml.safe_load_all(text):
+        if isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+            out.extend(doc["items"])
+        elif doc is not None:
+            out.append(doc)
+    return out
+
+
+@app.command()
+def validate(files: list[Path] = typer.Argument(
+        ..., help="YAML/JSON files with tidal resources (multi-document allowed), directories (every "
+        ".yaml/.yml/.json file below them) or - for standard input.")) -> None:
+    """Validate tidal resources offline, as strictly as the API server (CRD schema, CEL rules, names).
+
+    Objects of other API groups (Namespaces, Secrets, other operators' kinds) are skipped with a note,
+    so a whole GitOps directory can be checked."""
+    from tidal.api.validation import InvalidResource, is_tidal_object, parse_resource
+
+    failed = checked = 0
+    sources: list[tuple[str, Path | None]] = []
+    for argument in files:
+        if str(argument) == STDIN:
+            sources.append(("<stdin>", None))
+        elif argument.is_dir():
+            found = _manifest_files(argument)
+            if not found:
+                typer.echo(f"{argument}: no {'/'.join(MANIFEST_SUFFIXES)} files")
+            sources.extend((str(path), path) for path in found)
+        else:
+            sources.append((str(argument), argument))
+    for label, path in sources:
         try:
-            documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-        except (OSError, yaml.YAMLError) as exc:
-            typer.echo(f"{path}: cannot read: {exc}")
+            documents = _documents(sys.stdin.read() if path is None else path.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            typer.echo(f"{label}: cannot read: {exc}")
             failed += 1
             continue
         for doc in documents:
             meta = doc.get("metadata") if isinstance(doc, dict) else None
             name = meta.get("name", "") if isinstance(meta, dict) else ""
             kind = doc.get("kind", "?") if isinstance(doc, dict) else "?"
+            if isinstance(doc, dict) and isinstance(doc.get("apiVersion"), str) and not is_tidal_object(doc):
+                typer.echo(f"{label}: {doc['apiVersion']} {kind}/{name}: skipped (not a tidal.dev resource)")
+                continue
+            checked += 1
             try:
-                parse_resource(doc)
-                typer.echo(f"{path}: {kind}/{name}: valid")
+                parse_resource(doc, strict=True)
+                typer.echo(f"{label}: {kind}/{name}: valid")
             except InvalidResource as exc:
                 failed += 1
-                typer.echo(f"{path}: {kind}/{name}: INVALID")
+                typer.echo(f"{label}: {kind}/{name}: INVALID")
                 for error in exc.errors:
                     typer.echo(f"  - {error}")
+    typer.echo(f"{checked} tidal resource(s) checked, {failed} invalid")
     if failed:
         raise typer.Exit(1)
 

@@ -1,6 +1,7 @@
 """Validate a manifest against a generated CRD the way the API server does.
 
-Order as in kube-apiserver: structural defaulting, OpenAPI v3 schema
+Order as in kube-apiserver: object metadata (the name an RFC 1123 subdomain, the namespace an RFC
+1123 label: apimachinery's ValidateObjectMeta with NameIsDNSSubdomain), structural defaulting, OpenAPI v3 schema
 validation with strict field validation (unknown fields rejected, as kubectl's
 default ``--validate=strict`` asks), list-type ``set`` uniqueness, then the CEL
 ``x-kubernetes-validations`` rules. CEL runs on cel-python with the Kubernetes
@@ -10,6 +11,7 @@ list extension's ``sum()`` added.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,11 +126,32 @@ def _set_errors(schema: dict[str, Any], obj: Any) -> list[SchemaError]:
     return errors
 
 
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*"
+
+
+def _meta_errors(manifest: dict[str, Any]) -> list[SchemaError]:
+    """The API server's own metadata checks (messages as apimachinery words them)."""
+    meta = manifest.get("metadata") or {}
+    errors = []
+    name = meta.get("name")
+    if isinstance(name, str) and (len(name) > 253 or not re.fullmatch(_DNS1123_SUBDOMAIN, name)):
+        errors.append(SchemaError("metadata.name", "a lowercase RFC 1123 subdomain must consist of lower case "
+                                  "alphanumeric characters, '-' or '.', and must start and end with an "
+                                  "alphanumeric character"))
+    namespace = meta.get("namespace")
+    if isinstance(namespace, str) and (len(namespace) > 63 or not re.fullmatch(_DNS1123_LABEL, namespace)):
+        errors.append(SchemaError("metadata.namespace", "a lowercase RFC 1123 label must consist of lower case "
+                                  "alphanumeric characters or '-', and must start and end with an alphanumeric "
+                                  "character"))
+    return errors
+
+
 def validate_against_crd(crd: dict[str, Any], manifest: dict[str, Any]) -> list[SchemaError]:
     """Every error the API server would report for ``manifest`` (empty when accepted)."""
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     obj = apply_defaults(schema, copy.deepcopy(manifest))
-    errors = _schema_errors(schema, obj) + _set_errors(schema, obj)
+    errors = _meta_errors(manifest) + _schema_errors(schema, obj) + _set_errors(schema, obj)
     if errors:
         return errors
     return _cel_errors(schema, obj)

@@ -61,9 +61,20 @@ CASES = [
     # wrong types
     case("max-replicas-string", "mdep", {"spec.pools.unified.maxReplicas": "eight"}, "spec.pools.unified.maxReplicas", "integer"),
     case("parameters-string", "mdep", {"spec.model.parametersBillions": "8B"}, "spec.model.parametersBillions", "number"),
-    case("args-not-list", "mdep", {"spec.engine.args": "--foo"}, "spec.engine.args", "list", "array"),
+    case("args-not-list", "mdep", {"spec.engine.args": "--foo"}, "spec.engine.args", "array"),
     case("prewarm-not-bool", "mdep", {"spec.autoscaling.prewarm": "sometimes"}, "spec.autoscaling.prewarm", "bool", "boolean"),
-    case("node-selector-not-map", "acc", {"spec.nodeSelector": ["gpu"]}, "spec.nodeSelector", "dictionary", "object"),
+    # strings that lax parsing would coerce; the API server checks JSON types
+    case("max-replicas-quoted", "mdep", {"spec.pools.unified.maxReplicas": "3"}, "spec.pools.unified.maxReplicas", "integer"),
+    case("prewarm-yes", "mdep", {"spec.autoscaling.prewarm": "yes"}, "spec.autoscaling.prewarm", "bool", "boolean"),
+    case("parameters-quoted", "mdep", {"spec.model.parametersBillions": "8"}, "spec.model.parametersBillions", "number"),
+    case("scale-to-zero-string", "sfn", {"spec.scaleToZero": "true"}, "spec.scaleToZero", "bool", "boolean"),
+    case("weight-quoted", "fsp", {"spec.tenants[0].weight": "2"}, "spec.tenants[0].weight", "number"),
+    # object names: what the API server checks itself (RFC 1123), before the schema
+    case("name-uppercase", "mdep", {"metadata.name": "Llama-8b"}, "metadata.name", "RFC 1123 subdomain"),
+    case("name-underscore", "sfn", {"metadata.name": "hello_world"}, "metadata.name", "RFC 1123 subdomain"),
+    case("name-leading-dash", "acc", {"metadata.name": "-h100"}, "metadata.name", "RFC 1123 subdomain"),
+    case("namespace-dotted", "mdep", {"metadata.namespace": "team.a"}, "metadata.namespace", "RFC 1123 label"),
+    case("node-selector-not-map", "acc", {"spec.nodeSelector": ["gpu"]}, "spec.nodeSelector", "object"),
     # out of range
     case("negative-min-replicas", "mdep", {"spec.pools.unified.minReplicas": -1}, "spec.pools.unified.minReplicas", "greater than or equal to 0", "minimum"),
     case("zero-max-replicas", "mdep", {"spec.pools.unified.maxReplicas": 0}, "spec.pools.unified.maxReplicas", "greater than or equal to 1", "minimum"),
@@ -145,8 +156,9 @@ def test_table_is_large_enough() -> None:
 
 @pytest.mark.parametrize("c", CASES, ids=lambda c: c.id)
 def test_rejected_by_models(c: Case) -> None:
+    """Strict, as ``tidal validate`` runs them: the API server's JSON types, no coercion."""
     with pytest.raises(InvalidResource) as info:
-        parse_resource(build(c))
+        parse_resource(build(c), strict=True)
     matching = [e for e in info.value.errors if e.path == c.path]
     assert matching, f"no error at {c.path!r}; got {[str(e) for e in info.value.errors]}"
     assert any(c.model_hint in e.message for e in matching), [str(e) for e in matching]

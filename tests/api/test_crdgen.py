@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,33 @@ def test_printer_columns_point_at_schema_fields(info) -> None:
     schema = version["schema"]["openAPIV3Schema"]
     for column in version["additionalPrinterColumns"]:
         node: Any = {"properties": {**schema["properties"], "metadata": {"properties": {"creationTimestamp": {}}}}}
-        for part in column["jsonPath"].strip(".").split("."):
-            node = (node.get("properties") or {}).get(part)
+        # A filter (`conditions[?(@.type=="Ready")]`) selects list items: descend into `items`.
+        path = re.sub(r"\[\?\(@\.[^)]*\)\]", "[]", column["jsonPath"])
+        for part in path.strip(".").split("."):
+            node = (node.get("properties") or {}).get(part.removesuffix("[]"))
             assert node is not None, f"{column['name']}: {column['jsonPath']} is not in the schema"
+            if part.endswith("[]"):
+                node = node["items"]
+
+
+@pytest.mark.parametrize("kind", ["ModelDeployment", "ServerlessFunction"])
+def test_workloads_show_ready_and_reason_columns(kind: str) -> None:
+    info = next(k for k in KINDS if k.kind == kind)
+    columns = {c["name"]: c["jsonPath"] for c in crd_for(info)["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns["Ready"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert columns["Reason"] == '.status.conditions[?(@.type=="Ready")].reason'
+    if kind == "ModelDeployment":
+        names = list(columns)
+        assert names.index("SLO-Target") == names.index("SLO") + 1, "the target next to the attainment"
+
+
+@pytest.mark.parametrize("info", KINDS, ids=lambda k: k.kind)
+def test_conditions_are_a_map_keyed_by_type(info) -> None:
+    schema = crd_for(info)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    conditions = schema["properties"]["status"]["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert "type" in conditions["items"]["required"], "a map key must be required (structural schema rule)"
 
 
 def test_short_names_and_category() -> None:

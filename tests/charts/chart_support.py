@@ -21,7 +21,8 @@ INSTALL_HINT = "run `PYTHON=.venv/bin/python bash scripts/install_tools.sh` (or 
 
 # Kinds from other projects' CRDs: kubernetes-validate has no schema for them, so the tests check
 # them structurally instead (see test_servicemonitor_structure).
-FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("kopf.dev/v1", "ClusterKopfPeering"),
+FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule"),
+                 ("kopf.dev/v1", "ClusterKopfPeering"),
                  ("kopf.dev/v1", "KopfPeering")}
 
 

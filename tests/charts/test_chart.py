@@ -92,8 +92,13 @@ def args_of(objects):
 def test_default_args_are_the_tidal_run_contract():
     assert args_of(render()) == [
         "run", "--interval=15", "--log-format=json", "--log-level=info", "--peering=tidal",
-        "--health-port=8080", "--metrics-port=9090",
+        "--health-port=8080", "--metrics-port=9090", "--health-bind-address=0.0.0.0", "--metrics-bind-address=0.0.0.0",
     ]
+
+
+def test_bind_addresses_reach_the_args():
+    args = args_of(render(sets=("bindAddress.metrics=127.0.0.1", "bindAddress.health=::")))
+    assert "--metrics-bind-address=127.0.0.1" in args and "--health-bind-address=::" in args
 
 
 def test_values_reach_the_args():
@@ -139,13 +144,15 @@ def test_servicemonitor_structure():
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert endpoint["path"] == "/metrics" and endpoint["interval"] == "15s"
-    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout"}
+    # The operator's series carry the workload's namespace label: keep it (not exported_namespace).
+    assert endpoint["honorLabels"] is True
+    assert set(endpoint) <= {"port", "path", "interval", "scrapeTimeout", "honorLabels"}
     assert set(monitor["spec"]) == {"namespaceSelector", "selector", "endpoints"}
 
 
 def test_optional_objects_are_off_by_default():
     kinds = {o["kind"] for o in render()}
-    assert not kinds & {"ServiceMonitor", "PodDisruptionBudget", "ConfigMap", "Role", "RoleBinding", "Namespace"}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule", "PodDisruptionBudget", "ConfigMap", "Role", "RoleBinding", "Namespace"}
 
 
 def test_service_selects_the_operator_pod_and_metrics_port():

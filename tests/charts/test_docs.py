@@ -48,3 +48,15 @@ def test_every_flag_the_chart_passes_is_documented():
     flags |= {"--peering"}
     for flag in flags:
         assert f"`{flag}" in CONFIGURATION, f"{flag} is not in docs/configuration.md"
+
+
+def test_reliability_fault_table_names_tests_that_exist():
+    """docs/reliability.md: every row names the test that checks it; each must exist."""
+    text = (REPO_ROOT / "docs" / "reliability.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "tests/" in line]
+    assert len(rows) >= 10
+    for ref in re.findall(r"`(tests/[\w/]+\.py)(?:::(\w+))?`", text):
+        path, test = ref
+        assert (REPO_ROOT / path).is_file(), path
+        if test:
+            assert f"def {test}(" in (REPO_ROOT / path).read_text(), f"{path}::{test}"

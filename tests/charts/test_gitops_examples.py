@@ -3,6 +3,7 @@ here, and the values they carry pass the chart's schema and render valid objects
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from tests.charts.chart_support import CHART_DIR, FOREIGN_KINDS, REPO_ROOT, render, validate
@@ -55,3 +56,78 @@ def test_both_examples_carry_the_same_values():
     release = next(d for d in documents("flux-helmrelease.yaml") if d["kind"] == "HelmRelease")
     assert app["spec"]["source"]["helm"]["valuesObject"] == release["spec"]["values"]
     assert CHART_DIR.name == "tidal"
+
+
+# --- ordering and health checks -----------------------------------------------------------------
+
+HEALTH_KEY = "resource.customizations.health.tidal.dev_{kind}"
+
+
+def _health(kind: str, obj: dict) -> tuple[str, str]:
+    """Run the example's Argo CD health script for ``kind`` on ``obj`` in Lua 5.1 (gopher-lua's
+    language version), as Argo CD does: the object is the global ``obj``; the script returns a table."""
+    from lupa import lua51
+
+    (config_map,) = documents("argocd-health-checks.yaml")
+    script = config_map["data"][HEALTH_KEY.format(kind=kind)]
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute(script)
+    return result["status"], result["message"]
+
+
+def _workload(conditions: list[dict] | None, generation: int = 2, observed: int = 2) -> dict:
+    obj: dict = {"metadata": {"name": "m", "generation": generation}}
+    if conditions is not None:
+        obj["status"] = {"observedGeneration": observed, "conditions": conditions}
+    return obj
+
+
+def _cond(kind: str, status: str, reason: str, message: str = "msg") -> dict:
+    return {"type": kind, "status": status, "reason": reason, "message": message}
+
+
+def test_argocd_health_checks_cover_every_tidal_kind() -> None:
+    from tidal.api.registry import KINDS_BY_NAME
+
+    (config_map,) = documents("argocd-health-checks.yaml")
+    assert set(config_map["data"]) == {HEALTH_KEY.format(kind=k) for k in KINDS_BY_NAME}
+
+
+@pytest.mark.parametrize("kind", ["ModelDeployment", "ServerlessFunction"])
+def test_argocd_health_of_workloads(kind: str) -> None:
+    assert _health(kind, _workload(None))[0] == "Progressing"
+    assert _health(kind, _workload([_cond("Ready", "True", "Ready")], observed=1))[0] == "Progressing"
+    assert _health(kind, _workload([_cond("Ready", "False", "ReplicasStarting")]))[0] == "Progressing"
+    assert _health(kind, _workload([_cond("Ready", "True", "Ready", "2/2 ready")])) == ("Healthy", "2/2 ready")
+    degraded = _workload([_cond("Ready", "True", "Ready"), _cond("Degraded", "True", "ApplyFailed", "422")])
+    assert _health(kind, degraded) == ("Degraded", "ApplyFailed: 422")
+    invalid = _workload([_cond("Ready", "False", "InvalidSpec", "spec.x: bad")])
+    assert _health(kind, invalid) == ("Degraded", "InvalidSpec: spec.x: bad")
+
+
+def test_argocd_health_of_cluster_kinds() -> None:
+    acc = {"metadata": {"name": "h100"}}
+    assert _health("AcceleratorClass", acc)[0] == "Progressing"
+    for reason, expected in (("DevicesFree", "Healthy"), ("AllDevicesUsed", "Healthy"),
+                             ("NoMatchingNodes", "Degraded"), ("InvalidSpec", "Degraded")):
+        status = "True" if reason == "DevicesFree" else "Unknown" if reason == "InvalidSpec" else "False"
+        acc["status"] = {"conditions": [_cond("Available", status, reason)]}
+        assert _health("AcceleratorClass", acc)[0] == expected, reason
+    fsp = {"metadata": {"name": "p"}, "status": {"conditions": [
+        _cond("CapacityLimited", "True", "DemandExceedsCapacity", "a: 2/4 GPUs"),
+        _cond("Degraded", "False", "AsExpected", "")]}}
+    assert _health("FairSharePolicy", fsp) == ("Healthy", "a: 2/4 GPUs")
+    fsp["status"]["conditions"].append(_cond("GuaranteesMet", "False", "GuaranteesExceedCapacity", "12 > 8"))
+    assert _health("FairSharePolicy", fsp) == ("Degraded", "GuaranteesExceedCapacity: 12 > 8")
+
+
+def test_gitops_examples_deploy_workloads_after_the_crds() -> None:
+    (workloads,) = [d for d in documents("argocd-workloads.yaml")]
+    assert workloads["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
+    assert "SkipDryRunOnMissingResource=true" in workloads["spec"]["syncPolicy"]["syncOptions"]
+    (tidal_app,) = documents("argocd-application.yaml")
+    assert int(tidal_app["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0")) < 1
+    flux = {d["metadata"]["name"]: d for d in documents("flux-workloads.yaml")}
+    assert flux["tidal-workloads"]["spec"]["dependsOn"] == [{"name": "tidal"}]
+    assert flux["tidal"]["spec"]["wait"] is True

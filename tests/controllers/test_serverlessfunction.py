@@ -138,3 +138,37 @@ def test_names_that_cannot_be_label_values_are_reported() -> None:
     assert name_problem("f" * 63) is None
     problem = name_problem("f" * 64)
     assert problem is not None and "metadata.name" in problem and "63" in problem
+
+
+def test_service_name_is_a_valid_rfc1035_label_and_distinct() -> None:
+    import re
+
+    from tidal.controllers.serverlessfunction import DNS1035_LABEL, service_name
+
+    assert service_name("hello") == "hello"  # valid names are kept
+    dotted, dashed = service_name("api.v1"), service_name("api-v1")
+    assert dashed == "api-v1" and dotted != dashed and dotted.startswith("api-v1-")
+    for name in ("api.v1", "2fa", "a." * 31 + "b", "x" * 63, "1.2.3"):
+        got = service_name(name)
+        assert re.fullmatch(DNS1035_LABEL, got) and len(got) <= 63, (name, got)
+
+
+@given(st.from_regex(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", fullmatch=True),
+       st.from_regex(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", fullmatch=True))
+def test_service_names_are_valid_and_never_shared(a: str, b: str) -> None:
+    import re
+
+    from tidal.controllers.serverlessfunction import DNS1035_LABEL, service_name
+
+    assert re.fullmatch(DNS1035_LABEL, service_name(a)) and len(service_name(a)) <= 63
+    if a != b:
+        assert service_name(a) != service_name(b)
+
+
+def test_rendered_service_uses_the_service_name() -> None:
+    from tidal.controllers.serverlessfunction import render_service, service_name
+
+    fn = function().model_copy(update={"metadata": function().metadata.model_copy(update={"name": "api.v1"})})
+    service = render_service(fn, "uid-1")
+    assert service["metadata"]["name"] == service_name("api.v1")
+    assert service["spec"]["selector"] == {"tidal.dev/function": "api.v1"}

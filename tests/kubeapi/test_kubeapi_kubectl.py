@@ -143,3 +143,14 @@ def test_kubectl_strategic_apply_scale_and_builtin_short_names(kubectl, kube_api
 
     verbs = {(r.resource, r.verb) for r in kube_api.audit.records() if r.user_agent.startswith("kubectl")}
     assert {("deployments", "create"), ("deployments", "patch"), ("deployments", "get")} <= verbs
+
+
+def test_kubectl_apply_of_every_example_works_on_a_fresh_cluster(kubectl) -> None:
+    """`kubectl apply -f examples/<file>` right after installing the CRDs (docs/install.md): no
+    example may need a namespace that does not exist yet."""
+    kubectl("apply", "-f", str(REPO_ROOT / "crds"))
+    kubectl("wait", "--for", "condition=established", "crd", "--all", "--timeout=30s")
+    for example in sorted((REPO_ROOT / "examples").glob("*.yaml")):
+        kubectl("apply", "-f", str(example))
+    listed = kubectl("get", "tidal", "-A", "-o", "name").stdout.split()
+    assert any(name.startswith("modeldeployment") for name in listed), listed

@@ -38,9 +38,8 @@ def test_project_examples_are_accepted(kube_client: client.ApiClient, tidal_crds
     kinds = {c["spec"]["names"]["kind"] for c in tidal_crds}
     ours = [d for d in examples if d.get("kind") in kinds]
     assert ours, "examples/ should hold sample tidal resources"
-    core = client.CoreV1Api(kube_client)
-    for namespace in {d["metadata"].get("namespace") for d in ours} - {None, "default"}:
-        core.create_namespace({"metadata": {"name": namespace}})
+    # No namespace is created first: `kubectl apply -f examples/<file>` must work on a fresh cluster,
+    # so an example names no namespace, names "default", or creates its namespace itself.
     # The dynamic client finds the kinds through discovery, as generic tools do.
     resources = dynamic.DynamicClient(kube_client).resources
     for doc in ours:
@@ -70,3 +69,25 @@ def test_project_schema_rejects_a_broken_object(kube_client: client.ApiClient,
         client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
             group, version, "default", plural, broken)
     assert invalid.value.status == 422
+
+
+def test_conditions_are_a_map_keyed_by_type(kube_client: client.ApiClient,
+                                            tidal_crds: list[dict[str, Any]]) -> None:
+    """``status.conditions`` is ``x-kubernetes-list-type: map`` keyed by ``type``: two conditions of
+    one type are rejected, as the API server rejects a duplicate map key."""
+    example = _documents([REPO_ROOT / "examples" / "modeldeployment-unified.yaml"])[0]
+    custom = client.CustomObjectsApi(kube_client)
+    custom.create_namespaced_custom_object("tidal.dev", "v1alpha1", "default", "modeldeployments", example)
+    name = example["metadata"]["name"]
+
+    def condition(status: str) -> dict[str, Any]:
+        return {"type": "Ready", "status": status, "reason": "R", "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}
+
+    custom.patch_namespaced_custom_object_status("tidal.dev", "v1alpha1", "default", "modeldeployments", name,
+                                                 {"status": {"conditions": [condition("True")]}})
+    with pytest.raises(ApiException) as info:
+        custom.patch_namespaced_custom_object_status(
+            "tidal.dev", "v1alpha1", "default", "modeldeployments", name,
+            {"status": {"conditions": [condition("True"), condition("False")]}})
+    assert info.value.status == 422 and "Duplicate value" in info.value.body

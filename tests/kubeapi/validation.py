@@ -119,7 +119,37 @@ def schema_errors(obj: dict[str, Any], schema: dict[str, Any]) -> list[tuple[str
     return [
         (_field_path(error.absolute_path) or "<root>", error.message)
         for error in sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.path)))
-    ]
+    ] + list_type_errors(body, local_schema)
+
+
+def list_type_errors(value: Any, schema: dict[str, Any], path: str = "") -> list[tuple[str, str]]:
+    """Duplicates in ``x-kubernetes-list-type: set`` lists and duplicate keys in ``map`` lists
+    (``x-kubernetes-list-map-keys``), which the API server rejects as ``Duplicate value``."""
+    errors: list[tuple[str, str]] = []
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = props.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                errors += list_type_errors(item, sub, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        list_type = schema.get("x-kubernetes-list-type")
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        seen: set[str] = set()
+        for n, item in enumerate(value):
+            if list_type == "set":
+                identity = repr(item)
+            elif list_type == "map" and isinstance(item, dict):
+                identity = repr({k: item.get(k) for k in keys})
+            else:
+                identity = None
+            if identity is not None:
+                if identity in seen:
+                    errors.append((f"{path}[{n}]", f"Duplicate value: {identity}"))
+                seen.add(identity)
+            errors += list_type_errors(item, schema.get("items") or {}, f"{path}[{n}]")
+    return errors
 
 
 def _rules(

@@ -123,7 +123,8 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
         assert deployment.spec.template.metadata.labels["tidal.dev/function"] == "hello"
         container = deployment.spec.template.spec.containers[0]
         assert container.resources.limits == {"memory": "256Mi"}
-        service = core.read_namespaced_service("hello", NS)
+        # The Service is applied after the Deployment: poll for it too (read once, it raced).
+        service = eventually(lambda: core.read_namespaced_service("hello", NS))
         assert service.spec.selector == {"tidal.dev/function": "hello"}
         eventually(
             lambda: sfn(kube_client, "hello").get("status", {}).get("observedGeneration") == 1
@@ -177,7 +178,7 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
 
         eventually(updated)
 
-        # Deleting the function removes its children (owner references) and kopf's finalizer.
+        # Deleting the function removes its children (owner references); no finalizer holds it.
         client.CustomObjectsApi(kube_client).delete_namespaced_custom_object(
             GROUP, VERSION, NS, PLURAL, "hello"
         )
@@ -243,6 +244,81 @@ def test_invalid_function_gets_condition_and_warning_without_retries(
     assert calls_outside_rbac(kube_api) == []
 
 
+def test_failed_child_apply_sets_degraded_warns_once_and_retries_with_backoff(
+    kube_api: KubeApiServer,
+    kube_client: client.ApiClient,
+    clients: KubeClients,
+) -> None:
+    """A 422 on the Deployment apply (an admission policy, a quota): Degraded=True naming the
+    child and the server's message, one Warning Event, and kopf retries soon (backoff from
+    ``retry_backoff_s``, not kopf's 60 s default) until the apply is accepted."""
+    install_crds(kube_client)
+    settings = OperatorSettings(interval_s=TICK_S, retry_backoff_s=0.5)
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=Load()
+    )
+    kube_api.faults.inject(
+        verb="patch", resource="deployments", status=422, times=2, message="denied by policy"
+    )
+    with run_operator(registry) as runner:
+        client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, function("refused")
+        )
+
+        def degraded() -> dict[str, Any]:
+            conditions = sfn(kube_client, "refused").get("status", {}).get("conditions", [])
+            cond = next((c for c in conditions if c["type"] == "Degraded"), {})
+            assert cond.get("status") == "True" and cond.get("reason") == "ApplyFailed", cond
+            return cond
+
+        cond = eventually(degraded)
+        assert "apply Deployment refused: 422" in cond["message"], cond
+        assert "denied by policy" in cond["message"], cond
+        # Retried without touching the object: the Deployment lands and Degraded clears.
+        eventually(lambda: [d for d in client.AppsV1Api(kube_client).list_namespaced_deployment(NS).items
+                            if d.metadata.name == "refused"])
+        eventually(
+            lambda: next((c for c in sfn(kube_client, "refused")["status"]["conditions"]
+                          if c["type"] == "Degraded"), {}).get("status") == "False"
+        )
+        warnings = [e for e in events_for(kube_client, "refused") if e.reason == "ApplyFailed"]
+        assert len(warnings) == 1 and warnings[0].type == "Warning", warnings
+    assert kube_api.faults.pending() == 0
+    assert runner.exit_code == 0
+
+
+def test_a_stalled_api_read_costs_one_request_timeout_not_the_timer(
+    kube_api: KubeApiServer,
+    kube_client: client.ApiClient,
+    clients: KubeClients,
+) -> None:
+    """Every API call of the ServerlessFunction handlers carries the request timeout: a GET that
+    the server never answers (here: 60 s) fails after ``request_timeout_s`` and the next tick
+    scales as usual."""
+    install_crds(kube_client)
+    clients.request_timeout_s = 1.0
+    load = Load()
+    settings = OperatorSettings(interval_s=TICK_S)
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=load
+    )
+    apps = client.AppsV1Api(kube_client)
+
+    def replicas() -> int | None:  # list, not get: the test's own reads must not hit the fault
+        found = [d for d in apps.list_namespaced_deployment(NS).items if d.metadata.name == "slow"]
+        return found[0].spec.replicas if found else None
+
+    with run_operator(registry):
+        client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, function("slow")
+        )
+        eventually(lambda: replicas() == 1)
+        kube_api.faults.inject(verb="get", resource="deployments", delay_s=60.0, times=1)
+        load.set(FunctionMetrics(True, "test", 5.0, 250.0))
+        eventually(lambda: replicas() == 3)
+        assert kube_api.faults.pending() == 0, "the stalled read was not attempted"
+
+
 # --- PrometheusFunctionMetrics against a real Prometheus ------------------------------------------
 
 SCRAPE_INTERVAL_S = 0.5
@@ -298,7 +374,9 @@ def test_prometheus_function_metrics_read_rate_and_in_flight(tmp_path: pathlib.P
         "hello-7d9f8c-abcde": (10.0, 3.0),
         "hello-7d9f8c-fghij": (5.0, 4.0),
         "hello-world-5c6d7-klmno": (100.0, 50.0),
-    }  # another function's pod: must not be counted
+        "api.v1-7d9f8c-abcde": (2.0, 1.0),
+        "api-v1-7d9f8c-abcde": (200.0, 80.0),
+    }  # another function's pods must not be counted ("api.v1": the dot is not a wildcard)
     exporters = {pod: _CounterExporter(rps, in_flight) for pod, (rps, in_flight) in pods.items()}
     targets = [
         ScrapeTarget(e.address, {"namespace": NS, "pod": pod}) for pod, e in exporters.items()
@@ -317,6 +395,8 @@ def test_prometheus_function_metrics_read_rate_and_in_flight(tmp_path: pathlib.P
 
             metrics = eventually(read, timeout_s=30)
             assert metrics.running_requests == 7.0
+            dotted = eventually(lambda: source(NS, "api.v1", 1).running_requests == 1.0, timeout_s=30)
+            assert dotted
             # No series: unknown while instances exist, idle when there are none.
             assert not source(NS, "absent", 1, 1).available
             idle = source(NS, "absent", 0, 0)

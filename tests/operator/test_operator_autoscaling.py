@@ -67,8 +67,8 @@ def test_scales_up_on_real_prometheus_load_then_holds_when_prometheus_goes_away(
             eventually(lambda: _replicas(h, "big-unified-gpu-a") == 4)
             cond = eventually(lambda: (c := h.condition("big", "MetricsAvailable")) and c["status"] == "True" and c)
             assert cond["reason"] == "MetricsRead"
-            status = h.read_md("big")["status"]
-            assert status["pools"]["unified"]["desired"] == 4
+            # The Deployment is applied before the tick patches the status: poll the status too.
+            status = eventually(lambda: (s := h.read_md("big")["status"])["pools"]["unified"]["desired"] == 4 and s)
             assert status["lastDecision"]["reasons"][0]["code"] == "utilization-target"
             assert "50 in flight" in status["lastDecision"]["reasons"][0]["message"]
             events = eventually(lambda: _scale_events(h, "big"))

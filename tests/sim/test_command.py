@@ -82,3 +82,11 @@ def test_manifest_problems_name_the_fix(tmp_path) -> None:
     bad.write_text(md.read_text().replace("maxReplicas: 8", "maxReplicas: 0"))
     invalid = CliRunner().invoke(app, ["simulate", "-f", str(bad), "--report", str(tmp_path / "r.html")])
     assert invalid.exit_code != 0 and "spec.pools.unified.maxReplicas" in _flat(invalid.output)
+
+
+def test_zero_duration_blames_duration(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["simulate", "--duration", "0", "--report", str(tmp_path / "r.html")],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    out = " ".join(result.output.split())
+    assert "--duration" in out and "--trace" not in out, result.output

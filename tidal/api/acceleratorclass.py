@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from tidal.api.types import ApiModel, Condition, ObjectMeta, Quantity, StatusModel
+from tidal.api.types import CONDITIONS_LIST_MAP, ApiModel, Condition, ObjectMeta, Quantity, StatusModel
 
 DEFAULT_DEVICE_RESOURCE = "nvidia.com/gpu"
 """Extended resource advertised by the NVIDIA Kubernetes device plugin."""
@@ -41,7 +41,7 @@ class AcceleratorClassStatus(StatusModel):
     allocatable: int = 0
     used: int = 0
     free: int = 0
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_MAP)
 
 
 class AcceleratorClass(ApiModel):

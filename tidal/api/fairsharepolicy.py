@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tidal.api.types import ApiModel, Condition, DnsLabel, ObjectMeta, StatusModel, cel_rules, unique_names
+from tidal.api.types import CONDITIONS_LIST_MAP, ApiModel, Condition, DnsLabel, ObjectMeta, StatusModel, cel_rules, unique_names
 
 MAX_TENANTS = 64
 """Bounds CEL evaluation cost on the tenants list (the API server rejects unbounded rule cost)."""
@@ -103,7 +103,7 @@ class FairSharePolicyStatus(StatusModel):
     tenants: list[TenantShareStatus] = Field(default_factory=list)
     fairness_index: float | None = None
     """Jain's fairness index of weighted grants over demanding tenants (1.0 is perfectly fair)."""
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_MAP)
 
 
 class FairSharePolicy(ApiModel):

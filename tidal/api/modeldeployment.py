@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from tidal.api.pod import PodSettings
-from tidal.api.types import ApiModel, Condition, DnsLabel, Duration, ObjectMeta, Quantity, StatusModel, cel_rules, unique_names
+from tidal.api.types import CONDITIONS_LIST_MAP, ApiModel, Condition, DnsLabel, Duration, ObjectMeta, Quantity, StatusModel, cel_rules, unique_names
 
 # Defaults with their sources. A changed default changes user-visible behaviour: cite the new source.
 DEFAULT_SLO_PERCENTILE = 90.0
@@ -251,7 +251,7 @@ class ModelDeploymentStatus(StatusModel):
     kv_ttl_seconds: float | None = None
     slo_attainment: float | None = None
     last_decision: DecisionStatus | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_MAP)
 
 
 class ModelDeployment(ApiModel):

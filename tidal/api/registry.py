@@ -52,6 +52,10 @@ class KindInfo:
 
 
 _AGE = PrinterColumn("Age", "date", ".metadata.creationTimestamp")
+_READY_STATUS = PrinterColumn("Ready", "string", '.status.conditions[?(@.type=="Ready")].status',
+                              "The Ready condition (True, False, Unknown), as Knative and KServe show it")
+_READY_REASON = PrinterColumn("Reason", "string", '.status.conditions[?(@.type=="Ready")].reason',
+                              "Why Ready is what it is")
 
 KINDS: tuple[KindInfo, ...] = (
     KindInfo(
@@ -60,10 +64,13 @@ KINDS: tuple[KindInfo, ...] = (
         printer_columns=(
             PrinterColumn("Model", "string", ".spec.model.name", "Served model", priority=1),
             PrinterColumn("Mode", "string", ".spec.mode", "unified or disaggregated serving"),
-            PrinterColumn("Ready", "integer", ".status.readyReplicas", "Ready replicas over all pools"),
+            _READY_STATUS,
+            _READY_REASON,
+            PrinterColumn("Replicas", "integer", ".status.readyReplicas", "Ready replicas over all pools"),
             PrinterColumn("Desired", "integer", ".status.desiredReplicas", "Replicas tidal wants now"),
             PrinterColumn("Forecast-RPS", "number", ".status.forecast.rps", "Forecast request rate (req/s)"),
             PrinterColumn("SLO", "number", ".status.sloAttainment", "Fraction of recent requests meeting the SLO"),
+            PrinterColumn("SLO-Target", "number", ".spec.slo.attainment", "Fraction the SLO asks for (spec.slo.attainment)"),
             _AGE,
         ),
         scale=ScaleSubresource(".spec.replicas", ".status.replicas", ".status.selector"),
@@ -72,7 +79,9 @@ KINDS: tuple[KindInfo, ...] = (
         kind="ServerlessFunction", plural="serverlessfunctions", singular="serverlessfunction",
         short_names=("sfn",), scope="Namespaced", model=ServerlessFunction,
         printer_columns=(
-            PrinterColumn("Ready", "integer", ".status.readyInstances", "Ready instances"),
+            _READY_STATUS,
+            _READY_REASON,
+            PrinterColumn("Instances", "integer", ".status.readyInstances", "Ready instances"),
             PrinterColumn("Desired", "integer", ".status.desiredInstances", "Instances tidal wants now"),
             PrinterColumn("Keep-Alive", "number", ".status.keepAliveSeconds", "Chosen keep-alive (s)"),
             _AGE,

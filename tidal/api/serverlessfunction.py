@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tidal.api.types import ApiModel, Condition, Duration, ObjectMeta, Quantity, StatusModel, cel_rules
+from tidal.api.types import CONDITIONS_LIST_MAP, ApiModel, Condition, Duration, ObjectMeta, Quantity, StatusModel, cel_rules
 
 DEFAULT_CONCURRENCY_TARGET = 100
 """Knative Serving: container-concurrency-target-default is 100 in the config-autoscaler ConfigMap."""
@@ -79,12 +79,12 @@ class ServerlessFunctionStatus(StatusModel):
     keep_alive_seconds: float | None = None
     prewarm_instances: int = 0
     cold_starts: int = 0
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_MAP)
 
 
 MAX_NAME_LENGTH = 63
-"""The function's Service is named after it (a DNS-1035 label, at most 63 characters), and the name is
-a label value on its pods (also at most 63)."""
+"""The name is a label value on the function's pods (at most 63 characters). Its Service is named
+after it too, rewritten when the name is not an RFC 1035 label (tidal.controllers.serverlessfunction.service_name)."""
 NAME_TOO_LONG = f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the function's Service and pod label carry it"
 
 

@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.alias_generators import to_camel
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
@@ -93,13 +93,59 @@ class Condition(StatusModel):
     observed_generation: int | None = Field(default=None, ge=0)
 
 
+CONDITIONS_LIST_MAP = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
+"""``status.conditions`` is a map keyed by ``type`` (as metav1.Condition lists are declared with
+``+listType=map``, ``+listMapKey=type``): one condition per type, and server-side apply merges
+conditions by type instead of replacing the whole list."""
+
+
+DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+"""RFC 1123 label, as Kubernetes validates namespace names (apimachinery validation.IsDNS1123Label)."""
+DNS1123_SUBDOMAIN = rf"{DNS1123_LABEL}(\.{DNS1123_LABEL})*"
+"""RFC 1123 subdomain, as the API server validates custom objects' names (IsDNS1123Subdomain)."""
+DNS1123_LABEL_MAX = 63
+DNS1123_SUBDOMAIN_MAX = 253
+
+
+def _dns_name_problem(value: str, pattern: str, max_length: int, what: str, allowed: str, example: str) -> str | None:
+    if len(value) > max_length:
+        return f"{value!r} is {len(value)} characters; a {what} has at most {max_length}"
+    if re.fullmatch(pattern, value) is None:
+        return (f"{value!r} is not a lowercase {what}: use {allowed}, starting and ending with a letter "
+                f"or digit (e.g. {example!r})")
+    return None
+
+
 class ObjectMeta(BaseModel):
-    """The part of metadata tidal validates; everything else is the API server's business."""
+    """The part of metadata tidal validates; everything else is the API server's business.
+
+    ``name`` and ``namespace`` follow the API server's own rules (an RFC 1123 subdomain and label), so
+    ``tidal validate`` rejects what ``kubectl apply`` would."""
 
     model_config = ConfigDict(extra="allow")
 
     name: str | None = None
     namespace: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_subdomain(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = _dns_name_problem(value, DNS1123_SUBDOMAIN, DNS1123_SUBDOMAIN_MAX, "RFC 1123 subdomain",
+                                        "lowercase letters, digits, '-' and '.'", "llama-8b")
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_label(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = _dns_name_problem(value, DNS1123_LABEL, DNS1123_LABEL_MAX, "RFC 1123 label",
+                                        "lowercase letters, digits and '-'", "team-a")
+            if problem:
+                raise ValueError(problem)
+        return value
 
 
 def cel_rules(*rules: tuple[str, str]) -> dict[str, Any]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pydantic import ValidationError
 
-from tidal.api.registry import API_VERSION, KINDS_BY_NAME
+from tidal.api.registry import API_VERSION, GROUP as API_GROUP, KINDS_BY_NAME
 from tidal.api.types import ApiModel
 
 
@@ -60,8 +61,12 @@ def errors_from(exc: ValidationError) -> list[FieldError]:
     return [FieldError(format_loc(tuple(e["loc"])), _message(e)) for e in exc.errors()]
 
 
-def parse_resource(obj: Mapping[str, Any]) -> ApiModel:
-    """Validate a manifest of any tidal kind; raise :class:`InvalidResource` listing every problem."""
+def parse_resource(obj: Mapping[str, Any], *, strict: bool = False) -> ApiModel:
+    """Validate a manifest of any tidal kind; raise :class:`InvalidResource` listing every problem.
+
+    ``strict``: judge the manifest as the API server does, on its JSON types: ``maxReplicas: "3"``
+    and ``prewarm: "yes"`` are errors (pydantic's default lax mode would coerce them). ``tidal
+    validate`` is strict; the operator reads objects the API server already checked."""
     if not isinstance(obj, Mapping):
         raise InvalidResource("resource", None, [FieldError("", "a resource must be a mapping")])
     kind = obj.get("kind")
@@ -73,9 +78,21 @@ def parse_resource(obj: Mapping[str, Any]) -> ApiModel:
     if obj.get("apiVersion") != API_VERSION:
         raise InvalidResource(info.kind, name, [FieldError("apiVersion", f"must be {API_VERSION}, got {obj.get('apiVersion')!r}")])
     try:
+        if strict:
+            # YAML timestamps and the like become strings, as kubectl's YAML-to-JSON conversion does.
+            return info.model.model_validate_json(json.dumps(obj, default=str), strict=True)
         return info.model.model_validate(dict(obj))
     except ValidationError as exc:
         raise InvalidResource(info.kind, name, errors_from(exc)) from None
+
+
+def is_tidal_object(obj: Any) -> bool:
+    """Whether ``obj`` claims tidal's API group (``apiVersion: tidal.dev/...``); other objects in
+    the same files (Namespaces, Secrets, other operators' kinds) are not tidal's to judge."""
+    if not isinstance(obj, Mapping):
+        return False
+    api_version = obj.get("apiVersion")
+    return isinstance(api_version, str) and api_version.split("/", 1)[0] == API_GROUP
 
 
 def parse_spec(kind: str, spec: Mapping[str, Any]) -> ApiModel:

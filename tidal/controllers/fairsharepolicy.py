@@ -188,7 +188,29 @@ def reconcile(
         capacity.gpus, demands, previous_deficits(previous), rebalance=policy.spec.rebalance
     )
     raw = {d.name: d.demand_gpus for d in demands}
-    return allocation, compute_status(allocation, generation, capacity, skipped, previous, now, raw)
+    guarantees = {t.name: t.guaranteed_gpus for t in policy.spec.tenants}
+    return allocation, compute_status(
+        allocation, generation, capacity, skipped, previous, now, raw, guarantees
+    )
+
+
+def guarantees_condition(
+    guarantees: Mapping[str, int], capacity_gpus: int, capacity_message: str
+) -> tuple[bool, str, str]:
+    """(met, reason, message) of ``GuaranteesMet``: whether the capacity measured this tick can hold
+    every tenant's ``guaranteedGpus`` at once. The CRD rejects guarantees above a fixed
+    ``capacity.gpus``; a capacity measured from nodes can shrink below them (nodes drained, lost)."""
+    total = sum(guarantees.values())
+    if total <= capacity_gpus:
+        return True, "WithinCapacity", f"guarantees total {total} of {capacity_gpus} GPUs"
+    listed = ", ".join(f"{name} {gpus}" for name, gpus in guarantees.items() if gpus)
+    return (
+        False,
+        "GuaranteesExceedCapacity",
+        f"guarantees total {total} GPUs ({listed}) but capacity is {capacity_gpus} "
+        f"({capacity_message}): they cannot all be met; tenants below their guarantee share "
+        "what there is by weight. Lower guaranteedGpus or add capacity",
+    )
 
 
 def compute_status(
@@ -199,9 +221,11 @@ def compute_status(
     previous: Mapping[str, Any] | None,
     now: datetime,
     raw_demand: Mapping[str, int] | None = None,
+    guarantees: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Status (camelCase). ``raw_demand`` is each tenant's demand before its cap (the allocator
-    reports demand already capped at maxGpus); a tenant held back by its cap is CapacityLimited."""
+    reports demand already capped at maxGpus); a tenant held back by its cap is CapacityLimited.
+    ``guarantees`` (tenant -> guaranteedGpus) sets ``GuaranteesMet``."""
     raw_demand = raw_demand or {}
     conditions: Sequence[Mapping[str, Any]] = (previous or {}).get("conditions") or []
     demand_of = {g.name: max(g.demand_gpus, raw_demand.get(g.name, 0)) for g in allocation.grants}
@@ -234,6 +258,13 @@ def compute_status(
         now,
         generation,
     )
+    if guarantees is not None:
+        met, reason, guarantee_message = guarantees_condition(
+            guarantees, allocation.capacity_gpus, capacity.message
+        )
+        conditions = set_condition(
+            conditions, "GuaranteesMet", met, reason, guarantee_message, now, generation
+        )
     status = FairSharePolicyStatus(
         observed_generation=generation,
         capacity_gpus=allocation.capacity_gpus,

@@ -8,8 +8,10 @@ re-rendering the same inputs is a no-op. The instance count comes from
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -55,6 +57,29 @@ def name_problem(name: str) -> str | None:
             f"{FUNCTION_LABEL} label value: recreate the function with a shorter name"
         )
     return None
+
+
+DNS1035_LABEL = r"[a-z]([-a-z0-9]*[a-z0-9])?"
+"""Service names are RFC 1035 labels (apimachinery IsDNS1035Label): no dots, a letter first, at most
+63 characters. Function names are object names (RFC 1123 subdomains), so ``api.v1`` or ``2fa`` are
+valid functions whose name is not a valid Service name."""
+SERVICE_NAME_HASH_CHARS = 8
+"""Hex digits of sha256(function name) appended when the name must be rewritten: ``api.v1`` and
+``api-v1`` then get different Services (``api-v1-<hash>`` and ``api-v1``)."""
+
+
+def service_name(name: str) -> str:
+    """The function's Service name: the function's own name when it is a valid RFC 1035 label,
+    else a valid label derived from it (dots and other characters to ``-``, a leading ``fn-`` when
+    it does not start with a letter) plus a hash of the original, so no two functions share one."""
+    if len(name) <= MAX_NAME_LENGTH and re.fullmatch(DNS1035_LABEL, name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:SERVICE_NAME_HASH_CHARS]
+    base = re.sub(r"[^a-z0-9-]+", "-", name.lower())
+    if not base[:1].isalpha():
+        base = "fn-" + base
+    base = base[: MAX_NAME_LENGTH - SERVICE_NAME_HASH_CHARS - 1].strip("-")
+    return f"{base}-{digest}"
 
 
 def function_labels(name: str) -> dict[str, str]:
@@ -158,7 +183,7 @@ def render_service(fn: ServerlessFunction, uid: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": name,
+            "name": service_name(name),
             "namespace": fn.metadata.namespace,
             "labels": {**MANAGED_BY, **function_labels(name)},
             "ownerReferences": [owner_reference(KIND, name, uid)],

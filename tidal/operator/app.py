@@ -120,6 +120,15 @@ def make_prometheus(settings: OperatorSettings) -> Any | None:
     return PrometheusMetrics(PrometheusSettings(url=settings.prometheus_url))
 
 
+def liveness_endpoint(settings: OperatorSettings) -> str | None:
+    """kopf's liveness URL (``/healthz`` on ``--health-bind-address``), None when disabled."""
+    if not settings.health_port:
+        return None
+    host = settings.health_bind_address
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal in a URL
+    return f"http://{host}:{settings.health_port}/healthz"
+
+
 def run_operator(settings: OperatorSettings, kubeconfig: str | Path | None = None,
                  stop_flag: threading.Event | None = None, ready_flag: threading.Event | None = None,
                  metrics: OperatorMetrics | None = None, include_others: bool = True,
@@ -187,8 +196,9 @@ def _run(settings: OperatorSettings, kubeconfig: str | Path | None, stop_flag: A
 
     if on_controller is not None:
         on_controller(controller)
-    server = serve_metrics(metrics, settings.metrics_port) if settings.metrics_port else None
-    liveness = f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+    server = (serve_metrics(metrics, settings.metrics_port, settings.metrics_bind_address)
+              if settings.metrics_port else None)
+    liveness = liveness_endpoint(settings)
     try:
         kopf.run(
             registry=registry, settings=kopf_settings(settings),

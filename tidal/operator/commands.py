@@ -11,13 +11,22 @@ import json
 import os
 import socket
 import sys
+import unicodedata
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
-from tidal.operator.settings import DEFAULT_HEALTH_PORT, DEFAULT_INTERVAL_S, DEFAULT_METRICS_PORT
+from tidal.operator.settings import (
+    DEFAULT_BIND_ADDRESS,
+    DEFAULT_HEALTH_PORT,
+    DEFAULT_INTERVAL_S,
+    DEFAULT_METRICS_PORT,
+)
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 USAGE_ERROR = 2
 
@@ -47,6 +56,8 @@ def run(
     leader_election_namespace: Optional[str] = typer.Option(None, "--leader-election-namespace", envvar="POD_NAMESPACE", help="Namespace of the Lease; default: $POD_NAMESPACE (the operator's own, set by the chart)."),
     health_port: str = typer.Option(str(DEFAULT_HEALTH_PORT), "--health-port", help="Liveness endpoint /healthz port (0 disables)."),
     metrics_port: str = typer.Option(str(DEFAULT_METRICS_PORT), "--metrics-port", help="The operator's /metrics port (0 disables)."),
+    health_bind_address: str = typer.Option(DEFAULT_BIND_ADDRESS, "--health-bind-address", help="IP address /healthz listens on."),
+    metrics_bind_address: str = typer.Option(DEFAULT_BIND_ADDRESS, "--metrics-bind-address", help="IP address /metrics listens on."),
     kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="Kubeconfig for local runs; default: in-cluster, then KUBECONFIG."),
 ) -> None:
     """Run the operator (the container's entry point)."""
@@ -81,6 +92,7 @@ def run(
             peering_name=peering, health_port=health, metrics_port=metrics,
             leader_election_namespace=leader_election_namespace if leader_elect else None,
             leader_identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+            health_bind_address=health_bind_address, metrics_bind_address=metrics_bind_address,
         )
     except SettingsError as exc:
         _fail(str(exc))
@@ -102,6 +114,29 @@ def _when(t: Any) -> str:
     return str(t or "")
 
 
+_KEEP_CONTROLS = frozenset("\n\t")
+"""Control characters ``tidal explain`` prints as they are (line breaks inside table cells)."""
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf"})
+"""Unicode controls (ESC, BEL, C1) and format characters (bidi overrides, which reorder what the
+reader sees): printed as escapes."""
+
+
+def terminal_safe(value: Any) -> Text:
+    """External text (condition messages, stored reasons: both editable by anyone who can patch the
+    object or its state ConfigMap) as a rich ``Text``: rich parses no markup in it (``[/bold]``
+    would raise, ``[link=...]`` would render a link), and control characters other than newline and
+    tab are shown as ``\\xNN`` so no escape sequence reaches the terminal."""
+    from rich.text import Text
+
+    text = "" if value is None else str(value)
+    shown = "".join(
+        ch if ch in _KEEP_CONTROLS or unicodedata.category(ch) not in _ESCAPED_CATEGORIES
+        else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+        for ch in text
+    )
+    return Text(shown)
+
+
 def explain(
     target: str = typer.Argument(..., metavar="NAMESPACE/NAME", help="The ModelDeployment to explain."),
     kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="Kubeconfig; default: KUBECONFIG or ~/.kube/config."),
@@ -112,6 +147,7 @@ def explain(
     from kubernetes.client.rest import ApiException
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from tidal.controllers.workload_state import STATE_KEY, StateError, decode_state, state_configmap_name
 
@@ -141,19 +177,19 @@ def explain(
             raise
         state = None
     except StateError as exc:
-        console.print(f"[yellow]stored state unreadable: {exc}[/yellow]")
+        console.print(Text.assemble(("stored state unreadable: ", "yellow"), terminal_safe(exc)))
         state = None
 
-    conditions = Table(title=f"{namespace}/{name}: conditions", show_lines=False)
+    conditions = Table(title=terminal_safe(f"{namespace}/{name}: conditions"), show_lines=False)
     for column in ("type", "status", "reason", "message", "since"):
         conditions.add_column(column, overflow="fold")
     for c in status.get("conditions") or []:
-        conditions.add_row(c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""),
-                           c.get("lastTransitionTime", ""))
+        conditions.add_row(*(terminal_safe(c.get(k, "")) for k in
+                             ("type", "status", "reason", "message", "lastTransitionTime")))
     console.print(conditions)
 
     decisions = (state.decisions if state else [])[-limit:]
-    table = Table(title=f"{namespace}/{name}: last decisions (oldest first)", show_lines=True)
+    table = Table(title=terminal_safe(f"{namespace}/{name}: last decisions (oldest first)"), show_lines=True)
     for column in ("time", "ticks", "desired", "placement", "metrics", "forecast rps", "reasons"):
         table.add_column(column, overflow="fold")
     for d in decisions:
@@ -163,19 +199,21 @@ def explain(
             (f"[{r['pool']}] " if r.get("pool") else "") + f"{r['code']}: {r.get('message', '')}"
             for r in d.get("reasons") or [])
         if d.get("limits"):
-            reasons += "\nlimits: " + "; ".join(d["limits"])
-        table.add_row(span, f"#{d.get('tick')} x{repeats}", json.dumps(d.get("desired", {})),
-                      json.dumps(d.get("byChild", {})), "yes" if d.get("metricsAvailable") else "no",
-                      "" if d.get("forecastRps") is None else f"{d['forecastRps']:.3g}", reasons)
+            reasons += "\nlimits: " + "; ".join(map(str, d["limits"]))
+        forecast = d.get("forecastRps")
+        table.add_row(*map(terminal_safe, (
+            span, f"#{d.get('tick')} x{repeats}", json.dumps(d.get("desired", {})),
+            json.dumps(d.get("byChild", {})), "yes" if d.get("metricsAvailable") else "no",
+            "" if not isinstance(forecast, (int, float)) else f"{forecast:.3g}", reasons)))
     if not decisions:
         last = status.get("lastDecision") or {}
         for r in last.get("reasons") or []:
-            table.add_row(str(last.get("time", "")), "", "", "", "", "",
-                          (f"[{r['pool']}] " if r.get("pool") else "") + f"{r['code']}: {r.get('message', '')}")
+            table.add_row(terminal_safe(last.get("time", "")), "", "", "", "", "", terminal_safe(
+                (f"[{r['pool']}] " if r.get("pool") else "") + f"{r['code']}: {r.get('message', '')}"))
     console.print(table)
     if state is None:
         console.print("[dim]no stored decision history (the operator has not ticked yet, or the state "
                       f"ConfigMap {state_configmap_name(name)} is missing)[/dim]")
     elif state.last_scale_event:
-        console.print(f"last scale event: {state.last_scale_event}")
+        console.print(Text("last scale event: ") + terminal_safe(state.last_scale_event))
     sys.stdout.flush()

@@ -23,8 +23,10 @@ import kopf
 from pydantic import ValidationError
 
 from tidal.api.acceleratorclass import AcceleratorClass
+from tidal.api.validation import errors_from
 from tidal.controllers.acceleratorclass import class_inventory, compute_status
 from tidal.controllers.conditions import set_condition
+from tidal.operator.events import post_event
 from tidal.operator.kube import KubeClients, list_items
 from tidal.operator.settings import OperatorSettings
 
@@ -92,10 +94,9 @@ def inventory_tick(
                 accelerator, class_inventory(accelerator, nodes, pods), previous, now
             )
         except ValidationError as exc:
-            message = (
-                f"invalid spec, inventory not computed: {exc.error_count()} errors; "
-                f"first: {exc.errors()[0]['msg']}"
-            )
+            message = invalid_spec_message("inventory not computed", exc)
+            if not same_condition(previous, "Available", "InvalidSpec", message):
+                post_event(clients, raw, "Warning", "InvalidSpec", message, now)
             status = {
                 "conditions": set_condition(
                     previous.get("conditions") or [],
@@ -118,6 +119,22 @@ def inventory_tick(
             {k: status.get(k) for k in ("nodes", "allocatable", "used", "free")},
         )
     return patched
+
+
+def invalid_spec_message(consequence: str, exc: ValidationError) -> str:
+    """Every error of an invalid spec with its field path (``spec.tenants[0].weight: ...``), so one
+    reading of the condition or Event is enough to fix all of them."""
+    errors = "; ".join(str(e) for e in errors_from(exc))
+    return f"invalid spec, {consequence}: {errors} (fix the spec and apply it again)"
+
+
+def same_condition(previous: Mapping[str, Any], kind: str, reason: str, message: str) -> bool:
+    """Whether ``previous`` status already reports this condition with this reason and message (its
+    Warning Event was posted then; post one per distinct problem, not one per tick)."""
+    return any(
+        c.get("type") == kind and c.get("reason") == reason and c.get("message") == message
+        for c in previous.get("conditions") or []
+    )
 
 
 def _unchanged(previous: Mapping[str, Any], status: Mapping[str, Any]) -> bool:

@@ -30,12 +30,15 @@ from tidal.operator.handlers_accelerators import (
     VERSION,
     Clock,
     accelerator_classes_by_name,
+    invalid_spec_message,
+    same_condition,
     list_accelerator_classes,
     list_nodes,
     list_pods,
     register_loop,
     utcnow,
 )
+from tidal.operator.events import post_event
 from tidal.operator.kube import KubeClients, list_items
 from tidal.operator.settings import OperatorSettings
 
@@ -90,10 +93,9 @@ def fairshare_tick(
         try:
             policy = FairSharePolicy.model_validate({k: v for k, v in raw.items() if k != "status"})
         except ValidationError as exc:
-            message = (
-                f"invalid spec, no allocation: {exc.error_count()} errors; "
-                f"first: {exc.errors()[0]['msg']}"
-            )
+            message = invalid_spec_message("no allocation", exc)
+            if not same_condition(previous, "Degraded", "InvalidSpec", message):
+                post_event(clients, raw, "Warning", "InvalidSpec", message, now)
             status: dict[str, Any] = {
                 "observedGeneration": generation,
                 "conditions": set_condition(

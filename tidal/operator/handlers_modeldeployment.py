@@ -16,6 +16,7 @@ import kopf
 
 from tidal.controllers.labels import DEPLOYMENT_LABEL
 from tidal.controllers.modeldeployment_observe import summarize_deployment, summarize_pod
+from tidal.operator.finalizers import is_deletion_event, mark_deleted, not_deleted, timers_need_no_finalizer
 from tidal.operator.kube import KubeClients
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.modeldeployment_controller import ModelDeploymentController, _plain, accelerator_from_body
@@ -86,7 +87,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
         controller.reconcile(body, patch, _plain(status), retry)
 
     @kopf.on.timer(GROUP, VERSION, PLURAL, interval=settings.interval_s, registry=registry,
-                   backoff=settings.interval_s, id="tidal_md_tick")
+                   backoff=settings.interval_s, id="tidal_md_tick", when=not_deleted)
     def tidal_md_tick(body: Any, patch: Any, status: Any, namespace: str, name: str,
                       tidal_md_deployments: Any, tidal_md_pods: Any, tidal_accelerator_classes: Any,
                       **_: Any) -> None:
@@ -94,9 +95,13 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
         controller.tick(body, patch, _plain(status), _ClassLookup(tidal_accelerator_classes),
                         _values(tidal_md_deployments, key), _values(tidal_md_pods, key))
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="tidal_md_deleted")
-    def tidal_md_deleted(type: str, namespace: str, name: str, **_: Any) -> None:  # noqa: A002 - kopf's name
-        if type == "DELETED":
-            controller.forget(namespace, name)
+    # Only DELETED events reach this handler (kopf logs every handler call at INFO, so an unfiltered
+    # one logged a line per watch event of every live object); it stops the object's tick timer.
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="tidal_md_deleted", when=is_deletion_event)
+    def tidal_md_deleted(namespace: str, name: str, memo: Any, **_: Any) -> None:
+        mark_deleted(memo)
+        controller.forget(namespace, name)
+        log.debug("forgot deleted ModelDeployment %s/%s", namespace, name)
 
+    timers_need_no_finalizer(registry, ["tidal_md_tick"])
     return controller

@@ -4,13 +4,18 @@
   condition ``Ready=False, reason InvalidSpec`` and a Warning event, and the handler returns (no
   retry loop; the next spec change is handled again). Valid: server-side apply (field manager
   from the settings) of the Deployment (replicas: the last decision within the current bounds, or
-  the initial scale) and the Service, and ``status.observedGeneration``.
+  the initial scale) and the Service, and ``status.observedGeneration``. A failed apply sets
+  ``Degraded=True, reason ApplyFailed``, posts one Warning event and raises ``kopf.TemporaryError``
+  with a doubling delay (:func:`apply_retry_delay_s`); a failed scale in the timer does the same and
+  the next tick retries. Every API call carries ``clients.request_timeout_s``.
 * timer (``settings.interval_s``): read the Deployment and the function's metrics, run
   :class:`tidal.policies.keepalive.KeepAlivePolicy`, re-apply the Deployment when the instance
   count changes (with a ``Scaled`` event), and patch the status when it changed. The policy's
   state lives in the per-object kopf ``memo``; it is persisted in the ConfigMap
   ``<name>-keepalive`` when it learns an idle time or the function goes idle, and restored from it
   after an operator restart.
+* deletion: no handler and no finalizer (owner references garbage-collect the children); a
+  ``DELETED``-only event handler stops the object's timer (:mod:`tidal.operator.finalizers`).
 
 Function metrics come from a :data:`FunctionMetricsSource`. Without ``--prometheus-url`` every tick
 reports ``MetricsAvailable=False`` and the policy holds the current instances (never zero on
@@ -49,8 +54,14 @@ from tidal.controllers.serverlessfunction import (
     state_configmap_name,
     state_from_configmap,
 )
+from tidal.operator.finalizers import (
+    is_deletion_event,
+    mark_deleted,
+    not_deleted,
+    timers_need_no_finalizer,
+)
 from tidal.operator.handlers_accelerators import Clock, utcnow
-from tidal.operator.kube import KubeClients, apply_object
+from tidal.operator.kube import KubeClients, apply_object, describe_api_error
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.prometheus import FailureKind, PrometheusMetrics, PrometheusSettings
 from tidal.operator.promql import FUNCTION_IN_FLIGHT_METRIC, FUNCTION_REQUESTS_METRIC
@@ -66,7 +77,18 @@ from tidal.policies.keepalive import (
 )
 
 GROUP, VERSION, PLURAL = "tidal.dev", "v1alpha1", "serverlessfunctions"
+APPLY_RETRY_MAX_FACTOR = 8
+"""A failed child apply is retried after ``retry_backoff_s`` doubling per attempt, up to this many
+times it (10, 20, 40, 80 s with the default 10 s): a 422 from a policy or a quota clears when a human
+fixes it, and must not be retried in a tight loop meanwhile."""
 MEMO_KEY = "tidal_keepalive_state"
+APPLY_FAILED = "ApplyFailed"
+"""Reason of ``Degraded=True`` and of the Warning Event when applying a child failed."""
+
+
+def apply_retry_delay_s(backoff_s: float, retry: int) -> float:
+    """Delay before kopf retries a failed apply: exponential from ``backoff_s``, capped."""
+    return backoff_s * min(2 ** max(retry, 0), APPLY_RETRY_MAX_FACTOR)
 
 
 @dataclass(frozen=True)
@@ -141,7 +163,9 @@ def function_of(name: str, namespace: str, spec: ServerlessFunctionSpec) -> Serv
 def read_deployment(clients: KubeClients, namespace: str, name: str) -> tuple[int, int] | None:
     """(spec replicas, ready replicas) of the function's Deployment, None when it does not exist."""
     try:
-        deployment = clients.apps.read_namespaced_deployment(name, namespace)
+        deployment = clients.apps.read_namespaced_deployment(
+            name, namespace, _request_timeout=clients.request_timeout_s
+        )
     except ApiException as exc:
         if exc.status == 404:
             return None
@@ -154,12 +178,20 @@ def read_deployment(clients: KubeClients, namespace: str, name: str) -> tuple[in
 def load_state(clients: KubeClients, namespace: str, name: str) -> KeepAliveState | None:
     """The keep-alive state persisted in the function's ConfigMap, None when there is none (yet)."""
     try:
-        config_map = clients.core.read_namespaced_config_map(state_configmap_name(name), namespace)
+        config_map = clients.core.read_namespaced_config_map(
+            state_configmap_name(name), namespace, _request_timeout=clients.request_timeout_s
+        )
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
     return state_from_dict(state_from_configmap(config_map.data))
+
+
+def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
+    return any(
+        c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or []
+    )
 
 
 def _changed(previous: Mapping[str, Any], status: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,6 +249,7 @@ def register(
         meta: Any,
         patch: Any,
         logger: Any,
+        retry: int,
         **_: Any,
     ) -> None:
         now = clock()
@@ -226,9 +259,29 @@ def register(
         if fn_spec is None:
             return
         replicas = instances_to_render(fn_spec, previous)
-        for child in render_children(function_of(name, namespace, fn_spec), uid, replicas):
-            await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
         conditions = previous.get("conditions") or []
+        for child in render_children(function_of(name, namespace, fn_spec), uid, replicas):
+            try:
+                await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
+            except Exception as exc:  # noqa: BLE001 - every failed apply is reported and retried
+                problem = (
+                    f"apply {child['kind']} {child['metadata']['name']}: {describe_api_error(exc)}"
+                )
+                patch.status.update(
+                    {
+                        "conditions": set_condition(
+                            conditions, "Degraded", True, APPLY_FAILED, problem, now, generation
+                        )
+                    }
+                )
+                if not retry:  # one Warning per spec version, not one per attempt
+                    kopf.warn(body, reason=APPLY_FAILED, message=problem)
+                raise kopf.TemporaryError(
+                    problem, delay=apply_retry_delay_s(settings.retry_backoff_s, retry)
+                ) from exc
+        conditions = set_condition(
+            conditions, "Degraded", False, "AsExpected", "", now, generation
+        )
         ready = next((c for c in conditions if c.get("type") == "Ready"), None)
         if ready is None or ready.get("reason") == "InvalidSpec":
             conditions = set_condition(
@@ -258,6 +311,7 @@ def register(
         registry=registry,
         id="serverlessfunction-keepalive",
         interval=settings.interval_s,
+        when=not_deleted,
     )
     async def keepalive(
         spec: Any,
@@ -316,18 +370,27 @@ def register(
             new_state  # only after it is persisted, so a failed write is retried next tick
         )
         desired = decision.desired_replicas.get(POOL_FUNCTION, current)
+        degraded: str | None = None
+        if desired != current:
+            child = render_deployment(function_of(name, namespace, fn_spec), uid, desired)
+            try:
+                await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
+            except Exception as exc:  # noqa: BLE001 - reported; the next tick decides and applies again
+                degraded = f"scale Deployment {name} {current} -> {desired}: {describe_api_error(exc)}"
+                if not _condition_true(previous, "Degraded"):
+                    kopf.warn(body, reason=APPLY_FAILED, message=degraded)
+                logger.warning("%s/%s: %s", namespace, name, degraded)
+                desired = current  # nothing changed in the cluster; no cold starts to count
+            else:
+                why = "; ".join(r.message for r in decision.reasons)
+                kopf.info(body, reason="Scaled", message=f"instances {current} -> {desired}: {why}")
+                logger.info("scaled %s/%s %d -> %d: %s", namespace, name, current, desired, why)
         if operator_metrics is not None:
             operator_metrics.record_tick(namespace, name, POOL_FUNCTION, desired=desired, ready=ready,
                                          observed_rps=metrics.request_rate_rps, forecast_rps=None,
                                          latency_s=latency_s)
             for _ in range(cold_starts_added(current, desired)):
                 operator_metrics.count_cold_start(namespace, name, POOL_FUNCTION)
-        if desired != current:
-            child = render_deployment(function_of(name, namespace, fn_spec), uid, desired)
-            await asyncio.to_thread(apply_object, clients, child, settings.field_manager)
-            why = "; ".join(r.message for r in decision.reasons)
-            kopf.info(body, reason="Scaled", message=f"instances {current} -> {desired}: {why}")
-            logger.info("scaled %s/%s %d -> %d: %s", namespace, name, current, desired, why)
         new_status = compute_status(
             generation=generation,
             desired=desired,
@@ -338,7 +401,21 @@ def register(
             previous=previous,
             now=clock(),
             cold_starts=cold_starts_added(current, desired),
+            degraded=degraded,
         )
         changes = _changed(previous, new_status)
         if changes:
             patch.status.update(changes)
+
+    @kopf.on.event(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="serverlessfunction-deleted",
+        when=is_deletion_event,
+    )
+    def forget_deleted(memo: Any, **_: Any) -> None:
+        mark_deleted(memo)  # stops the keep-alive timer: there is no finalizer to wait for it
+
+    timers_need_no_finalizer(registry, ["serverlessfunction-keepalive"])

@@ -33,6 +33,9 @@ REQUEST_TIMEOUT_S = 10.0
 """Per-request timeout of the operator's own API calls (reads, applies). kube-apiserver answers a
 healthy request in milliseconds; 10 s is two-thirds of the default tick, so a hung connection costs
 one tick, never the operator (kopf's watch streams have their own timeouts)."""
+DEFAULT_NAMESPACE = "default"
+"""Namespace when neither the pod's service account nor the kubeconfig context names one (kubectl's)."""
+SERVICE_ACCOUNT_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 TRANSIENT_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 """Worth retrying: conflicts and rate limiting (the Kubernetes API conventions say clients retry
 409 Conflict and 429 with backoff) and server-side failures."""
@@ -44,28 +47,35 @@ class KubeClients:
 
     api: k8s.ApiClient
     request_timeout_s: float = REQUEST_TIMEOUT_S
+    namespace: str = DEFAULT_NAMESPACE
+    """The operator's own namespace (in a pod: its service account's; else the kubeconfig context's):
+    where events about cluster-scoped objects go, as kopf posts them."""
     _dynamic: DynamicClient | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> "KubeClients":
         """In-cluster service account when running in a pod, else the kubeconfig (KUBECONFIG or the path)."""
         api: k8s.ApiClient | None = None
+        namespace = DEFAULT_NAMESPACE
         if kubeconfig is None:
             try:
                 configuration = k8s.Configuration()
                 k8s_config.load_incluster_config(client_configuration=configuration)
                 configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
                 api = k8s.ApiClient(configuration)
-            except k8s_config.ConfigException:
+                namespace = SERVICE_ACCOUNT_NAMESPACE_FILE.read_text().strip() or DEFAULT_NAMESPACE
+            except (k8s_config.ConfigException, OSError):
                 pass
         if api is None:
             configuration = k8s.Configuration()
-            k8s_config.load_kube_config(config_file=str(kubeconfig) if kubeconfig else None, context=context,
+            config_file = str(kubeconfig) if kubeconfig else None
+            k8s_config.load_kube_config(config_file=config_file, context=context,
                                         client_configuration=configuration, persist_config=False)
             configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
             api = k8s.ApiClient(configuration)
+            namespace = _context_namespace(config_file, context)
         api.user_agent = USER_AGENT
-        return cls(api)
+        return cls(api, namespace=namespace)
 
     @property
     def core(self) -> k8s.CoreV1Api:
@@ -87,6 +97,16 @@ class KubeClients:
 
     def close(self) -> None:
         self.api.close()
+
+
+def _context_namespace(config_file: str | None, context: str | None) -> str:
+    """The namespace of the kubeconfig context in use, or ``default``."""
+    try:
+        contexts, current = k8s_config.list_kube_config_contexts(config_file=config_file)
+    except (k8s_config.ConfigException, OSError):
+        return DEFAULT_NAMESPACE
+    chosen = next((c for c in contexts if c.get("name") == context), current) if context else current
+    return ((chosen or {}).get("context") or {}).get("namespace") or DEFAULT_NAMESPACE
 
 
 def apply_object(clients: KubeClients, obj: dict[str, Any], field_manager: str = FIELD_MANAGER) -> dict[str, Any]:

@@ -8,6 +8,7 @@ names and defaults are the contract with the Helm chart (`charts/tidal/templates
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +18,11 @@ MIN_INTERVAL_S = 1.0
 MAX_INTERVAL_S = 3600.0
 DEFAULT_HEALTH_PORT = 8080
 DEFAULT_METRICS_PORT = 9090
+DEFAULT_BIND_ADDRESS = "0.0.0.0"
+"""Address /healthz and /metrics listen on: every IPv4 interface, because the kubelet's liveness
+probe and Prometheus reach the pod on its pod IP (binding 127.0.0.1 would fail both). Narrow it
+(``--health-bind-address``, ``--metrics-bind-address``) when something else reaches them, e.g. a
+sidecar proxy on loopback; ``::`` listens on IPv6 (and IPv4 where the OS maps it)."""
 DEFAULT_METRICS_WINDOW_S = 60.0
 """PromQL rate/histogram window: four 15 s scrapes, the smallest window that survives one missed scrape."""
 
@@ -59,6 +65,8 @@ class OperatorSettings:
     """This replica's name in the Lease (the pod name in a cluster)."""
     health_port: int = DEFAULT_HEALTH_PORT
     metrics_port: int = DEFAULT_METRICS_PORT
+    health_bind_address: str = DEFAULT_BIND_ADDRESS
+    metrics_bind_address: str = DEFAULT_BIND_ADDRESS
     field_manager: str = "tidal"
     retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S
     state_save_interval_s: float = DEFAULT_STATE_SAVE_INTERVAL_S
@@ -78,6 +86,15 @@ class OperatorSettings:
         for flag, port in (("--health-port", self.health_port), ("--metrics-port", self.metrics_port)):
             if not 0 <= port <= 65535:
                 raise SettingsError(f"{flag}={port}: must be a TCP port 0..65535 (0 disables)")
+        for flag, address in (("--health-bind-address", self.health_bind_address),
+                              ("--metrics-bind-address", self.metrics_bind_address)):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise SettingsError(
+                    f"{flag}={address!r}: not an IP address; use e.g. 0.0.0.0 (all IPv4 interfaces), "
+                    "127.0.0.1 (loopback only) or :: (IPv6)"
+                ) from None
         if self.health_port and self.health_port == self.metrics_port:
             raise SettingsError(f"--health-port and --metrics-port are both {self.health_port}: give them different ports")
         if self.leader_election_namespace is not None and self.peering_name is not None:

@@ -62,6 +62,10 @@ def parse_policy(spec: str, mode: str) -> Autoscaler:
 
 def _load(trace: str, seed: int, duration: Optional[float], rate_scale: float):
     from tidal.sim.traces import load_trace, rate_scale as scale
+    if duration is not None and duration <= 0:
+        raise typer.BadParameter(f"{duration:g}: replay at least some seconds of the trace, e.g. "
+                                 "--duration 600, or leave it out for the whole trace",
+                                 param_hint="--duration")
     try:
         requests = load_trace(trace, seed=seed, duration_s=duration)
     except (ValueError, FileNotFoundError) as exc:
@@ -69,8 +73,10 @@ def _load(trace: str, seed: int, duration: Optional[float], rate_scale: float):
     if rate_scale != 1.0:
         requests = scale(requests, rate_scale)
     if not requests:
-        raise typer.BadParameter(f"trace {trace!r} has no requests in the chosen window",
-                                 param_hint="--trace")
+        if duration is not None:
+            raise typer.BadParameter(f"trace {trace!r} has no requests in its first {duration:g} s; "
+                                     "raise --duration", param_hint="--duration")
+        raise typer.BadParameter(f"trace {trace!r} has no requests", param_hint="--trace")
     return requests
 
 

@@ -84,6 +84,8 @@ The `tidal run` arguments: the contract between this chart and the operator's en
 {{- end }}
 - --health-port={{ .Values.ports.health }}
 - --metrics-port={{ .Values.ports.metrics }}
+- {{ printf "--health-bind-address=%s" .Values.bindAddress.health | quote }}
+- {{ printf "--metrics-bind-address=%s" .Values.bindAddress.metrics | quote }}
 {{- range .Values.operator.extraArgs }}
 - {{ . | quote }}
 {{- end }}

@@ -99,7 +99,7 @@ def test_external_average_value_metric_has_no_pod_grouping() -> None:
 
 def test_docs_default_scale_up_is_4_pods_or_100_percent_per_15s() -> None:
     # demand for 40 pods from 1: +4 (Pods beats 100 %), then 5 -> 10 (100 %), 10 -> 20, 20 -> 40
-    obs, ready, counts = [], 1, []
+    ready, counts = 1, []
     policy, state = hpa(target_per_pod=10.0), None
     for i in range(5):
         decision, state = policy.decide(unified(i * TICK, ready, running=400.0), state)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.policies.baselines.helpers import json_roundtrip, run
+from tests.policies.baselines.helpers import json_roundtrip
 from tidal.policies.baselines.catalog import PROFILED_BASELINE_FACTORIES
 from tidal.policies.baselines.planner import DynamoStylePlanner
 from tidal.policies.baselines.profile import DecodeProfile, PerformanceProfile, PrefillProfile

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from tidal.policies.baselines import defaults as d
 from tidal.policies.baselines.hpa import validate_bounds, within_tolerance
