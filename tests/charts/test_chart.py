@@ -24,7 +24,8 @@ def values_args(values_file):
 
 def test_ci_values_cover_the_required_scenarios():
     names = {p.name for p in CI_VALUES}
-    assert {"namespaced-values.yaml", "servicemonitor-values.yaml", "custom-image-values.yaml"} <= names
+    assert {"namespaced-values.yaml", "servicemonitor-values.yaml", "custom-image-values.yaml",
+            "ha-values.yaml"} <= names
 
 
 @pytest.mark.parametrize("values_file", VALUES_CASES, ids=VALUES_IDS)
@@ -172,7 +173,7 @@ def test_pdb_defaults_to_max_unavailable_and_honours_min_available():
 
 
 @pytest.mark.parametrize(("assignment", "message"), [
-    ("replicaCount=2", "/replicaCount"),
+    ("replicaCount=6", "/replicaCount"),
     ("operator.logLevel=loud", "/operator/logLevel"),
     ("operator.logFormat=xml", "/operator/logFormat"),
     ("operator.intervalSeconds=0", "/operator/intervalSeconds"),
@@ -187,11 +188,36 @@ def test_bad_values_are_rejected_naming_the_field(assignment, message):
     assert message in result.stderr, result.stderr
 
 
-def test_more_than_one_replica_fails_even_without_the_schema():
-    result = run_helm("template", "tidal", str(CHART_DIR), "--set", "replicaCount=2",
-                      "--skip-schema-validation", check=False)
+def test_more_than_one_replica_needs_leader_election():
+    result = run_helm("template", "tidal", str(CHART_DIR), "--set", "replicaCount=2", check=False)
     assert result.returncode != 0
-    assert "replicaCount must be 0 or 1" in result.stderr
+    assert "replicaCount must be 0 or 1 without leader election" in result.stderr
+    assert "leaderElection.enabled=true and peering.enabled=false" in result.stderr
+
+
+def test_leader_election_excludes_peering():
+    result = run_helm("template", "tidal", str(CHART_DIR), "--set", "leaderElection.enabled=true", check=False)
+    assert result.returncode != 0 and "needs peering.enabled=false" in result.stderr
+
+
+def test_two_replicas_run_active_standby_on_a_lease():
+    objects = render(CHART_DIR / "ci" / "ha-values.yaml")
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "--leader-elect" in container["args"] and "--standalone" in container["args"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    role = next(r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("-leader-election"))
+    assert role["metadata"]["namespace"] == "tidal-system"
+    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                              "verbs": ["get", "create", "update"]}]
+    binding = next(b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"].endswith("-leader-election"))
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    assert not by_kind(objects, "ClusterKopfPeering")
+    assert one(objects, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
 
 
 def test_chart_crds_are_the_generated_ones():

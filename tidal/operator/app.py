@@ -145,7 +145,8 @@ def run_operator(settings: OperatorSettings, kubeconfig: str | Path | None = Non
     elector = LeaderElector(k8s.CoordinationV1Api(clients.api), settings.leader_election_namespace,
                             settings.leader_identity, request_timeout_s=settings.api_timeout_s)
     stop = stop_flag or threading.Event()
-    health = serve_standby_health(settings.health_port) if settings.health_port else None
+    health = (serve_standby_health(settings.health_port, settings.health_bind_address)
+              if settings.health_port else None)
     try:
         leading = elector.wait_for_leadership(stop)
     finally:

@@ -20,6 +20,7 @@ on SIGTERM releases the Lease so a standby takes over at its next retry.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -94,7 +95,10 @@ def serve_standby_health(port: int, addr: str = "0.0.0.0") -> Any:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer((addr, port), Handler)
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+    server = Server((addr, port), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="tidal-standby-health", daemon=True).start()
     return server

@@ -82,6 +82,9 @@ The `tidal run` arguments: the contract between this chart and the operator's en
 {{- else }}
 - --standalone
 {{- end }}
+{{- if .Values.leaderElection.enabled }}
+- --leader-elect
+{{- end }}
 - --health-port={{ .Values.ports.health }}
 - --metrics-port={{ .Values.ports.metrics }}
 - {{ printf "--health-bind-address=%s" .Values.bindAddress.health | quote }}

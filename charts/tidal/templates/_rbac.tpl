@@ -9,6 +9,7 @@ Each entry:
                           one Role per watched namespace otherwise)
              events     - like namespaced, plus the release namespace: kopf posts events about
                           cluster-scoped objects into the operator's own namespace
+             lease      - the release namespace only (a Role of its own): the leader-election Lease
   why        what the operator does with it; `admission:` marks a grant no API call uses but an
              admission plugin checks (the RBAC test must exclude those from "unused" checks)
   apiGroups, resources, verbs: as in a PolicyRule (exact names, never "*")
@@ -84,6 +85,13 @@ KopfPeering in watched namespaces. Every verb here is one the operator was seen 
   apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+{{- if .Values.leaderElection.enabled }}
+- scope: lease
+  why: leader election, one replica holds the Lease tidal-operator and reconciles, the others wait (tidal/operator/leader.py)
+  apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
+{{- end }}
 {{- if .Values.peering.enabled }}
 {{- if $clusterWide }}
 - scope: cluster
