@@ -49,7 +49,7 @@ class Clock:
         return self.now
 
 
-def test_electors_on_the_api_server_take_over_only_after_the_lease_expires(kube_client: Any) -> None:
+def test_electors_on_the_api_server_take_over_only_after_the_lease_expires(kube_api: Any, kube_client: Any) -> None:
     client.CoreV1Api(kube_client).create_namespace({"metadata": {"name": "ops"}})
     api = client.CoordinationV1Api(kube_client)
     clock = Clock()
@@ -69,6 +69,15 @@ def test_electors_on_the_api_server_take_over_only_after_the_lease_expires(kube_
     b.release()
     assert api.read_namespaced_lease("tidal-operator", "ops").spec.holder_identity == ""
     assert a.try_acquire_or_renew(), "a released Lease is taken at once"
+    # Every call the electors made is one the chart's leader-election Role grants.
+    from tests.charts.chart_support import CHART_DIR, by_kind, render
+
+    role = next(r for r in by_kind(render(CHART_DIR / "ci" / "ha-values.yaml"), "Role")
+                if r["metadata"]["name"].endswith("-leader-election"))
+    granted = {(g, res, v) for rule in role["rules"] for g in rule["apiGroups"] for res in rule["resources"]
+               for v in rule["verbs"]}
+    used = {t for t in kube_api.audit.rbac_triples() if t[1] == "leases"}
+    assert used == granted, (used, granted)
 
 
 def _start(h: OperatorHarness, identity: str, health_port: int) -> subprocess.Popen:
