@@ -119,3 +119,39 @@ def test_pods_expected_to_report_are_ready_settled_and_not_terminating() -> None
             pod("starting", ready=False, ready_s=None), pod("leaving", deleting=True)]
     assert ready_pod_names(pods, now_s=100.0, grace_s=60.0) == {"unified": frozenset({"old", "unknown-age"})}
     assert ready_pod_names([], now_s=100.0, grace_s=60.0) is None  # no pod watch yet: judged by count
+
+
+def test_a_metrics_read_that_raises_holds_the_replicas_and_says_why(harness, monkeypatch) -> None:
+    """A bug or an unforeseen answer in the metrics path must not crash the tick (the status would go
+    stale with MetricsAvailable=True): the tick holds and names the exception."""
+    from tests.operator.conftest import OPERATOR_NS, accelerator_class, model_deployment
+    from tidal.api.validation import parse_resource
+    from tidal.controllers.modeldeployment_observe import ChildDeployment, ChildPod
+    from tidal.operator import modeldeployment_controller as controller_module
+    from tidal.operator.kube import KubeClients
+    from tidal.operator.metrics import OperatorMetrics
+    from tidal.operator.modeldeployment_controller import ModelDeploymentController
+    from tidal.operator.settings import OperatorSettings
+    from tidal.operator.workloads import StateStore, WorkloadCache
+
+    class ExplodingReader:
+        def read_pool(self, **_: object) -> PoolMetrics:
+            raise OverflowError("math range error")
+
+    monkeypatch.setattr(controller_module, "_event", lambda *args, **kwargs: None)
+    body = harness.create_md(model_deployment("boom", min_replicas=1, max_replicas=8))
+    settings = OperatorSettings(health_port=0, metrics_port=0, state_save_interval_s=0.0, log_format="plain")
+    clients = KubeClients(harness.api)
+    controller = ModelDeploymentController(settings, clients, OperatorMetrics(),
+                                           WorkloadCache(StateStore(clients, settings.field_manager)),
+                                           prometheus=ExplodingReader(), clock=lambda: 1_000.0)
+    classes = {"gpu-a": parse_resource(accelerator_class("gpu-a", 2.5))}
+    deployments = [ChildDeployment("boom-unified-gpu-a", OPERATOR_NS, "boom", "unified", "gpu-a", 5, 5)]
+    pods = [ChildPod(f"boom-{i}", OPERATOR_NS, f"u{i}", "boom", "unified", "gpu-a", "n1", scheduled=True,
+                     ready=True, deleting=False, ready_s=0.0) for i in range(5)]
+    patch: dict = {}
+    result = controller.tick(body, patch, None, classes, deployments, pods)
+    assert result is not None and result.decision.decision.desired_replicas == {"unified": 5}
+    (metrics,) = [c for c in patch["status"]["conditions"] if c["type"] == "MetricsAvailable"]
+    assert (metrics["status"], metrics["reason"]) == ("False", "MetricsReadFailed")
+    assert "OverflowError: math range error" in metrics["message"] and "holding replicas" in metrics["message"]
