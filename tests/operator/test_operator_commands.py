@@ -148,12 +148,15 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(harness: OperatorHar
         assert _listening_addresses(health) == {"127.0.0.1"}
         assert _listening_addresses(metrics) == {"127.0.0.1"}
         h.create_md(model_deployment("proc"))
-        eventually(lambda: h.apps.read_namespaced_deployment("proc-unified-gpu-a", "team-a"))
+        # /healthz answers before kopf has listed and started watching: the first reaction of a fresh
+        # process gets the start deadline too.
+        eventually(lambda: h.apps.read_namespaced_deployment("proc-unified-gpu-a", "team-a"),
+                   timeout_s=PROCESS_START_TIMEOUT_S)
         text = eventually(lambda: (t := get(metrics, "/metrics")) and "tidal_desired_replicas{" in t and t)
         assert 'tidal_desired_replicas{name="proc",namespace="team-a",pool="unified"} 1.0' in text
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=PROCESS_START_TIMEOUT_S)
     assert proc.returncode == 0, out.decode()[-3000:]
     lines = [line for line in out.decode().splitlines() if line.startswith("{")]
     assert lines, "json log lines expected"
