@@ -182,3 +182,15 @@ def test_factory_validates_and_names_the_policy() -> None:
         make_slo_planner(1, 4, model=MODEL, accelerator=H100, slo_ttft_s=1.0, slo_tpot_s=0.05, percentile=90)
     with pytest.raises(ValueError, match="min_replicas"):
         SLOPlanner({"unified": build_profile(MODEL, H100)}, SLOTargets(1.0, None), min_replicas=5, max_replicas=2)
+
+
+def test_prefill_pool_learns_from_the_ttft_measured_at_decode() -> None:
+    """In disaggregated serving the first token leaves the decode engine: a prefill pool reporting no
+    TTFT learns its factor from the decode pool's."""
+    slow = pool(2, 10.0, role="decode", ttft=30.0)
+    obs = Observation(0.0, {"prefill": pool(2, 10.0, role="prefill"), "decode": slow})
+    _, state = planner(1, 64).decide(obs, None)
+    assert state["correction"]["prefill"][0] > 1.0
+    quiet = Observation(0.0, {"prefill": pool(2, 10.0, role="prefill"), "decode": pool(2, 10.0, role="decode")})
+    _, state = planner(1, 64).decide(quiet, None)
+    assert state["correction"]["prefill"][0] == 1.0

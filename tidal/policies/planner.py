@@ -7,7 +7,8 @@ Each tick, for each pool:
    traffic the last mix is kept (state), else :data:`DEFAULT_MIX`;
 2. the pool's correction factors (tidal/policies/capacity.py) learn from its observed TTFT/TPOT at
    its observed rate per Ready replica -- only when every Ready replica reported
-   (``unobserved_replicas == 0``) and requests arrived;
+   (``unobserved_replicas == 0``) and requests arrived. A prefill pool without a TTFT of its own
+   learns from the decode pool's (where the first token is emitted);
 3. goodput per replica from the profile (tidal/policies/profile.py), the mix, the SLO and the
    correction; the load is the entry's request rate plus the pool's waiting requests drained over
    :data:`BACKLOG_DRAIN_S`; replicas ``ceil(load / goodput)`` within the bounds;
@@ -75,6 +76,16 @@ REASON_BOUNDS = "bounded"
 REASON_STABILIZED = "scale-down-stabilized"
 
 _ENTRY_POOLS = (POOL_UNIFIED, POOL_PREFILL)
+
+
+def _observed_ttft_s(role: str, obs: PoolObservation, pools: Mapping[str, PoolObservation]) -> float | None:
+    """A pool's TTFT; for a prefill pool that reports none, the decode pool's. The first token
+    reaches the client from the decode engine after the KV transfer, so that is where TTFT is
+    measured (and the prefill queue is most of it)."""
+    if obs.ttft_s is not None or role != POOL_PREFILL:
+        return obs.ttft_s
+    decode = pools.get(POOL_DECODE)
+    return decode.ttft_s if decode is not None else None
 
 
 @dataclass(frozen=True)
@@ -167,7 +178,7 @@ class SLOPlanner:
             pool_rate = obs.request_rate_rps if usable_count(obs.request_rate_rps) else rate
             if obs.ready_replicas > 0 and obs.unobserved_replicas == 0 and pool_rate and pool_rate > 0:
                 corr = corrected(role, profile, mix, pool_rate / obs.ready_replicas, corr, q,
-                                 obs.ttft_s, obs.tpot_s, self.correction_weight)
+                                 _observed_ttft_s(role, obs, pools), obs.tpot_s, self.correction_weight)
             factors[pool] = [corr.prefill, corr.decode]
             gp = goodput(role, profile, mix, self.slo, corr)
             waiting = obs.waiting_requests if usable_count(obs.waiting_requests) else 0.0
