@@ -247,15 +247,18 @@ def goodput(role: str, profile: PerformanceProfile, mix: RequestMix, slo: SLOTar
     return Goodput(lo, limit)
 
 
-def replicas_for_load(load_rps: float, goodput_rps: float, min_replicas: int, max_replicas: int) -> int:
-    """``ceil(load / goodput)`` within ``[min_replicas, max_replicas]`` (``max`` when goodput is 0)."""
+def replicas_needed(load_rps: float, goodput_rps: float) -> float:
+    """``ceil(load / goodput)``, unbounded: ``inf`` when there is load and no goodput."""
     if load_rps <= 0:
-        need = 0
-    elif goodput_rps <= 0:
-        need = max_replicas
-    else:
-        need = math.ceil(load_rps / goodput_rps - 1e-9)
-    return min(max(need, min_replicas), max_replicas)
+        return 0
+    if goodput_rps <= 0:
+        return math.inf
+    return math.ceil(load_rps / goodput_rps - 1e-9)
+
+
+def replicas_for_load(load_rps: float, goodput_rps: float, min_replicas: int, max_replicas: int) -> int:
+    """:func:`replicas_needed` within ``[min_replicas, max_replicas]``."""
+    return int(min(max(replicas_needed(load_rps, goodput_rps), min_replicas), max_replicas))
 
 
 def infer_factor(observed_s: float, predict: Callable[[float], float],

@@ -29,7 +29,6 @@ decode]}, "recommendations": {pool: [[t, replicas], ...]}}``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -43,6 +42,7 @@ from tidal.policies.capacity import (
     corrected,
     goodput,
     replicas_for_load,
+    replicas_needed,
 )
 from tidal.policies.defaults import HPA_SCALE_DOWN_STABILIZATION_S
 from tidal.policies.guards import ObservationGuard, usable_count
@@ -183,12 +183,12 @@ class SLOPlanner:
             gp = goodput(role, profile, mix, self.slo, corr)
             waiting = obs.waiting_requests if usable_count(obs.waiting_requests) else 0.0
             load = rate + waiting / self.backlog_drain_s  # type: ignore[operator]
-            raw = (0 if load <= 0 else math.ceil(load / gp.rate_rps - 1e-9)) if gp.rate_rps > 0 else self.max_replicas
+            raw = replicas_needed(load, gp.rate_rps)
             n = replicas_for_load(load, gp.rate_rps, self.min_replicas, self.max_replicas)
             code = REASON_INFEASIBLE if gp.limit == LIMIT_INFEASIBLE else REASON_GOODPUT
             message = (f"load {load:.3g} req/s (mix {mix.prompt_tokens:.0f} in / {mix.output_tokens:.0f} out) / "
                        f"goodput {gp.rate_rps:.3g} req/s per replica (limited by {gp.limit}; correction "
-                       f"prefill x{corr.prefill:.2f}, decode x{corr.decode:.2f}) -> {raw}")
+                       f"prefill x{corr.prefill:.2f}, decode x{corr.decode:.2f}) -> {raw:g}")
             if code == REASON_INFEASIBLE:
                 message += "; the SLO is not met even on an idle replica, sized on throughput"
             reason = Reason(code, message, pool)
