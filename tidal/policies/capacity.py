@@ -54,9 +54,9 @@ first requests, a backlog after an outage) is clamped rather than believed."""
 CORRECTION_WEIGHT = 0.3
 """Weight of one tick's estimate in the running correction (log-space exponential smoothing): a
 consistent 40 % error is 90 % corrected after 7 fully observed ticks (0.7^7 = 0.08)."""
-BISECTION_STEPS = 32
-"""Bisection steps for goodput and correction: 2^-32 of the bracket (1e-10 relative), far below what
-the metrics resolve, at two thirds of the cost of bisecting to float precision."""
+BISECTION_STEPS = 24
+"""Bisection steps for goodput and correction: 2^-24 of the bracket (6e-8 relative), far below what
+the metrics resolve; each step is one latency-model evaluation, so this sets the decision's cost."""
 
 
 @dataclass(frozen=True)
@@ -233,10 +233,12 @@ def goodput(role: str, profile: PerformanceProfile, mix: RequestMix, slo: SLOTar
     :data:`SATURATION_UTILIZATION` of its capacity, flagged :data:`LIMIT_INFEASIBLE`."""
     model = LATENCY_MODELS[role]
     q = slo.percentile
-    hi = _saturation_rps(model, profile, mix, correction, q)
     if _violation(model(profile, mix, 0.0, correction, q), slo, profile) is not None:
-        return Goodput(SATURATION_UTILIZATION * hi, LIMIT_INFEASIBLE)
-    lo = 0.0
+        return Goodput(SATURATION_UTILIZATION * _saturation_rps(model, profile, mix, correction, q),
+                       LIMIT_INFEASIBLE)
+    lo, hi = 0.0, 1e-3
+    while _violation(model(profile, mix, hi, correction, q), slo, profile) is None and hi < 1e9:
+        lo, hi = hi, hi * 2.0
     for _ in range(BISECTION_STEPS):
         mid = (lo + hi) / 2.0
         if _violation(model(profile, mix, mid, correction, q), slo, profile) is None:
