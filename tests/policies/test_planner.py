@@ -102,8 +102,14 @@ def test_partial_metrics_never_scale_down(ready, rate, data) -> None:
     unobserved = data.draw(st.integers(1, ready))
     d, _ = planner(0, 64).decide(unified(pool(ready, rate, unobserved=unobserved)), None)
     assert d.desired_replicas["unified"] >= ready
-    if d.desired_replicas["unified"] == ready and rate * 100 < ready:
-        assert any(r.code == REASON_HOLD_PARTIAL for r in d.reasons)
+
+
+def test_partial_pool_without_load_is_held_and_says_why() -> None:
+    d, _ = planner(0, 64).decide(unified(pool(6, 0.0, unobserved=2)), None)
+    assert d.desired_replicas["unified"] == 6
+    assert [r.code for r in d.reasons] == [REASON_HOLD_PARTIAL]
+    d, _ = planner(0, 64).decide(unified(pool(6, 0.0)), None)
+    assert d.desired_replicas["unified"] < 6  # fully observed, the same pool would shrink
 
 
 def test_garbage_rates_are_unknown_not_zero() -> None:
