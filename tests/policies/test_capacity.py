@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tidal.api.modeldeployment import ModelSpec
+from tidal.api.modeldeployment import ModelSpec, SLOSpec
 from tidal.policies.capacity import (
     CORRECTION_BOUNDS,
     LATENCY_MODELS,
@@ -21,6 +21,7 @@ from tidal.policies.capacity import (
     corrected,
     goodput,
     replicas_for_load,
+    slo_targets,
     wait_quantile_s,
 )
 from tidal.policies.interface import AcceleratorProfile
@@ -137,3 +138,9 @@ def test_correction_is_bounded_and_ignores_missing_latencies() -> None:
 def test_efficiencies_are_validated() -> None:
     with pytest.raises(ValueError, match="Efficiencies.compute"):
         Efficiencies(compute=1.5)
+
+
+def test_slo_targets_from_a_modeldeployment_spec() -> None:
+    targets = slo_targets(SLOSpec(ttft="500ms", tpot="50ms", percentile=95))
+    assert (targets.ttft_s, targets.tpot_s, targets.percentile) == pytest.approx((0.5, 0.05, 0.95))
+    assert slo_targets(SLOSpec(tpot="40ms")).ttft_s is None

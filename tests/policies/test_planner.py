@@ -14,6 +14,7 @@ from tidal.policies.capacity import LATENCY_MODELS, Correction, RequestMix, SLOT
 from tidal.policies.guards import REASON_HOLD_PARTIAL
 from tidal.policies.interface import AcceleratorProfile, Observation, PoolObservation
 from tidal.policies.planner import (
+    PLANNER_FACTORIES,
     PLANNER_NAME,
     REASON_GOODPUT,
     REASON_HOLD_NO_METRICS,
@@ -182,6 +183,7 @@ def test_closed_loop_converges_to_the_true_engines_sizing(truth, mode) -> None:
 
 def test_factory_validates_and_names_the_policy() -> None:
     assert planner().name == PLANNER_NAME
+    assert PLANNER_FACTORIES[PLANNER_NAME] is make_slo_planner
     with pytest.raises(TypeError):
         planner(bogus=1)
     with pytest.raises(ValueError, match="percentile"):

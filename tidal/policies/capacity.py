@@ -34,6 +34,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+from tidal.api.modeldeployment import SLOSpec
+from tidal.api.types import parse_duration_s
 from tidal.policies.profile import PerformanceProfile
 
 # --- defaults, with their meaning and source ---------------------------------------------------
@@ -95,6 +97,13 @@ class SLOTargets:
         if not 0 < self.percentile < 1:
             raise ValueError(f"SLOTargets.percentile is a fraction in (0, 1), got {self.percentile!r} "
                              "(spec.slo.percentile 90 is 0.9 here)")
+
+
+def slo_targets(spec: SLOSpec) -> SLOTargets:
+    """The targets of a ModelDeployment's ``spec.slo`` (its percentile 90 becomes the fraction 0.9)."""
+    return SLOTargets(parse_duration_s(spec.ttft) if spec.ttft is not None else None,
+                      parse_duration_s(spec.tpot) if spec.tpot is not None else None,
+                      spec.percentile / 100.0)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ decode]}, "recommendations": {pool: [[t, replicas], ...]}}``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from tidal.api.modeldeployment import ModelSpec
 from tidal.policies.capacity import (
@@ -232,3 +232,10 @@ def make_slo_planner(min_replicas: int, max_replicas: int, *, model: ModelSpec |
     slo = SLOTargets(slo_ttft_s, slo_tpot_s, percentile)
     return ObservationGuard(SLOPlanner(profiles, slo, min_replicas=min_replicas, max_replicas=max_replicas,
                                        **params))
+
+
+PLANNER_FACTORIES: Mapping[str, Callable[..., Autoscaler]] = {PLANNER_NAME: make_slo_planner}
+"""Name -> ``factory(min_replicas, max_replicas, **params)`` for ``tidal bench``, shaped like
+``tidal.policies.baselines.catalog.PROFILED_BASELINE_FACTORIES``: the caller supplies ``model``,
+``accelerator`` and the SLO (``slo_ttft_s``, ``slo_tpot_s``, ``percentile``; from a CR:
+:func:`tidal.policies.capacity.slo_targets`)."""
