@@ -202,3 +202,15 @@ def test_prefill_pool_learns_from_the_ttft_measured_at_decode() -> None:
     quiet = Observation(0.0, {"prefill": pool(2, 10.0, role="prefill"), "decode": pool(2, 10.0, role="decode")})
     _, state = planner(1, 64).decide(quiet, None)
     assert state["correction"]["prefill"][0] == 1.0
+
+
+@given(st.floats(0, 100), st.integers(0, 10), st.one_of(st.none(), st.floats(0.01, 30)))
+def test_deterministic_and_does_not_mutate_its_state(rate, ready, ttft) -> None:
+    policy = planner(1, 64)
+    _, state = policy.decide(unified(pool(ready, rate, ttft=ttft, tpot=0.05)), None)
+    frozen = json.dumps(state, sort_keys=True)
+    obs = unified(pool(ready, rate * 1.5, ttft=ttft, tpot=0.05), 15.0)
+    d1, s1 = policy.decide(obs, state)
+    d2, s2 = policy.decide(obs, state)
+    assert json.dumps(state, sort_keys=True) == frozen
+    assert d1 == d2 and s1 == s2
