@@ -395,7 +395,7 @@ def test_prometheus_function_metrics_read_rate_and_in_flight(tmp_path: pathlib.P
 
             metrics = eventually(read, timeout_s=30)
             assert metrics.running_requests == 7.0
-            dotted = eventually(lambda: source(NS, "api.v1", 1).running_requests == 1.0, timeout_s=30)
+            dotted = eventually(lambda: source(NS, "api.v1", 1, 1).running_requests == 1.0, timeout_s=30)
             assert dotted
             # No series: unknown while instances exist, idle when there are none.
             assert not source(NS, "absent", 1, 1).available
