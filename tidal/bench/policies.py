@@ -28,8 +28,11 @@ from tidal.bench.static_peak import search_static_peak
 from tidal.bench.workloads import BenchSLO
 from tidal.policies.baselines.catalog import BASELINE_FACTORIES
 from tidal.policies.baselines.fixed import FixedReplicas
-from tidal.policies.interface import Autoscaler
+from tidal.policies.interface import AcceleratorProfile, Autoscaler
+from tidal.policies.planner import PLANNER_FACTORIES, PLANNER_NAME
+from tidal.policies.profile import ModelShape
 from tidal.policies.utilization import UtilizationTarget
+from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.runner import SimConfig, SimResult
 from tidal.sim.traces import LLMRequest
 
@@ -94,6 +97,23 @@ def _with_defaults(factory: Callable[..., Autoscaler], **defaults: Any) -> Calla
     return build
 
 
+def _tidal_planner(ctx: PolicyContext) -> Prepared:
+    """tidal's SLO planner, given what a user's CR and AcceleratorClass would say: the model's
+    published shape and the GPU's datasheet (peak FLOP/s, bandwidth, memory), never the simulator's
+    step times; its online correction learns the rest from observed TTFT/TPOT."""
+    model = get_model(ctx.config.model)
+    gpu = get_accelerator(ctx.config.accelerator)
+    shape = ModelShape(parameters=model.params, weights_bytes=model.weights_bytes, layers=model.n_layers,
+                       hidden=model.hidden, kv_heads=model.n_kv_heads, head_dim=model.head_dim,
+                       kv_bytes_per_element=model.kv_cache_bytes)
+    profile = AcceleratorProfile(gpu.name, ctx.config.gpu_hour_cost_usd or 0.0, gpu.peak_bf16_flops / 1e12,
+                                 gpu.memory_bandwidth_bps / 1e9, float(gpu.memory_bytes))
+    bounds = {"min_replicas": ctx.min_replicas, "max_replicas": ctx.max_replicas}
+    return Prepared(PLANNER_FACTORIES[PLANNER_NAME](
+        **{**bounds, **ctx.params}, model=shape, accelerator=profile, tp=ctx.config.tp,
+        slo_ttft_s=ctx.slo.ttft_s, slo_tpot_s=ctx.slo.tpot_s, percentile=ctx.config.slo.percentile))
+
+
 def _fixed(ctx: PolicyContext) -> Prepared:
     unknown = set(ctx.params) - {"replicas"}
     if unknown:
@@ -139,6 +159,8 @@ POLICIES: dict[str, BenchPolicy] = {
                              "all run long (searched)"),
     ORACLE: BenchPolicy(_oracle, "clairvoyant per-minute plan, one cold start ahead "
                         "(searched lower bound)"),
+    PLANNER_NAME: BenchPolicy(_tidal_planner, "tidal's SLO planner: goodput per replica from a roofline "
+                              "profile of the spec, corrected online (not yet the operator's default)"),
     # The rivals, as tidal/policies/baselines re-implements them with their documented defaults.
     "hpa": BenchPolicy(from_factory(BASELINE_FACTORIES["hpa"]),
                        "Kubernetes HPA on running+waiting per pod (target 16)"),
