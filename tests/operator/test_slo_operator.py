@@ -107,13 +107,15 @@ def test_slo_attainment_reaches_status_condition_and_metric(harness: OperatorHar
 
             # Three workloads ticking every second shared the fleet reads: eight queries per read and
             # at most one read per half interval (FLEET_MAX_AGE_FRACTION), however many workloads tick.
-            # Three ticks per second cannot all be 0.5 s apart, so some tick reused another's read.
+            # (Unshared, three workloads would read three times a second.) The operator keeps ticking
+            # while this is read: `reads` first, then the queries, which may include one read in flight.
             elapsed = time.monotonic() - started
             ticks = sum(controller.workloads.peek(OPERATOR_NS, n).state.tick for n in WORKLOADS)
             reads = controller.metrics_reader.reads
-            assert controller.prometheus.queries_sent == 8 * reads
+            sent = controller.prometheus.queries_sent
+            assert 8 * reads <= sent <= 8 * (reads + 1), (sent, reads)
             assert reads <= elapsed / (0.5 * 1.0) + 2, (reads, elapsed)
-            assert ticks >= 3 * 5 and reads < ticks, (reads, ticks)
+            assert ticks >= 3 * 5, ticks
     finally:
         for replayer in replayers:
             replayer.stop()

@@ -165,6 +165,32 @@ class PrometheusServer:
         body = self._get("/api/v1/query", {"query": promql})
         return json.loads(body)["data"]["result"] if body else []
 
+    def query_at(self, promql: str, at_s: float) -> list:
+        """Raw query result evaluated at ``at_s`` (Unix seconds)."""
+        body = self._get("/api/v1/query", {"query": promql, "time": repr(float(at_s))})
+        return json.loads(body)["data"]["result"] if body else []
+
+    def counter_slope(self, metrics: Sequence[str], matchers: Mapping[str, str], window_s: float,
+                      at_s: float) -> float:
+        """Per-second increase of the counters' raw samples in the window ending at ``at_s``, summed over
+        series: each series' (last - first) / (t_last - t_first), computed here from what Prometheus
+        stored, without rate() and without the adapter under test.
+
+        Why tests compare with this rather than the nominal load: on a busy 2-core machine the replayer
+        that drives the exporters is starved unevenly, so the counters grow by up to ~25 % less than
+        the nominal rate inside a 5 s window; the adapter must report what was served, which this is.
+        """
+        names = "|".join(f"{m}|{m.replace(':', '_')}" for m in metrics)
+        selector = ", ".join([f'__name__=~"{names}"'] + [f'{k}="{v}"' for k, v in sorted(matchers.items())])
+        window_ms = round(window_s * 1000)
+        total = 0.0
+        for series in self.query_at(f"{{{selector}}}[{window_ms}ms]", at_s):
+            values = series.get("values") or []
+            if len(values) >= 2:
+                (t0, v0), (t1, v1) = values[0], values[-1]
+                total += (float(v1) - float(v0)) / (float(t1) - float(t0))
+        return total
+
     def _all_targets_up(self) -> bool:
         result = self.query('sum(up{job="engines"})')
         return bool(result) and float(result[0]["value"][1]) >= len(self.targets)
