@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tidal.bench.workloads import SETUPS, TRACES, servegen_busiest_hour_s
 from tidal.sim.traces import RateWindow
 
@@ -33,3 +35,17 @@ def test_every_setup_fits_both_pools_at_their_cap_on_its_cluster() -> None:
         assert 2 * setup.max_replicas_per_pool * setup.tp <= setup.nodes * 8
     for trace in TRACES.values():
         assert trace.slo.ttft_s > 0 and trace.slo.tpot_s > 0 and 0 < trace.slo.attainment <= 1
+
+
+def test_perturbed_setups_run_the_same_cluster_on_a_slower_or_faster_engine() -> None:
+    from tidal.bench.run import sim_config
+    from tidal.bench.workloads import SETUPS, perturbed, setup_named
+
+    slow, fast = perturbed("8b-h100", 0.4)
+    assert setup_named(slow).engine_speed == pytest.approx(1 / 1.4, abs=1e-3)
+    assert setup_named(fast).engine_speed == pytest.approx(1 / 0.6, abs=1e-3)
+    assert setup_named(slow).max_replicas_per_pool == SETUPS["8b-h100"].max_replicas_per_pool
+    assert sim_config(slow, "azure-conv", "unified", 0).engine.engine_speed == setup_named(slow).engine_speed
+    assert sim_config("8b-h100", "azure-conv", "unified", 0).engine.engine_speed == 1.0
+    with pytest.raises(ValueError, match="--perturb must be in"):
+        perturbed("8b-h100", 1.0)

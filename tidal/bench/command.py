@@ -19,7 +19,7 @@ from tidal.bench.report import write_reports
 from tidal.bench.run import MODES, BenchPlan, check_traces, run_plan, with_oracle_ratio
 from tidal.bench.settings import (DEFAULT_OUT_DIR, DEFAULT_WORKERS, QUICK_DURATION_S,
                                   QUICK_SETUPS)
-from tidal.bench.workloads import SETUPS, TRACES
+from tidal.bench.workloads import SETUPS, TRACES, perturbed
 from tidal.sim.traces import TraceFormatError, TraceNotFoundError, UnknownTraceError
 
 
@@ -80,6 +80,10 @@ def bench(
     out: Path = typer.Option(Path(DEFAULT_OUT_DIR),
                              help="Folder for the tables, CSVs and bench.html."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    perturb: Optional[float] = typer.Option(
+        None, help="Also run every setup on an engine 1+F times slower and 1-F times as slow as the "
+        "simulator's model (e.g. 0.4): a profile-based policy starts out wrong by +-F and must "
+        "correct itself online; every other policy meets the same engine."),
 ) -> None:
     """Compare autoscaling policies on real traces against static-peak and a clairvoyant oracle."""
     if traces_dir is not None and not traces_dir.is_dir():
@@ -89,6 +93,11 @@ def bench(
         setups = QUICK_SETUPS if quick else tuple(SETUPS)
     else:
         setups = _choose(models, list(SETUPS), "--models")
+    if perturb is not None:
+        try:
+            setups = tuple(setups) + tuple(v for name in setups for v in perturbed(name, perturb))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--perturb") from None
     plan = BenchPlan(setups=setups, traces=_choose(traces, list(TRACES), "--traces"),
                      modes=_choose(modes, list(MODES), "--modes"), policies=_policies(policies),
                      seeds=_seeds(seeds), traces_dir=traces_dir,

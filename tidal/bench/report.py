@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tidal.bench.policies import ORACLE, STATIC_PEAK
-from tidal.bench.workloads import SETUPS, TRACES
+from tidal.bench.workloads import TRACES, setup_named
 from tidal.sim.report import pyplot
 
 METRICS = ("ttft_attainment", "tpot_attainment", "slo_attainment", "gpu_hours",
@@ -83,8 +83,9 @@ def _cells(row: dict[str, Any]) -> list[str]:
 
 def title(key: tuple[str, str, str]) -> str:
     setup, trace, mode = key
-    s = SETUPS[setup]
-    return f"{trace} | {mode} | {s.model} on {s.accelerator} x TP{s.tp}"
+    s = setup_named(setup)
+    engine = "" if s.engine_speed == 1.0 else f" | engine at {s.engine_speed:.3g}x its model (--perturb)"
+    return f"{trace} | {mode} | {s.model} on {s.accelerator} x TP{s.tp}{engine}"
 
 
 def _infeasible(row: dict[str, Any]) -> str:
@@ -174,7 +175,7 @@ def _plot_png(setup: str, trace: str,
     handles.append(Line2D([], [], color="red", linestyle=":", label="target attainment"))
     ax.set_xlabel("GPU-hours")
     ax.set_ylabel("requests meeting both SLOs (%)")
-    ax.set_title(f"{trace} | {SETUPS[setup].model}")
+    ax.set_title(f"{trace} | {setup_named(setup).model}")
     ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight",

@@ -23,7 +23,8 @@ from tidal.bench.policies import (ORACLE, POLICIES, STATIC_PEAK, PolicyContext, 
                                   build_policy)
 from tidal.bench.probe import feasibility
 from tidal.bench.settings import DEFAULT_SEEDS, DEFAULT_WORKERS, MIN_REPLICAS_PER_POOL
-from tidal.bench.workloads import SETUPS, TRACES
+from tidal.bench.workloads import TRACES, setup_named
+from tidal.sim.engine import EngineConfig
 from tidal.sim.runner import MODE_DISAGGREGATED, MODE_UNIFIED, SLO, SimConfig, SimResult, Simulation
 from tidal.sim.traces import LLMRequest
 
@@ -72,11 +73,11 @@ def _requests(trace: str, traces_dir: Path | None, seed: int,
 
 def sim_config(setup_name: str, trace_name: str, mode: str, seed: int) -> SimConfig:
     """The simulator configuration of one cell (the trace's SLO, the setup's cluster)."""
-    setup = SETUPS[setup_name]
+    setup = setup_named(setup_name)
     slo = TRACES[trace_name].slo
     return SimConfig(model=setup.model, accelerator=setup.accelerator, tp=setup.tp, mode=mode,
                      nodes=setup.nodes, slo=SLO(ttft_s=slo.ttft_s, tpot_s=slo.tpot_s),
-                     seed=seed)
+                     seed=seed, engine=EngineConfig(engine_speed=setup.engine_speed))
 
 
 def scale_events(result: SimResult) -> int:
@@ -98,7 +99,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
     if not requests:
         raise ValueError(f"trace {cell.trace!r} has no requests in the chosen window")
     trace = TRACES[cell.trace]
-    setup = SETUPS[cell.setup]
+    setup = setup_named(cell.setup)
     config = sim_config(cell.setup, cell.trace, cell.mode, cell.seed)
     limits = feasibility(config, trace.slo, max(r.prompt_tokens for r in requests))
     ctx = PolicyContext(requests=requests, config=config, slo=trace.slo, limits=limits,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tidal.bench.settings import TARGET_ATTAINMENT
@@ -142,6 +142,29 @@ class ModelSetup:
     tp: int
     nodes: int
     max_replicas_per_pool: int
+    engine_speed: float = 1.0
+    """The simulated engine's speed relative to its performance model (``--perturb``): every policy
+    in the cell meets the same engine; only a policy that trusts a profile (tidal-planner) starts out
+    wrong and must correct itself online."""
+
+
+PERTURBED_SEPARATOR = "@speed"
+"""``<setup>@speed<F>``: a setup whose engine runs at F times its modelled speed."""
+
+
+def perturbed(name: str, error: float) -> tuple[str, str]:
+    """The two setups ``--perturb error`` adds: a profile that is ``error`` too optimistic (the
+    engine is 1 + error times slower) and ``error`` too pessimistic (1 - error times as slow)."""
+    if not 0 < error < 1:
+        raise ValueError(f"--perturb must be in (0, 1), e.g. 0.4; got {error!r}")
+    return (f"{name}{PERTURBED_SEPARATOR}{1 / (1 + error):.3f}", f"{name}{PERTURBED_SEPARATOR}{1 / (1 - error):.3f}")
+
+
+def setup_named(name: str) -> ModelSetup:
+    """A setup by name, including the ``<setup>@speed<F>`` variants ``--perturb`` adds."""
+    base, _, speed = name.partition(PERTURBED_SEPARATOR)
+    setup = SETUPS[base]
+    return replace(setup, name=name, engine_speed=float(speed)) if speed else setup
 
 
 SETUPS: dict[str, ModelSetup] = {s.name: s for s in (
