@@ -18,11 +18,11 @@ from tidal.policies.planner import (
     PLANNER_NAME,
     REASON_GOODPUT,
     REASON_HOLD_NO_METRICS,
-    REASON_STABILIZED,
     SLOPlanner,
     make_slo_planner,
 )
 from tidal.policies.profile import build_profile
+from tidal.policies.utilization import REASON_STABILIZED
 from tests.policies.test_capacity import slower
 
 MIB = 2**20

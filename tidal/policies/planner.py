@@ -58,6 +58,7 @@ from tidal.policies.interface import (
     Reason,
 )
 from tidal.policies.profile import Efficiencies, ModelShape, PerformanceProfile, build_profile
+from tidal.policies.utilization import stabilize_scale_down
 
 PLANNER_NAME = "tidal-planner"
 """The name ``tidal bench`` lists this policy under."""
@@ -73,7 +74,6 @@ REASON_GOODPUT = "slo-goodput"
 REASON_INFEASIBLE = "slo-infeasible"
 REASON_HOLD_NO_METRICS = "hold-no-metrics"
 REASON_BOUNDS = "bounded"
-REASON_STABILIZED = "scale-down-stabilized"
 
 _ENTRY_POOLS = (POOL_UNIFIED, POOL_PREFILL)
 
@@ -195,14 +195,9 @@ class SLOPlanner:
             if n != raw:
                 reason = Reason(REASON_BOUNDS, f"{message}; bounded to {n} [{self.min_replicas}, {self.max_replicas}]",
                                 pool)
-            kept = [[t, r] for t, r in past.get(pool, ()) if horizon < t <= now]
-            kept.append([now, n])
-            window[pool] = kept
-            stable = min(obs.current_replicas, int(max(r for _, r in kept)))
-            if stable > n:
-                reason = Reason(REASON_STABILIZED, f"{reason.message}; scale-down held at {stable}, the highest "
-                                f"recommendation of the last {self.scale_down_stabilization_s:g}s", pool)
-                n = stable
+            n, reason, window[pool] = stabilize_scale_down(pool, n, reason, obs.current_replicas,
+                                                           past.get(pool, ()), now, horizon,
+                                                           self.scale_down_stabilization_s)
             desired[pool] = n
             reasons.append(reason)
             plans[pool] = PoolPlan(load, gp.rate_rps, gp.limit, corr.prefill, corr.decode, n)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from tidal.policies.defaults import HPA_SCALE_DOWN_STABILIZATION_S, HPA_TOLERANCE, TARGET_INFLIGHT_PER_REPLICA
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
@@ -88,19 +88,30 @@ class UtilizationTarget:
         desired, reasons, window = {}, [], {}
         for pool, obs in observation.pools.items():
             n, reason = self._pool(pool, obs)
-            kept = [[t, r] for t, r in past.get(pool, ()) if horizon < t <= now]
-            kept.append([now, n])
-            window[pool] = kept
-            # As the HPA: a scale-down goes only as far as the window's highest recommendation;
-            # scale-ups are never delayed.
-            stable = min(obs.current_replicas, int(max(r for _, r in kept)))
-            if stable > n:
-                reason = Reason(REASON_STABILIZED, f"{reason.message}; scale-down held at {stable}, the highest "
-                                f"recommendation of the last {self.scale_down_stabilization_s:g}s", pool)
-                n = stable
-            desired[pool] = n
+            desired[pool], reason, window[pool] = stabilize_scale_down(
+                pool, n, reason, obs.current_replicas, past.get(pool, ()), now, horizon,
+                self.scale_down_stabilization_s)
             reasons.append(reason)
         return Decision(desired_replicas=desired, reasons=tuple(reasons)), {"recommendations": window}
+
+
+def stabilize_scale_down(pool: str, recommended: int, reason: Reason, current: int,
+                         past: Iterable[Sequence[float]], now_s: float, horizon_s: float,
+                         window_s: float) -> tuple[int, Reason, list[list[float]]]:
+    """HPA-style scale-down stabilisation of one pool: (replicas, reason, the window to keep).
+
+    The window keeps the recommendations newer than ``horizon_s`` plus this one; a scale-down goes
+    only as far as the window's highest recommendation, never above what runs (``current``), and
+    scale-ups are never delayed. Shared by every rule that keeps such a window in its state.
+    """
+    kept = [[t, r] for t, r in past if horizon_s < t <= now_s]
+    kept.append([now_s, recommended])
+    stable = min(current, int(max(r for _, r in kept)))
+    if stable > recommended:
+        reason = Reason(REASON_STABILIZED, f"{reason.message}; scale-down held at {stable}, the highest "
+                        f"recommendation of the last {window_s:g}s", pool)
+        return stable, reason, kept
+    return recommended, reason, kept
 
 
 def resume_window(state: Any, now_s: float, current: Mapping[str, int]) -> dict[str, Any]:
