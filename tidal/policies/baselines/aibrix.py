@@ -53,6 +53,7 @@ from typing import Any, Mapping
 
 from tidal.policies.baselines import defaults as d
 from tidal.policies.baselines.hpa import validate_bounds
+from tidal.policies.baselines.perpool import decide_per_pool
 from tidal.policies.baselines.windows import aibrix_average, aibrix_record
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
 
@@ -228,10 +229,4 @@ class AIBrixAutoscaler:
         return n, Reason(code, message, pool), st
 
     def decide(self, observation: Observation, state: Any) -> tuple[Decision, Any]:
-        past: Mapping[str, Any] = state.get("pools", {}) if isinstance(state, dict) else {}
-        desired, reasons, pools = {}, [], {}
-        for pool, obs in observation.pools.items():
-            n, reason, pools[pool] = self._pool(observation.now_s, pool, obs, past.get(pool))
-            desired[pool] = n
-            reasons.append(reason)
-        return Decision(desired_replicas=desired, reasons=tuple(reasons)), {"pools": pools}
+        return decide_per_pool(observation, state, self._pool)

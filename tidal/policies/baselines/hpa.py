@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from tidal.policies.baselines import defaults as d
+from tidal.policies.baselines.perpool import decide_per_pool
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
 
 REASON_BETWEEN_SYNCS = "hpa-between-syncs"
@@ -408,10 +409,4 @@ class KubernetesHPA:
         return result.desired, Reason(result.code, result.message, pool), result.state
 
     def decide(self, observation: Observation, state: Any) -> tuple[Decision, Any]:
-        past: Mapping[str, Any] = state.get("pools", {}) if isinstance(state, dict) else {}
-        desired, reasons, pools = {}, [], {}
-        for pool, obs in observation.pools.items():
-            n, reason, pools[pool] = self._pool(observation.now_s, pool, obs, past.get(pool))
-            desired[pool] = n
-            reasons.append(reason)
-        return Decision(desired_replicas=desired, reasons=tuple(reasons)), {"pools": pools}
+        return decide_per_pool(observation, state, self._pool)

@@ -41,8 +41,14 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from tidal.policies.baselines import defaults as d
-from tidal.policies.baselines.hpa import (Behavior, external_per_pod_replicas, hpa_reconcile,
-                                          sync_due, validate_bounds)
+from tidal.policies.baselines.hpa import (
+    Behavior,
+    external_per_pod_replicas,
+    hpa_reconcile,
+    sync_due,
+    validate_bounds,
+)
+from tidal.policies.baselines.perpool import decide_per_pool
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
 
 REASON_ACTIVATE = "keda-activate"
@@ -209,10 +215,13 @@ class KedaPrometheus:
             if code:
                 keda_note = Reason(code, message, pool)
         if current == 0:
-            st["desired"] = 0
-            return 0, keda_note or Reason(REASON_HPA_INACTIVE,
-                                          "0 replicas: the HPA is inactive until KEDA activates",
-                                          pool), st
+            # Nothing acts at 0 between polls (the HPA is inactive at 0 replicas): what KEDA last
+            # asked for stands, e.g. minReplicaCount while the first pod is still being created.
+            held = int(st.get("desired", 0))
+            st["desired"] = held
+            return held, keda_note or Reason(REASON_HPA_INACTIVE,
+                                             f"0 replicas: the HPA is inactive until KEDA activates; "
+                                             f"keeping {held}", pool), st
         hpa_state = st.get("hpa")
         if not sync_due(now_s, hpa_state, self.hpa_sync_period_s):
             held = int(st.get("desired", current))
@@ -227,10 +236,4 @@ class KedaPrometheus:
         return result.desired, Reason(result.code, message, pool), st
 
     def decide(self, observation: Observation, state: Any) -> tuple[Decision, Any]:
-        past: Mapping[str, Any] = state.get("pools", {}) if isinstance(state, dict) else {}
-        desired, reasons, pools = {}, [], {}
-        for pool, obs in observation.pools.items():
-            n, reason, pools[pool] = self._pool(observation.now_s, pool, obs, past.get(pool))
-            desired[pool] = n
-            reasons.append(reason)
-        return Decision(desired_replicas=desired, reasons=tuple(reasons)), {"pools": pools}
+        return decide_per_pool(observation, state, self._pool)

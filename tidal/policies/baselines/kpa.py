@@ -45,8 +45,13 @@ from typing import Any, Mapping
 
 from tidal.policies.baselines import defaults as d
 from tidal.policies.baselines.hpa import validate_bounds
-from tidal.policies.baselines.windows import (bucket_start, knative_average, knative_is_empty,
-                                              knative_record)
+from tidal.policies.baselines.perpool import decide_per_pool
+from tidal.policies.baselines.windows import (
+    bucket_start,
+    knative_average,
+    knative_is_empty,
+    knative_record,
+)
 from tidal.policies.interface import Decision, Observation, PoolObservation, Reason
 
 REASON_NO_DATA = "kpa-no-data"
@@ -235,10 +240,4 @@ class KnativeKPA:
         return applied, Reason(code, message, pool), st
 
     def decide(self, observation: Observation, state: Any) -> tuple[Decision, Any]:
-        past: Mapping[str, Any] = state.get("pools", {}) if isinstance(state, dict) else {}
-        desired, reasons, pools = {}, [], {}
-        for pool, obs in observation.pools.items():
-            n, reason, pools[pool] = self._pool(observation.now_s, pool, obs, past.get(pool))
-            desired[pool] = n
-            reasons.append(reason)
-        return Decision(desired_replicas=desired, reasons=tuple(reasons)), {"pools": pools}
+        return decide_per_pool(observation, state, self._pool)
