@@ -22,6 +22,7 @@ from rich.table import Table
 from tidal.api.types import parse_duration_s
 from tidal.policies.baselines.fixed import FixedReplicas
 from tidal.policies.baselines.keepalive_fixed import FixedKeepAlive
+from tidal.policies.guards import ObservationGuard
 from tidal.policies.interface import POOL_FUNCTION, Autoscaler
 from tidal.policies.utilization import UtilizationTarget
 from tidal.sim.serverless.coldstart import DEFAULT_PRESET, PRESETS, parse_cold_start
@@ -98,7 +99,9 @@ def _auto_policy(spec: str, config: FunctionSimConfig, *, prewarm: bool) -> Auto
     # Pre-warm lead: the median cold start, the sum of the component medians (a
     # component absent half the time or more adds nothing to the median).
     lead_s = sum(c.median_s for c in model.components() if c.p_present > 0.5)
-    return KeepAlivePolicy(
+    # Behind the guard the operator's ServerlessFunction tick uses too (a no-op on the simulator's
+    # clean observations), so both shells run the same decision path.
+    return ObservationGuard(KeepAlivePolicy(
         concurrency_target=float(config.concurrency),
         max_instances=config.max_instances or AUTO_MAX_INSTANCES,
         prewarm=prewarm,
@@ -106,7 +109,7 @@ def _auto_policy(spec: str, config: FunctionSimConfig, *, prewarm: bool) -> Auto
         # Invocations show up in the observation through the windowed rate.
         activity_window_s=config.metrics_window_s,
         name=spec,
-    )
+    ))
 
 
 def parse_trace(spec: str) -> dict[str, Any]:
