@@ -83,5 +83,5 @@ def test_scale_to_zero_example_parks_in_an_idle_gap_and_wakes_for_the_next_burst
     assert gap and gap[-1] == 0, "parked at zero before the second burst"
     assert max(n for t, n in desired.items() if t > 1500) >= 1, "woken by the second burst"
     codes = {r["code"] for d in result.decisions for r in d["reasons"]}
-    assert {"scale-to-zero", "utilization-target"} <= codes
+    assert {"scale-to-zero", "slo-goodput"} <= codes
     assert result.summary["finished"] == len(requests)

@@ -25,6 +25,7 @@ from tidal.bench.oracle import search_oracle
 from tidal.bench.probe import Feasibility
 from tidal.bench.settings import FIXED_REPLICAS_PER_POOL, RIVAL_TARGET_PER_POD
 from tidal.bench.static_peak import search_static_peak
+from tidal.bench.tidal_policy import tidal_autoscaler
 from tidal.bench.workloads import BenchSLO
 from tidal.policies.baselines.catalog import BASELINE_FACTORIES
 from tidal.policies.baselines.fixed import FixedReplicas
@@ -114,6 +115,14 @@ def _tidal_planner(ctx: PolicyContext) -> Prepared:
         slo_ttft_s=ctx.slo.ttft_s, slo_tpot_s=ctx.slo.tpot_s, percentile=ctx.config.slo.percentile))
 
 
+def _tidal(ctx: PolicyContext) -> Prepared:
+    """tidal as the operator runs it: a ModelDeployment CR through the core (tidal/bench/tidal_policy.py);
+    ``params`` are ``spec.autoscaling`` fields, e.g. ``tidal:prewarm=false``."""
+    params = {k: (v.lower() == "true" if isinstance(v, str) and v.lower() in ("true", "false") else v)
+              for k, v in ctx.params.items()}
+    return Prepared(tidal_autoscaler(ctx.config, ctx.min_replicas, ctx.max_replicas, **params))
+
+
 def _fixed(ctx: PolicyContext) -> Prepared:
     unknown = set(ctx.params) - {"replicas"}
     if unknown:
@@ -159,8 +168,10 @@ POLICIES: dict[str, BenchPolicy] = {
                              "all run long (searched)"),
     ORACLE: BenchPolicy(_oracle, "clairvoyant per-minute plan, one cold start ahead "
                         "(searched lower bound)"),
-    PLANNER_NAME: BenchPolicy(_tidal_planner, "tidal's SLO planner: goodput per replica from a roofline "
-                              "profile of the spec, corrected online (not yet the operator's default)"),
+    "tidal": BenchPolicy(_tidal, "tidal as the operator runs it: a ModelDeployment CR through the decision "
+                         "core (SLO planner, forecast pre-warm, guards)"),
+    PLANNER_NAME: BenchPolicy(_tidal_planner, "the SLO planner alone: goodput per replica from a roofline "
+                              "profile, corrected online, on the observed rate (no forecast)"),
     # The rivals, as tidal/policies/baselines re-implements them with their documented defaults.
     "hpa": BenchPolicy(from_factory(BASELINE_FACTORIES["hpa"]),
                        "Kubernetes HPA on running+waiting per pod (target 16)"),

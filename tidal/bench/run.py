@@ -17,15 +17,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tidal.bench.policies import (ORACLE, POLICIES, STATIC_PEAK, PolicyContext, PolicySpec,
                                   build_policy)
 from tidal.bench.probe import feasibility
-from tidal.bench.settings import DEFAULT_SEEDS, DEFAULT_WORKERS, MIN_REPLICAS_PER_POOL
+from tidal.bench.settings import DEFAULT_SEEDS, DEFAULT_WORKERS, MIN_REPLICAS_PER_POOL, WARMUP_S
+from tidal.bench.warmup import scored, with_warmup
 from tidal.bench.workloads import TRACES, setup_named
 from tidal.sim.engine import EngineConfig
-from tidal.sim.runner import MODE_DISAGGREGATED, MODE_UNIFIED, SLO, SimConfig, SimResult, Simulation
+from tidal.sim.runner import MODE_DISAGGREGATED, MODE_UNIFIED, SLO, SimConfig, Simulation
 from tidal.sim.traces import LLMRequest
 
 MODES = (MODE_UNIFIED, MODE_DISAGGREGATED)
@@ -43,9 +42,10 @@ class BenchPlan:
     traces_dir: Path | None = None
     duration_s: float | None = None
     workers: int = DEFAULT_WORKERS
+    warmup_s: float = WARMUP_S
 
     def cells(self) -> list["Cell"]:
-        return [Cell(setup, trace, mode, policy, seed, self.traces_dir, self.duration_s)
+        return [Cell(setup, trace, mode, policy, seed, self.traces_dir, self.duration_s, self.warmup_s)
                 for setup in self.setups for trace in self.traces for mode in self.modes
                 for policy in self.policies for seed in self.seeds]
 
@@ -59,6 +59,7 @@ class Cell:
     seed: int
     traces_dir: Path | None
     duration_s: float | None
+    warmup_s: float = WARMUP_S
 
     @property
     def searched(self) -> bool:
@@ -71,6 +72,12 @@ def _requests(trace: str, traces_dir: Path | None, seed: int,
     return tuple(TRACES[trace].load(traces_dir, seed, duration_s))
 
 
+@lru_cache(maxsize=8)
+def _with_warmup(trace: str, traces_dir: Path | None, seed: int, duration_s: float | None,
+                 warmup_s: float) -> tuple[LLMRequest, ...]:
+    return with_warmup(_requests(trace, traces_dir, seed, duration_s), warmup_s)
+
+
 def sim_config(setup_name: str, trace_name: str, mode: str, seed: int) -> SimConfig:
     """The simulator configuration of one cell (the trace's SLO, the setup's cluster)."""
     setup = setup_named(setup_name)
@@ -80,28 +87,17 @@ def sim_config(setup_name: str, trace_name: str, mode: str, seed: int) -> SimCon
                      seed=seed, engine=EngineConfig(engine_speed=setup.engine_speed))
 
 
-def scale_events(result: SimResult) -> int:
-    """Changes of a pool's desired replicas between consecutive ticks, summed over pools."""
-    events = 0
-    previous: dict[str, int] | None = None
-    for decision in result.decisions:
-        desired = {pool: int(n) for pool, n in decision["desired"].items()}
-        if previous is not None:
-            events += sum(1 for pool, n in desired.items() if previous.get(pool) != n)
-        previous = desired
-    return events
-
-
 def run_cell(cell: Cell) -> dict[str, Any]:
     """Build the cell's policy, replay the trace, and return one row of plain values."""
     wall0 = time.perf_counter()
-    requests = _requests(cell.trace, cell.traces_dir, cell.seed, cell.duration_s)
-    if not requests:
+    trace_requests = _requests(cell.trace, cell.traces_dir, cell.seed, cell.duration_s)
+    if not trace_requests:
         raise ValueError(f"trace {cell.trace!r} has no requests in the chosen window")
+    requests = _with_warmup(cell.trace, cell.traces_dir, cell.seed, cell.duration_s, cell.warmup_s)
     trace = TRACES[cell.trace]
     setup = setup_named(cell.setup)
     config = sim_config(cell.setup, cell.trace, cell.mode, cell.seed)
-    limits = feasibility(config, trace.slo, max(r.prompt_tokens for r in requests))
+    limits = feasibility(config, trace.slo, max(r.prompt_tokens for r in trace_requests))
     ctx = PolicyContext(requests=requests, config=config, slo=trace.slo, limits=limits,
                         min_replicas=MIN_REPLICAS_PER_POOL,
                         max_replicas=setup.max_replicas_per_pool,
@@ -113,22 +109,13 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         config = replace(config, tick_s=float(own_tick))
     result = (prepared.result if prepared.result is not None
               else Simulation(requests, prepared.autoscaler, config).run())
-    s = result.summary
-    done = result.requests
-    total = len(requests)
-    met_ttft = int(np.count_nonzero(done["met_ttft"]))
-    met_tpot = int(np.count_nonzero(done["met_tpot"]))
-    met_both = int(np.count_nonzero(done["met_ttft"] & done["met_tpot"]))
-    slow, too_long = limits.count_infeasible(requests)
+    total = len(trace_requests)
+    slow, too_long = limits.count_infeasible(trace_requests)
     return {
         "setup": cell.setup, "trace": cell.trace, "mode": cell.mode,
         "policy": cell.policy.label, "seed": cell.seed, "requests": total,
-        # over every request: rejected and unfinished ones miss
-        "ttft_attainment": met_ttft / total, "tpot_attainment": met_tpot / total,
-        "slo_attainment": met_both / total,
-        "gpu_hours": s["gpu_hours"], "cold_starts": s["cold_starts"],
-        "scale_events": scale_events(result), "pods_removed_before_ready": s["pods_cancelled"],
-        "ttft_p99_s": s["ttft_p99_s"], "rejected": s["rejected"], "unfinished": s["unfinished"],
+        # over every scored request: rejected and unfinished ones miss
+        **scored(result, cell.warmup_s, total, config.tp),
         "ttft_infeasible": slow, "kv_infeasible": too_long,
         "max_feasible_prompt_tokens": limits.max_prompt_tokens,
         "notes": dict(prepared.notes),

@@ -44,6 +44,12 @@ STATIC_PEAK_CANDIDATES = 3
 """Static-peak searches the busiest intervals by each of request count, prompt tokens and
 output tokens (this many of each): the peak is where one of them is largest."""
 
+WARMUP_S = 300.0
+"""Seconds of the trace's start replayed once before it, unscored (tidal/bench/warmup.py): every
+policy meets the scored trace after serving five minutes of its load, as a deployment in production
+would, instead of at a cold launch. Five minutes: longer than the slowest cold start (~100 s), the
+metrics window (60 s) and a few forecast cells; the HPA's 300 s scale-down window fills once."""
+
 DEFAULT_WORKERS = 2
 """Process-pool size: the 2 cores the bench targets (full run <= 15 min, --quick <= 2 min)."""
 

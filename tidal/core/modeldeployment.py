@@ -8,19 +8,20 @@ decides, in this order:
 3. feed the entry pool's request rate to the load forecaster and forecast one cold start ahead;
 4. the KV-cache TTL from ``spec.kvCache.ttl``;
 5. replicas per pool: ``spec.replicas`` (manual override, clamped and split over pools), or the
-   utilisation rule (tidal/policies/utilization.py) within the pool's bounds, held on missing
-   metrics, woken from zero by demand at the pool's entry, and ``scaleToZero`` after an idle window;
+   rule ``spec.autoscaling.policy`` names (tidal/core/policies.py; ``tidal`` is the SLO planner,
+   pre-warming for the forecast one cold start ahead) within the pool's bounds, held on missing or
+   partial metrics, woken from zero by demand at the pool's entry, held while pods are Pending
+   (unschedulable), and ``scaleToZero`` after an idle window;
 6. placement over accelerator classes (tidal/policies/placement.py).
 
 Pure and deterministic: no I/O, no clock. The state is consumed (predictors learn in place) and
-the returned state is the one to pass next time. The forecast and cold start are computed and
-returned with the decision; the utilisation rule does not size on them yet (the SLO planner will).
+the returned state is the one to pass next time.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Mapping
 
@@ -48,13 +49,10 @@ from tidal.policies.interface import (
     ReplicaStart,
 )
 from tidal.policies.placement import place, preference_order
-from tidal.policies.guards import ObservationGuard, usable_count
-from tidal.policies.utilization import UtilizationTarget
+from tidal.core.policies import decide_pools
 from tidal.predictors.coldstart import StartContext, StartPhases
 from tidal.predictors.pauses import SessionPausePredictor
 
-POLICY_NAME = "utilization"
-"""The rule driving replicas until the SLO planner lands (tidal/policies/utilization.py)."""
 REASON_MANUAL = "manual-override"
 REASON_NO_ACCELERATOR = "no-accelerator-class"
 REASON_ACCELERATOR_MISSING = "accelerator-missing"
@@ -62,12 +60,9 @@ REASON_MAX_REACHED = "max-replicas"
 REASON_WAKE = "scale-from-zero"
 REASON_IDLE_AT_ZERO = "idle-at-zero"
 REASON_NO_DEMAND_SIGNAL = "hold-zero-no-demand-signal"
-REASON_POLICY_UNAVAILABLE = "policy-not-implemented"
+REASON_PENDING = "pods-pending"
 REASON_SCALED_TO_ZERO = "scale-to-zero"
 REASON_NO_ZERO_WITHOUT_SIGNAL = "scale-to-zero-no-entry-signal"
-IMPLEMENTED_POLICIES = ("tidal",)
-"""``spec.autoscaling.policy`` values the core runs; the others (hpa, kpa, static) are reported as not
-implemented and run tidal's rule."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +90,8 @@ class WorkloadDecision:
     override: Override | None = None
     learned_starts: tuple[ReplicaStart, ...] = ()
     """Starts learnt by this call (the operator counts them in its /metrics)."""
-    policy: str = POLICY_NAME
+    policy: str = "tidal"
+    """``spec.autoscaling.policy`` that decided (``manual`` under a ``spec.replicas`` override)."""
 
 
 def accelerator_profile(acc: AcceleratorClass) -> AcceleratorProfile:
@@ -211,25 +207,6 @@ def _forecast(md: ModelDeployment, state: CoreState, observation: Observation,
     return view
 
 
-def _pool_replicas(pool: str, bounds: PoolSpec, obs: PoolObservation, observation: Observation, delay_s: float,
-                   state: CoreState) -> tuple[int, Reason, Reason | None]:
-    """(replicas, reason, capacity limit) of one pool under the utilisation rule."""
-    rule = UtilizationTarget(min_replicas=bounds.min_replicas, max_replicas=bounds.max_replicas,
-                             scale_down_stabilization_s=delay_s)
-    policy = ObservationGuard(rule)  # partial or garbage metrics never scale down
-    single = Observation(observation.now_s, {pool: obs}, observation.metrics_available)
-    decision, window = policy.decide(single, {"recommendations": {pool: state.recommendations.get(pool, [])}})
-    state.recommendations[pool] = window["recommendations"][pool]
-    want, reason = decision.desired_replicas[pool], decision.reasons[0]
-    if obs.current_replicas == 0 and want == 0:
-        want, reason = _at_zero(pool, bounds, obs, want, reason)
-    limit = None
-    inflight = sum(v for v in (obs.running_requests, obs.waiting_requests) if usable_count(v))
-    if want == bounds.max_replicas and inflight > want * rule.target_inflight_per_replica:
-        limit = Reason(REASON_MAX_REACHED, f"pool {pool}: wants more than maxReplicas={bounds.max_replicas}", pool)
-    return want, reason, limit
-
-
 def _at_zero(pool: str, bounds: PoolSpec, obs: PoolObservation, want: int, reason: Reason) -> tuple[int, Reason]:
     """A pool with no replicas (``minReplicas: 0``) has no engine to read: only demand at its entry
     can wake it. Demand seen -> ``max(minReplicas, 1)``; no demand -> stay at zero; no entry signal
@@ -244,6 +221,58 @@ def _at_zero(pool: str, bounds: PoolSpec, obs: PoolObservation, want: int, reaso
         return want, Reason(REASON_NO_DEMAND_SIGNAL, "no replicas and no request-rate signal at the pool's "
                             "entry; holding at zero (kubectl scale, or minReplicas >= 1, starts it)", pool)
     return want, Reason(REASON_IDLE_AT_ZERO, "no requests at the entry; staying at zero replicas", pool)
+
+
+def _policy_observation(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Observation,
+                        forecast: ForecastView | None) -> Observation:
+    """What the pool policy sees: every pool (absent ones as empty), and the forecast to pre-warm for:
+    its median, not its upper band. With the little history a new workload has, the band is wide
+    (1.5-2x a flat rate on the bench's Mooncake replay, sized to 16 replicas where 10 served), and
+    the planner's own targets already carry the SLO percentile."""
+    full = {p: observation.pools.get(p, PoolObservation(ready_replicas=0)) for p in pools}
+    ahead = forecast.rps if forecast is not None and md.spec.autoscaling.prewarm else None
+    return replace(observation, pools=full, forecast_rps=ahead)
+
+
+def _pending_guard(pool: str, obs: PoolObservation, want: int, reason: Reason) -> tuple[int, Reason, Reason | None]:
+    """Pods the scheduler could not place (no GPU free) are capacity on its way already; more would
+    only queue behind them. Hold at the current count until they are scheduled (CapacityLimited)."""
+    if obs.pending_replicas <= 0 or want <= obs.current_replicas:
+        return want, reason, None
+    held = obs.current_replicas
+    message = (f"{reason.message}; held at {held}: {obs.pending_replicas} pod(s) Pending (not scheduled), "
+               "adding more would not start sooner")
+    return held, Reason(REASON_PENDING, message, pool), Reason(REASON_PENDING, f"pool {pool}: wants {want}, "
+                                                               f"{obs.pending_replicas} pod(s) Pending", pool)
+
+
+def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Observation, state: CoreState,
+               preference: list[str], forecast: ForecastView | None,
+               ) -> tuple[dict[str, int], list[Reason], list[Reason]]:
+    """Replicas per pool from the spec's policy (tidal/core/policies.py), then, per pool: wake from
+    zero on demand, the pending-pod guard, and a CapacityLimited reason past ``maxReplicas``."""
+    delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
+    accelerator = observation.accelerators.get(preference[0]) if preference else None
+    seen = _policy_observation(md, pools, observation, forecast)
+    out = decide_pools(md, pools, seen, state, accelerator, delay_s)
+    by_pool = {r.pool: r for r in out.reasons if r.pool is not None}
+    general = [r for r in out.reasons if r.pool is None]
+    desired, reasons, limits = {}, [], []
+    for pool, bounds in pools.items():
+        obs = seen.pools[pool]
+        want = out.desired[pool]
+        reason = by_pool.get(pool, Reason(md.spec.autoscaling.policy, f"{want} replica(s)", pool))
+        if obs.current_replicas == 0 and want == 0:
+            want, reason = _at_zero(pool, bounds, obs, want, reason)
+        want, reason, pending = _pending_guard(pool, obs, want, reason)
+        if pending is not None:
+            limits.append(pending)
+        if pool in out.over_max and want == bounds.max_replicas:
+            limits.append(Reason(REASON_MAX_REACHED, f"pool {pool}: wants more than maxReplicas={bounds.max_replicas}",
+                                 pool))
+        desired[pool] = want
+        reasons.append(reason)
+    return desired, reasons + general, limits
 
 
 def _scale_to_zero(md: ModelDeployment, observation: Observation, state: CoreState, desired: dict[str, int],
@@ -304,25 +333,16 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     if missing:
         limits.append(missing_classes_limit(missing))
     override = split_override(md.spec.replicas, pools) if md.spec.replicas is not None else None
-    delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
-    for pool, bounds in pools.items():
-        obs = observation.pools.get(pool, PoolObservation(ready_replicas=0))
-        if override is not None:
+    if override is not None:
+        for pool in pools:
             desired[pool] = override.per_pool[pool]
             reasons.append(Reason(REASON_MANUAL, f"{override.message}; autoscaling paused", pool))
-            continue
-        desired[pool], reason, limit = _pool_replicas(pool, bounds, obs, observation, delay_s, state)
-        reasons.append(reason)
-        if limit is not None:
-            limits.append(limit)
-    if override is not None:
         state.recommendations = {}  # the window restarts when autoscaling resumes
         state.idle_since_s, state.parked = None, False
     else:
+        desired, reasons, more = _autoscale(md, pools, observation, state, preference, forecast)
+        limits.extend(more)
         reasons = _scale_to_zero(md, observation, state, desired, reasons)
-    if override is None and md.spec.autoscaling.policy not in IMPLEMENTED_POLICIES:
-        reasons.append(Reason(REASON_POLICY_UNAVAILABLE, f"spec.autoscaling.policy={md.spec.autoscaling.policy} is "
-                              f"not implemented yet; running tidal's utilisation rule"))
 
     by_child: dict[ChildKey, int] = {}
     changes: list[tuple[ChildKey, int, int]] = []
@@ -340,5 +360,6 @@ def decide_workload(md: ModelDeployment, observation: Observation,
                 changes.append((key, before, n))
     decision = Decision(desired_replicas=desired, reasons=tuple(reasons),
                         forecast_rps=forecast.rps if forecast is not None else None)
+    policy = "manual" if override is not None else md.spec.autoscaling.policy
     return WorkloadDecision(decision, by_child, tuple(limits), tuple(changes), forecast, cold, kv_ttl, override,
-                            learned), state
+                            learned, policy), state

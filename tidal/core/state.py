@@ -70,6 +70,11 @@ class CoreState:
     """Since when the workload has had no requests (``scaleToZero``); ``None`` while it is busy."""
     parked: bool = False
     """Scaled to zero for idleness (``scaleToZero``) and not yet woken by demand."""
+    planner: dict[str, Any] = field(default_factory=dict)
+    """The SLO planner's memory besides its window: the request mix and the per-pool profile
+    corrections it learnt (tidal/policies/planner.py), JSON-friendly."""
+    baseline: dict[str, Any] = field(default_factory=dict)
+    """``{policy: {pool: state}}`` of an ``hpa`` or ``kpa`` policy (tidal/core/policies.py)."""
     forecast_cache: tuple[Any, Any] | None = field(default=None, compare=False)
     """(grid cell, valid cells, horizon) and the forecast made at the first tick of that cell, reused for
     the cell's later ticks. Persisted: a restarted core must reuse it too, or it would forecast from a
@@ -102,7 +107,8 @@ class CoreState:
             "countedPods": list(self.counted_starts),
             "policy": {"recommendations": {p: [list(r) for r in w] for p, w in self.recommendations.items()},
                        "forecast": _cache_to_dict(self.forecast_cache),
-                       "idleSinceS": self.idle_since_s, "parked": self.parked},
+                       "idleSinceS": self.idle_since_s, "parked": self.parked,
+                       "planner": self.planner, "baseline": self.baseline},
         }
 
     @classmethod
@@ -132,6 +138,12 @@ class CoreState:
             idle = policy.get("idleSinceS")
             state.idle_since_s = float(idle) if isinstance(idle, (int, float)) else None
             state.parked = policy.get("parked") is True
+            for name in ("planner", "baseline"):
+                part = policy.get(name)
+                if isinstance(part, dict):
+                    setattr(state, name, part)
+                elif part is not None:
+                    problems.append(f"{name} state unreadable (not an object); re-learning")
         cached = policy.get("forecast") if isinstance(policy, dict) else None
         if isinstance(cached, dict):
             state.forecast_cache = _cache_from_dict(cached)

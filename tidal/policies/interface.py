@@ -105,6 +105,10 @@ class Observation:
     """Replica starts visible this tick; already learnt ones are skipped by uid."""
     interval_s: float | None = None
     """The shell's tick interval (the forecaster's grid is never finer than it)."""
+    forecast_rps: float | None = None
+    """Filled by the core, not by shells: the entry request rate to provision for one predicted cold
+    start ahead (the forecast's median), when ``spec.autoscaling.prewarm`` is on and a forecast
+    exists. A policy that pre-warms sizes on ``max(observed rate, forecast_rps)``."""
 
 
 @dataclass(frozen=True)

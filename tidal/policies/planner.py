@@ -10,8 +10,10 @@ Each tick, for each pool:
    (``unobserved_replicas == 0``) and requests arrived. A prefill pool without a TTFT of its own
    learns from the decode pool's (where the first token is emitted);
 3. goodput per replica from the profile (tidal/policies/profile.py), the mix, the SLO and the
-   correction; the load is the entry's request rate plus the pool's waiting requests drained over
-   :data:`BACKLOG_DRAIN_S`; replicas ``ceil(load / goodput)`` within the bounds;
+   correction; the load is the entry's request rate -- or the core's forecast one cold start ahead
+   (``Observation.forecast_rps``, pre-warm) when that is higher -- plus the pool's waiting requests
+   drained over :data:`BACKLOG_DRAIN_S`; replicas ``ceil(load / goodput)`` within the pool's bounds
+   (``pool_bounds``, else ``min_replicas``..``max_replicas``);
 4. scale-down is stabilised like the HPA's (the highest recommendation of the last
    ``scale_down_stabilization_s`` seconds), scale-up is immediate.
 
@@ -19,9 +21,9 @@ Missing request-rate metrics hold every pool at its current size. :func:`make_sl
 wraps the planner in :class:`~tidal.policies.guards.ObservationGuard`, so partially observed
 pools are never scaled down and negative or non-finite rates count as missing.
 
-The planner sizes on the observed rate: the load forecast (tidal/core) is not an input of the
-Autoscaler protocol, and :func:`~tidal.policies.capacity.replicas_for_load` is the function a
-forecast-driven caller uses. It is not yet the default policy of ``decide_workload``.
+``spec.autoscaling.policy: tidal`` runs this planner in ``decide_workload`` (tidal/core), which
+supplies the forecast; ``tidal bench`` runs it both through the core (``tidal``) and bare
+(``tidal-planner``, observed rate only).
 
 The state is a JSON-friendly dict: ``{"mix": [prompt, output], "correction": {pool: [prefill,
 decode]}, "recommendations": {pool: [[t, replicas], ...]}}``.
@@ -71,6 +73,7 @@ the request rate itself is averaged (tidal.sim.runner DEFAULT_METRICS_WINDOW_S, 
 Prometheus ``rate()`` range)."""
 
 REASON_GOODPUT = "slo-goodput"
+REASON_PREWARM = "prewarm"
 REASON_INFEASIBLE = "slo-infeasible"
 REASON_HOLD_NO_METRICS = "hold-no-metrics"
 REASON_BOUNDS = "bounded"
@@ -117,6 +120,9 @@ class SLOPlanner:
     correction_weight: float = CORRECTION_WEIGHT
     name: str = PLANNER_NAME
     default_mix: RequestMix = field(default=DEFAULT_MIX)
+    pool_bounds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    """Per-pool ``(min, max)`` replicas (a ModelDeployment's pools); pools not listed use
+    ``min_replicas``..``max_replicas``."""
 
     def __post_init__(self) -> None:
         if not self.profiles:
@@ -129,13 +135,20 @@ class SLOPlanner:
             raise ValueError("backlog_drain_s must be > 0")
         if not 0 < self.correction_weight <= 1:
             raise ValueError("correction_weight must be in (0, 1]")
+        for pool, (lo, hi) in self.pool_bounds.items():
+            if not 0 <= lo <= hi:
+                raise ValueError(f"pool_bounds[{pool!r}]: need 0 <= min <= max, got [{lo}, {hi}]")
 
     def _profile(self, pool: str) -> PerformanceProfile:
         return (self.profiles.get(pool) or self.profiles.get(POOL_UNIFIED)
                 or next(iter(self.profiles.values())))
 
-    def _bounded(self, n: int) -> int:
-        return min(max(n, self.min_replicas), self.max_replicas)
+    def bounds(self, pool: str) -> tuple[int, int]:
+        return self.pool_bounds.get(pool, (self.min_replicas, self.max_replicas))
+
+    def _bounded(self, n: int, pool: str) -> int:
+        lo, hi = self.bounds(pool)
+        return min(max(n, lo), hi)
 
     def _mix(self, pools: Mapping[str, PoolObservation], entry: PoolObservation, rate: float,
              state: Mapping[str, Any]) -> RequestMix:
@@ -150,7 +163,7 @@ class SLOPlanner:
         return self.default_mix
 
     def _hold(self, observation: Observation, state: Mapping[str, Any], why: str) -> tuple[Decision, Any]:
-        desired = {p: self._bounded(o.current_replicas) for p, o in observation.pools.items()}
+        desired = {p: self._bounded(o.current_replicas, p) for p, o in observation.pools.items()}
         reasons = tuple(Reason(REASON_HOLD_NO_METRICS, f"{why}; holding at {n}", p) for p, n in desired.items())
         return Decision(desired_replicas=desired, reasons=reasons), dict(state)
 
@@ -164,6 +177,8 @@ class SLOPlanner:
         if not observation.metrics_available or not usable_count(rate):
             return self._hold(observation, st, "request rate unknown")
         assert rate is not None
+        forecast = observation.forecast_rps if usable_count(observation.forecast_rps) else 0.0
+        assert forecast is not None
         mix = self._mix(pools, pools[entry_name], rate, st)
         q = self.slo.percentile
         factors: dict[str, list[float]] = {p: list(v) for p, v in st.get("correction", {}).items()}
@@ -182,19 +197,23 @@ class SLOPlanner:
             factors[pool] = [corr.prefill, corr.decode]
             gp = goodput(role, profile, mix, self.slo, corr)
             waiting = obs.waiting_requests if usable_count(obs.waiting_requests) else 0.0
-            load = rate + waiting / self.backlog_drain_s  # type: ignore[operator]
+            arriving = max(rate, forecast)
+            load = arriving + waiting / self.backlog_drain_s  # type: ignore[operator]
             raw = replicas_needed(load, gp.rate_rps)
-            n = replicas_for_load(load, gp.rate_rps, self.min_replicas, self.max_replicas)
-            code = REASON_INFEASIBLE if gp.limit == LIMIT_INFEASIBLE else REASON_GOODPUT
-            message = (f"load {load:.3g} req/s (mix {mix.prompt_tokens:.0f} in / {mix.output_tokens:.0f} out) / "
+            lo, hi = self.bounds(pool)
+            n = replicas_for_load(load, gp.rate_rps, lo, hi)
+            code = (REASON_INFEASIBLE if gp.limit == LIMIT_INFEASIBLE
+                    else REASON_PREWARM if forecast > rate else REASON_GOODPUT)
+            message = (f"load {load:.3g} req/s" + (f" (forecast {forecast:.3g} req/s one cold start ahead, "
+                                                   f"observed {rate:.3g})" if forecast > rate else "")
+                       + f" (mix {mix.prompt_tokens:.0f} in / {mix.output_tokens:.0f} out) / "
                        f"goodput {gp.rate_rps:.3g} req/s per replica (limited by {gp.limit}; correction "
                        f"prefill x{corr.prefill:.2f}, decode x{corr.decode:.2f}) -> {raw:g}")
             if code == REASON_INFEASIBLE:
                 message += "; the SLO is not met even on an idle replica, sized on throughput"
             reason = Reason(code, message, pool)
             if n != raw:
-                reason = Reason(REASON_BOUNDS, f"{message}; bounded to {n} [{self.min_replicas}, {self.max_replicas}]",
-                                pool)
+                reason = Reason(REASON_BOUNDS, f"{message}; bounded to {n} [{lo}, {hi}]", pool)
             n, reason, window[pool] = stabilize_scale_down(pool, n, reason, obs.current_replicas,
                                                            past.get(pool, ()), now, horizon,
                                                            self.scale_down_stabilization_s)
