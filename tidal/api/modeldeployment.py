@@ -138,11 +138,11 @@ class AutoscalingSpec(ApiModel):
     """How tidal scales this workload."""
 
     policy: Literal["tidal", "hpa", "kpa", "static"] = "tidal"
-    """Decision policy. Only ``tidal`` (today the utilisation rule) is implemented; the others run it too and say so in the decision's reasons."""
+    """Decision policy. ``tidal``: the SLO planner (replicas from goodput per replica under spec.slo on the accelerator class's performance profile, corrected online from observed TTFT/TPOT; in-flight requests when no request rate is read). ``hpa``: the Kubernetes HPA on in-flight requests per pod (16), scaleDownDelay as its stabilisation window. ``kpa``: Knative's KPA on concurrency (16 per pod). ``static``: every pool at minReplicas."""
     predictor: Literal["auto", "torch", "holt-winters", "seasonal-naive", "none"] = "auto"
     """Load forecaster; ``auto`` picks the best recent performer per workload."""
     prewarm: bool = True
-    """Start replicas one predicted cold start ahead of forecast demand. Not acted on yet: the forecast and cold start are reported only."""
+    """With policy tidal: size for the forecast request rate (median) one predicted p90 cold start ahead when it exceeds the observed rate, so replicas are ready when demand arrives."""
     scale_to_zero: bool = False
     """Every pool to zero after ``scaleToZeroAfter`` without requests, even if minReplicas > 0, until requests reach the entry again. Needs the entry's request rate, which the operator does not read yet: there it keeps minReplicas and says so in the decision's reasons."""
     scale_to_zero_after: Duration = DEFAULT_SCALE_TO_ZERO_AFTER

@@ -63,6 +63,9 @@ class Prepared:
     autoscaler: Autoscaler
     result: SimResult | None = None
     notes: Mapping[str, Any] = field(default_factory=dict)
+    latency_percentile: float | None = None
+    """The percentile (a fraction) the simulator reports TTFT/TPOT at in this policy's observations,
+    when the policy states one (the CR's ``spec.slo.percentile``); ``None``: the config's."""
 
 
 Builder = Callable[[PolicyContext], Prepared]
@@ -120,7 +123,8 @@ def _tidal(ctx: PolicyContext) -> Prepared:
     ``params`` are ``spec.autoscaling`` fields, e.g. ``tidal:prewarm=false``."""
     params = {k: (v.lower() == "true" if isinstance(v, str) and v.lower() in ("true", "false") else v)
               for k, v in ctx.params.items()}
-    return Prepared(tidal_autoscaler(ctx.config, ctx.min_replicas, ctx.max_replicas, **params))
+    shell = tidal_autoscaler(ctx.config, ctx.min_replicas, ctx.max_replicas, **params)
+    return Prepared(shell, latency_percentile=shell.wl.md.spec.slo.percentile / 100.0)
 
 
 def _fixed(ctx: PolicyContext) -> Prepared:

@@ -104,6 +104,8 @@ def run_cell(cell: Cell) -> dict[str, Any]:
                         params=dict(cell.policy.params))
     prepared = build_policy(cell.policy, ctx)
     # A rival runs at its own control period (Knative ticks every 2 s, KEDA polls every 30 s).
+    if prepared.latency_percentile is not None:
+        config = replace(config, slo=replace(config.slo, percentile=prepared.latency_percentile))
     own_tick = getattr(prepared.autoscaler, "tick_s", None)
     if prepared.result is None and isinstance(own_tick, (int, float)) and own_tick > 0:
         config = replace(config, tick_s=float(own_tick))

@@ -2,8 +2,8 @@
 core's ``decide_workload`` by the simulator shell (tidal/sim/modeldeployment.py), exactly as
 ``tidal simulate -f`` and the operator's tick run it.
 
-The CR states what a user knows: the model's name, size and weight bytes, the trace's SLO, the pools'
-bounds and GPUs per replica, and an AcceleratorClass with the GPU's datasheet figures and price.
+The CR states what a user knows: the model's name, size and weight bytes, the trace's SLO at the
+bench's target (99 % of requests, so ``percentile: 99``), the pools' bounds and GPUs per replica, and an AcceleratorClass with the GPU's datasheet figures and price.
 Nothing in it comes from the simulator's step times; the planner learns those online.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from tidal.api.acceleratorclass import AcceleratorClass
+from tidal.bench.settings import TARGET_ATTAINMENT
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.operator.settings import DEFAULT_INTERVAL_S
 from tidal.policies.interface import POOL_DECODE, POOL_PREFILL, POOL_UNIFIED
@@ -42,7 +43,7 @@ def bench_manifests(config: SimConfig, min_replicas: int, max_replicas: int,
     roles = (POOL_PREFILL, POOL_DECODE) if config.mode == MODE_DISAGGREGATED else (POOL_UNIFIED,)
     pools = {role: {"minReplicas": min_replicas, "maxReplicas": max_replicas, "gpusPerReplica": config.tp}
              for role in roles}
-    slo: dict[str, Any] = {"percentile": config.slo.percentile * 100}
+    slo: dict[str, Any] = {"percentile": TARGET_ATTAINMENT * 100, "attainment": TARGET_ATTAINMENT}
     if config.slo.ttft_s != float("inf"):
         slo["ttft"] = _duration(config.slo.ttft_s)
     if config.slo.tpot_s != float("inf"):
