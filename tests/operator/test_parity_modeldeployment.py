@@ -41,6 +41,9 @@ NAME = "par"
 REPLAY_S = 720.0
 """The whole bundled 12-minute excerpt, compressed 1.5x: enough to scale up, learn starts and scale down."""
 RATE_SCALE = 1.5
+QUIET_TAIL_S = 240.0
+"""A quiet gap, then one last request: the planner sizes the busy excerpt steadily, and the gap is
+where the sequence scales down (past the spec's 1-minute scaleDownDelay)."""
 CREATED_BASE_S = 1_700_000_000.0
 """Pod creation timestamps are whole seconds from here (RFC 3339 in the API)."""
 
@@ -157,6 +160,8 @@ def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
     # 1. Record: the simulator shell drives a simulated cluster.
     recorder = _Recorder(ModelDeploymentAutoscaler(workload))
     requests = rate_scale(load_trace("demo", seed=0, duration_s=REPLAY_S), RATE_SCALE)
+    last = requests[-1]
+    requests.append(replace(last, arrival_s=last.arrival_s + QUIET_TAIL_S, request_id=last.request_id + 1))
     Simulation(requests, recorder, sim_config(workload)).run()
     sequence = [replace(obs, starts=tuple(_whole_seconds(s) for s in obs.starts)) for obs, _ in recorder.steps]
     recorded = [workload_decision(d) for _, d in recorder.steps]
