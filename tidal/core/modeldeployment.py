@@ -12,7 +12,9 @@ decides, in this order:
    pre-warming for the forecast one cold start ahead) within the pool's bounds, held on missing or
    partial metrics, woken from zero by demand at the pool's entry, held while pods are Pending
    (unschedulable), and ``scaleToZero`` after an idle window;
-6. placement over accelerator classes (tidal/policies/placement.py).
+6. the fair-share grant (``Observation.grant_gpus``) as a cap, manual override included
+   (tidal/core/grant.py);
+7. placement over accelerator classes (tidal/policies/placement.py).
 
 Pure and deterministic: no I/O, no clock. The state is consumed (predictors learn in place) and
 the returned state is the one to pass next time.
@@ -49,6 +51,7 @@ from tidal.policies.interface import (
     ReplicaStart,
 )
 from tidal.policies.placement import place, preference_order
+from tidal.core.grant import cap_to_grant
 from tidal.core.policies import decide_pools
 from tidal.predictors.coldstart import StartContext, StartPhases
 from tidal.predictors.pauses import SessionPausePredictor
@@ -343,6 +346,11 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         desired, reasons, more = _autoscale(md, pools, observation, state, preference, forecast)
         limits.extend(more)
         reasons = _scale_to_zero(md, observation, state, desired, reasons)
+    desired, capped = cap_to_grant(desired, {p: b.gpus_per_replica for p, b in pools.items()},
+                                   {p: b.min_replicas for p, b in pools.items()}, observation.grant_gpus)
+    if capped is not None:
+        reasons.append(capped)
+        limits.append(capped)
 
     by_child: dict[ChildKey, int] = {}
     changes: list[tuple[ChildKey, int, int]] = []

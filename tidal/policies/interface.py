@@ -105,6 +105,9 @@ class Observation:
     """Replica starts visible this tick; already learnt ones are skipped by uid."""
     interval_s: float | None = None
     """The shell's tick interval (the forecaster's grid is never finer than it)."""
+    grant_gpus: int | None = None
+    """GPUs the FairSharePolicy governing this workload's tenant grants it (``None``: none governs it);
+    the core caps the replicas it asks for to fit (tidal/core/grant.py)."""
     forecast_rps: float | None = None
     """Filled by the core, not by shells: the entry request rate to provision for one predicted cold
     start ahead (the forecast's median), when ``spec.autoscaling.prewarm`` is on and a forecast
