@@ -37,7 +37,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from tidal.sim import vidur_tables
+from tidal.sim import decode_attention, vidur_tables
 from tidal.sim.hardware import (ACCELERATORS, BF16_BYTES, PROFILED_SHAPES, AcceleratorSpec,
                                 ModelSpec)
 
@@ -88,12 +88,15 @@ def _matmul_roofline_s(n: np.ndarray, elements: float, weight_bytes: float,
                        accel: AcceleratorSpec) -> np.ndarray:
     """Roofline time of one matmul over ``n`` tokens: compute or weight streaming, floored.
 
-    FP8 weights run on FP8 tensor cores where the part has them (W8A8); elsewhere vLLM
+    FP8 weights run on FP8 tensor cores where the part has them (W8A8), at the part's
+    measured share of that peak (``fp8_compute_efficiency_ratio``); elsewhere vLLM
     dequantises in the kernel (weight-only FP8) and computes at the BF16 rate.
     """
     eff_c, eff_m = fitted_roofline_efficiencies()
     fp8 = weight_bytes < BF16_BYTES and accel.peak_fp8_flops is not None
     peak = accel.peak_fp8_flops if fp8 else accel.peak_bf16_flops
+    if fp8:
+        eff_c *= accel.fp8_compute_efficiency_ratio
     t_compute = 2 * n * elements / (peak * eff_c)
     if weight_bytes < BF16_BYTES:
         eff_m *= FP8_WEIGHT_STREAMING_EFFICIENCY_RATIO
@@ -163,9 +166,10 @@ class StepTimeModel:
         _, eff_m = fitted_roofline_efficiencies()
         per_gpu_kv_layer = self.model.kv_bytes_per_token / self.model.n_layers / self.tp
         # seconds of decode attention per token of context (all layers): the KV cache is
-        # streamed like the weights of a memory-bound matmul on the same part
+        # streamed at the rate measured for the part's decode-attention kernel
+        attn_eff = decode_attention.streaming_efficiency(self.accelerator.decode_attention_kernels)
         self.decode_attn_s_per_ctx_token = (
-            self.model.n_layers * per_gpu_kv_layer / (self.accelerator.memory_bandwidth_bps * eff_m))
+            self.model.n_layers * per_gpu_kv_layer / (self.accelerator.memory_bandwidth_bps * attn_eff))
         # seconds of prefill attention per (query, key) pair (all layers)
         self.prefill_attn_s_per_pair = (
             self.model.n_layers * 4 * (self.model.n_heads / self.tp) * self.model.head_dim
