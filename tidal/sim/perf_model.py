@@ -17,9 +17,9 @@ scheduled this step. Its time is the sum of
   or a ring all-reduce over the datasheet link bandwidth);
 * attention from first principles: prefill chunks cost the FLOPs of QK^T and
   AV against the prior context plus the causal half of the chunk; decoding
-  sequences cost the bytes of their KV cache, streamed at the bandwidth
-  efficiency measured for the memory-bound operators of the same part
-  (attention kernels are not in the Vidur data), plus one kernel launch per layer;
+  sequences cost the bytes of their KV cache, streamed at the rate published
+  decode-kernel benchmarks measure for the part's kernel family
+  (tidal.sim.decode_attention), plus one kernel launch per layer;
 * the LM head for every sequence that emits a token (roofline: it is not in
   the profiles).
 
@@ -68,7 +68,7 @@ def fitted_roofline_efficiencies() -> tuple[float, float]:
     Fitted on Vidur's measured Llama-2-7B tables on A100 and H100: bandwidth
     efficiency from 1-token (weight-streaming) times, compute efficiency from
     4096-token times. They set the rooflines whose ratios transfer measured tables
-    to unprofiled GPUs and to FP8, the decode-attention streaming rate and the LM head.
+    to unprofiled GPUs and to FP8, and the LM head.
     """
     shape = PROFILED_SHAPES["Llama-2-7b-hf"]
     grid = vidur_tables.TOKEN_GRID
