@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tidal.sim import vidur_tables
-from tidal.sim.calibration import (MEASUREMENTS, TOLERANCE, checked_measurements, predict,
-                                   sharegpt_like_lengths)
+from tidal.sim.calibration import (MEASUREMENTS, TOLERANCE, checked_measurements,
+                                   poisson_arrivals_s, predict, sharegpt_like_lengths)
 from tidal.sim.hardware import ACCELERATORS, MODELS, get_accelerator, get_model
 from tidal.sim.perf_model import StepTimeModel, kv_capacity_tokens
 
@@ -26,6 +26,25 @@ def test_calibration_set_covers_what_the_issue_asks() -> None:
     assert {tp for model, _, tp in setups if model.startswith("llama-3.1-70b")} >= {4, 8}
     assert any(model.endswith("-fp8") for model, _, _ in setups)
     assert max(m.concurrency for m in checked) >= 256 and min(m.concurrency for m in checked) == 1
+    assert {"L4", "L40S"} & {m.accelerator for m in checked}
+
+
+def test_fitted_rows_leave_independent_checks_on_the_same_setup() -> None:
+    """A constant fitted to a row is only checked by other rows: every fitted setup has them."""
+    checked = checked_measurements()
+    for m in (m for m in checked if m.fitted):
+        twins = [o for o in checked if not o.fitted and o.source_id == m.source_id
+                 and o.accelerator == m.accelerator and o.engine_version == m.engine_version]
+        assert twins, m.key
+    assert sum(not m.fitted for m in checked) >= 12
+
+
+def test_open_loop_arrivals_are_benchmark_servings_poisson_process() -> None:
+    arrivals = poisson_arrivals_s(2000, 4.0)
+    gaps = np.diff(arrivals)
+    assert arrivals[0] == 0.0 and len(arrivals) == 2000 and (gaps > 0).all()
+    assert abs(gaps.mean() - 0.25) < 0.02
+    assert poisson_arrivals_s(50, 4.0) == arrivals[:50]
 
 
 def test_every_wider_bound_and_every_exclusion_says_why() -> None:

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.sim.conftest import Recorder, make_requests
-from tidal.sim.engine import (ENGINE_STEP_OVERHEAD_S, REQUEST_PATH_LATENCY_S, VLLM_V0,
-                              VLLM_V1, Engine, EngineConfig, EngineLimits, Sequence,
-                              default_engine_limits)
+from tidal.sim.engine import (ENGINE_SEQ_OVERHEAD_S, ENGINE_STEP_OVERHEAD_S,
+                              REQUEST_PATH_LATENCY_S, VLLM_V0, VLLM_V05_CHUNKED, VLLM_V1, Engine,
+                              EngineConfig, EngineLimits, Sequence, default_engine_limits)
 from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.perf_model import StepTimeModel
 from tidal.sim.traces import LLMRequest
@@ -73,7 +73,7 @@ def test_without_kv_pressure_nothing_is_preempted(recorder: Recorder) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.floats(0, 5), st.integers(1, 3000), st.integers(1, 400)),
                 min_size=1, max_size=40),
-       st.integers(4_000, 40_000), st.booleans(), st.sampled_from([VLLM_V1, VLLM_V0]))
+       st.integers(4_000, 40_000), st.booleans(), st.sampled_from([VLLM_V1, VLLM_V0, VLLM_V05_CHUNKED]))
 def test_kv_never_exceeds_capacity_and_all_finish(rows, kv_tokens, prefix, version) -> None:
     rows = sorted(rows)
     reqs = [LLMRequest(arrival_s=a, prompt_tokens=p, output_tokens=o,
@@ -170,6 +170,29 @@ def test_vllm_v0_defaults_and_explicit_limits_win() -> None:
     assert (limits.max_num_batched_tokens, limits.max_num_seqs) == (4096, 64)
     engine = Engine(0, PERF, 400_000, Recorder(), EngineConfig())
     assert engine.max_num_seqs == 1024 and engine.limits.max_num_batched_tokens == 8192
+
+
+def test_vllm_v05_with_chunked_prefill_has_its_512_token_budget_on_every_gpu() -> None:
+    for accel in ("H100-80GB", "A100-80GB", "L40S"):
+        assert default_engine_limits(get_accelerator(accel), VLLM_V05_CHUNKED) == EngineLimits(
+            512, 256, chunked_prefill=True)
+
+
+def test_vllm_v05_overhead_grows_with_the_sequences_in_the_batch() -> None:
+    """A decode-only run of n sequences costs step + n x per-sequence overhead per iteration."""
+    def decode_s(version: str, n: int) -> float:
+        rec = Recorder()
+        engine = Engine(0, PERF, 400_000, rec, EngineConfig(engine_version=version))
+        drive(engine, [LLMRequest(0.0, 10, 101, request_id=i) for i in range(n)])
+        return max(s.finish_s - s.first_token_s for s, _ in rec.finished)
+
+    step, per_seq = ENGINE_STEP_OVERHEAD_S[VLLM_V05_CHUNKED], ENGINE_SEQ_OVERHEAD_S[VLLM_V05_CHUNKED]
+    assert per_seq > 0 and ENGINE_SEQ_OVERHEAD_S[VLLM_V1] == ENGINE_SEQ_OVERHEAD_S[VLLM_V0] == 0
+    for n in (1, 16):
+        # the same 100 decode iterations; only the overheads differ between the versions
+        # (to within one iteration boundary: the versions batch the prefill step differently)
+        extra = decode_s(VLLM_V05_CHUNKED, n) - decode_s(VLLM_V1, n)
+        assert extra == pytest.approx(100 * (step + n * per_seq), rel=0.01)
 
 
 def test_bad_engine_limits_are_clear_errors() -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tidal.sim.engine import VLLM_V0, VLLM_V1, Engine, EngineConfig, Sequence
+from tidal.sim.engine import VLLM_V0, VLLM_V05_CHUNKED, VLLM_V1, Engine, EngineConfig, Sequence
 from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.perf_model import StepTimeModel, kv_capacity_tokens
 
@@ -70,6 +70,11 @@ class Measurement:
     tolerance: float = TOLERANCE
     tolerance_reason: str = ""       # why a measurement has a wider bound than TOLERANCE
     excluded: str = ""               # why a measurement is listed but not checked
+    # open loop (``--request-rate R``): Poisson arrivals at this rate instead of
+    # ``concurrency`` closed-loop clients; see poisson_arrivals_s
+    request_rate_rps: float = 0.0
+    # a simulator constant was fitted to this row: it is reproduced, not independently checked
+    fitted: bool = False
 
 
 # Database Mart lists totals only: 22,170 tokens generated for 50 requests capped at 600
@@ -88,6 +93,70 @@ _LAMBDA_TABLE = ("Lambda, LambdaLabsML/vllm-benchmark benchmark_v0.md, 'vLLM v0.
 _LAMBDA_TABLE_SETUP = ("vLLM 0.6.0 (V0, multi-step 10, no chunked prefill), rps inf, "
                        "max-num-seq 256, max-seq-len 2048, {n} ShareGPT prompts (lengths not "
                        "listed: drawn as SHAREGPT_* in tidal/sim/calibration.py describe)")
+
+# Crusoe's L40S runs (crusoe-cookbook, content/vllm-l40s-fp8): every result file lists each
+# request's prompt and output length; prompts are 488-532 tokens (replayed as each file's
+# mean), outputs all 150. Keyed by (model, request rate): (file, mean prompt tokens,
+# median TPOT ms, median TTFT ms) as published.
+_CRUSOE_RUNS = {
+    ("llama-3.1-8b", 1.0): ("vllm-1.0qps-Meta-Llama-3.1-8B-Instruct-20240829-161828.json", 508,
+                            25.09, 72.35),
+    ("llama-3.1-8b", 3.0): ("vllm-3.0qps-Meta-Llama-3.1-8B-Instruct-20240829-162036.json", 509,
+                            29.30, 96.14),
+    ("llama-3.1-8b", 5.0): ("vllm-5.0qps-Meta-Llama-3.1-8B-Instruct-20240829-162250.json", 509,
+                            34.64, 114.13),
+    ("llama-3.1-8b", 7.0): ("vllm-7.0qps-Meta-Llama-3.1-8B-Instruct-20240829-162504.json", 509,
+                            42.21, 131.73),
+    ("llama-3.1-8b", 9.0): ("vllm-9.0qps-Meta-Llama-3.1-8B-Instruct-20240829-162719.json", 509,
+                            56.86, 179.78),
+    ("llama-3.1-8b-fp8", 1.0): (
+        "vllm-1.0qps-Meta-Llama-3.1-8B-Instruct-FP8-dynamic-20240828-233924.json", 508,
+        16.71, 60.82),
+    ("llama-3.1-8b-fp8", 3.0): (
+        "vllm-3.0qps-Meta-Llama-3.1-8B-Instruct-FP8-dynamic-20240828-234130.json", 509,
+        20.04, 79.27),
+    ("llama-3.1-8b-fp8", 5.0): (
+        "vllm-5.0qps-Meta-Llama-3.1-8B-Instruct-FP8-dynamic-20240828-234342.json", 509,
+        24.12, 91.21),
+    ("llama-3.1-8b-fp8", 7.0): (
+        "vllm-7.0qps-Meta-Llama-3.1-8B-Instruct-FP8-dynamic-20240828-234554.json", 509,
+        30.81, 114.28),
+    ("llama-3.1-8b-fp8", 9.0): (
+        "vllm-9.0qps-Meta-Llama-3.1-8B-Instruct-FP8-dynamic-20240828-234806.json", 509,
+        44.32, 150.87),
+}
+CRUSOE_OUTPUT_TOKENS = 150
+CRUSOE_SECONDS_PER_RATE = 120      # run_benchmark.sh: --num-prompts = 120 x QPS
+_CRUSOE_SETUP = ("vLLM 0.5.5 (the tutorial's uv.lock), `vllm serve --enable-chunked-prefill` "
+                 "(token budget 512, max-num-seqs 256), 1x L40S, {weights}; benchmark_serving.py "
+                 "--dataset-name sonnet --sonnet-input-len 550 --sonnet-output-len 150 "
+                 "--request-rate {rate:g} --num-prompts {n} (Poisson arrivals, seed 0)")
+_CRUSOE_WEIGHTS = {"llama-3.1-8b": "meta-llama/Meta-Llama-3.1-8B-Instruct BF16",
+                   "llama-3.1-8b-fp8": "neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8-dynamic "
+                                       "(W8A8 FP8, BF16 KV cache)"}
+# The rows the vLLM 0.5 overheads and the FP8 compute ratio are fitted to (tidal.sim.engine,
+# tidal.sim.perf_model); every other Crusoe row checks them.
+CRUSOE_FITTED = {("llama-3.1-8b", 1.0, "tpot_p50_ms"), ("llama-3.1-8b", 1.0, "ttft_p50_ms"),
+                 ("llama-3.1-8b", 9.0, "tpot_p50_ms"), ("llama-3.1-8b", 9.0, "ttft_p50_ms"),
+                 ("llama-3.1-8b-fp8", 1.0, "ttft_p50_ms")}
+
+
+def _crusoe_measurements() -> tuple[Measurement, ...]:
+    rows = []
+    for (model, rate), (file, prompt, tpot_ms, ttft_ms) in _CRUSOE_RUNS.items():
+        n = int(CRUSOE_SECONDS_PER_RATE * rate)
+        tag = "fp8" if model.endswith("-fp8") else "bf16"
+        for metric, value in (("tpot_p50_ms", tpot_ms), ("ttft_p50_ms", ttft_ms)):
+            rows.append(Measurement(
+                f"crusoe-l40s-8b-{tag}-{rate:g}qps-{metric.split('_')[0]}", "crusoe",
+                "Crusoe, crusoecloud/crusoe-cookbook (GitHub), content/vllm-l40s-fp8/raw_data/"
+                f"{file} (median_{metric.split('_')[0]}_ms)",
+                _CRUSOE_SETUP.format(weights=_CRUSOE_WEIGHTS[model], rate=rate, n=n),
+                model, "L40S", 1, 1, prompt, CRUSOE_OUTPUT_TOKENS, n, metric, value,
+                engine_version=VLLM_V05_CHUNKED, request_rate_rps=rate,
+                fitted=(model, rate, metric) in CRUSOE_FITTED))
+    return tuple(rows)
+
 
 MEASUREMENTS: tuple[Measurement, ...] = (
     # ---- InferenceBench: vLLM 0.21, H100, Llama-3.1-8B ------------------------------------
@@ -156,6 +225,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         _LAMBDA_SETUP.format(what="as above"),
         "llama-3.1-8b", "H100-80GB", 1, 10, 0, 0, 10, "ttft_p50_ms", 62.19,
         engine_version=VLLM_V0,
+        fitted=True,
         requests=_lambda_requests((120, 429, 233, 194, 101, 741, 9, 3, 6, 31))),
     Measurement(
         "lambda-a100-8b-p10-tpot", "lambda",
@@ -202,6 +272,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
                                   "(the FP8 weights fit; Lambda reports 4k context at most)"),
         "llama-3.1-70b-fp8", "H100-80GB", 1, 10, 0, 0, 10, "tpot_p50_ms", 32.093,
         engine_version=VLLM_V0,
+        fitted=True,
         requests=_lambda_requests((120, 655, 92, 194, 101, 741, 0, 0, 6, 78))),
     # ---- Lambda: vLLM 0.6.0 saturation, thousands of ShareGPT prompts at once --------------
     Measurement(
@@ -218,7 +289,7 @@ MEASUREMENTS: tuple[Measurement, ...] = (
         "2,000 prompts replayed",
         "llama-3.1-70b", "H100-80GB", 4, 2000, 0, 0, 2000, "output_tokens_per_s", 3542.88,
         engine_version=VLLM_V0, sharegpt_lengths=True),
-)
+) + _crusoe_measurements()
 
 
 class _Collector:
@@ -270,6 +341,18 @@ def _requests(m: Measurement, concurrency: int) -> list[tuple[int, int]]:
     return [(m.prompt_tokens, m.output_tokens)] * n
 
 
+# vLLM's benchmark_serving.py seeds NumPy's global generator with ``--seed`` (default 0)
+# and draws each gap between requests as ``np.random.exponential(1 / request_rate)``.
+BENCHMARK_SERVING_SEED = 0
+
+
+def poisson_arrivals_s(n: int, rate_rps: float) -> list[float]:
+    """Send times of ``n`` requests as benchmark_serving.py draws them at ``rate_rps``."""
+    rng = np.random.RandomState(BENCHMARK_SERVING_SEED)
+    gaps = [rng.exponential(1.0 / rate_rps) for _ in range(max(0, n - 1))]
+    return [0.0] + np.cumsum(gaps).tolist()
+
+
 def replay(m: Measurement, concurrency: int | None = None,
            engine_config: EngineConfig | None = None) -> list[Sequence]:
     """Run the closed-loop benchmark ``m`` describes; the finished sequences."""
@@ -284,6 +367,8 @@ def replay(m: Measurement, concurrency: int | None = None,
                        enable_prefix_cache=False)
     engine = Engine(0, perf, kv_capacity_tokens(model, accel, m.tp), sink, cfg)
     todo = _requests(m, concurrency)
+    if m.request_rate_rps > 0:
+        return _replay_open_loop(engine, sink, todo, m.request_rate_rps)
     sent = 0
 
     def send(t: float) -> None:
@@ -302,6 +387,23 @@ def replay(m: Measurement, concurrency: int | None = None,
             done += 1
             if sent < len(todo):
                 send(t)
+    return sink.finished
+
+
+def _replay_open_loop(engine: Engine, sink: _Collector, todo: list[tuple[int, int]],
+                      rate_rps: float) -> list[Sequence]:
+    """Submit ``todo`` at Poisson send times, whatever the engine is doing; run to the end."""
+    arrivals = poisson_arrivals_s(len(todo), rate_rps)
+    sent = 0
+    while sent < len(todo) or engine.next_wake_s is not None:
+        wake = engine.next_wake_s
+        if sent < len(todo) and (wake is None or arrivals[sent] <= wake):
+            prompt, output = todo[sent]
+            engine.submit(Sequence(_Req(arrivals[sent], prompt, output, request_id=sent)),
+                          arrivals[sent])
+            sent += 1
+        else:
+            engine.wake(wake)
     return sink.finished
 
 
@@ -342,6 +444,7 @@ def comparison_table() -> list[tuple[Measurement, float, float]]:
 if __name__ == "__main__":
     for m, p, err in comparison_table():
         note = (" (excluded)" if m.excluded
+                else " (fitted)" if m.fitted and abs(err) <= m.tolerance
                 else "" if abs(err) <= m.tolerance and m.tolerance <= TOLERANCE
                 else f" (bound {m.tolerance:.0%})" if abs(err) <= m.tolerance else " FAIL")
         print(f"{m.key:40s} {m.metric:20s} measured {m.value:9.2f} predicted {p:9.2f} "

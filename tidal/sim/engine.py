@@ -45,9 +45,15 @@ DEFAULT_KV_BLOCK_TOKENS = 16
 #   max_num_seqs 256; without chunked prefill the token budget is
 #   max(max_model_len, 2048), i.e. 2048 for the usual --max-model-len 2048, and a
 #   waiting prompt is prefilled whole, in an iteration of its own (prefill first).
+# VLLM_V05_CHUNKED: vLLM 0.5.x V0 engine started with --enable-chunked-prefill (e.g. Crusoe's
+#   L40S runs on 0.5.5): with chunked prefill on and no --max-num-batched-tokens, 0.5.x's
+#   SchedulerConfig sets the token budget to 512 ("the values that have the best balance
+#   between ITL and TTFT on A100"); max_num_seqs 256; decodes are scheduled first, then
+#   prefill chunks fill what is left of the budget (the same order as V1).
 VLLM_V1 = "vllm-v1"
 VLLM_V0 = "vllm-v0.6"
-ENGINE_VERSIONS = (VLLM_V1, VLLM_V0)
+VLLM_V05_CHUNKED = "vllm-v0.5-chunked"
+ENGINE_VERSIONS = (VLLM_V1, VLLM_V0, VLLM_V05_CHUNKED)
 DEFAULT_ENGINE_VERSION = VLLM_V1
 VLLM_LARGE_GPU_MEMORY_BYTES = 70 * GIB
 
@@ -59,7 +65,16 @@ VLLM_LARGE_GPU_MEMORY_BYTES = 70 * GIB
 # 10-prompt runs on H100 and A100, docs/calibration.md). Neither version's saturation
 # measurements show an overhead that grows with the batch beyond what the operator
 # tables already scale, so there is no per-sequence term.
-ENGINE_STEP_OVERHEAD_S = {VLLM_V1: 0.0, VLLM_V0: 0.7e-3}
+#
+# vLLM 0.5 (single-step scheduling, API server, scheduler, sampler output processing and
+# detokenisation in one process, serialised with the GPU step; the overheads vLLM 0.6's
+# multi-step scheduling and separate API-server process removed) is the one version whose
+# measurements show an overhead growing with the batch: Crusoe's L40S runs at 1-9 requests/s
+# need 0.5 ms per iteration plus 0.2 ms per scheduled sequence. Fitted on the BF16 runs at
+# 1 and 9 requests/s (TPOT and TTFT); the BF16 runs at 3-7 requests/s and the FP8 runs
+# check them (docs/calibration.md).
+ENGINE_STEP_OVERHEAD_S = {VLLM_V1: 0.0, VLLM_V0: 0.7e-3, VLLM_V05_CHUNKED: 0.5e-3}
+ENGINE_SEQ_OVERHEAD_S = {VLLM_V1: 0.0, VLLM_V0: 0.0, VLLM_V05_CHUNKED: 0.2e-3}
 
 # Time from a request reaching the server to its scheduler seeing it: CPU-side work on
 # the request path outside the GPU step model (API server, HTTP, tokenisation, hand-over
@@ -68,7 +83,9 @@ ENGINE_STEP_OVERHEAD_S = {VLLM_V1: 0.0, VLLM_V0: 0.7e-3}
 # 2x apart in speed, so not GPU time. Fitted on the H100 run, checked on the A100 one
 # (docs/calibration.md). vLLM V1: no published TTFT with known prompt lengths was found
 # to measure it, so none is added.
-REQUEST_PATH_LATENCY_S = {VLLM_V1: 0.0, VLLM_V0: 28.7e-3}
+# vLLM 0.5 (chunked prefill): 15 ms, fitted with the overheads above on Crusoe's L40S BF16
+# runs and checked on their FP8 twins.
+REQUEST_PATH_LATENCY_S = {VLLM_V1: 0.0, VLLM_V0: 28.7e-3, VLLM_V05_CHUNKED: 15e-3}
 
 ROLE_UNIFIED = "unified"
 ROLE_PREFILL = "prefill"
@@ -140,6 +157,8 @@ def default_engine_limits(accelerator: AcceleratorSpec,
         return EngineLimits(8192, 1024) if large else EngineLimits(2048, 256)
     if engine_version == VLLM_V0:
         return EngineLimits(2048, 256, chunked_prefill=False)
+    if engine_version == VLLM_V05_CHUNKED:
+        return EngineLimits(512, 256)
     raise ValueError(f"unknown engine version {engine_version!r}; "
                      f"known: {', '.join(ENGINE_VERSIONS)}")
 
@@ -208,6 +227,7 @@ class Engine:
         self.limits = config.limits(perf.accelerator)
         self.slowdown = 1.0 / config.engine_speed
         self.step_overhead_s = ENGINE_STEP_OVERHEAD_S[config.engine_version] * self.slowdown
+        self.seq_overhead_s = ENGINE_SEQ_OVERHEAD_S[config.engine_version] * self.slowdown
         # a decode-role request arrives as KV: it already went through an API server
         self.request_path_latency_s = (0.0 if role == ROLE_DECODE
                                        else REQUEST_PATH_LATENCY_S[config.engine_version])
@@ -491,7 +511,7 @@ class Engine:
         dt = self.perf.iteration_s(decode_seqs=len(decode),
                                    decode_context_tokens=sum(s.computed for s in decode),
                                    prefill_chunks=chunks, prefill_finishing=finishing) * self.slowdown
-        self._set_wake(now_s + dt + self.step_overhead_s)
+        self._set_wake(now_s + dt + self.step_overhead_s + self.seq_overhead_s * len(plan))
 
     def _start_run(self, now_s: float, plan: list[tuple[Sequence, int]]) -> None:
         seqs = [s for s, _ in plan]
@@ -501,7 +521,7 @@ class Engine:
         n = len(seqs)
         ctx0 = sum(s.computed for s in seqs)
         a, b = self.perf.decode_run_coefficients(n)
-        a, b = a * self.slowdown + self.step_overhead_s, b * self.slowdown
+        a, b = a * self.slowdown + self.step_overhead_s + self.seq_overhead_s * n, b * self.slowdown
         self._seg_kind = "run"
         self._seg_plan = plan
         self._run_k = k

@@ -42,6 +42,15 @@ class AcceleratorSpec:
     profile_proxy: str | None = None
     # Device name as the driver reports it: vLLM's per-GPU engine defaults test it.
     device_name: str = ""
+    # Decode-attention kernel family whose measured streaming rate this part gets
+    # (tidal.sim.decode_attention): "sm90" for Hopper, "sm80" for Ampere and for Ada,
+    # which runs FlashAttention-2's sm80 kernels.
+    decode_attention_kernels: str = "sm80"
+    # W8A8 FP8 GEMMs reach this fraction of the efficiency a BF16 GEMM reaches of its own
+    # peak. Ada (L40S, L4): 0.5, i.e. no faster than BF16 when compute-bound -- fitted on
+    # Crusoe's L40S FP8-dynamic TTFT under vLLM 0.5.5 (docs/calibration.md). Elsewhere 1.0:
+    # no compute-bound FP8 measurement is in the calibration set.
+    fp8_compute_efficiency_ratio: float = 1.0
 
 
 # Datasheet figures. Prices are indicative on-demand GPU-hour list prices (used only to
@@ -51,7 +60,7 @@ ACCELERATORS: dict[str, AcceleratorSpec] = {
         name="H100-80GB", memory_bytes=81559 * MIB, peak_bf16_flops=989 * TFLOPS,
         memory_bandwidth_bps=3.35 * TB_S, interconnect_bps=450e9, gpus_per_node=8,
         gpu_hour_cost_usd=2.99, vidur_profile="h100", peak_fp8_flops=1979 * TFLOPS,
-        device_name="NVIDIA H100 80GB HBM3",
+        device_name="NVIDIA H100 80GB HBM3", decode_attention_kernels="sm90",
         source="NVIDIA H100 Tensor Core GPU datasheet (SXM5): 989 TFLOPS BF16 / 1,979 FP8 "
                "dense, 3.35 TB/s HBM3, NVLink 900 GB/s bidirectional; 81,559 MiB as reported "
                "by nvidia-smi; price: Lambda on-demand H100 SXM"),
@@ -73,7 +82,7 @@ ACCELERATORS: dict[str, AcceleratorSpec] = {
         name="L40S", memory_bytes=46068 * MIB, peak_bf16_flops=362.05 * TFLOPS,
         memory_bandwidth_bps=0.864 * TB_S, interconnect_bps=32e9, gpus_per_node=4,
         gpu_hour_cost_usd=1.10, vidur_profile=None, peak_fp8_flops=733 * TFLOPS,
-        profile_proxy="A40", device_name="NVIDIA L40S",
+        profile_proxy="A40", device_name="NVIDIA L40S", fp8_compute_efficiency_ratio=0.5,
         source="NVIDIA L40S datasheet: 362.05 TFLOPS BF16 / 733 FP8 dense (double with "
                "sparsity), 48 GB GDDR6 (46,068 MiB, nvidia-smi) at 864 GB/s, PCIe Gen4 x16 "
                "(64 GB/s bidirectional); price indicative"),
@@ -81,7 +90,7 @@ ACCELERATORS: dict[str, AcceleratorSpec] = {
         name="L4", memory_bytes=23034 * MIB, peak_bf16_flops=121 * TFLOPS,
         memory_bandwidth_bps=0.300 * TB_S, interconnect_bps=32e9, gpus_per_node=8,
         gpu_hour_cost_usd=0.80, vidur_profile=None, peak_fp8_flops=242.5 * TFLOPS,
-        profile_proxy="A40", device_name="NVIDIA L4",
+        profile_proxy="A40", device_name="NVIDIA L4", fp8_compute_efficiency_ratio=0.5,
         source="NVIDIA L4 datasheet: 121 TFLOPS BF16 / 242.5 FP8 dense (double with "
                "sparsity), 24 GB GDDR6 (23,034 MiB, nvidia-smi) at 300 GB/s, PCIe Gen4 x16; "
                "price indicative (GCP g2 L4 on-demand)"),

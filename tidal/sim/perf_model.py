@@ -17,9 +17,9 @@ scheduled this step. Its time is the sum of
   or a ring all-reduce over the datasheet link bandwidth);
 * attention from first principles: prefill chunks cost the FLOPs of QK^T and
   AV against the prior context plus the causal half of the chunk; decoding
-  sequences cost the bytes of their KV cache, streamed at the bandwidth
-  efficiency measured for the memory-bound operators of the same part
-  (attention kernels are not in the Vidur data), plus one kernel launch per layer;
+  sequences cost the bytes of their KV cache, streamed at the rate published
+  decode-kernel benchmarks measure for the part's kernel family
+  (tidal.sim.decode_attention), plus one kernel launch per layer;
 * the LM head for every sequence that emits a token (roofline: it is not in
   the profiles).
 
@@ -37,7 +37,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from tidal.sim import vidur_tables
+from tidal.sim import decode_attention, vidur_tables
 from tidal.sim.hardware import (ACCELERATORS, BF16_BYTES, PROFILED_SHAPES, AcceleratorSpec,
                                 ModelSpec)
 
@@ -68,7 +68,7 @@ def fitted_roofline_efficiencies() -> tuple[float, float]:
     Fitted on Vidur's measured Llama-2-7B tables on A100 and H100: bandwidth
     efficiency from 1-token (weight-streaming) times, compute efficiency from
     4096-token times. They set the rooflines whose ratios transfer measured tables
-    to unprofiled GPUs and to FP8, the decode-attention streaming rate and the LM head.
+    to unprofiled GPUs and to FP8, and the LM head.
     """
     shape = PROFILED_SHAPES["Llama-2-7b-hf"]
     grid = vidur_tables.TOKEN_GRID
@@ -88,12 +88,15 @@ def _matmul_roofline_s(n: np.ndarray, elements: float, weight_bytes: float,
                        accel: AcceleratorSpec) -> np.ndarray:
     """Roofline time of one matmul over ``n`` tokens: compute or weight streaming, floored.
 
-    FP8 weights run on FP8 tensor cores where the part has them (W8A8); elsewhere vLLM
+    FP8 weights run on FP8 tensor cores where the part has them (W8A8), at the part's
+    measured share of that peak (``fp8_compute_efficiency_ratio``); elsewhere vLLM
     dequantises in the kernel (weight-only FP8) and computes at the BF16 rate.
     """
     eff_c, eff_m = fitted_roofline_efficiencies()
     fp8 = weight_bytes < BF16_BYTES and accel.peak_fp8_flops is not None
     peak = accel.peak_fp8_flops if fp8 else accel.peak_bf16_flops
+    if fp8:
+        eff_c *= accel.fp8_compute_efficiency_ratio
     t_compute = 2 * n * elements / (peak * eff_c)
     if weight_bytes < BF16_BYTES:
         eff_m *= FP8_WEIGHT_STREAMING_EFFICIENCY_RATIO
@@ -163,9 +166,10 @@ class StepTimeModel:
         _, eff_m = fitted_roofline_efficiencies()
         per_gpu_kv_layer = self.model.kv_bytes_per_token / self.model.n_layers / self.tp
         # seconds of decode attention per token of context (all layers): the KV cache is
-        # streamed like the weights of a memory-bound matmul on the same part
+        # streamed at the rate measured for the part's decode-attention kernel
+        attn_eff = decode_attention.streaming_efficiency(self.accelerator.decode_attention_kernels)
         self.decode_attn_s_per_ctx_token = (
-            self.model.n_layers * per_gpu_kv_layer / (self.accelerator.memory_bandwidth_bps * eff_m))
+            self.model.n_layers * per_gpu_kv_layer / (self.accelerator.memory_bandwidth_bps * attn_eff))
         # seconds of prefill attention per (query, key) pair (all layers)
         self.prefill_attn_s_per_pair = (
             self.model.n_layers * 4 * (self.model.n_heads / self.tp) * self.model.head_dim
