@@ -214,3 +214,18 @@ def test_deterministic_and_does_not_mutate_its_state(rate, ready, ttft) -> None:
     d2, s2 = policy.decide(obs, state)
     assert json.dumps(state, sort_keys=True) == frozen
     assert d1 == d2 and s1 == s2
+
+
+def test_prewarm_sizes_for_the_forecast_and_is_cancelled_when_it_falls() -> None:
+    from dataclasses import replace
+
+    policy = planner(1, 64, scale_down_stabilization_s=300.0)
+    quiet, st_ = policy.decide(unified(pool(2, 2.0), 0.0), None)
+    ahead, st_ = policy.decide(replace(unified(pool(2, 2.0), 15.0), forecast_rps=30.0), st_)
+    assert ahead.desired_replicas["unified"] > quiet.desired_replicas["unified"]
+    assert ahead.reasons[0].code == "prewarm" and "forecast 30" in ahead.reasons[0].message
+    fallen, st_ = policy.decide(replace(unified(pool(2, 2.0, starting=ahead.desired_replicas["unified"] - 2), 30.0),
+                                        forecast_rps=2.0), st_)
+    assert fallen.desired_replicas["unified"] == quiet.desired_replicas["unified"], \
+        "pre-warm is not held through the scale-down window"
+    assert all(r <= quiet.desired_replicas["unified"] for _, r in st_["recommendations"]["unified"])

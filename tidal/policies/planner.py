@@ -10,12 +10,15 @@ Each tick, for each pool:
    (``unobserved_replicas == 0``) and requests arrived. A prefill pool without a TTFT of its own
    learns from the decode pool's (where the first token is emitted);
 3. goodput per replica from the profile (tidal/policies/profile.py), the mix, the SLO and the
-   correction; the load is the entry's request rate -- or the core's forecast one cold start ahead
-   (``Observation.forecast_rps``, pre-warm) when that is higher -- plus the pool's waiting requests
-   drained over :data:`BACKLOG_DRAIN_S`; replicas ``ceil(load / goodput)`` within the pool's bounds
+   correction; the load is the entry's request rate plus the pool's waiting requests drained over
+   :data:`BACKLOG_DRAIN_S`; replicas ``ceil(load / goodput)`` within the pool's bounds
    (``pool_bounds``, else ``min_replicas``..``max_replicas``);
 4. scale-down is stabilised like the HPA's (the highest recommendation of the last
-   ``scale_down_stabilization_s`` seconds), scale-up is immediate.
+   ``scale_down_stabilization_s`` seconds), scale-up is immediate;
+5. pre-warm: when the core's forecast one cold start ahead (``Observation.forecast_rps``) exceeds
+   the observed rate, the pool gets what the forecast needs if that is more. Only step 4's
+   recommendation enters the window, so pre-warm is recomputed every tick and cancelled as soon as
+   the forecast falls, instead of being held for the whole window.
 
 Missing request-rate metrics hold every pool at its current size. :func:`make_slo_planner`
 wraps the planner in :class:`~tidal.policies.guards.ObservationGuard`, so partially observed
@@ -197,16 +200,13 @@ class SLOPlanner:
             factors[pool] = [corr.prefill, corr.decode]
             gp = goodput(role, profile, mix, self.slo, corr)
             waiting = obs.waiting_requests if usable_count(obs.waiting_requests) else 0.0
-            arriving = max(rate, forecast)
-            load = arriving + waiting / self.backlog_drain_s  # type: ignore[operator]
-            raw = replicas_needed(load, gp.rate_rps)
+            backlog = waiting / self.backlog_drain_s  # type: ignore[operator]
+            load = rate + backlog
             lo, hi = self.bounds(pool)
+            raw = replicas_needed(load, gp.rate_rps)
             n = replicas_for_load(load, gp.rate_rps, lo, hi)
-            code = (REASON_INFEASIBLE if gp.limit == LIMIT_INFEASIBLE
-                    else REASON_PREWARM if forecast > rate else REASON_GOODPUT)
-            message = (f"load {load:.3g} req/s" + (f" (forecast {forecast:.3g} req/s one cold start ahead, "
-                                                   f"observed {rate:.3g})" if forecast > rate else "")
-                       + f" (mix {mix.prompt_tokens:.0f} in / {mix.output_tokens:.0f} out) / "
+            code = REASON_INFEASIBLE if gp.limit == LIMIT_INFEASIBLE else REASON_GOODPUT
+            message = (f"load {load:.3g} req/s (mix {mix.prompt_tokens:.0f} in / {mix.output_tokens:.0f} out) / "
                        f"goodput {gp.rate_rps:.3g} req/s per replica (limited by {gp.limit}; correction "
                        f"prefill x{corr.prefill:.2f}, decode x{corr.decode:.2f}) -> {raw:g}")
             if code == REASON_INFEASIBLE:
@@ -214,9 +214,18 @@ class SLOPlanner:
             reason = Reason(code, message, pool)
             if n != raw:
                 reason = Reason(REASON_BOUNDS, f"{message}; bounded to {n} [{lo}, {hi}]", pool)
+            # Only what the observed load asks for is held through the scale-down window: pre-warm
+            # for a forecast is recomputed every tick, so it is cancelled as soon as the forecast falls.
             n, reason, window[pool] = stabilize_scale_down(pool, n, reason, obs.current_replicas,
                                                            past.get(pool, ()), now, horizon,
                                                            self.scale_down_stabilization_s)
+            if forecast > rate:
+                ahead = replicas_for_load(forecast + backlog, gp.rate_rps, lo, hi)
+                if ahead > n:
+                    n, load = ahead, forecast + backlog
+                    reason = Reason(REASON_PREWARM, f"forecast {forecast:.3g} req/s one cold start ahead "
+                                    f"(observed {rate:.3g}) / goodput {gp.rate_rps:.3g} req/s per replica -> "
+                                    f"{ahead} (pre-warm; {message})", pool)
             desired[pool] = n
             reasons.append(reason)
             plans[pool] = PoolPlan(load, gp.rate_rps, gp.limit, corr.prefill, corr.decode, n)
