@@ -147,3 +147,32 @@ def test_wanting_more_than_max_replicas_is_a_capacity_limit() -> None:
     wd, _ = decide_workload(md, _obs(0.0, _busy(ready=2, rate=100.0)), None)
     assert wd.decision.desired_replicas["unified"] == 2
     assert any(r.code == "max-replicas" for r in wd.capacity_limits)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0, 300), st.floats(0, 300), st.integers(1, 8))
+def test_tidal_is_monotone_in_the_observed_request_rate(low: float, high: float, ready: int) -> None:
+    low, high = sorted((low, high))
+    want = [decide_workload(_md(), _obs(0.0, _busy(ready=ready, rate=r)), None)[0].decision.desired_replicas["unified"]
+            for r in (low, high)]
+    assert 1 <= want[0] <= want[1] <= 16
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(1.0, 2000.0), min_size=0, max_size=6), st.sampled_from([5.0, 15.0, 60.0]))
+def test_the_prewarm_lead_is_never_negative_nor_shorter_than_a_forecast_step(starts_s: list[float],
+                                                                              interval: float) -> None:
+    from tidal.policies.interface import ReplicaStart
+
+    md = _md(autoscaling={"predictor": "holt-winters"})
+    state, forecasts = None, 0
+    for i in range(8):
+        starts = tuple(ReplicaStart(f"u{j}", "unified", "h100", "n", 1.0, 1.0, 0.0, s)
+                       for j, s in enumerate(starts_s[:i]))
+        obs = replace(_obs(i * 60.0, _busy(rate=5.0 + i)), starts=starts, interval_s=interval)
+        wd, state = decide_workload(md, obs, state)
+        if wd.forecast is not None:
+            forecasts += 1
+            assert wd.forecast.horizon_s >= max(interval, 60.0) > 0
+            assert wd.cold_start_s is None or wd.forecast.horizon_s >= wd.cold_start_s >= 0
+    assert forecasts > 0, "the property was checked on at least one forecast"
