@@ -43,6 +43,9 @@ def read(running: Mapping[str, float], *, waiting: Mapping[str, float] | None = 
         elif query.histogram:
             samples = tuple(Sample({"namespace": "ns", "tidal_dev_deployment": "llama", "tidal_dev_pool": "unified",
                                     "le": le}, 1.0) for le in ("1", "+Inf"))
+        elif not query.per_pod:  # the pool's peak request rate
+            samples = (Sample({"namespace": "ns", "tidal_dev_deployment": "llama", "tidal_dev_pool": "unified"},
+                              float(len(running))),)
         else:
             samples = tuple(_series(p, 1.0) for p in running)
         answers.append((query, {KEY: samples}))

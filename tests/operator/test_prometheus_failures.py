@@ -16,7 +16,8 @@ from typing import Iterator
 import pytest
 
 from tests.support.prometheus_server import free_loopback_port
-from tidal.operator.prometheus import (
+from tidal.operator.prometheus import (  # noqa: I001
+    OBSERVATION_FIELDS,
     FailureKind,
     FleetMetrics,
     PoolMetrics,
@@ -133,7 +134,7 @@ def assert_all_none(metrics: PoolMetrics) -> None:
     assert all(value is None for value in metrics.observation_fields().values()), metrics
     assert metrics.pods == {}
     assert not metrics.complete
-    assert len(metrics.failures) == 8
+    assert len(metrics.failures) == len(OBSERVATION_FIELDS)
     assert {f.field for f in metrics.failures} == set(metrics.observation_fields())
 
 
@@ -181,7 +182,7 @@ def test_rejected_query_does_not_stop_the_others(bad_prometheus) -> None:
     assert_all_none(metrics)
     assert {f.kind for f in metrics.failures} == {FailureKind.HTTP_ERROR}
     assert {f.http_status for f in metrics.failures} == {400}
-    assert bad_prometheus.hits["status-400-json"] == 8
+    assert bad_prometheus.hits["status-400-json"] == len(OBSERVATION_FIELDS)
     assert metrics.prometheus_reachable
 
 
@@ -252,7 +253,7 @@ def test_fleet_read_of_unlabelled_series_finds_no_workload(bad_prometheus) -> No
     """Series without the workload labels belong to no workload: EmptyResult, as a per-pool read of
     an unscraped pool; the histograms' missing ``le`` is BadResponse."""
     results, adapter, _ = fleet_read_all(bad_prometheus.url("unlabelled-histogram"))
-    assert adapter.queries_sent == 7  # tpot_s skipped after the bad histogram answer
+    assert adapter.queries_sent == len(OBSERVATION_FIELDS) - 1  # tpot_s skipped after the bad histogram
     kinds = {f.field: f.kind for f in results[0].failures}
     assert kinds["running_requests"] is FailureKind.EMPTY
     assert kinds["ttft_s"] is FailureKind.BAD_RESPONSE and kinds["tpot_s"] is FailureKind.SKIPPED

@@ -14,13 +14,13 @@ import urllib.request
 import pytest
 
 from tests.operator.conftest import WINDOW_S, Fleet
-from tidal.operator.prometheus import FleetMetrics, PoolMetrics, PrometheusMetrics, PrometheusSettings
+from tidal.operator.prometheus import OBSERVATION_FIELDS, FleetMetrics, PoolMetrics, PrometheusMetrics, PrometheusSettings
 from tidal.operator.promql import VLLM
 
 pytestmark = pytest.mark.prometheus
 
 REL = 1e-9
-QUERIES_PER_READ = 8
+QUERIES_PER_READ = len(OBSERVATION_FIELDS)
 """One per PoolObservation field (docs/metrics.md)."""
 WORKLOADS = (
     # (namespace, deployment, pool, dialect): every pool of the session fleet, plus one that is not scraped.

@@ -36,7 +36,7 @@ from tests.operator.conftest import (
     Fleet,
 )
 from tests.support.vllm_exporter import UniformLatency, interpolated_quantile
-from tidal.operator.prometheus import FailureKind, PrometheusMetrics, PrometheusSettings
+from tidal.operator.prometheus import OBSERVATION_FIELDS, FailureKind, PrometheusMetrics, PrometheusSettings
 from tidal.operator.promql import SGLANG, LabelScheme, dialect_named
 from tidal.policies.interface import PoolObservation
 
@@ -180,7 +180,7 @@ def test_unknown_workload_is_all_none_never_zero(adapter) -> None:
     assert all(v is None for v in metrics.observation_fields().values())
     assert metrics.pods == {}
     assert {f.kind for f in metrics.failures} == {FailureKind.EMPTY}
-    assert len(metrics.failures) == 8
+    assert len(metrics.failures) == len(OBSERVATION_FIELDS)
     assert metrics.reason() == "EmptyResult"
     assert metrics.prometheus_reachable
 

@@ -82,6 +82,7 @@ OBSERVATION_FIELDS = (
     "running_requests",
     "waiting_requests",
     "kv_cache_usage_ratio",
+    "peak_request_rate_rps",
     "ttft_s",
     "tpot_s",
 )
@@ -186,6 +187,7 @@ class PoolMetrics:
     kv_cache_usage_ratio: float | None = None
     ttft_s: float | None = None
     tpot_s: float | None = None
+    peak_request_rate_rps: float | None = None
     ttft_buckets: tuple[Bucket, ...] | None = None
     """Pool-wide TTFT bucket rates over the window, (le, cumulative req/s); ``ttft_s`` comes from them."""
     tpot_buckets: tuple[Bucket, ...] | None = None

@@ -371,6 +371,28 @@ def gauge_query(
     return MetricQuery(field=field, promql=promql, per_pod=True, pool_aggregation=pool_aggregation)
 
 
+PEAK_RATE_SUBWINDOWS = 4
+"""The peak-rate subquery evaluates this many times per window: every 15 s in the default 60 s
+window, Prometheus' default scrape interval and the operator's tick (the simulator's peak is over
+one tick, tidal/sim/metrics.py)."""
+
+
+def peak_rate_query(field: str, metrics: Sequence[str], selector: Selector, labels: LabelScheme,
+                    window_s: float, group: Sequence[str] = ()) -> MetricQuery:
+    """The pool's highest short-interval rate of a counter within the window: ``irate`` (the last two
+    samples) of the pool's summed counter, evaluated every window / :data:`PEAK_RATE_SUBWINDOWS`
+    over the window, and its maximum."""
+    window = promql_duration(window_s)
+    step = promql_duration(window_s / PEAK_RATE_SUBWINDOWS)
+    alternatives = [
+        f"max_over_time((sum {by_clause(*group)} (irate({series_selector(m, selector, labels)}[{window}])))"
+        f"[{window}:{step}])"
+        for m in metrics
+    ]
+    return MetricQuery(field=field, promql=first_present_by(alternatives, group) if group else first_present(
+        alternatives), per_pod=False)
+
+
 def histogram_buckets_query(
     field: str,
     histograms: Sequence[str],
@@ -403,6 +425,7 @@ def _queries(
         counter_rate_query("request_rate_rps", dialect.request_count, selector, labels, window, group),
         counter_rate_query("prompt_tokens_rps", dialect.prompt_tokens, selector, labels, window, group),
         counter_rate_query("output_tokens_rps", dialect.output_tokens, selector, labels, window, group),
+        peak_rate_query("peak_request_rate_rps", dialect.request_count, selector, labels, window_s, group),
         histogram_buckets_query("ttft_s", dialect.ttft_histogram, selector, labels, window, group),
         histogram_buckets_query("tpot_s", dialect.tpot_histogram, selector, labels, window, group),
     )

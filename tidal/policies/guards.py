@@ -30,7 +30,7 @@ def usable_count(value: float | None) -> bool:
 
 
 COUNT_FIELDS = ("running_requests", "waiting_requests", "request_rate_rps", "prompt_tokens_rps",
-                "output_tokens_rps")
+                "output_tokens_rps", "peak_request_rate_rps")
 """Observation fields that are counts or rates: never negative, always finite."""
 
 

@@ -10,7 +10,9 @@ Each tick, for each pool:
    (``unobserved_replicas == 0``) and requests arrived. A prefill pool without a TTFT of its own
    learns from the decode pool's (where the first token is emitted);
 3. goodput per replica from the profile (tidal/policies/profile.py), the mix, the SLO and the
-   correction; the load is the entry's request rate plus the pool's waiting requests drained over
+   correction; the load is the entry's peak request rate over one scrape interval within the
+   metrics window (``peak_request_rate_rps``; the mean rate when there is none: a percentile SLO is
+   set by the bursts the mean hides) plus the pool's waiting requests drained over
    :data:`BACKLOG_DRAIN_S`; replicas ``ceil(load / goodput)`` within the pool's bounds
    (``pool_bounds``, else ``min_replicas``..``max_replicas``);
 4. scale-down is stabilised like the HPA's (the highest recommendation of the last
@@ -182,6 +184,9 @@ class SLOPlanner:
         assert rate is not None
         forecast = observation.forecast_rps if usable_count(observation.forecast_rps) else 0.0
         assert forecast is not None
+        peak_rps = pools[entry_name].peak_request_rate_rps
+        peak = peak_rps if usable_count(peak_rps) else rate
+        assert peak is not None
         mix = self._mix(pools, pools[entry_name], rate, st)
         q = self.slo.percentile
         factors: dict[str, list[float]] = {p: list(v) for p, v in st.get("correction", {}).items()}
@@ -201,12 +206,13 @@ class SLOPlanner:
             gp = goodput(role, profile, mix, self.slo, corr)
             waiting = obs.waiting_requests if usable_count(obs.waiting_requests) else 0.0
             backlog = waiting / self.backlog_drain_s  # type: ignore[operator]
-            load = rate + backlog
+            load = max(rate, peak) + backlog
             lo, hi = self.bounds(pool)
             raw = replicas_needed(load, gp.rate_rps)
             n = replicas_for_load(load, gp.rate_rps, lo, hi)
             code = REASON_INFEASIBLE if gp.limit == LIMIT_INFEASIBLE else REASON_GOODPUT
-            message = (f"load {load:.3g} req/s (mix {mix.prompt_tokens:.0f} in / {mix.output_tokens:.0f} out) / "
+            message = (f"load {load:.3g} req/s" + (f" (peak {peak:.3g}, mean {rate:.3g})" if peak > rate else "")
+                       + f" (mix {mix.prompt_tokens:.0f} in / {mix.output_tokens:.0f} out) / "
                        f"goodput {gp.rate_rps:.3g} req/s per replica (limited by {gp.limit}; correction "
                        f"prefill x{corr.prefill:.2f}, decode x{corr.decode:.2f}) -> {raw:g}")
             if code == REASON_INFEASIBLE:
@@ -219,7 +225,7 @@ class SLOPlanner:
             n, reason, window[pool] = stabilize_scale_down(pool, n, reason, obs.current_replicas,
                                                            past.get(pool, ()), now, horizon,
                                                            self.scale_down_stabilization_s)
-            if forecast > rate:
+            if forecast > max(rate, peak):
                 ahead = replicas_for_load(forecast + backlog, gp.rate_rps, lo, hi)
                 if ahead > n:
                     n, load = ahead, forecast + backlog

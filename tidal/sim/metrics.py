@@ -20,6 +20,7 @@ class Bucket:
     """Events of one pool between two ticks."""
 
     end_s: float = 0.0
+    start_s: float = 0.0
     arrivals: int = 0
     prompt_tokens: int = 0
     output_tokens: int = 0
@@ -38,7 +39,7 @@ class PoolMetrics:
     def close(self, now_s: float) -> None:
         self.current.end_s = now_s
         self.closed.append(self.current)
-        self.current = Bucket()
+        self.current = Bucket(start_s=now_s)
         while self.closed and self.closed[0].end_s <= now_s - self.window_s:
             self.closed.popleft()
 
@@ -52,6 +53,12 @@ class PoolMetrics:
         prompt = sum(b.prompt_tokens for b in self.closed)
         output = sum(b.output_tokens for b in self.closed)
         return arrivals / span, prompt / span, output / span
+
+    def peak_rate(self) -> float | None:
+        """Highest arrival rate of one bucket (one tick, as the operator's peak is over one scrape
+        interval) in the window; ``None`` before the first tick."""
+        spans = [(b.arrivals, b.end_s - b.start_s) for b in self.closed if b.end_s - b.start_s > 0]
+        return max((a / span for a, span in spans), default=None)
 
     def latency_percentile(self, attr: str, q: float) -> float | None:
         values = [v for b in self.closed for v in getattr(b, attr)]

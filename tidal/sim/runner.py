@@ -326,7 +326,7 @@ class Simulation:
                 ttft_s=m.latency_percentile("ttft_s", q),
                 tpot_s=m.latency_percentile("tpot_s", q),
                 # arrivals are counted where requests enter the pool, with or without pods
-                entry_request_rate_rps=rate)
+                entry_request_rate_rps=rate, peak_request_rate_rps=m.peak_rate())
         return Observation(now_s=now_s, pools=pools, starts=self._starts())
 
     def _starts(self) -> tuple[ReplicaStart, ...]:
