@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tidal.bench.fairshare import (ALLOCATORS, Scenario, Tenant, fair_shares,
+from tidal.bench.fairshare import (ALLOCATORS, Scenario, Tenant, fair_shares_of,
                                    first_come_first_served, jain, markdown, proportional, run,
                                    run_allocator)
 
@@ -51,7 +51,7 @@ def test_naive_allocators_respect_capacity_and_demand() -> None:
 def test_jain_is_one_at_the_fair_share_and_falls_away_from_it() -> None:
     tenants = _scenario().tenants
     demand = [20, 20, 20, 20, 20, 20]
-    fair = fair_shares(30, tenants, demand)
+    fair = fair_shares_of(30, tenants, demand)
     assert sum(fair) == pytest.approx(30)
     assert fair[0] == pytest.approx(4 + 4 * 23 / 12)   # guarantee, then weight 4 of 12
     assert jain(fair, fair) == pytest.approx(1.0)

@@ -185,3 +185,12 @@ def test_cap_to_grant_keeps_the_pools_proportions() -> None:
     assert capped == {"prefill": 4, "decode": 2}
     assert reason is not None and "grant is 6" in reason.message
     assert cap_to_grant({"unified": 4}, 10, gpus_per_replica={"unified": 4})[0] == {"unified": 2}
+
+
+def test_fairness_index_is_one_when_grants_equal_the_fair_shares() -> None:
+    # a small tenant wanting less than its share is not "treated unfairly" by the index
+    ts = [TenantDemand("a", 1, 3), TenantDemand("b", 1, 100), TenantDemand("c", 2, 100)]
+    result = allocate(33, ts, rebalance="immediate")
+    assert result.fairness_index == 1.0
+    skewed = allocate(10, [TenantDemand("a", 1, 10, held_gpus=6), TenantDemand("b", 1, 10, held_gpus=4)])
+    assert skewed.fairness_index is not None and skewed.fairness_index < 1.0   # hysteresis: 6/4

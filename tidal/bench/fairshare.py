@@ -10,7 +10,7 @@ workloads' planner would ask for: ``ceil(rate x replica-seconds per request)``, 
 replica, the replica-seconds from the engine profile of the 8B setup (``tidal.bench.profiling``:
 prompt over prefill tokens/s plus output over decode tokens/s within the TPOT target) at the
 ServeGen replay's mean request (Azure conv token pairs, ``tidal.sim.traces.tokens``). The pool
-holds ``POOL_FRACTION`` of the aggregate peak demand.
+holds ``POOL_FRACTION`` of the aggregate peak demand (its largest 10-minute mean).
 
 Each minute an allocator turns (demand, what each tenant holds) into grants; a tenant then holds
 its grant (replica starts and drains are not modelled: this bench measures the allocation, not
@@ -43,7 +43,7 @@ import numpy as np
 
 from tidal.bench.profiling import profile_engine
 from tidal.bench.run import sim_config
-from tidal.policies.fairness import TenantDemand, allocate, water_fill
+from tidal.policies.fairness import TenantDemand, allocate, fair_shares
 from tidal.sim.traces import load_servegen_client, traces_dir
 from tidal.sim.traces.records import RateWindow
 from tidal.sim.traces.tokens import azure_conv_token_sampler
@@ -63,6 +63,8 @@ SETUP = "8b-h100"
 """The setup whose engine profile turns request rates into replicas."""
 TRACE_FOR_SLO = "servegen"
 """The bench trace whose SLO (TPOT target) the replica capacity is read at."""
+PEAK_WINDOW_MINUTES = 10
+"""Window the aggregate peak demand is averaged over: ServeGen's 10-minute recording step."""
 LENGTH_SAMPLE = 20_000
 """Token pairs drawn to estimate the ServeGen replay's mean request."""
 
@@ -137,11 +139,19 @@ def build_scenario(folder: Path | None = None, seed: int = 0, days: float = 1.0)
     per_request_s = replica_seconds_per_request()
     demand = np.stack([np.ceil(sum(rates[c] for c in g) * per_request_s - 1e-9) for g in groups],
                       axis=1).astype(int)
-    capacity = int(POOL_FRACTION * demand.sum(axis=1).max())
+    capacity = int(POOL_FRACTION * peak_demand(demand))
     tenants = tuple(Tenant(f"tenant-{i}", w, int(f * capacity), tuple(sorted(g)))
                     for i, (w, f, g) in enumerate(zip(TENANT_WEIGHTS,
                                                      TENANT_GUARANTEE_FRACTIONS, groups)))
     return Scenario(tenants, demand, capacity, per_request_s)
+
+
+def peak_demand(demand: np.ndarray) -> float:
+    """Aggregate peak demand: the largest mean over ``PEAK_WINDOW_MINUTES`` consecutive minutes
+    (ServeGen's recording resolution), so one minute's sampling noise does not set the pool."""
+    total = demand.sum(axis=1).astype(float)
+    k = min(PEAK_WINDOW_MINUTES, len(total))
+    return float(np.convolve(total, np.ones(k) / k, mode="valid").max())
 
 
 # -- allocators: (capacity, tenants, demand, held, state) -> (grants, state) ------------------
@@ -207,14 +217,11 @@ ALLOCATORS: Mapping[str, Allocator] = {
 
 # -- metrics ---------------------------------------------------------------------------------
 
-def fair_shares(capacity: int, tenants: Sequence[Tenant], demand: Sequence[int]) -> list[float]:
-    """Fractional weighted max-min with guarantees first: the allocation Jain's index is
-    normalised by."""
-    needs = [float(d) for d in demand]
-    floors = [min(float(t.guaranteed_gpus), n) for t, n in zip(tenants, needs)]
-    rest = water_fill(max(0.0, capacity - sum(floors)), [n - f for n, f in zip(needs, floors)],
-                      [t.weight for t in tenants])
-    return [f + r for f, r in zip(floors, rest)]
+def fair_shares_of(capacity: int, tenants: Sequence[Tenant], demand: Sequence[int]) -> list[float]:
+    """Fractional weighted max-min with guarantees first (``fairness.fair_shares``): the
+    allocation Jain's index is normalised by."""
+    return fair_shares(capacity, [float(d) for d in demand], [t.weight for t in tenants],
+                       [t.guaranteed_gpus for t in tenants])
 
 
 def jain(grants: Sequence[int], fair: Sequence[float]) -> float | None:
@@ -251,7 +258,7 @@ def run_allocator(scenario: Scenario, name: str, allocator: Allocator) -> Outcom
         if sum(grants) > capacity or any(g < 0 or g > d for g, d in zip(grants, want)):
             raise AssertionError(f"{name} granted {grants} for demand {want} on {capacity} GPUs")
         if sum(want) > capacity:
-            j = jain(grants, fair_shares(capacity, tenants, want))
+            j = jain(grants, fair_shares_of(capacity, tenants, want))
             if j is not None:
                 jains.append(j)
         violations += sum(1 for t, g, d in zip(tenants, grants, want)
@@ -276,8 +283,9 @@ def markdown(scenario: Scenario, outcomes: Sequence[Outcome]) -> str:
     """The summary table and the per-tenant satisfaction table."""
     d = scenario.demand
     lines = [f"{len(scenario.tenants)} tenants, {d.shape[0]} minutes, pool {scenario.capacity_gpus} "
-             f"GPUs ({POOL_FRACTION:.0%} of the aggregate peak demand of {int(d.sum(axis=1).max())} "
-             f"replicas; mean demand {d.sum(axis=1).mean():.1f}); one replica per "
+             f"GPUs ({POOL_FRACTION:.0%} of the aggregate peak demand of {peak_demand(d):.1f} "
+             f"replicas, the largest {PEAK_WINDOW_MINUTES}-minute mean; one minute peaks at "
+             f"{int(d.sum(axis=1).max())}; mean demand {d.sum(axis=1).mean():.1f}); one replica per "
              f"{scenario.replica_s_per_request:.3f} replica-seconds of requests.", "",
              "| allocator | Jain (mean) | Jain (p5) | contended minutes | guarantee violations "
              "| forced moves / h | demand served (of what fits) |",

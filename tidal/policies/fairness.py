@@ -160,7 +160,8 @@ def weighted_max_min(
 
 
 def jain_index(values: Sequence[float]) -> float | None:
-    """Jain's fairness index (1 = equal, 1/n = one takes all); None when nothing is allocated."""
+    """Jain's fairness index (1 = equal, 1/n = one takes all); None when nothing is allocated.
+    :func:`allocate` applies it to grants over :func:`fair_shares`."""
     if not values or sum(values) <= 0:
         return None
     return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
@@ -204,8 +205,23 @@ def allocate(
     result = tuple(
         TenantGrant(t.name, n, f, g, new_deficits[t.name]) for t, n, f, g in zip(tenants, needs, fair, grants)
     )
-    index = jain_index([g.grant_gpus / t.weight for g, t in zip(result, tenants) if g.demand_gpus > 0])
+    ideal = fair_shares(capacity, needs, weights, [t.guaranteed_gpus for t in tenants])
+    index = jain_index([g.grant_gpus / x for g, x in zip(result, ideal) if x > 1e-9])
     return Allocation(capacity, result, index, tuple(reasons), new_deficits)
+
+
+def fair_shares(capacity: float, needs: Sequence[float], weights: Sequence[float],
+                guarantees: Sequence[float]) -> list[float]:
+    """The fractional allocation :func:`allocate` approximates in whole GPUs: guarantees (up to
+    need) first, the rest by weighted max-min. Jain's index is taken of grants normalised by it
+    (Jain, Chiu & Hawe, DEC-TR-301, 1984, normalise each user's throughput by its fair one), so a
+    tenant that wants less than its weighted share does not count as treated unfairly."""
+    floors = [min(float(g), float(n)) for g, n in zip(guarantees, needs)]
+    if sum(floors) > capacity:           # guarantees that do not fit are shared by weight
+        floors = water_fill(capacity, floors, weights)
+    rest = water_fill(max(0.0, capacity - sum(floors)), [n - f for n, f in zip(needs, floors)],
+                      weights)
+    return [f + r for f, r in zip(floors, rest)]
 
 
 def _keep_held(
