@@ -194,3 +194,9 @@ def test_fairness_index_is_one_when_grants_equal_the_fair_shares() -> None:
     assert result.fairness_index == 1.0
     skewed = allocate(10, [TenantDemand("a", 1, 10, held_gpus=6), TenantDemand("b", 1, 10, held_gpus=4)])
     assert skewed.fairness_index is not None and skewed.fairness_index < 1.0   # hysteresis: 6/4
+
+
+def test_floors_come_before_every_tier_even_a_negative_one() -> None:
+    # tenant 1's guarantee of 3 is served before tenant 0's higher-priority (lower) tier
+    assert weighted_max_min(4, [10, 10], [1.0, 1.0], floors=[0, 3], tiers=[-5, 0]) == [1, 3]
+    assert weighted_max_min(4, [10, 10], [1.0, 1.0], tiers=[-5, 0]) == [4, 0]

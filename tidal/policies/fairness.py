@@ -114,8 +114,8 @@ def weighted_max_min(
     """Integer weighted max-min: whole GPUs, never more than ``needs``, at most ``capacity`` in all.
 
     Every tenant's ``s``-th GPU (0-based) above its floor has the key ``(tier, (s + 1) / weight)``;
-    its first ``floors[i]`` GPUs have the key ``(-1, (s + 1) / weight)`` (guarantees come first and,
-    when they do not all fit, are themselves shared by weight). The ``min(capacity, sum(needs))``
+    its first ``floors[i]`` GPUs come before every tier, ordered by ``(s + 1) / weight``
+    (guarantees come first and, when they do not all fit, are themselves shared by weight). The ``min(capacity, sum(needs))``
     smallest keys win; ties go to the larger ``tiebreak`` (e.g. GPUs owed), then to the earlier
     tenant. Within a tier this is the sequential divisor method of apportionment (D'Hondt /
     Jefferson: the next unit goes to the largest ``weight / (units + 1)``), whose result is the
@@ -145,8 +145,8 @@ def weighted_max_min(
     def key(i: int) -> tuple:
         s = grants[i]
         if s < floor[i]:
-            return (-1, (s + 1) / weights[i], -tiebreak[i], i)
-        return (tiers[i], (s - floor[i] + 1) / weights[i], -tiebreak[i], i)
+            return (0, 0, (s + 1) / weights[i], -tiebreak[i], i)
+        return (1, tiers[i], (s - floor[i] + 1) / weights[i], -tiebreak[i], i)
 
     heap = [key(i) for i in range(n) if cap[i] > 0]
     heapq.heapify(heap)
