@@ -10,7 +10,7 @@ PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
 # e2e: the operator against the real cluster KUBECONFIG names (kind, k3d...); see docs/operator.md.
-.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies clean
+.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ e2e: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/tidal crds
 
-bench: bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies
+bench: bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare
 
 bench-forecast: $(STAMP)
 	$(BIN)/python bench/forecast.py
@@ -65,6 +65,10 @@ bench-decision: $(STAMP)
 # tables, CSVs and bench.html land in reports/bench.
 bench-policies: $(STAMP)
 	$(BIN)/tidal bench --out reports/bench
+
+# Fair share: weighted tenants of ServeGen m-mid clients on a pool at 60 % of their peak (docs/bench.md).
+bench-fairshare: $(STAMP)
+	$(BIN)/python bench/fairshare.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .hypothesis reports

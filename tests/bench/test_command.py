@@ -21,6 +21,7 @@ runner = CliRunner()
     (["--seeds", "0,x"], "--seeds", "integers"),
     (["--traces", ""], "--traces", "agent"),
     (["--perturb", "1.5"], "--perturb", "0.4"),
+    (["--modes", "unified", "--policies", "heteroscale"], "--modes", "disaggregated"),
 ])
 def test_bad_option_names_the_option_and_the_accepted_values(args: list[str], option: str,
                                                              accepted: str, tmp_path: Path) -> None:

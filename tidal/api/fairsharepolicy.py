@@ -102,7 +102,8 @@ class FairSharePolicyStatus(StatusModel):
     capacity_gpus: int = 0
     tenants: list[TenantShareStatus] = Field(default_factory=list)
     fairness_index: float | None = None
-    """Jain's fairness index of weighted grants over demanding tenants (1.0 is perfectly fair)."""
+    """Jain's fairness index of each tenant's grant over its fair share (guarantees, then weighted
+    max-min); 1.0 is perfectly fair."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_MAP)
 
 

@@ -102,6 +102,11 @@ def bench(
                      modes=_choose(modes, list(MODES), "--modes"), policies=_policies(policies),
                      seeds=_seeds(seeds), traces_dir=traces_dir,
                      duration_s=QUICK_DURATION_S if quick else None, workers=workers)
+    if not plan.cells():
+        only = ", ".join(f"{p.name} runs only in {', '.join(sorted(POLICIES[p.name].modes or ()))} "
+                         "mode" for p in plan.policies if POLICIES[p.name].modes is not None)
+        raise typer.BadParameter(f"no policy of --policies runs in the chosen modes ({only})",
+                                 param_hint="--modes")
     try:
         check_traces(plan)
     except (TraceNotFoundError, TraceFormatError, UnknownTraceError) as exc:

@@ -23,18 +23,19 @@ from typing import Any
 
 from tidal.bench.oracle import search_oracle
 from tidal.bench.probe import Feasibility
+from tidal.bench.profiling import heteroscale_targets, profile_engine, workload_lengths
 from tidal.bench.settings import FIXED_REPLICAS_PER_POOL, RIVAL_TARGET_PER_POD
 from tidal.bench.static_peak import search_static_peak
 from tidal.bench.tidal_policy import tidal_autoscaler
 from tidal.bench.workloads import BenchSLO
-from tidal.policies.baselines.catalog import BASELINE_FACTORIES
+from tidal.policies.baselines.catalog import BASELINE_FACTORIES, PROFILED_BASELINE_FACTORIES
 from tidal.policies.baselines.fixed import FixedReplicas
 from tidal.policies.interface import AcceleratorProfile, Autoscaler
 from tidal.policies.planner import PLANNER_FACTORIES, PLANNER_NAME
 from tidal.policies.profile import ModelShape
 from tidal.policies.utilization import UtilizationTarget
 from tidal.sim.hardware import get_accelerator, get_model
-from tidal.sim.runner import SimConfig, SimResult
+from tidal.sim.runner import MODE_DISAGGREGATED, SimConfig, SimResult
 from tidal.sim.traces import LLMRequest
 
 
@@ -79,6 +80,11 @@ class PolicyBuildError(ValueError):
 class BenchPolicy:
     builder: Builder
     description: str
+    modes: frozenset[str] | None = None
+    """Serving modes the policy is defined for (None: every mode); the matrix skips the others."""
+
+    def runs_in(self, mode: str) -> bool:
+        return self.modes is None or mode in self.modes
 
 
 def from_factory(factory: Callable[..., Autoscaler]) -> Builder:
@@ -125,6 +131,29 @@ def _tidal(ctx: PolicyContext) -> Prepared:
               for k, v in ctx.params.items()}
     shell = tidal_autoscaler(ctx.config, ctx.min_replicas, ctx.max_replicas, **params)
     return Prepared(shell, latency_percentile=shell.wl.md.spec.slo.percentile / 100.0)
+
+
+def _dynamo_planner(ctx: PolicyContext) -> Prepared:
+    """Dynamo's SLA planner with the profile its pre-deployment profiler would measure on this
+    setup's engine (``tidal.bench.profiling``) and the workload's SLO as its TTFT/ITL targets."""
+    params = {"min_replicas": ctx.min_replicas, "max_replicas": ctx.max_replicas,
+              "ttft_s": ctx.slo.ttft_s, "itl_s": ctx.slo.tpot_s, **ctx.params}
+    return Prepared(PROFILED_BASELINE_FACTORIES["dynamo-planner"](
+        profile=profile_engine(ctx.config), **params))
+
+
+def _heteroscale(ctx: PolicyContext) -> Prepared:
+    """HeteroScale with its decode TPS target and P/D ratio read off the same profile at the
+    workload's mean request (its offline load tests), the TPOT target as the ITL limit."""
+    isl, osl = workload_lengths(ctx.requests)
+    targets = heteroscale_targets(profile_engine(ctx.config), isl, osl, ctx.slo.tpot_s)
+    params = {"min_replicas": ctx.min_replicas, "max_replicas": ctx.max_replicas,
+              "target_decode_tps_per_replica": targets.target_decode_tps_per_replica,
+              "pd_ratio": targets.pd_ratio, **ctx.params}
+    return Prepared(PROFILED_BASELINE_FACTORIES["heteroscale"](**params),
+                    notes={"target_decode_tps_per_replica": round(
+                        targets.target_decode_tps_per_replica, 1),
+                        "pd_ratio": round(targets.pd_ratio, 3)})
 
 
 def _fixed(ctx: PolicyContext) -> Prepared:
@@ -186,6 +215,12 @@ POLICIES: dict[str, BenchPolicy] = {
                                "Knative KPA on concurrency (target 16 per pod x 70 %)"),
     "aibrix-kpa": BenchPolicy(from_factory(BASELINE_FACTORIES["aibrix-kpa"]), "AIBrix KPA (its vLLM metric)"),
     "aibrix-apa": BenchPolicy(from_factory(BASELINE_FACTORIES["aibrix-apa"]), "AIBrix APA (its vLLM metric)"),
+    # The profile-driven rivals, on a profile swept from the setup's (unperturbed) engine.
+    "dynamo-planner": BenchPolicy(_dynamo_planner, "Dynamo SLA planner: 180 s forecast + "
+                                  "pre-deployment profile of the engine"),
+    "heteroscale": BenchPolicy(_heteroscale, "HeteroScale: decode tokens/s, prefill at a fixed "
+                               "profiled P/D ratio (disaggregated only)",
+                               modes=frozenset({MODE_DISAGGREGATED})),
 }
 """Every policy the bench can run, in table order."""
 

@@ -98,7 +98,8 @@ def _infeasible(row: dict[str, Any]) -> str:
 
 
 def _references(table: Sequence[dict[str, Any]]) -> str:
-    """What the searches found: static-peak's size, oracle intervals the cap could not serve."""
+    """What the searches found (static-peak's size, oracle intervals the cap could not serve) and
+    the profiled targets a rival was given."""
     parts = []
     for row in table:
         notes = row.get("notes") or {}
@@ -106,6 +107,10 @@ def _references(table: Sequence[dict[str, Any]]) -> str:
             sizes = ", ".join(f"{n} {pool}" for pool, n in sorted(notes["replicas"].items()))
             parts.append(f"static-peak holds {sizes}"
                          + ("" if notes.get("met", True) else " (the cap, short of the SLO)"))
+        if "pd_ratio" in notes:
+            parts.append(f"{row['policy']} targets {notes['target_decode_tps_per_replica']:,.0f} "
+                         f"decode tokens/s per replica at P/D ratio {notes['pd_ratio']:g} "
+                         "(profiled)")
         if row["policy"] == ORACLE and notes.get("capped_intervals"):
             parts.append(f"the oracle hit the replica cap in {notes['capped_intervals']} "
                          "minute(s)")

@@ -45,9 +45,12 @@ class BenchPlan:
     warmup_s: float = WARMUP_S
 
     def cells(self) -> list["Cell"]:
+        """Every (setup, trace, mode, policy, seed), leaving out a policy in a mode it is not
+        defined for (HeteroScale scales a disaggregated deployment only)."""
         return [Cell(setup, trace, mode, policy, seed, self.traces_dir, self.duration_s, self.warmup_s)
                 for setup in self.setups for trace in self.traces for mode in self.modes
-                for policy in self.policies for seed in self.seeds]
+                for policy in self.policies if POLICIES[policy.name].runs_in(mode)
+                for seed in self.seeds]
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,36 @@
-"""Weighted max-min sharing of scarce GPUs between tenants, with guarantees, caps, deficit counters
-and hysteresis.
+"""Weighted max-min sharing of scarce GPUs between tenants, with guarantees, caps, priorities,
+deficit counters and hysteresis; and the cap a tenant's grant puts on one workload's decision.
 
-Why this shape: guaranteed minimums come first (a tenant's contract), the rest is divided by
-weighted max-min (water-filling), the classic fair allocation that no tenant can improve without
-hurting one that has less. Integer rounding hands leftover GPUs to the tenants that were short-changed
-most in earlier ticks (deficit counters, as in deficit round robin), and ``gentle`` rebalancing lets a
-tenant keep a GPU above its fair share until someone actually needs it back, so replicas are not
-reshuffled every tick (the locality argument of deficit-based longest-prefix-match scheduling).
-Pure: the FairSharePolicy controller and the simulator call :func:`allocate` the same way.
+Why this shape:
+
+- **Guarantees first, then weighted max-min** (:func:`weighted_max_min`). A tenant's guaranteed
+  GPUs are its contract (Kueue's ``nominalQuota``, YARN's guaranteed queue capacity); what is left
+  is divided by weighted max-min -- the allocation no tenant can improve without taking from one
+  that has less per unit of weight (Bertsekas & Gallager, *Data Networks*, sec. 6.5.2) -- computed
+  in whole GPUs by the divisor method, which makes a tenant's grant monotone in its weight.
+- **Deficit counters** (deficit round robin, Shreedhar & Varghese, SIGCOMM'95): a tenant held below
+  its fair share accumulates a debt (decaying by ``DEFICIT_DECAY`` per tick); debts break ties in
+  its favour and, past ``DEFICIT_FORCE_THRESHOLD_GPUS``, suspend hysteresis so the debt is repaid.
+- **Hysteresis** (``gentle``): a tenant may keep up to ``hysteresis_gpus`` GPUs above its fair share
+  until someone is owed enough, so running replicas are not reshuffled on every small change of
+  demand -- the locality argument of deficit-based longest-prefix-match scheduling (DLPM, Cao et
+  al., "Locality-aware Fair Scheduling in LLM Serving", arXiv:2501.14312).
+- **Work conservation**: every GPU someone wants is granted (``sum(grants) == min(capacity,
+  sum(needs))``); an idle tenant's share is lent and comes back on the tick its demand returns
+  (all but the hysteresis band at once, the band once the debt crosses the threshold).
+- **Priorities inside a tenant** (:func:`split_tenant_grant`): a tenant's grant goes to its
+  workloads by strict priority (higher ``spec.tenant.priority`` first, as Kubernetes pod priority
+  orders PriorityClasses), and by weighted max-min on ``spec.tenant.weight`` within one priority.
+- **The cap on a decision** (:func:`cap_to_grant`): what the decision core applies to a workload's
+  desired replicas when its grant is smaller.
+
+Pure: the FairSharePolicy controller, the decision core and the fair-share bench call these the
+same way.
 """
 
 from __future__ import annotations
 
-import math
+import heapq
 from dataclasses import dataclass, field
 from typing import Literal, Mapping, Sequence
 
@@ -84,22 +102,66 @@ def water_fill(amount: float, needs: Sequence[float], weights: Sequence[float]) 
     return alloc
 
 
-def _round(shares: Sequence[float], caps: Sequence[int], budget: int, priority: Sequence[float]) -> list[int]:
-    """Integer grants that sum to at most ``budget``: floors, then leftovers by fractional part + priority."""
-    grants = [min(int(math.floor(s + 1e-9)), c) for s, c in zip(shares, caps)]
-    leftover = min(budget - sum(grants), int(round(sum(shares))) - sum(grants))
-    order = sorted(range(len(shares)), key=lambda i: (-(shares[i] - grants[i]) - priority[i], i))
-    for i in order:
-        if leftover <= 0:
-            break
-        if grants[i] < caps[i] and shares[i] - grants[i] > 1e-9:
-            grants[i] += 1
-            leftover -= 1
+def weighted_max_min(
+    capacity: int,
+    needs: Sequence[int],
+    weights: Sequence[float],
+    *,
+    floors: Sequence[int] | None = None,
+    tiers: Sequence[int] | None = None,
+    tiebreak: Sequence[float] | None = None,
+) -> list[int]:
+    """Integer weighted max-min: whole GPUs, never more than ``needs``, at most ``capacity`` in all.
+
+    Every tenant's ``s``-th GPU (0-based) above its floor has the key ``(tier, (s + 1) / weight)``;
+    its first ``floors[i]`` GPUs come before every tier, ordered by ``(s + 1) / weight``
+    (guarantees come first and, when they do not all fit, are themselves shared by weight). The ``min(capacity, sum(needs))``
+    smallest keys win; ties go to the larger ``tiebreak`` (e.g. GPUs owed), then to the earlier
+    tenant. Within a tier this is the sequential divisor method of apportionment (D'Hondt /
+    Jefferson: the next unit goes to the largest ``weight / (units + 1)``), whose result is the
+    integer weighted max-min fair allocation (Bertsekas & Gallager, *Data Networks*, 2nd ed.,
+    sec. 6.5.2, water-filling, here in whole units). Divisor methods are the apportionments that
+    are *population monotone* (Balinski & Young, *Fair Representation*, 1982): raising one
+    tenant's weight lowers every one of its keys and leaves the others' alone, so its grant can
+    only grow -- the property the old "floor, then largest remainder" rounding lacked. The price
+    (Balinski & Young's impossibility theorem) is that a grant may differ from the fractional
+    water-fill share by more than one GPU; what holds instead is that no tenant short of its need
+    has fewer GPUs per weight, counting its next one, than any other has.
+    ``tiers`` (lower served first) give strict priority between groups, as Kubernetes pod
+    priority does between PriorityClasses. Cost: O(capacity x log n).
+    """
+    n = len(needs)
+    floors = [0] * n if floors is None else list(floors)
+    tiers = [0] * n if tiers is None else list(tiers)
+    tiebreak = [0.0] * n if tiebreak is None else list(tiebreak)
+    if not (len(weights) == len(floors) == len(tiers) == len(tiebreak) == n):
+        raise ValueError("needs, weights, floors, tiers and tiebreak need one value per tenant")
+    if any(w <= 0 for w in weights):
+        raise ValueError(f"weights must be > 0, got {list(weights)}")
+    cap = [max(0, int(x)) for x in needs]
+    floor = [min(max(0, int(f)), c) for f, c in zip(floors, cap)]
+    grants = [0] * n
+
+    def key(i: int) -> tuple:
+        s = grants[i]
+        if s < floor[i]:
+            return (0, 0, (s + 1) / weights[i], -tiebreak[i], i)
+        return (1, tiers[i], (s - floor[i] + 1) / weights[i], -tiebreak[i], i)
+
+    heap = [key(i) for i in range(n) if cap[i] > 0]
+    heapq.heapify(heap)
+    budget = min(max(0, int(capacity)), sum(cap))
+    for _ in range(budget):
+        i = heapq.heappop(heap)[-1]
+        grants[i] += 1
+        if grants[i] < cap[i]:
+            heapq.heappush(heap, key(i))
     return grants
 
 
 def jain_index(values: Sequence[float]) -> float | None:
-    """Jain's fairness index (1 = equal, 1/n = one takes all); None when nothing is allocated."""
+    """Jain's fairness index (1 = equal, 1/n = one takes all); None when nothing is allocated.
+    :func:`allocate` applies it to grants over :func:`fair_shares`."""
     if not values or sum(values) <= 0:
         return None
     return sum(values) ** 2 / (len(values) * sum(v * v for v in values))
@@ -124,10 +186,8 @@ def allocate(
     if sum(guarantees) > capacity:
         reasons.append(FairShareReason("GuaranteesExceedCapacity",
                                        f"guaranteed demand {sum(guarantees)} GPUs exceeds capacity {capacity}; guarantees shared by weight"))
-        guarantees = _round(water_fill(capacity, guarantees, weights), guarantees, capacity, owed)
-    rest = water_fill(capacity - sum(guarantees), [n - g for n, g in zip(needs, guarantees)], weights)
-    shares = [g + r for g, r in zip(guarantees, rest)]
-    fair = _round(shares, needs, capacity, owed)
+    fair = weighted_max_min(capacity, needs, weights, floors=guarantees, tiebreak=owed)
+    guarantees = [min(g, f) for g, f in zip(guarantees, fair)]
     grants = list(fair)
 
     force = any(d >= DEFICIT_FORCE_THRESHOLD_GPUS for d in owed)
@@ -145,8 +205,23 @@ def allocate(
     result = tuple(
         TenantGrant(t.name, n, f, g, new_deficits[t.name]) for t, n, f, g in zip(tenants, needs, fair, grants)
     )
-    index = jain_index([g.grant_gpus / t.weight for g, t in zip(result, tenants) if g.demand_gpus > 0])
+    ideal = fair_shares(capacity, needs, weights, [t.guaranteed_gpus for t in tenants])
+    index = jain_index([g.grant_gpus / x for g, x in zip(result, ideal) if x > 1e-9])
     return Allocation(capacity, result, index, tuple(reasons), new_deficits)
+
+
+def fair_shares(capacity: float, needs: Sequence[float], weights: Sequence[float],
+                guarantees: Sequence[float]) -> list[float]:
+    """The fractional allocation :func:`allocate` approximates in whole GPUs: guarantees (up to
+    need) first, the rest by weighted max-min. Jain's index is taken of grants normalised by it
+    (Jain, Chiu & Hawe, DEC-TR-301, 1984, normalise each user's throughput by its fair one), so a
+    tenant that wants less than its weighted share does not count as treated unfairly."""
+    floors = [min(float(g), float(n)) for g, n in zip(guarantees, needs)]
+    if sum(floors) > capacity:           # guarantees that do not fit are shared by weight
+        floors = water_fill(capacity, floors, weights)
+    rest = water_fill(max(0.0, capacity - sum(floors)), [n - f for n, f in zip(needs, floors)],
+                      weights)
+    return [f + r for f, r in zip(floors, rest)]
 
 
 def _keep_held(
@@ -172,3 +247,91 @@ def _keep_held(
         grants[i] += add
         given += add
     return grants
+
+
+@dataclass(frozen=True)
+class WorkloadClaim:
+    """One workload's claim on its tenant's grant (a ModelDeployment's ``spec.tenant``)."""
+
+    name: str
+    demand_gpus: int
+    priority: int = 0
+    weight: float = 1.0
+
+
+def split_tenant_grant(grant_gpus: int, workloads: Sequence[WorkloadClaim]) -> dict[str, int]:
+    """A tenant's grant divided between its workloads: strict priority (higher first), weighted
+    max-min on ``weight`` within a priority, never above a workload's demand. Sums to
+    ``min(grant_gpus, total demand)``."""
+    names = [w.name for w in workloads]
+    if len(set(names)) != len(names):
+        raise ValueError(f"workload names must be unique, got {names}")
+    grants = weighted_max_min(grant_gpus, [w.demand_gpus for w in workloads],
+                              [w.weight for w in workloads],
+                              tiers=[-w.priority for w in workloads])
+    return dict(zip(names, grants))
+
+
+@dataclass(frozen=True)
+class GrantCap:
+    """Why a workload's decision was cut: reported as a condition by whoever applies the cap."""
+
+    code: str
+    message: str
+    desired_gpus: int
+    granted_gpus: int
+    capped_gpus: int
+    """GPUs the capped replicas use: at most the grant (whole replicas may leave some unused)."""
+
+
+REASON_CAPPED_BY_GRANT = "CappedByGrant"
+
+
+def cap_to_grant(desired: Mapping[str, int], granted: int | None, *,
+                 gpus_per_replica: Mapping[str, int] | None = None
+                 ) -> tuple[dict[str, int], GrantCap | None]:
+    """Desired replicas per pool, cut to fit ``granted`` GPUs; ``(desired, None)`` when they fit
+    or when no FairSharePolicy governs the workload (``granted`` None).
+
+    The cut keeps the pools' proportions (each pool gets its share of the grant, rounded down to
+    whole replicas, leftover replicas to the pools with the largest remainders), keeps one replica
+    in every pool that wanted any while the grant allows (a disaggregated deployment without a
+    prefill or a decode pool serves nothing), and never raises a pool above what it wanted.
+    ``gpus_per_replica`` defaults to 1 per pool. Missing data is not a reason to cut: only a
+    known grant smaller than the desired GPUs is.
+    """
+    want = {pool: max(0, int(n)) for pool, n in desired.items()}
+    per = {pool: max(1, int((gpus_per_replica or {}).get(pool, 1))) for pool in want}
+    need = sum(want[p] * per[p] for p in want)
+    if granted is None or need <= granted:
+        return want, None
+    budget = max(0, int(granted))
+    capped = {p: 0 for p in want}
+    # one replica for every pool that wanted any, cheapest pools first, while the grant allows
+    for p in sorted((p for p in want if want[p] > 0), key=lambda p: (per[p], p)):
+        if per[p] <= budget:
+            capped[p] = 1
+            budget -= per[p]
+    # the rest in proportion to what each pool wanted beyond its first replica
+    extra = {p: (want[p] - capped[p]) * per[p] for p in want}
+    total_extra = sum(extra.values())
+    if total_extra > 0 and budget > 0:
+        share = {p: budget * extra[p] / total_extra for p in want}
+        add = {p: min(int(share[p] // per[p]), want[p] - capped[p]) for p in want}
+        for p in want:
+            capped[p] += add[p]
+            budget -= add[p] * per[p]
+        # leftover GPUs, one replica at a time, to the pool furthest below its share that fits
+        while True:
+            fits = [p for p in want if capped[p] < want[p] and per[p] <= budget]
+            if not fits:
+                break
+            p = min(fits, key=lambda p: (-(share[p] / per[p] - add[p]), p))
+            capped[p] += 1
+            add[p] += 1
+            budget -= per[p]
+    used = sum(capped[p] * per[p] for p in want)
+    detail = ", ".join(f"{p} {want[p]}->{capped[p]}" for p in sorted(want) if capped[p] != want[p])
+    return capped, GrantCap(REASON_CAPPED_BY_GRANT,
+                            f"desired {need} GPUs but the tenant's grant is {granted}: {detail}",
+                            desired_gpus=need, granted_gpus=int(granted), capped_gpus=used)

@@ -116,3 +116,22 @@ def test_within_bounds_json_state_and_no_mutation(steps, lo, hi) -> None:
     a = [x.desired_replicas for x in drive(policy, obs)[0]]
     b = [x.desired_replicas for x in drive(policy, obs)[0]]
     assert a == b
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 200), st.booleans()), min_size=2, max_size=30),
+       st.integers(1, 3), st.integers(3, 30))
+def test_an_interval_without_metrics_never_scales_down(steps, lo, hi) -> None:
+    """Dynamo skips the adjustment when the metrics query fails: the sizes stay as they were."""
+    policy = planner(min_replicas=lo, max_replicas=hi)
+    state, previous, data_since_adjust = None, None, False
+    for i, (rate, present) in enumerate(steps):
+        decision, state = policy.decide(disagg(i * 60.0, rate, present=present), state)
+        state = json_roundtrip(state)
+        data_since_adjust = data_since_adjust or present
+        desired = decision.desired_replicas
+        if previous is not None and not data_since_adjust:
+            assert all(desired[p] >= previous[p] for p in desired), (previous, desired)
+        if decision.reasons[0].code != "planner-between-adjustments":
+            data_since_adjust = False      # the initial call and adjustments start a new interval
+        previous = desired

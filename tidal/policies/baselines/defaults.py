@@ -244,6 +244,35 @@ DYNAMO_FORECAST_HISTORY_CELLS = 512
 """History kept per forecast signal (tidal's): 25.6 h of 180-s cells, more than one day so the
 daily season can be learned, far less than the predictors' one-week default."""
 
+# Dynamo's pre-deployment profiler (ai-dynamo/dynamo ``benchmarks/profiler``: ``profile_sla.py``,
+# ``utils/profile_prefill.py``, ``utils/profile_decode.py``, ``utils/profiler_argparse.py``,
+# ``utils/defaults.py``; docs "Pre-Deployment Profiling" / "SLA-Driven Profiling")
+DYNAMO_PREFILL_INTERPOLATION_GRANULARITY = 16
+"""``--prefill-interpolation-granularity`` default: prefill TTFT is measured at ISLs from 100 to
+``max_context_length - 512`` in ``(max_context_length - 100) // 16`` steps."""
+
+DYNAMO_DECODE_INTERPOLATION_GRANULARITY = 6
+"""``--decode-interpolation-granularity`` default: decode ITL is measured at 6 steps of ISL and,
+for each ISL, at concurrencies from 1 to the most requests the KV cache holds, in 6 steps."""
+
+DYNAMO_PROFILE_MIN_ISL_TOKENS = 100
+"""First ISL of both sweeps (``range(100, ...)`` in ``profile_prefill.py``/``profile_decode.py``)."""
+
+DYNAMO_PROFILE_CONTEXT_RESERVE_TOKENS = 512
+"""``max_context_length -= 512`` in the prefill sweep: room for the chat template and system
+prompt."""
+
+DYNAMO_PROFILE_DECODE_OSL_TOKENS = 500
+"""``osl = 500`` in the decode sweep: long enough for a stable ITL, short enough to keep its
+variance low; the context of a decode point is ``isl + osl / 2``."""
+
+DYNAMO_PROFILE_PREFILL_OSL_TOKENS = 5
+"""``AIPERF_PREFILL_BENCHMARK_OSL = 5``: the prefill sweep's requests ask for 5 tokens (only
+the first one's latency is used)."""
+
+DYNAMO_DECODE_MAX_CONCURRENCY = 2000
+"""``DECODE_MAX_CONCURRENCY = 2000``: cap on the decode sweep's concurrency."""
+
 # --------------------------------------------------------------------------------------------
 # HeteroScale (Li et al., "Taming the Chaos: Coordinated Autoscaling for Heterogeneous and
 # Disaggregated LLM Inference", arXiv:2508.19559, ByteDance 2025)
