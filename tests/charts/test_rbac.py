@@ -27,7 +27,11 @@ NAMESPACED = {
     ("apps", "deployments"): ("get",) + R + ("create", "patch", "delete"),
     ("", "services"): ("list", "create", "patch", "delete"),
     ("", "configmaps"): ("get", "create", "patch"),
-    ("", "pods"): R,
+    # get: no API call; RBAC's escalation check when applying the P/D router's Role (get list watch).
+    ("", "pods"): ("get",) + R,
+    ("", "serviceaccounts"): ("create", "patch"),
+    ("rbac.authorization.k8s.io", "roles"): ("create", "patch"),
+    ("rbac.authorization.k8s.io", "rolebindings"): ("create", "patch"),
 }
 EVENTS = {("", "events"): ("create",)}
 CLUSTER = {

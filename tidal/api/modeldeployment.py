@@ -118,6 +118,43 @@ class PoolsSpec(ApiModel):
     decode: PoolSpec | None = None
 
 
+EXTENDED_RESOURCE_PATTERN = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
+"""Kubernetes extended resource names (``vendor.example/name``), as in AcceleratorClass.deviceResourceName."""
+
+
+class DisaggregationSpec(ApiModel):
+    """How the prefill and decode pools of ``mode: disaggregated`` exchange KV cache, and the router in
+    front of them (tidal/controllers/disaggregation.py; what was chosen and why: docs/serving.md).
+    Ignored in ``mode: unified``."""
+
+    model_config = {**ApiModel.model_config, "json_schema_extra": cel_rules(
+        ("!has(self.rdmaDeviceResource) || self.kvTransport == 'rdma'",
+         "disaggregation.rdmaDeviceResource needs kvTransport: rdma; remove it or set kvTransport: rdma"),
+    )}
+
+    kv_transport: Literal["tcp", "rdma"] = "tcp"
+    """Network the KV cache moves over from a prefill to a decode replica. ``tcp`` works on every pod
+    network (vLLM: NIXL over UCX restricted to TCP; SGLang: Mooncake forced to TCP, ``mooncake_tcp``).
+    ``rdma`` uses InfiniBand/RoCE NICs exposed to the pods (vLLM: UCX picks RDMA; SGLang: Mooncake
+    over RDMA) and adds the IPC_LOCK capability that RDMA memory registration needs; set
+    ``rdmaDeviceResource`` too when a device plugin exposes the NICs."""
+    rdma_device_resource: str | None = Field(default=None, min_length=1, max_length=253,
+                                             pattern=EXTENDED_RESOURCE_PATTERN)
+    """Extended resource of the RDMA NIC device plugin (e.g. ``rdma/ib``), one requested per prefill and
+    decode pod when ``kvTransport: rdma``."""
+    router_image: str | None = Field(default=None, min_length=1, max_length=512)
+    """Router image; defaults to the release tidal's router flags were checked against
+    (``vllm/vllm-router:v0.1.17`` for vLLM, ``lightseekorg/smg:1.13.0`` for SGLang). Set it to a mirror
+    of the same release in an air-gapped cluster."""
+
+    @model_validator(mode="after")
+    def _rdma_resource_needs_rdma(self) -> "DisaggregationSpec":
+        if self.rdma_device_resource is not None and self.kv_transport != "rdma":
+            raise ValueError("disaggregation.rdmaDeviceResource needs kvTransport: rdma; "
+                             "remove it or set kvTransport: rdma")
+        return self
+
+
 class PlacementSpec(ApiModel):
     """Where replicas may run."""
 
@@ -186,6 +223,8 @@ class ModelDeploymentSpec(ApiModel):
     mode: Literal["unified", "disaggregated"] = "unified"
     """``unified``: one pool does prefill and decode; ``disaggregated``: separate pools."""
     pools: PoolsSpec
+    disaggregation: DisaggregationSpec = Field(default_factory=DisaggregationSpec)
+    """KV transfer and router of ``mode: disaggregated``."""
     placement: PlacementSpec
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     kv_cache: KVCacheSpec = Field(default_factory=KVCacheSpec)

@@ -3,6 +3,8 @@
 DEPLOYMENT_LABEL = "tidal.dev/deployment"
 POOL_LABEL = "tidal.dev/pool"
 ACCELERATOR_LABEL = "tidal.dev/accelerator"
+COMPONENT_LABEL = "tidal.dev/component"
+"""Marks a ModelDeployment's children that are not engine pools: its router and its entry Service."""
 FUNCTION_LABEL = "tidal.dev/function"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tidal"}
 FIELD_MANAGER = "tidal"
