@@ -72,6 +72,11 @@ def pools_of(md: ModelDeployment) -> dict[str, PoolSpec]:
     return {name: spec for name, spec in candidates.items() if spec is not None}
 
 
+def target_mode(md: ModelDeployment) -> bool:
+    """Every pool names a ``scaleTargetRef`` (the spec allows all or none): tidal renders no pool."""
+    return all(spec.scale_target_ref is not None for spec in pools_of(md).values())
+
+
 def deployment_name(md_name: str, key: ChildKey) -> str:
     return f"{md_name}-{key.pool}-{key.accelerator}"
 
@@ -319,8 +324,12 @@ def render_children(
     kv_ttl_s: float | None,
 ) -> list[dict[str, Any]]:
     """All children. Every allowed (pool, accelerator) gets a Deployment, with 0 replicas where
-    placement put none, so moving replicas between classes is a replica change, not a create."""
+    placement put none, so moving replicas between classes is a replica change, not a create.
+    In target mode (``scaleTargetRef`` on every pool) the workloads are someone else's: only the
+    KV-policy ConfigMap is rendered."""
     children: list[dict[str, Any]] = []
+    if target_mode(md):
+        return [render_kv_policy(md, uid, kv_ttl_s)]
     for pool in pools_of(md):
         for acc_name in md.spec.placement.accelerator_classes:
             accelerator = accelerators.get(acc_name)

@@ -80,6 +80,13 @@ KopfPeering in watched namespaces. Every verb here is one the operator was seen 
   apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["create", "patch"]
+{{- range .Values.rbac.scaleTargets }}
+- scope: namespaced
+  why: target mode, a pool's scaleTargetRef is read and scaled through its /scale subresource
+  apiGroups: [{{ .apiGroup | quote }}]
+  resources: {{ $scaled := list }}{{ range .resources }}{{ $scaled = append $scaled (printf "%s/scale" .) }}{{ end }}{{ toJson $scaled }}
+  verbs: ["get", "patch"]
+{{- end }}
 - scope: cluster
   why: devices per node for AcceleratorClass inventory and fair-share capacity
   apiGroups: [""]
