@@ -199,3 +199,15 @@ def test_router_image_can_be_mirrored() -> None:
 @given(role=st.sampled_from(["prefill", "decode"]), transport=st.sampled_from(["tcp", "rdma"]))
 def test_every_kv_transfer_flag_is_accepted(engine, role, transport) -> None:
     assert problems(engine, list(kv_transfer_pod(engine, role, transport).args)) == []
+
+
+@pytest.mark.parametrize("md", [DISAGGREGATED, SGLANG_PD], ids=lambda m: m.spec.engine.metrics_dialect)
+def test_the_scale_selector_counts_engine_pods_never_the_router(md) -> None:
+    from tidal.controllers.modeldeployment import label_selector
+
+    key, value = label_selector(md.metadata.name).split("=")
+    router_labels = router_deployment(md)["spec"]["template"]["metadata"]["labels"]
+    assert router_labels.get(key) != value
+    assert pool_pod(md, "prefill")["metadata"]["labels"][key] == value
+    # the router's objects are still listed (and pruned) with the ModelDeployment's children
+    assert router_deployment(md)["metadata"]["labels"][key] == value

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.controllers.disaggregation import NAMESPACE_ENV, ROUTER_METRICS_PORT, ROUTERS, router_args
-from tidal.controllers.labels import COMPONENT_LABEL, DEPLOYMENT_LABEL, MANAGED_BY, POOL_LABEL
+from tidal.controllers.labels import COMPONENT_LABEL, DEPLOYMENT_LABEL, MANAGED_BY, POOL_LABEL, ROUTER_LABEL
 
 ROUTER_COMPONENT = "router"
 ROUTER_REPLICAS = 2
@@ -36,6 +36,13 @@ def entry_service_name(md_name: str) -> str:
 
 
 def router_selector(md_name: str) -> dict[str, str]:
+    """The router pods' labels: not the engines' tidal.dev/deployment, so the ModelDeployment's /scale
+    selector and the engine pod index never count them."""
+    return {ROUTER_LABEL: md_name}
+
+
+def router_object_labels(md_name: str) -> dict[str, str]:
+    """Labels of the router's objects: listed (and pruned) with the ModelDeployment's other children."""
     return {DEPLOYMENT_LABEL: md_name, COMPONENT_LABEL: ROUTER_COMPONENT}
 
 
@@ -55,18 +62,19 @@ def render_router(md: ModelDeployment, owner: Callable[[], dict[str, Any]], grac
     cli = ROUTERS[md.spec.engine.metrics_dialect]
     port = md.spec.engine.port
     selector = router_selector(name)
+    labels = router_object_labels(name)
     args = router_args(cli, port=port, engine_port=port,
                        prefill_selector={DEPLOYMENT_LABEL: name, POOL_LABEL: "prefill"},
                        decode_selector={DEPLOYMENT_LABEL: name, POOL_LABEL: "decode"})
     rname = router_name(name)
-    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(md, rname, selector, owner)}
+    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _metadata(md, rname, labels, owner)}
     role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _metadata(md, rname, selector, owner),
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _metadata(md, rname, labels, owner),
         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": list(POD_READ_VERBS)}],
     }
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": _metadata(md, rname, selector, owner),
+        "metadata": _metadata(md, rname, labels, owner),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": rname},
         "subjects": [{"kind": "ServiceAccount", "name": rname, "namespace": md.metadata.namespace or ""}],
     }
@@ -96,7 +104,7 @@ def render_router(md: ModelDeployment, owner: Callable[[], dict[str, Any]], grac
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(md, rname, selector, owner),
+        "metadata": _metadata(md, rname, labels, owner),
         "spec": {
             "replicas": ROUTER_REPLICAS,
             "selector": {"matchLabels": selector},
