@@ -54,3 +54,11 @@ def test_a_window_shorter_than_the_requests_drops_what_was_in_flight() -> None:
     # the dropped requests never finished anywhere
     dropped_ids = {id(s) for s in sim._dropped}
     assert not any(id(s) in dropped_ids for s in sim._finished)
+
+
+def test_simulate_f_gives_pods_the_drain_window_tidal_renders() -> None:
+    from tests.controllers.test_modeldeployment_render import ACCELERATORS
+    from tidal.sim.modeldeployment import prepare, sim_config
+
+    config = sim_config(prepare(UNIFIED, ACCELERATORS))
+    assert config.drain_window_s == RENDERED_DRAIN_WINDOW_S
