@@ -305,3 +305,15 @@ def test_minimum_kubernetes_version_is_stated_consistently() -> None:
     assert f"Kubernetes {major}.{minor} or newer" in (root / "docs" / "install.md").read_text()
     pod = engine_pod(UNIFIED)["spec"]["containers"][0]
     assert "sleep" in pod["lifecycle"]["preStop"] and "exec" not in pod["lifecycle"]["preStop"]
+
+
+def test_a_name_controlled_by_another_owner_is_taken() -> None:
+    from tidal.controllers.modeldeployment import taken_names
+
+    ours = render_children(UNIFIED, UID, ACCELERATORS, {}, None)
+    theirs = [{**c, "metadata": {**c["metadata"], "ownerReferences": [
+        {"uid": "someone-else", "controller": True}]}} for c in ours if c["kind"] == "Service"]
+    unowned = [{"kind": "Service", "metadata": {"name": "llama-8b-chat"}}]  # made by hand: not ours either
+    assert taken_names(ours, ours, UID) == []  # our own objects are never taken
+    assert taken_names(theirs, ours, UID) == sorted(("Service", c["metadata"]["name"]) for c in theirs)
+    assert taken_names(unowned, ours, UID) == [("Service", "llama-8b-chat")]

@@ -1,6 +1,7 @@
 """Render the children of a ModelDeployment: a Deployment per pool per accelerator class, a Service
 per pool, the entry Service, the KV-policy ConfigMap and, when disaggregated, the P/D router
-(tidal/controllers/pd_router.py) with the engines' KV-transfer settings (tidal/controllers/disaggregation.py). Pure: the operator applies what this returns with server-side
+(tidal/controllers/pd_router.py) with the engines' KV-transfer settings
+(tidal/controllers/disaggregation.py). Pure: the operator applies what this returns with server-side
 apply, so re-rendering the same inputs is a no-op (level-based, idempotent)."""
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from tidal.api.pod import SHM_VOLUME_NAME, PodSettings
 from tidal.api.types import parse_duration_s
 from tidal.controllers.disaggregation import RDMA_CAPABILITY, KvTransferPod, kv_transfer_pod
 from tidal.controllers.engines import ENGINES, SHM_MOUNT_PATH, engine_args
-from tidal.controllers.pd_router import render_entry_service, render_router
 from tidal.controllers.labels import ACCELERATOR_LABEL, DEPLOYMENT_LABEL, MANAGED_BY, POOL_LABEL
+from tidal.controllers.pd_router import render_entry_service, render_router
 
 MIN_KUBERNETES_VERSION = (1, 30)
 """Oldest Kubernetes the rendered pods run on: ``lifecycle.preStop.sleep`` is beta (on by default) from
@@ -370,3 +371,22 @@ def stale_children(existing: Iterable[Mapping[str, Any]], rendered: Iterable[Map
         if any((o.get("uid") == owner_uid and o.get("controller")) for o in owners):
             stale.append((kind, meta["name"]))
     return sorted(stale)
+
+
+def taken_names(existing: Iterable[Mapping[str, Any]], rendered: Iterable[Mapping[str, Any]],
+                owner_uid: str) -> list[tuple[str, str]]:
+    """(kind, name) of rendered children whose name an object controlled by someone else already
+    has. The entry Service is named after the ModelDeployment, so ``chat-decode`` collides with the
+    decode pool's Service of a ModelDeployment ``chat`` in the same namespace; a server-side apply
+    would take the object over, so the operator leaves these alone and reports them."""
+    wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered}
+    taken = []
+    for obj in existing:
+        meta = obj.get("metadata") or {}
+        key = (obj.get("kind"), meta.get("name"))
+        if key not in wanted:
+            continue
+        owners = meta.get("ownerReferences") or meta.get("owner_references") or []
+        if not any(o.get("uid") == owner_uid and o.get("controller") for o in owners):
+            taken.append(key)
+    return sorted(taken)  # type: ignore[arg-type]

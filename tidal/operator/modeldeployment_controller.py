@@ -29,7 +29,9 @@ from tidal.api.modeldeployment import ModelDeployment
 from tidal.api.types import parse_duration_s
 from tidal.api.validation import InvalidResource, parse_resource
 from tidal.controllers.labels import DEPLOYMENT_LABEL
-from tidal.controllers.modeldeployment import ChildKey, pools_of, render_children, render_deployment, target_mode
+from tidal.controllers.modeldeployment import (
+    ChildKey, pools_of, render_children, render_deployment, taken_names, target_mode,
+)
 from tidal.controllers.modeldeployment_observe import (
     ChildDeployment,
     ChildPod,
@@ -179,7 +181,14 @@ class ModelDeploymentController:
             for acc, n in place(want, cur, preference).items():
                 replicas[ChildKey(pool, acc)] = n
         children = render_children(md, uid, accelerators, replicas, kv_ttl_seconds(md))
+        name_problems: list[str] = []
         try:
+            taken = set(self._taken_names(namespace, uid, children))
+            for kind, child_name in sorted(taken):
+                name_problems.append(f"{kind} {child_name} exists and belongs to another object, so tidal leaves it "
+                                     "alone: rename this ModelDeployment or that object (Services are named "
+                                     "<name> and <name>-<pool>)")
+            children = [c for c in children if (c["kind"], c["metadata"]["name"]) not in taken]
             for child in children:
                 apply_object(self.clients, child, field_manager=self.settings.field_manager)
             for kind, child_name in prune_children(self.clients, namespace, name, uid, children):
@@ -188,6 +197,10 @@ class ModelDeploymentController:
         except Exception as exc:  # noqa: BLE001
             self._retry_or_degrade(exc, "apply children", body, patch, previous, now, generation, retry)
             return
+        for problem in name_problems:
+            if not any(c.get("type") == "Degraded" and c.get("status") == "True" and problem in c.get("message", "")
+                       for c in previous or ()):
+                _event(body, "Warning", "NameTaken", problem)
         pool_replicas = observe_replicas(pools_of(md), existing, ())
         limits = [missing_classes_limit(missing)] if missing else []
         desired = {p: sum(n for k, n in replicas.items() if k.pool == p) for p in pools_of(md)}
@@ -195,7 +208,7 @@ class ModelDeploymentController:
             ready_condition(desired, pool_replicas),
             capacity_condition(limits, pool_replicas),
             override_condition(name, override),
-            degraded_condition([]),
+            degraded_condition(name_problems),
         ]
         if not any(c.get("type") == "MetricsAvailable" for c in previous or ()):
             conditions.append(ConditionValue("MetricsAvailable", "Unknown", "NotYetRead",
@@ -243,6 +256,18 @@ class ModelDeploymentController:
             else:
                 found[acc_name] = parsed
         return found, missing
+
+    def _taken_names(self, namespace: str, uid: str, children: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """Rendered Services whose name another owner's Service has: the entry Service ``<name>`` and a
+        pool's ``<name>-<pool>`` can be another ModelDeployment's pool or entry Service (``chat-decode``
+        is ModelDeployment ``chat``'s decode Service and ``chat-decode``'s entry). Other children carry
+        an accelerator, router or kv-policy suffix that no other child name ends in."""
+        services = [c for c in children if c["kind"] == "Service"]
+        if not services:
+            return []
+        found = list_items(self.clients.core.list_namespaced_service, namespace,
+                           _request_timeout=self.clients.request_timeout_s)
+        return taken_names([{**s, "kind": "Service"} for s in found], services, uid)
 
     def _list_children(self, namespace: str, name: str) -> list[ChildDeployment]:
         items = list_items(self.clients.apps.list_namespaced_deployment, namespace,
