@@ -139,3 +139,24 @@ def test_missing_and_unscalable_targets_are_clear_conditions(harness: OperatorHa
         ready = eventually(lambda: (c := h.condition("ghost", "Ready")) and c["reason"] == "ScaleTargetHasNoSelector" and c)
         assert "labelSelectorPath" in ready["message"]
         assert _role_replicas(h) == 2  # never scaled blind
+
+
+def test_a_deployment_target_is_observed_through_its_scale_selector(harness: OperatorHarness) -> None:
+    """A built-in kind: the Deployment's /scale reports its spec.selector; its Ready pods are the pool's
+    ready replicas, without any tidal label on them (no Prometheus here, so replicas are held)."""
+    h = harness
+    h.apps.create_namespaced_deployment(OPERATOR_NS, {
+        "metadata": {"name": "their-vllm"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "their-vllm"}},
+                 "template": {"metadata": {"labels": {"app": "their-vllm"}},
+                              "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.33.0"}]}}}})
+    _ready_pod(h, "their-vllm-0", {"app": "their-vllm"})
+    _ready_pod(h, "their-vllm-1", {"app": "their-vllm"})
+    _ready_pod(h, "someone-else-0", {"app": "other"})
+    with h.operator():
+        h.create_md(_targeted("theirs", {"apiVersion": "apps/v1", "kind": "Deployment", "name": "their-vllm"}))
+        eventually(lambda: ((h.read_md("theirs").get("status") or {}).get("pools") or {})
+                   .get("unified", {}).get("ready") == 2)
+        metrics = eventually(lambda: h.condition("theirs", "MetricsAvailable"))
+        assert metrics["reason"] == "NoPrometheus"  # missing metrics never scale: the target keeps 2
+        assert h.apps.read_namespaced_deployment("their-vllm", OPERATOR_NS).spec.replicas == 2
