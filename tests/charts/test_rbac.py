@@ -27,7 +27,11 @@ NAMESPACED = {
     ("apps", "deployments"): ("get",) + R + ("create", "patch", "delete"),
     ("", "services"): ("list", "create", "patch", "delete"),
     ("", "configmaps"): ("get", "create", "patch"),
-    ("", "pods"): R,
+    # get: no API call; RBAC's escalation check when applying the P/D router's Role (get list watch).
+    ("", "pods"): ("get",) + R,
+    ("", "serviceaccounts"): ("create", "patch"),
+    ("rbac.authorization.k8s.io", "roles"): ("create", "patch"),
+    ("rbac.authorization.k8s.io", "rolebindings"): ("create", "patch"),
 }
 EVENTS = {("", "events"): ("create",)}
 CLUSTER = {
@@ -108,3 +112,20 @@ def test_bindings_name_the_pod_service_account(values):
     assert sa["metadata"]["name"] == pod_sa
     for binding in by_kind(objects, "RoleBinding") + by_kind(objects, "ClusterRoleBinding"):
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": pod_sa, "namespace": NS}]
+
+
+SCALE_TARGETS = ("rbac.scaleTargets[0].apiGroup=apps", "rbac.scaleTargets[0].resources={deployments,statefulsets}",
+                 "rbac.scaleTargets[1].apiGroup=leaderworkerset.x-k8s.io",
+                 "rbac.scaleTargets[1].resources={leaderworkersets}")
+
+
+@pytest.mark.parametrize("namespaced", [False, True], ids=["cluster-wide", "namespaced"])
+def test_scale_targets_grant_get_and_patch_on_their_scale_subresource_only(namespaced):
+    values = (CHART_DIR / "ci" / "namespaced-values.yaml",) if namespaced else ()
+    granted = grants(render(*values, sets=SCALE_TARGETS), SA, NS) - grants(render(*values), SA, NS)
+    namespaces = ("team-a", "team-b") if namespaced else (None,)
+    expected = {Grant(ns, group, f"{resource}/scale", verb)
+                for ns in namespaces for verb in ("get", "patch")
+                for group, resource in [("apps", "deployments"), ("apps", "statefulsets"),
+                                        ("leaderworkerset.x-k8s.io", "leaderworkersets")]}
+    assert granted == expected

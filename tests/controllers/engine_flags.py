@@ -1,4 +1,4 @@
-"""Check a rendered engine command line against the pinned release's own argument list
+"""Check a rendered engine or router command line against the pinned release's own argument list
 (tests/controllers/data/engine_flags.json, with its source)."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ FLAGS_FILE = Path(__file__).parent / "data" / "engine_flags.json"
 
 @cache
 def accepted(engine: str) -> dict[str, Any]:
-    """The recorded parser of ``engine``: version, source, positional arguments and flags."""
+    """The recorded parser of ``engine`` (an engine or a router): version, source, positional arguments
+    and flags."""
     return json.loads(FLAGS_FILE.read_text())[engine]
 
 
@@ -40,6 +41,16 @@ def problems(engine: str, args: list[str]) -> list[str]:
             continue
         if not spec["value"]:
             i += 1
+            continue
+        nargs = spec.get("nargs")
+        if nargs in ("+", "*") and not inline:
+            values = []
+            i += 1
+            while i < len(args) and not args[i].startswith("-"):
+                values.append(args[i])
+                i += 1
+            if nargs == "+" and not values:
+                found.append(f"{flag} needs a value")
             continue
         if inline:
             value, i = inline, i + 1

@@ -42,3 +42,24 @@ def test_vllm_drains_for_the_drain_timeout() -> None:
 ])
 def test_checker_catches_wrong_flags(name, args, problem) -> None:
     assert any(p.startswith(problem) for p in problems(name, args)), problems(name, args)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_recorded_router_parser_is_the_pinned_router_release(engine) -> None:
+    from tidal.controllers.disaggregation import ROUTERS
+
+    router = ROUTERS[engine]
+    recorded = accepted(router.name)
+    assert recorded["version"] == router.pinned_version
+    assert router.image.rsplit(":", 1)[1].lstrip("v") == recorded["version"]
+    assert recorded["source"]["repo"] and recorded["source"]["tag"] and recorded["source"]["sha256"]
+    assert all(problems(router.name, [flag]) == [] or "needs a value" in problems(router.name, [flag])[0]
+               for flag in router.pd_flags if flag.startswith("-"))
+
+
+def test_router_checker_catches_wrong_flags() -> None:
+    assert problems("smg", ["--vllm-pd-disaggregation"])  # vllm-router's spelling
+    assert problems("vllm-router", ["--pd-disaggregation"])  # smg's spelling
+    assert problems("smg", ["--prefill-selector"]) == ["--prefill-selector needs a value"]
+    assert problems("vllm-router", ["--decode-policy", "least_load"])  # an smg policy
+    assert problems("vllm-router", ["--prefill-selector", "a=b", "c=d", "--host", "0.0.0.0"]) == []

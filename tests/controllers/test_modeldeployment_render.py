@@ -28,6 +28,7 @@ ACCELERATORS = {a.metadata.name: a for a in load("accelerator-classes.yaml")}
 UNIFIED = load("modeldeployment-unified.yaml")[0]
 DISAGGREGATED = load("modeldeployment-disaggregated.yaml")[0]
 SGLANG = load("modeldeployment-scale-to-zero.yaml")[0]
+SGLANG_PD = load("modeldeployment-disaggregated-sglang.yaml")[0]
 
 
 def by_kind(children, kind):
@@ -38,7 +39,7 @@ def flag_value(args, flag):
     return args[args.index(flag) + 1]
 
 
-@pytest.mark.parametrize("md", [UNIFIED, DISAGGREGATED, SGLANG], ids=lambda m: m.metadata.name)
+@pytest.mark.parametrize("md", [UNIFIED, DISAGGREGATED, SGLANG, SGLANG_PD], ids=lambda m: m.metadata.name)
 def test_children_validate_against_kubernetes_schema(md) -> None:
     replicas = {ChildKey(p, a): 2 for p in pools_of(md) for a in md.spec.placement.accelerator_classes}
     for child in render_children(md, UID, ACCELERATORS, replicas, kv_ttl_s=30.0):
@@ -76,8 +77,10 @@ def test_unified_renders_one_deployment_per_accelerator() -> None:
 def test_disaggregated_renders_pools_with_tensor_parallelism() -> None:
     children = render_children(DISAGGREGATED, UID, ACCELERATORS, {}, kv_ttl_s=12.5)
     services = sorted(s["metadata"]["name"] for s in by_kind(children, "Service"))
-    assert services == ["llama-70b-decode", "llama-70b-prefill"]
+    assert services == ["llama-70b", "llama-70b-decode", "llama-70b-prefill"]  # the entry, then one per pool
     for dep in by_kind(children, "Deployment"):
+        if dep["metadata"]["name"] == "llama-70b-router":
+            continue
         args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
         assert args[args.index("--tensor-parallel-size") + 1] == "4"
         assert dep["spec"]["replicas"] == 0
@@ -101,7 +104,7 @@ def test_unknown_accelerator_renders_nothing_for_it() -> None:
     only_l4 = {"l4": ACCELERATORS["l4"]}
     children = render_children(UNIFIED, UID, only_l4, {}, kv_ttl_s=None)
     assert by_kind(children, "Deployment") == []
-    assert len(by_kind(children, "Service")) == 1
+    assert len(by_kind(children, "Service")) == 2  # the pool's and the entry
 
 
 def test_rendering_is_deterministic() -> None:
@@ -127,8 +130,13 @@ def test_mode_switch_leaves_the_old_pool_stale_and_nothing_else() -> None:
     disaggregated = render_children(switched, UID, ACCELERATORS, {}, None)
     stale = stale_children(unified + disaggregated, disaggregated, UID)
     old = {(c["kind"], c["metadata"]["name"]) for c in unified if c["kind"] in ("Deployment", "Service")}
-    assert stale == sorted(old)
+    assert stale == sorted(old - {("Service", "llama-8b-chat")})  # the entry Service stays, now on the router
     assert all("-unified" in name for _, name in stale)
+    # and back: the router and the prefill/decode pools go, the entry stays
+    back = stale_children(disaggregated + unified, unified, UID)
+    assert ("Deployment", "llama-8b-chat-router") in back and ("Service", "llama-8b-chat") not in back
+    assert all(name.startswith(("llama-8b-chat-prefill", "llama-8b-chat-decode", "llama-8b-chat-router"))
+               for _, name in back)
 
 
 def test_children_of_another_owner_are_never_stale() -> None:
@@ -297,3 +305,15 @@ def test_minimum_kubernetes_version_is_stated_consistently() -> None:
     assert f"Kubernetes {major}.{minor} or newer" in (root / "docs" / "install.md").read_text()
     pod = engine_pod(UNIFIED)["spec"]["containers"][0]
     assert "sleep" in pod["lifecycle"]["preStop"] and "exec" not in pod["lifecycle"]["preStop"]
+
+
+def test_a_name_controlled_by_another_owner_is_taken() -> None:
+    from tidal.controllers.modeldeployment import taken_names
+
+    ours = render_children(UNIFIED, UID, ACCELERATORS, {}, None)
+    theirs = [{**c, "metadata": {**c["metadata"], "ownerReferences": [
+        {"uid": "someone-else", "controller": True}]}} for c in ours if c["kind"] == "Service"]
+    unowned = [{"kind": "Service", "metadata": {"name": "llama-8b-chat"}}]  # made by hand: not ours either
+    assert taken_names(ours, ours, UID) == []  # our own objects are never taken
+    assert taken_names(theirs, ours, UID) == sorted(("Service", c["metadata"]["name"]) for c in theirs)
+    assert taken_names(unowned, ours, UID) == [("Service", "llama-8b-chat")]

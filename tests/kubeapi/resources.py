@@ -81,6 +81,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         scale=ScaleSpec(label_selector_path=".spec.selector"),
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", True),
     ResourceType(
         "apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
         "CustomResourceDefinition", False, short_names=("crd", "crds"),
@@ -90,7 +92,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
 
 # Kinds kube-apiserver does not give a metadata.generation (no spec whose changes it counts).
 NO_GENERATION_KINDS = frozenset(
-    {"ConfigMap", "Secret", "Event", "Lease", "ServiceAccount", "Namespace", "Node", "Pod"}
+    {"ConfigMap", "Secret", "Event", "Lease", "ServiceAccount", "Namespace", "Node", "Pod", "Role", "RoleBinding"}
 )
 
 

@@ -615,3 +615,24 @@ def test_events_are_shared_between_core_and_events_k8s_io(core: client.CoreV1Api
     assert sorted((e.reason, e.note) for e in as_v1.items) == [("Legacy", "hello"), ("ScaledUp", "scaled to 3")]
     assert core.list_namespaced_event(NS, field_selector="reason=ScaledUp").items[0].reporting_component == (
         "tidal.dev/operator")
+
+
+def test_roles_and_role_bindings_are_served_and_server_side_applied(kube_client: client.ApiClient) -> None:
+    """The P/D router's identity (tidal/controllers/pd_router.py) goes through rbac.authorization.k8s.io."""
+    from kubernetes.dynamic import DynamicClient
+
+    dynamic = DynamicClient(kube_client)
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r", "namespace": NS},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]}
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "r", "namespace": NS},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+               "subjects": [{"kind": "ServiceAccount", "name": "r", "namespace": NS}]}
+    for obj in (role, binding):
+        resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        resource.server_side_apply(body=obj, name="r", namespace=NS, field_manager="tidal")
+        stored = resource.get(name="r", namespace=NS).to_dict()
+        assert {k: stored[k] for k in obj if k != "metadata"} == {k: obj[k] for k in obj if k != "metadata"}
+    rbac = client.RbacAuthorizationV1Api(kube_client)
+    assert [r.metadata.name for r in rbac.list_namespaced_role(NS).items] == ["r"]
+    assert rbac.read_namespaced_role_binding("r", NS).role_ref.name == "r"

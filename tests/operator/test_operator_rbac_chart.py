@@ -33,6 +33,9 @@ GRANTED_WITHOUT_A_CALL: dict[tuple[str, str, str], str] = {
     # blockOwnerDeletion; no request ever uses the verb.
     ("tidal.dev", "modeldeployments/finalizers", "update"): "admission check for blockOwnerDeletion",
     ("tidal.dev", "serverlessfunctions/finalizers", "update"): "admission check for blockOwnerDeletion",
+    # RBAC's escalation check: a subject may create a Role (the P/D router's: get, list, watch on pods)
+    # only with every permission the Role grants; the operator itself only lists and watches pods.
+    ("", "pods", "get"): "escalation check when applying a P/D router's Role",
 }
 
 

@@ -247,3 +247,20 @@ def test_weyl_runs_track_the_uniform_cdf(length: int, start: int, step: float) -
     draws = sorted(even_fractions(start + length, step)[start:])
     worst = max(max(abs((i + 1) / length - x), abs(i / length - x)) for i, x in enumerate(draws))
     assert worst < 0.03
+
+
+def test_pods_selector_matches_exactly_the_named_pods_whatever_their_labels() -> None:
+    """Target mode reads a pool by its pods' names: escaped and anchored (Prometheus anchors =~), so
+    a dotted name matches only itself and ``llama-1`` never also matches ``llama-10``."""
+    from tidal.operator.promql import PodsSelector
+
+    selector = PodsSelector("team-a", ("llama-1", "api.v1-0", "llama-1"))
+    text = series_selector("vllm:num_requests_running", selector, LabelScheme())
+    pattern = re.search(r'pod=~"([^"]+)"', text).group(1).replace("\\\\", "\\")
+    assert 'namespace="team-a"' in text and "tidal_dev" not in text
+    names = ["llama-1", "api.v1-0", "llama-10", "apixv1-0", "other"]
+    assert [n for n in names if re.fullmatch(pattern, n)] == ["llama-1", "api.v1-0"]
+    with pytest.raises(ValueError, match="non-empty pod names"):
+        PodsSelector("team-a", ())
+    queries = pool_queries(VLLM, selector, LabelScheme(), window_s=60)
+    assert all("pod=~" in q.promql for q in queries)

@@ -30,7 +30,7 @@ def test_simulate_demo_writes_summary_and_report(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "TTFT SLO attainment" in result.output
     data = json.loads(summary.read_text())
-    assert data["finished"] + data["rejected"] + data["unfinished"] == data["requests"] > 0
+    assert data["finished"] + data["rejected"] + data["dropped"] + data["unfinished"] == data["requests"] > 0
     text = report.read_text()
     assert "data:image/png;base64" in text and "Scaling decisions" in text
 

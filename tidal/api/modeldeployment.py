@@ -89,6 +89,19 @@ class SLOSpec(ApiModel):
         return self
 
 
+class ScaleTargetRef(ApiModel):
+    """A workload tidal did not create, scaled through its ``/scale`` subresource (as an HPA's
+    ``scaleTargetRef``, Kubernetes' autoscaling/v2 CrossVersionObjectReference)."""
+
+    api_version: str = Field(min_length=1, max_length=253, pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+[a-z0-9]*$")
+    """API version of the target, e.g. ``apps/v1`` or ``leaderworkerset.x-k8s.io/v1``."""
+    kind: str = Field(min_length=1, max_length=63, pattern=r"^[A-Z][A-Za-z0-9]*$")
+    """Kind of the target, e.g. ``Deployment``, ``StatefulSet``, ``LeaderWorkerSet``; it must have a
+    ``/scale`` subresource whose status reports a label selector."""
+    name: DnsLabel
+    """Name of the target in the ModelDeployment's namespace."""
+
+
 class PoolSpec(ApiModel):
     """Bounds for one pool of identical replicas (unified, prefill or decode)."""
 
@@ -102,6 +115,12 @@ class PoolSpec(ApiModel):
     """Ceiling, and so the GPU spend ceiling: required, there is no safe default."""
     gpus_per_replica: int = Field(default=1, ge=1, le=64)
     """GPUs per replica, i.e. the tensor-parallel degree."""
+    scale_target_ref: ScaleTargetRef | None = None
+    """Target mode: scale this existing workload (anything with a ``/scale`` subresource: a Deployment,
+    StatefulSet, LeaderWorkerSet or another serving stack's role) instead of rendering the pool. tidal
+    then writes only its ``/scale`` replicas, finds its pods by the label selector ``/scale`` reports
+    and reads their engine metrics by pod name; it renders no engine pods, Services or router for the
+    ModelDeployment. Set it on every pool or on none."""
 
     @model_validator(mode="after")
     def _min_le_max(self) -> "PoolSpec":
@@ -116,6 +135,43 @@ class PoolsSpec(ApiModel):
     unified: PoolSpec | None = None
     prefill: PoolSpec | None = None
     decode: PoolSpec | None = None
+
+
+EXTENDED_RESOURCE_PATTERN = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
+"""Kubernetes extended resource names (``vendor.example/name``), as in AcceleratorClass.deviceResourceName."""
+
+
+class DisaggregationSpec(ApiModel):
+    """How the prefill and decode pools of ``mode: disaggregated`` exchange KV cache, and the router in
+    front of them (tidal/controllers/disaggregation.py; what was chosen and why: docs/serving.md).
+    Ignored in ``mode: unified``."""
+
+    model_config = {**ApiModel.model_config, "json_schema_extra": cel_rules(
+        ("!has(self.rdmaDeviceResource) || self.kvTransport == 'rdma'",
+         "disaggregation.rdmaDeviceResource needs kvTransport: rdma; remove it or set kvTransport: rdma"),
+    )}
+
+    kv_transport: Literal["tcp", "rdma"] = "tcp"
+    """Network the KV cache moves over from a prefill to a decode replica. ``tcp`` works on every pod
+    network (vLLM: NIXL over UCX restricted to TCP; SGLang: Mooncake forced to TCP, ``mooncake_tcp``).
+    ``rdma`` uses InfiniBand/RoCE NICs exposed to the pods (vLLM: UCX picks RDMA; SGLang: Mooncake
+    over RDMA) and adds the IPC_LOCK capability that RDMA memory registration needs; set
+    ``rdmaDeviceResource`` too when a device plugin exposes the NICs."""
+    rdma_device_resource: str | None = Field(default=None, min_length=1, max_length=253,
+                                             pattern=EXTENDED_RESOURCE_PATTERN)
+    """Extended resource of the RDMA NIC device plugin (e.g. ``rdma/ib``), one requested per prefill and
+    decode pod when ``kvTransport: rdma``."""
+    router_image: str | None = Field(default=None, min_length=1, max_length=512)
+    """Router image; defaults to the release tidal's router flags were checked against
+    (``vllm/vllm-router:v0.1.17`` for vLLM, ``lightseekorg/smg:1.13.0`` for SGLang). Set it to a mirror
+    of the same release in an air-gapped cluster."""
+
+    @model_validator(mode="after")
+    def _rdma_resource_needs_rdma(self) -> "DisaggregationSpec":
+        if self.rdma_device_resource is not None and self.kv_transport != "rdma":
+            raise ValueError("disaggregation.rdmaDeviceResource needs kvTransport: rdma; "
+                             "remove it or set kvTransport: rdma")
+        return self
 
 
 class PlacementSpec(ApiModel):
@@ -178,6 +234,15 @@ class ModelDeploymentSpec(ApiModel):
             " : (has(self.pools.prefill) && has(self.pools.decode) && !has(self.pools.unified))",
             "mode unified needs pools.unified only; mode disaggregated needs pools.prefill and pools.decode only",
         ),
+        (
+            "[has(self.pools.unified) && has(self.pools.unified.scaleTargetRef),"
+            " has(self.pools.prefill) && has(self.pools.prefill.scaleTargetRef),"
+            " has(self.pools.decode) && has(self.pools.decode.scaleTargetRef)].exists(x, x)"
+            " ? !([has(self.pools.unified) && !has(self.pools.unified.scaleTargetRef),"
+            " has(self.pools.prefill) && !has(self.pools.prefill.scaleTargetRef),"
+            " has(self.pools.decode) && !has(self.pools.decode.scaleTargetRef)].exists(x, x)) : true",
+            "pools: set scaleTargetRef on every pool or on none (tidal renders all pools or none)",
+        ),
     )}
 
     model: ModelSpec
@@ -186,12 +251,21 @@ class ModelDeploymentSpec(ApiModel):
     mode: Literal["unified", "disaggregated"] = "unified"
     """``unified``: one pool does prefill and decode; ``disaggregated``: separate pools."""
     pools: PoolsSpec
+    disaggregation: DisaggregationSpec = Field(default_factory=DisaggregationSpec)
+    """KV transfer and router of ``mode: disaggregated``."""
     placement: PlacementSpec
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     kv_cache: KVCacheSpec = Field(default_factory=KVCacheSpec)
     tenant: TenantSpec = Field(default_factory=TenantSpec)
     replicas: int | None = Field(default=None, ge=0, le=10000)
     """Manual override set through the /scale subresource (kubectl scale): split over the pools in proportion to their maxReplicas, each share clamped to the pool's bounds; autoscaling pauses (condition ManualOverride) until the field is removed."""
+
+    @model_validator(mode="after")
+    def _targets_all_or_none(self) -> "ModelDeploymentSpec":
+        refs = [p.scale_target_ref for p in (self.pools.unified, self.pools.prefill, self.pools.decode) if p is not None]
+        if any(r is not None for r in refs) and not all(r is not None for r in refs):
+            raise ValueError("pools: set scaleTargetRef on every pool or on none (tidal renders all pools or none)")
+        return self
 
     @model_validator(mode="after")
     def _pools_match_mode(self) -> "ModelDeploymentSpec":

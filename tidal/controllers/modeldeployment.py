@@ -1,5 +1,7 @@
 """Render the children of a ModelDeployment: a Deployment per pool per accelerator class, a Service
-per pool and the KV-policy ConfigMap. Pure: the operator applies what this returns with server-side
+per pool, the entry Service, the KV-policy ConfigMap and, when disaggregated, the P/D router
+(tidal/controllers/pd_router.py) with the engines' KV-transfer settings
+(tidal/controllers/disaggregation.py). Pure: the operator applies what this returns with server-side
 apply, so re-rendering the same inputs is a no-op (level-based, idempotent)."""
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment, PoolSpec
 from tidal.api.pod import SHM_VOLUME_NAME, PodSettings
 from tidal.api.types import parse_duration_s
+from tidal.controllers.disaggregation import RDMA_CAPABILITY, KvTransferPod, kv_transfer_pod
 from tidal.controllers.engines import ENGINES, SHM_MOUNT_PATH, engine_args
 from tidal.controllers.labels import ACCELERATOR_LABEL, DEPLOYMENT_LABEL, MANAGED_BY, POOL_LABEL
+from tidal.controllers.pd_router import render_entry_service, render_router
 
 MIN_KUBERNETES_VERSION = (1, 30)
 """Oldest Kubernetes the rendered pods run on: ``lifecycle.preStop.sleep`` is beta (on by default) from
@@ -69,6 +73,11 @@ def pools_of(md: ModelDeployment) -> dict[str, PoolSpec]:
     return {name: spec for name, spec in candidates.items() if spec is not None}
 
 
+def target_mode(md: ModelDeployment) -> bool:
+    """Every pool names a ``scaleTargetRef`` (the spec allows all or none): tidal renders no pool."""
+    return all(spec.scale_target_ref is not None for spec in pools_of(md).values())
+
+
 def deployment_name(md_name: str, key: ChildKey) -> str:
     return f"{md_name}-{key.pool}-{key.accelerator}"
 
@@ -102,7 +111,14 @@ def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
     }
 
 
-def _engine_args(md: ModelDeployment, spec: PoolSpec) -> list[str]:
+def kv_transfer_of(md: ModelDeployment, pool: str) -> KvTransferPod | None:
+    """The KV-transfer settings of a prefill or decode pod; None for a unified one."""
+    if md.spec.mode != "disaggregated" or pool not in ("prefill", "decode"):
+        return None
+    return kv_transfer_pod(md.spec.engine.metrics_dialect, pool, md.spec.disaggregation.kv_transport)  # type: ignore[arg-type]
+
+
+def _engine_args(md: ModelDeployment, spec: PoolSpec, kv: KvTransferPod | None) -> list[str]:
     engine = md.spec.engine
     rendered = engine_args(
         ENGINES[engine.metrics_dialect],
@@ -113,7 +129,7 @@ def _engine_args(md: ModelDeployment, spec: PoolSpec) -> list[str]:
         context_tokens=md.spec.model.max_context_tokens,
         shutdown_timeout_s=drain_seconds(md),
     )
-    return rendered + list(engine.args)
+    return rendered + list(kv.args if kv else ()) + list(engine.args)
 
 
 def drain_seconds(md: ModelDeployment) -> int:
@@ -159,8 +175,8 @@ def _dump(items: list[Any]) -> list[dict[str, Any]]:
     return [i.model_dump(by_alias=True, exclude_none=True) for i in items]
 
 
-def _resources(gpus: Mapping[str, str], pod: PodSettings) -> dict[str, Any]:
-    requests, limits = dict(gpus), dict(gpus)
+def _resources(devices: Mapping[str, str], pod: PodSettings) -> dict[str, Any]:
+    requests, limits = dict(devices), dict(devices)
     if pod.resources is not None:
         if pod.resources.requests is not None:
             requests.update(pod.resources.requests.model_dump(exclude_none=True))
@@ -185,16 +201,23 @@ def render_pod_template(md: ModelDeployment, key: ChildKey, accelerator: Acceler
     cli = ENGINES[engine.metrics_dialect]
     pod = engine.pod
     labels = {**pod.labels, **MANAGED_BY, **selector_labels(name, key.pool, key.accelerator)}
-    gpus = {accelerator.spec.device_resource_name: str(spec.gpus_per_replica)}
+    devices = {accelerator.spec.device_resource_name: str(spec.gpus_per_replica)}
+    kv = kv_transfer_of(md, key.pool)
+    rdma = kv is not None and md.spec.disaggregation.kv_transport == "rdma"
+    if rdma and md.spec.disaggregation.rdma_device_resource:
+        devices[md.spec.disaggregation.rdma_device_resource] = "1"
     readiness_path = engine.readiness_path or cli.readiness_path
+    security = dict(CONTAINER_SECURITY_CONTEXT)
+    if rdma:
+        security["capabilities"] = {**security["capabilities"], "add": [RDMA_CAPABILITY]}
     container: dict[str, Any] = {
         "name": "engine",
         "image": engine.image,
         "command": list(cli.command),
-        "args": _engine_args(md, spec),
-        "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
-        "env": _merge_by([{"name": "TIDAL_POOL", "value": key.pool}], _dump(pod.env), "name"),
-        "resources": _resources(gpus, pod),
+        "args": _engine_args(md, spec, kv),
+        "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}, *(kv.ports if kv else ())],
+        "env": _merge_by([{"name": "TIDAL_POOL", "value": key.pool}, *(kv.env if kv else ())], _dump(pod.env), "name"),
+        "resources": _resources(devices, pod),
         "volumeMounts": _merge_by([{"name": SHM_VOLUME_NAME, "mountPath": SHM_MOUNT_PATH}],
                                   _dump(pod.volume_mounts), "mountPath"),
         "startupProbe": _probe(cli.startup_path, STARTUP_PROBE_PERIOD_S, MAX_STARTUP_S // STARTUP_PROBE_PERIOD_S),
@@ -203,7 +226,7 @@ def render_pod_template(md: ModelDeployment, key: ChildKey, accelerator: Acceler
         # Keep serving while endpoints drop this pod; SIGTERM then starts the engine's drain
         # (vLLM --shutdown-timeout, SGLang's built-in wait), bounded by the grace period below.
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_DELAY_S}}},
-        "securityContext": dict(CONTAINER_SECURITY_CONTEXT),
+        "securityContext": security,
     }
     if pod.env_from:
         container["envFrom"] = _dump(pod.env_from)
@@ -228,8 +251,9 @@ def render_pod_template(md: ModelDeployment, key: ChildKey, accelerator: Acceler
     if pod.service_account_name:
         pod_spec["serviceAccountName"] = pod.service_account_name
     metadata: dict[str, Any] = {"labels": labels}
-    if pod.annotations:
-        metadata["annotations"] = dict(pod.annotations)
+    annotations = {**(kv.annotations if kv else {}), **pod.annotations}
+    if annotations:
+        metadata["annotations"] = annotations
     return {"metadata": metadata, "spec": pod_spec}
 
 
@@ -301,8 +325,12 @@ def render_children(
     kv_ttl_s: float | None,
 ) -> list[dict[str, Any]]:
     """All children. Every allowed (pool, accelerator) gets a Deployment, with 0 replicas where
-    placement put none, so moving replicas between classes is a replica change, not a create."""
+    placement put none, so moving replicas between classes is a replica change, not a create.
+    In target mode (``scaleTargetRef`` on every pool) the workloads are someone else's: only the
+    KV-policy ConfigMap is rendered."""
     children: list[dict[str, Any]] = []
+    if target_mode(md):
+        return [render_kv_policy(md, uid, kv_ttl_s)]
     for pool in pools_of(md):
         for acc_name in md.spec.placement.accelerator_classes:
             accelerator = accelerators.get(acc_name)
@@ -311,13 +339,21 @@ def render_children(
             key = ChildKey(pool, acc_name)
             children.append(render_deployment(md, uid, key, accelerator, replicas.get(key, 0)))
         children.append(render_service(md, uid, pool))
+    owner = lambda: owner_reference("ModelDeployment", md.metadata.name or "", uid)  # noqa: E731
+    children.append(render_entry_service(md, owner))
+    if md.spec.mode == "disaggregated":
+        children.extend(render_router(md, owner, grace_period_s=PRESTOP_DELAY_S + drain_seconds(md),
+                                      prestop_delay_s=PRESTOP_DELAY_S, container_security=CONTAINER_SECURITY_CONTEXT,
+                                      pod_security=POD_SECURITY_CONTEXT))
     children.append(render_kv_policy(md, uid, kv_ttl_s))
     return children
 
 
 PRUNED_KINDS = ("Deployment", "Service")
-"""Children that go away with a pool or an AcceleratorClass. The KV-policy ConfigMap always exists and
-the state ConfigMap is not rendered, so ConfigMaps are never pruned."""
+"""Children that go away with a pool, an AcceleratorClass or the router (a switch to unified mode).
+The KV-policy ConfigMap always exists and the state ConfigMap is not rendered, so ConfigMaps are never
+pruned; the router's ServiceAccount, Role and RoleBinding (read access to the namespace's pods) stay
+until the ModelDeployment is deleted."""
 
 
 def stale_children(existing: Iterable[Mapping[str, Any]], rendered: Iterable[Mapping[str, Any]],
@@ -335,3 +371,22 @@ def stale_children(existing: Iterable[Mapping[str, Any]], rendered: Iterable[Map
         if any((o.get("uid") == owner_uid and o.get("controller")) for o in owners):
             stale.append((kind, meta["name"]))
     return sorted(stale)
+
+
+def taken_names(existing: Iterable[Mapping[str, Any]], rendered: Iterable[Mapping[str, Any]],
+                owner_uid: str) -> list[tuple[str, str]]:
+    """(kind, name) of rendered children whose name an object controlled by someone else already
+    has. The entry Service is named after the ModelDeployment, so ``chat-decode`` collides with the
+    decode pool's Service of a ModelDeployment ``chat`` in the same namespace; a server-side apply
+    would take the object over, so the operator leaves these alone and reports them."""
+    wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in rendered}
+    taken = []
+    for obj in existing:
+        meta = obj.get("metadata") or {}
+        key = (obj.get("kind"), meta.get("name"))
+        if key not in wanted:
+            continue
+        owners = meta.get("ownerReferences") or meta.get("owner_references") or []
+        if not any(o.get("uid") == owner_uid and o.get("controller") for o in owners):
+            taken.append(key)
+    return sorted(taken)  # type: ignore[arg-type]

@@ -100,6 +100,21 @@ def summarize_pod(obj: Mapping[str, Any]) -> ChildPod | None:
     labels = _labels(obj)
     if not all(k in labels for k in (DEPLOYMENT_LABEL, POOL_LABEL, ACCELERATOR_LABEL)):
         return None
+    return pod_summary(obj, labels[DEPLOYMENT_LABEL], labels[POOL_LABEL], labels[ACCELERATOR_LABEL])
+
+
+def target_deployment(name: str, namespace: str, workload: str, pool: str, accelerator: str,
+                      spec_replicas: int, pods: Iterable[ChildPod]) -> ChildDeployment:
+    """A pool's scale target (``scaleTargetRef``) seen as the pool's one child: its ``/scale`` replicas,
+    and its Ready pods (found by the target's selector) as ready replicas."""
+    ready = sum(p.ready and not p.deleting for p in pods)
+    return ChildDeployment(name=name, namespace=namespace, workload=workload, pool=pool, accelerator=accelerator,
+                           spec_replicas=spec_replicas, ready_replicas=ready)
+
+
+def pod_summary(obj: Mapping[str, Any], workload: str, pool: str, accelerator: str) -> ChildPod:
+    """One pod of ``workload``'s ``pool``: tidal's own (from its labels, :func:`summarize_pod`) or a
+    scale target's (found by the target's selector; the pool and class are the ModelDeployment's)."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -114,7 +129,7 @@ def summarize_pod(obj: Mapping[str, Any]) -> ChildPod | None:
     started_known = [s for s in started if s is not None]
     return ChildPod(
         name=str(meta.get("name", "")), namespace=str(meta.get("namespace", "")), uid=str(meta.get("uid", "")),
-        workload=labels[DEPLOYMENT_LABEL], pool=labels[POOL_LABEL], accelerator=labels[ACCELERATOR_LABEL],
+        workload=workload, pool=pool, accelerator=accelerator,
         node=spec.get("nodeName") or None, scheduled=scheduled, ready=ready,
         deleting=meta.get("deletionTimestamp") is not None,
         created_s=parse_time_s(meta.get("creationTimestamp")),

@@ -29,14 +29,18 @@ from tidal.api.modeldeployment import ModelDeployment
 from tidal.api.types import parse_duration_s
 from tidal.api.validation import InvalidResource, parse_resource
 from tidal.controllers.labels import DEPLOYMENT_LABEL
-from tidal.controllers.modeldeployment import ChildKey, pools_of, render_children, render_deployment
+from tidal.controllers.modeldeployment import (
+    ChildKey, pools_of, render_children, render_deployment, taken_names, target_mode,
+)
 from tidal.controllers.modeldeployment_observe import (
     ChildDeployment,
     ChildPod,
     PoolReplicas,
     observe_replicas,
+    pod_summary,
     start_times,
     summarize_deployment,
+    target_deployment,
 )
 from tidal.controllers.modeldeployment_status import (
     READY,
@@ -64,6 +68,7 @@ from tidal.core.modeldeployment import (
 )
 from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient, list_items
 from tidal.operator.prune import prune_children
+from tidal.operator.scale_targets import ScaleTargetProblem, list_pods, read_scale, write_replicas
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.prometheus import FLEET_MAX_AGE_FRACTION, FleetMetrics, PrometheusMetrics
 from tidal.operator.settings import OperatorSettings
@@ -176,7 +181,14 @@ class ModelDeploymentController:
             for acc, n in place(want, cur, preference).items():
                 replicas[ChildKey(pool, acc)] = n
         children = render_children(md, uid, accelerators, replicas, kv_ttl_seconds(md))
+        name_problems: list[str] = []
         try:
+            taken = set(self._taken_names(namespace, uid, children))
+            for kind, child_name in sorted(taken):
+                name_problems.append(f"{kind} {child_name} exists and belongs to another object, so tidal leaves it "
+                                     "alone: rename this ModelDeployment or that object (Services are named "
+                                     "<name> and <name>-<pool>)")
+            children = [c for c in children if (c["kind"], c["metadata"]["name"]) not in taken]
             for child in children:
                 apply_object(self.clients, child, field_manager=self.settings.field_manager)
             for kind, child_name in prune_children(self.clients, namespace, name, uid, children):
@@ -185,6 +197,10 @@ class ModelDeploymentController:
         except Exception as exc:  # noqa: BLE001
             self._retry_or_degrade(exc, "apply children", body, patch, previous, now, generation, retry)
             return
+        for problem in name_problems:
+            if not any(c.get("type") == "Degraded" and c.get("status") == "True" and problem in c.get("message", "")
+                       for c in previous or ()):
+                _event(body, "Warning", "NameTaken", problem)
         pool_replicas = observe_replicas(pools_of(md), existing, ())
         limits = [missing_classes_limit(missing)] if missing else []
         desired = {p: sum(n for k, n in replicas.items() if k.pool == p) for p in pools_of(md)}
@@ -192,7 +208,7 @@ class ModelDeploymentController:
             ready_condition(desired, pool_replicas),
             capacity_condition(limits, pool_replicas),
             override_condition(name, override),
-            degraded_condition([]),
+            degraded_condition(name_problems),
         ]
         if not any(c.get("type") == "MetricsAvailable" for c in previous or ()):
             conditions.append(ConditionValue("MetricsAvailable", "Unknown", "NotYetRead",
@@ -241,6 +257,18 @@ class ModelDeploymentController:
                 found[acc_name] = parsed
         return found, missing
 
+    def _taken_names(self, namespace: str, uid: str, children: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """Rendered Services whose name another owner's Service has: the entry Service ``<name>`` and a
+        pool's ``<name>-<pool>`` can be another ModelDeployment's pool or entry Service (``chat-decode``
+        is ModelDeployment ``chat``'s decode Service and ``chat-decode``'s entry). Other children carry
+        an accelerator, router or kv-policy suffix that no other child name ends in."""
+        services = [c for c in children if c["kind"] == "Service"]
+        if not services:
+            return []
+        found = list_items(self.clients.core.list_namespaced_service, namespace,
+                           _request_timeout=self.clients.request_timeout_s)
+        return taken_names([{**s, "kind": "Service"} for s in found], services, uid)
+
     def _list_children(self, namespace: str, name: str) -> list[ChildDeployment]:
         items = list_items(self.clients.apps.list_namespaced_deployment, namespace,
                            label_selector=f"{DEPLOYMENT_LABEL}={name}",
@@ -266,12 +294,60 @@ class ModelDeploymentController:
             return None  # reconcile reported it; nothing to scale
         rt = self.workloads.get(namespace, name, uid)
         with rt.lock:
-            return self._tick_locked(md, rt, body, patch, status, accelerator_index, deployments, pods, generation)
+            target_pods: dict[str, tuple[str, ...]] | None = None
+            if target_mode(md):
+                try:
+                    deployments, pods, target_pods = self._observe_targets(md, namespace, name)
+                except Exception as exc:  # noqa: BLE001 - reported as conditions; the next tick retries
+                    return self._target_problem(md, rt, body, patch, status, generation, exc)
+                rt.last_target_problem = None
+            return self._tick_locked(md, rt, body, patch, status, accelerator_index, deployments, pods, generation,
+                                     target_pods)
+
+    # --- target mode (scaleTargetRef on every pool) -------------------------------------------------
+
+    def _observe_targets(self, md: ModelDeployment, namespace: str, name: str,
+                         ) -> tuple[list[ChildDeployment], list[ChildPod], dict[str, tuple[str, ...]]]:
+        """Each pool's target as its one child (``/scale`` replicas, Ready pods found by the selector
+        ``/scale`` reports), the pods, and their names per pool for the metrics read. The target's
+        pods are assigned the first allowed AcceleratorClass: tidal places no pods in target mode."""
+        accelerator = md.spec.placement.accelerator_classes[0]
+        children: list[ChildDeployment] = []
+        all_pods: list[ChildPod] = []
+        names: dict[str, tuple[str, ...]] = {}
+        for pool, spec in pools_of(md).items():
+            ref = spec.scale_target_ref
+            assert ref is not None
+            scale = read_scale(self.clients, namespace, pool, ref)
+            pods = [pod_summary(obj, name, pool, accelerator) for obj in list_pods(self.clients, namespace, scale.selector)]
+            children.append(target_deployment(ref.name, namespace, name, pool, accelerator, scale.spec_replicas, pods))
+            all_pods += pods
+            names[pool] = tuple(sorted(p.name for p in pods))
+        return children, all_pods, names
+
+    def _target_problem(self, md: ModelDeployment, rt: WorkloadRuntime, body: Any, patch: Any,
+                        status: Mapping[str, Any] | None, generation: int | None, exc: BaseException) -> TickResult:
+        """A target tidal cannot read: replicas untouched, Ready=False with the reason and the fix,
+        Degraded=True, one Warning Event per distinct problem."""
+        if isinstance(exc, ScaleTargetProblem):
+            reason, message = exc.reason, exc.message
+        else:
+            reason, message = "ScaleTargetReadFailed", f"reading the scale targets failed: {describe_api_error(exc)}"
+        now = self.clock()
+        conditions = [ConditionValue(READY, "False", reason, message), degraded_condition([message])]
+        patch["status"] = {"observedGeneration": generation, "conditions": merge_conditions(
+            (status or {}).get("conditions"), conditions, now, generation)}
+        rt.last_status = None  # the next good tick rewrites the whole status
+        if message != rt.last_target_problem:
+            _event(body, "Warning", reason, message)
+            rt.last_target_problem = message
+        log.warning("%s/%s: %s", rt.namespace, rt.name, message)
+        return TickResult(None, 0.0, (), (message,))
 
     def _tick_locked(self, md: ModelDeployment, rt: WorkloadRuntime, body: Any, patch: Any,
                      status: Mapping[str, Any] | None, accelerator_index: Mapping[str, Any],
                      deployments: Iterable[ChildDeployment], pods: Iterable[ChildPod],
-                     generation: int | None) -> TickResult:
+                     generation: int | None, target_pods: Mapping[str, tuple[str, ...]] | None = None) -> TickResult:
         namespace, name, uid = rt.namespace, rt.name, rt.uid
         started = time.perf_counter()
         now = self.clock()
@@ -287,7 +363,7 @@ class ModelDeploymentController:
         replicas = observe_replicas(pools, children, own_pods)
         try:
             expected = ready_pod_names(own_pods, now, self.settings.metrics_window_s)
-            observation, report = self._observe_metrics(md, namespace, name, replicas, expected, now)
+            observation, report = self._observe_metrics(md, namespace, name, replicas, expected, now, target_pods)
         except Exception as exc:  # noqa: BLE001 - a tick never crashes on data: hold and say why
             log.exception("%s/%s: reading metrics failed; holding replicas", namespace, name)
             observation = Observation(now, {p: r.observation for p, r in replicas.items()}, metrics_available=False)
@@ -315,7 +391,10 @@ class ModelDeploymentController:
         latency = time.perf_counter() - started
         for start in wd.learned_starts:
             self.metrics.count_cold_start(namespace, name, start.pool)
-        applied = self._apply_changes(md, uid, wd, current, accelerators, problems)
+        if target_pods is None:
+            applied = self._apply_changes(md, uid, wd, current, accelerators, problems)
+        else:
+            applied = self._apply_to_targets(md, namespace, wd, current, problems)
         rt.recent_applies.update({key: (current.get(key, 0), wd.by_child[key], rt.state.tick) for key in applied})
         self._announce(body, rt, wd, applied)
         conditions = [
@@ -353,12 +432,14 @@ class ModelDeploymentController:
 
     def _observe_metrics(self, md: ModelDeployment, namespace: str, name: str,
                          replicas: Mapping[str, PoolReplicas], ready_pods: Mapping[str, frozenset[str]] | None,
-                         now: float) -> tuple[Observation, MetricsReport]:
+                         now: float, target_pods: Mapping[str, tuple[str, ...]] | None = None,
+                         ) -> tuple[Observation, MetricsReport]:
         """Each pool's metrics, validated per pod (tidal/operator/metric_validation.py).
 
         ``ready_pods`` names each pool's Ready pods (``None`` when no pods are visible, e.g. before
         the pod watch delivered any): a Ready pod without a usable in-flight count makes its pool
         partially observed, which the core never scales down; the condition names pod and problem.
+        ``target_pods`` (target mode): each pool's pods by name, read by name instead of tidal's labels.
         """
         pools = {p: r.observation for p, r in replicas.items()}
         if self.prometheus is None:
@@ -379,9 +460,20 @@ class ModelDeploymentController:
                 failures.append(f"pool {pool}: no replicas to read metrics from")
                 reason = "NoReplicas" if reason == "MetricsRead" else reason
                 continue
-            result = self.metrics_reader.read_pool(
-                namespace=namespace, deployment=name, pool=pool, dialect=md.spec.engine.metrics_dialect,
-                window_s=self.settings.metrics_window_s, percentile=md.spec.slo.percentile)
+            if target_pods is not None and not target_pods.get(pool):
+                read[pool] = obs  # the target wants replicas but has no pods yet: nothing to read
+                available = False
+                failures.append(f"pool {pool}: no pods match its scale target's selector yet")
+                reason = "NoReplicas" if reason == "MetricsRead" else reason
+                continue
+            if target_pods is not None:
+                result = self.metrics_reader.read_pods(
+                    namespace=namespace, pods=target_pods[pool], dialect=md.spec.engine.metrics_dialect,
+                    window_s=self.settings.metrics_window_s, percentile=md.spec.slo.percentile)
+            else:
+                result = self.metrics_reader.read_pool(
+                    namespace=namespace, deployment=name, pool=pool, dialect=md.spec.engine.metrics_dialect,
+                    window_s=self.settings.metrics_window_s, percentile=md.spec.slo.percentile)
             pool_ready = None if ready_pods is None else ready_pods.get(pool, frozenset())
             read[pool] = result.observe(obs, pool_ready)
             if hasattr(result, "attainment"):
@@ -419,6 +511,24 @@ class ModelDeploymentController:
                 applied.append(key)
             except Exception as exc:  # noqa: BLE001 - reported as Degraded; next tick retries
                 problems.append(f"apply Deployment {obj['metadata']['name']}: {describe_api_error(exc)}")
+        return applied
+
+    def _apply_to_targets(self, md: ModelDeployment, namespace: str, wd: WorkloadDecision,
+                          current: Mapping[ChildKey, int], problems: list[str]) -> list[ChildKey]:
+        """Target mode: each pool's decided total goes to its target's ``/scale``."""
+        applied = []
+        for pool, spec in pools_of(md).items():
+            ref = spec.scale_target_ref
+            assert ref is not None
+            keys = [k for k in wd.by_child if k.pool == pool]
+            want = sum(wd.by_child[k] for k in keys)
+            if want == sum(n for k, n in current.items() if k.pool == pool):
+                continue
+            try:
+                write_replicas(self.clients, namespace, pool, ref, want)
+                applied += [k for k in keys if current.get(k) != wd.by_child[k]]
+            except Exception as exc:  # noqa: BLE001 - reported as Degraded; next tick retries
+                problems.append(f"scale {ref.kind} {ref.name}: {describe_api_error(exc)}")
         return applied
 
     def _announce(self, body: Any, rt: WorkloadRuntime, wd: WorkloadDecision, applied: list[ChildKey]) -> None:

@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import requests
 from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
@@ -49,6 +49,7 @@ from tidal.operator.promql import (
     LabelScheme,
     MalformedResult,
     MetricQuery,
+    PodsSelector,
     Sample,
     WorkloadSelector,
     dialect_named,
@@ -386,6 +387,15 @@ class PrometheusMetrics:
         )
         return self.read_queries(queries, window_s=window_s, quantile=quantile, at_s=at_s)
 
+    def read_pods(self, *, namespace: str, pods: Sequence[str], dialect: str, window_s: float = DEFAULT_WINDOW_S,
+                  percentile: float, at_s: float | None = None) -> PoolMetrics:
+        """:meth:`read_pool` for a pool in target mode: the engine series of the named pods (found by
+        the scale target's label selector), whatever labels they carry."""
+        quantile = quantile_from_percentile(percentile)
+        queries = pool_queries(dialect_named(dialect), PodsSelector(namespace, tuple(pods)), self.settings.labels,
+                               window_s=window_s)
+        return self.read_queries(queries, window_s=window_s, quantile=quantile, at_s=at_s)
+
     def read_function(self, *, namespace: str, function: str, window_s: float = DEFAULT_WINDOW_S,
                       at_s: float | None = None) -> PoolMetrics:
         """A ServerlessFunction's in-flight requests and request rate, validated per pod exactly as
@@ -533,6 +543,11 @@ class FleetMetrics:
         quantile_from_percentile(percentile)  # a bad argument raises before any query, as in read_pool
         return self.snapshot(dialect, window_s).pool_metrics(
             namespace=namespace, deployment=deployment, pool=pool, percentile=percentile)
+
+    def read_pods(self, **kwargs: Any) -> PoolMetrics:
+        """A target-mode pool's pods carry no tidal labels, so the fleet read cannot hold them: read
+        them alone (:meth:`PrometheusMetrics.read_pods`)."""
+        return self.adapter.read_pods(**kwargs)
 
 
 class _FieldCollector:

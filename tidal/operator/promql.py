@@ -116,6 +116,26 @@ class FunctionSelector:
         return re.escape(self.function) + FUNCTION_POD_SUFFIX
 
 
+@dataclass(frozen=True)
+class PodsSelector:
+    """The series of named pods in one namespace: a pool in target mode (``scaleTargetRef``), whose
+    pods tidal finds by the target's label selector, not by tidal's labels. Names are regex-escaped
+    and anchored (Prometheus anchors ``=~``), so ``llama-1`` does not also match ``llama-10``."""
+
+    namespace: str
+    pods: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.namespace, str) or not self.namespace:
+            raise ValueError(f"pods namespace must be a non-empty string, got {self.namespace!r}")
+        if not self.pods or not all(isinstance(p, str) and p for p in self.pods):
+            raise ValueError(f"pods must be non-empty pod names, got {self.pods!r}")
+
+    @property
+    def pod_pattern(self) -> str:
+        return "|".join(re.escape(p) for p in sorted(set(self.pods)))
+
+
 FUNCTION_POD_SUFFIX = "-[a-z0-9]+-[a-z0-9]+"
 """ReplicaSet hash and pod suffix that follow a Deployment's name in its pods' names."""
 FUNCTION_REQUESTS_METRIC = "http_requests_total"
@@ -234,7 +254,7 @@ def quantile_from_percentile(percentile: float) -> float:
     return percentile / 100.0
 
 
-Selector = WorkloadSelector | FleetSelector | FunctionSelector
+Selector = WorkloadSelector | FleetSelector | FunctionSelector | PodsSelector
 
 
 def series_selector(
@@ -252,7 +272,7 @@ def series_selector(
         if selector.namespaces:
             pattern = "|".join(re.escape(ns) for ns in sorted(set(selector.namespaces)))
             matchers.append(f"{labels.namespace}=~{promql_string(pattern)}")
-    elif isinstance(selector, FunctionSelector):
+    elif isinstance(selector, (FunctionSelector, PodsSelector)):
         matchers += [
             f"{labels.namespace}={promql_string(selector.namespace)}",
             f"{labels.pod}=~{promql_string(selector.pod_pattern)}",
@@ -433,7 +453,7 @@ def _queries(
 
 def pool_queries(
     dialect: DialectMetrics,
-    selector: WorkloadSelector,
+    selector: WorkloadSelector | PodsSelector,
     labels: LabelScheme,
     *,
     window_s: float,

@@ -57,6 +57,9 @@ class WorkloadRuntime:
     saved_at: float = 0.0
     last_status: dict[str, Any] | None = None
     """The status last written (without its timestamps), to skip identical patches."""
+    last_target_problem: str | None = None
+    """The scale-target problem last announced by a Warning Event (target mode), so a problem that
+    persists is announced once, not every tick."""
     resumed: bool = False
     """Restored from a state ConfigMap and not ticked since: the first tick resumes the windows
     (``tidal.policies.utilization.resume_window``) so a restart never shortens them."""

@@ -49,6 +49,8 @@ class Pod:
     scheduled_s: float | None = None
     ready_s: float | None = None
     drain_s: float | None = None
+    dropped_requests: int = 0
+    """Requests the pod still held when its drain window ended (it was killed with them)."""
     terminated_s: float | None = None
     cold_start: ColdStart | None = None
     image_cached: bool = False

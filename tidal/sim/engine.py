@@ -300,6 +300,17 @@ class Engine:
         elif len(self.waiting) == 1:
             self._cut_run_for_arrival(now_s)
 
+    def abort_all(self) -> list[Sequence]:
+        """Kubernetes killed the replica (its termination grace period ran out): every request in
+        it is lost. Returns them; the engine is left empty and its segment in flight cancelled."""
+        lost = [seq for _, seq in self._incoming] + list(self.waiting) + list(self.running)
+        self._incoming.clear()
+        self.waiting.clear()
+        self.running.clear()
+        self.next_wake_s = None
+        self.version += 1
+        return lost
+
     def wake(self, now_s: float) -> None:
         """The segment in flight ends at ``now_s``: apply it and start the next one."""
         self._finish_segment(now_s)

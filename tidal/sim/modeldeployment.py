@@ -25,7 +25,7 @@ from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.api.types import parse_duration_s, parse_quantity_bytes
 from tidal.api.validation import InvalidResource, parse_resource
-from tidal.controllers.modeldeployment import pools_of
+from tidal.controllers.modeldeployment import PRESTOP_DELAY_S, drain_seconds, pools_of
 from tidal.core.modeldeployment import WorkloadDecision, accelerator_profile, decide_workload
 from tidal.core.state import CoreState
 from tidal.operator.settings import DEFAULT_INTERVAL_S, DEFAULT_METRICS_WINDOW_S
@@ -133,12 +133,14 @@ def prepare(md: ModelDeployment, classes: Mapping[str, AcceleratorClass], hardwa
 
 def sim_config(wl: SimulatedWorkload, **overrides: Any) -> SimConfig:
     """SimConfig from the spec: mode, TP, SLO targets and percentile, the class's hourlyCost per GPU-hour,
-    the operator's default tick interval and metrics window (tidal/operator/settings.py). ``overrides``
+    the drain window of the pods tidal renders (preStop delay + ``spec.engine.drainTimeout``), the
+    operator's default tick interval and metrics window (tidal/operator/settings.py). ``overrides``
     that are ``None`` are ignored."""
     slo = wl.md.spec.slo
     values: dict[str, Any] = dict(
         model=wl.model, accelerator=wl.hardware, tp=wl.tp, mode=wl.md.spec.mode,
         tick_s=DEFAULT_INTERVAL_S, metrics_window_s=DEFAULT_METRICS_WINDOW_S,
+        drain_window_s=float(PRESTOP_DELAY_S + drain_seconds(wl.md)),
         slo=SLO(ttft_s=parse_duration_s(slo.ttft) if slo.ttft else UNBOUNDED_SLO_S,
                 tpot_s=parse_duration_s(slo.tpot) if slo.tpot else UNBOUNDED_SLO_S,
                 percentile=slo.percentile / 100.0))

@@ -17,6 +17,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("requests", "Requests", "{:d}"),
     ("finished", "Finished", "{:d}"),
     ("rejected", "Rejected (longer than KV cache)", "{:d}"),
+    ("dropped", "Dropped (drain window ended)", "{:d}"),
     ("unfinished", "Unfinished at horizon", "{:d}"),
     ("ttft_attainment", "TTFT SLO attainment", "{:.1%}"),
     ("tpot_attainment", "TPOT SLO attainment", "{:.1%}"),

@@ -8,7 +8,9 @@ requests, KV usage, TTFT/TPOT percentile over the metrics window, the request
 rate at each pool's entry, the start phases of serving pods), calls
 ``autoscaler.decide(observation, state)`` and applies the desired replicas:
 scale-up creates pods that go through the cold-start lifecycle; scale-down
-removes pending/starting pods first and drains ready ones.
+removes pending/starting pods first and drains ready ones: a draining pod gets no new requests and
+goes away once its last request finished, or, with ``drain_window_s``, when its drain window ends
+(Kubernetes' termination grace period), losing what it still held (counted as dropped).
 
 Same inputs and seed -> identical result (the only randomness is the seeded
 cold-start jitter; ties are broken by insertion order).
@@ -85,6 +87,9 @@ class SimConfig:
     kv_transfer_latency_s: float = DEFAULT_KV_TRANSFER_LATENCY_S
     gpu_hour_cost_usd: float | None = None
     drain_horizon_s: float = DEFAULT_DRAIN_HORIZON_S
+    drain_window_s: float | None = None
+    """How long a pod removed by a scale-down may finish its requests before it is killed (tidal's
+    rendered pods: preStop delay + ``spec.engine.drainTimeout``); None: until they finish."""
     seed: int = 0
 
     @property
@@ -110,7 +115,7 @@ class SimResult:
 
 
 _ROLE = {POOL_UNIFIED: ROLE_UNIFIED, POOL_PREFILL: ROLE_PREFILL, POOL_DECODE: ROLE_DECODE}
-_EV_ENGINE, _EV_READY, _EV_KV, _EV_TICK = 0, 1, 2, 3
+_EV_ENGINE, _EV_READY, _EV_KV, _EV_TICK, _EV_KILL = 0, 1, 2, 3, 4
 
 
 class _PoolListener:
@@ -164,6 +169,7 @@ class Simulation:
         self._pushed_version: dict[int, int] = {}
         self._finished: list[Sequence] = []
         self._rejected: list[Sequence] = []
+        self._dropped: list[Sequence] = []
         self._outstanding = 0
         self._policy_state: Any = None
         self.timeline: dict[str, list] = {"t_s": [], "arrival_rps": []}
@@ -274,6 +280,16 @@ class Simulation:
         self.cluster.terminate(pod, now_s)
         self._start_pending(now_s)
 
+    def _kill(self, pod: Pod, now_s: float) -> None:
+        """The drain window of ``pod`` ended: if it still holds requests, they are lost."""
+        if pod.phase != DRAINING:
+            return                          # it finished its requests in time
+        lost = pod.engine.abort_all()  # type: ignore[union-attr]
+        pod.dropped_requests = len(lost)
+        self._dropped += lost
+        self._outstanding -= len(lost)
+        self._terminate(pod, now_s)
+
     def _apply(self, desired: Mapping[str, int], now_s: float) -> None:
         for pool in self.pools:
             if pool not in desired:
@@ -299,6 +315,8 @@ class Simulation:
                         self.cluster.begin_drain(pod, now_s)
                         if pod.engine.num_requests == 0:  # type: ignore[union-attr]
                             self._terminate(pod, now_s)
+                        elif self.cfg.drain_window_s is not None:
+                            self._push(now_s + self.cfg.drain_window_s, _EV_KILL, pod)
                 self._start_pending(now_s)
 
     # -- observation --------------------------------------------------------------------
@@ -424,6 +442,8 @@ class Simulation:
                         self._terminate(pod, t)
                 elif kind == _EV_KV:
                     self._on_kv_arrived(a, t)
+                elif kind == _EV_KILL:
+                    self._kill(a, t)
                 elif kind == _EV_READY:
                     self._on_pod_ready(a, t)
                 else:

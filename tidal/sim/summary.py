@@ -49,7 +49,9 @@ def build_result(sim: "Simulation", wall_s: float) -> "SimResult":
         "model": sim.model.name, "accelerator": sim.accelerator.name, "tp": cfg.tp,
         "mode": cfg.mode, "seed": cfg.seed,
         "requests": n_total, "finished": n_fin, "rejected": len(sim._rejected),
-        "unfinished": n_total - n_fin - len(sim._rejected),
+        # Lost when a scale-down's drain window (SimConfig.drain_window_s) ended before they finished.
+        "dropped": len(sim._dropped),
+        "unfinished": n_total - n_fin - len(sim._rejected) - len(sim._dropped),
         "simulated_s": now,
         "ttft_slo_s": cfg.slo.ttft_s, "tpot_slo_s": cfg.slo.tpot_s,
         "ttft_attainment": float(met_ttft.mean()) if n_fin else None,
@@ -79,7 +81,7 @@ def build_result(sim: "Simulation", wall_s: float) -> "SimResult":
                 "preemptions": preempt, "met_ttft": met_ttft, "met_tpot": met_tpot}
     pod_rows = [{"id": p.id, "pool": p.pool, "phase": p.phase, "created_s": p.created_s,
                  "scheduled_s": p.scheduled_s, "ready_s": p.ready_s, "drain_s": p.drain_s,
-                 "terminated_s": p.terminated_s, "prewarmed": p.prewarmed,
+                 "terminated_s": p.terminated_s, "dropped_requests": p.dropped_requests, "prewarmed": p.prewarmed,
                  "image_cached": p.image_cached, "weights_cached": p.weights_cached,
                  "cold_start_s": p.cold_start.total_s if p.cold_start else None}
                 for p in pods]

@@ -66,10 +66,27 @@ KopfPeering in watched namespaces. Every verb here is one the operator was seen 
   resources: ["configmaps"]
   verbs: ["get", "create", "patch"]
 - scope: namespaced
-  why: pod start phases feed the cold-start predictor; pods on GPU nodes count as used devices
+  why: "pod start phases feed the cold-start predictor; pods on GPU nodes count as used devices. admission: get only so the operator may grant it to a P/D router's Role (RBAC lets a subject grant only what it holds)"
   apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
+- scope: namespaced
+  why: a disaggregated ModelDeployment's router identity (ServiceAccount, a Role reading the namespace's pods, its RoleBinding), server-side applied
+  apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["create", "patch"]
+- scope: namespaced
+  why: a disaggregated ModelDeployment's router identity (ServiceAccount, a Role reading the namespace's pods, its RoleBinding), server-side applied
+  apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["create", "patch"]
+{{- range .Values.rbac.scaleTargets }}
+- scope: namespaced
+  why: target mode, a pool's scaleTargetRef is read and scaled through its /scale subresource
+  apiGroups: [{{ .apiGroup | quote }}]
+  resources: {{ $scaled := list }}{{ range .resources }}{{ $scaled = append $scaled (printf "%s/scale" .) }}{{ end }}{{ toJson $scaled }}
+  verbs: ["get", "patch"]
+{{- end }}
 - scope: cluster
   why: devices per node for AcceleratorClass inventory and fair-share capacity
   apiGroups: [""]
