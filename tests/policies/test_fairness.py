@@ -5,9 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tidal.policies.fairness import (REASON_CAPPED_BY_GRANT, TenantDemand, WorkloadClaim, allocate,
-                                    cap_to_grant, jain_index, split_tenant_grant, water_fill,
-                                    weighted_max_min)
+from tidal.policies.fairness import (TenantDemand, WorkloadClaim, allocate, jain_index, split_tenant_grant,
+                                    water_fill, weighted_max_min)
 
 tenant = st.builds(
     TenantDemand,
@@ -151,40 +150,6 @@ def test_priorities_inside_a_tenant_are_strict(grant, cs) -> None:
         assert 0 <= split[w.name] <= w.demand_gpus
         if split[w.name] > 0:      # a lower priority gets GPUs only when every higher one is full
             assert all(split[v.name] == v.demand_gpus for v in workloads if v.priority > w.priority)
-
-
-pools = st.dictionaries(st.sampled_from(["prefill", "decode", "unified"]), st.integers(0, 20),
-                        min_size=1, max_size=2)
-per_replica = st.dictionaries(st.sampled_from(["prefill", "decode", "unified"]),
-                              st.integers(1, 8), max_size=3)
-
-
-@given(pools, st.one_of(st.none(), st.integers(0, 100)), per_replica)
-def test_cap_to_grant_fits_the_grant_and_never_raises(desired, granted, per) -> None:
-    capped, reason = cap_to_grant(desired, granted, gpus_per_replica=per)
-    gpus = {p: per.get(p, 1) for p in desired}
-    need = sum(desired[p] * gpus[p] for p in desired)
-    assert set(capped) == set(desired)
-    assert all(0 <= capped[p] <= desired[p] for p in desired)
-    if granted is None or need <= granted:
-        assert capped == desired and reason is None
-        return
-    assert reason is not None and reason.code == REASON_CAPPED_BY_GRANT
-    used = sum(capped[p] * gpus[p] for p in desired)
-    assert used == reason.capped_gpus <= granted
-    # whole replicas: no pool could take one more replica within the grant and its wish
-    assert all(capped[p] == desired[p] or used + gpus[p] > granted for p in desired)
-    # every pool that wanted replicas keeps one when the grant holds one of each
-    wanted = [p for p in desired if desired[p] > 0]
-    if sum(gpus[p] for p in wanted) <= granted:
-        assert all(capped[p] >= 1 for p in wanted)
-
-
-def test_cap_to_grant_keeps_the_pools_proportions() -> None:
-    capped, reason = cap_to_grant({"prefill": 6, "decode": 3}, 6)
-    assert capped == {"prefill": 4, "decode": 2}
-    assert reason is not None and "grant is 6" in reason.message
-    assert cap_to_grant({"unified": 4}, 10, gpus_per_replica={"unified": 4})[0] == {"unified": 2}
 
 
 def test_fairness_index_is_one_when_grants_equal_the_fair_shares() -> None:

@@ -97,10 +97,21 @@ class TenantShareStatus(StatusModel):
     deficit: float = 0.0
 
 
+class WorkloadShareStatus(StatusModel):
+    namespace: str
+    name: str
+    tenant: str
+    demand_gpus: int = 0
+    grant_gpus: int = 0
+    """The workload's share of its tenant's grant (strict spec.tenant.priority, then weighted max-min on spec.tenant.weight); tidal caps the ModelDeployment's replicas to it."""
+
+
 class FairSharePolicyStatus(StatusModel):
     observed_generation: int | None = None
     capacity_gpus: int = 0
     tenants: list[TenantShareStatus] = Field(default_factory=list)
+    workloads: list[WorkloadShareStatus] = Field(default_factory=list)
+    """Each governed ModelDeployment's demand and grant."""
     fairness_index: float | None = None
     """Jain's fairness index of each tenant's grant over its fair share (guarantees, then weighted
     max-min); 1.0 is perfectly fair."""

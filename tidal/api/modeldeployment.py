@@ -220,9 +220,9 @@ class TenantSpec(ApiModel):
     name: DnsLabel = "default"
     """Tenant name as listed in a FairSharePolicy."""
     weight: float = Field(default=1.0, gt=0, le=1000)
-    """Relative share within the tenant when GPUs are scarce. Not acted on yet."""
+    """Relative share of the tenant's grant among its workloads of one priority (weighted max-min), when a FairSharePolicy governs the tenant; replicas are capped to the share."""
     priority: int = Field(default=0, ge=0, le=1000)
-    """Higher priority workloads are served first within the tenant's grant. Not acted on yet."""
+    """Within the tenant's grant, higher-priority workloads are served first (up to their demand), then the next priority."""
 
 
 class ModelDeploymentSpec(ApiModel):
@@ -324,6 +324,8 @@ class ModelDeploymentStatus(StatusModel):
     predicted_cold_start_seconds: float | None = None
     kv_ttl_seconds: float | None = None
     slo_attainment: float | None = None
+    demand_gpus: int | None = None
+    """GPUs the autoscaling decision asked for before a FairSharePolicy's cap: this workload's demand in that policy."""
     last_decision: DecisionStatus | None = None
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_MAP)
 

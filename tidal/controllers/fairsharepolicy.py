@@ -27,13 +27,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from tidal.api.acceleratorclass import DEFAULT_DEVICE_RESOURCE, AcceleratorClass
-from tidal.api.fairsharepolicy import FairSharePolicy, FairSharePolicyStatus, TenantShareStatus
+from tidal.api.fairsharepolicy import FairSharePolicy, FairSharePolicyStatus, TenantShareStatus, WorkloadShareStatus
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.api.types import Condition
 from tidal.controllers.acceleratorclass import inventory
 from tidal.controllers.conditions import set_condition
 from tidal.controllers.modeldeployment import pools_of
-from tidal.policies.fairness import Allocation, TenantDemand, allocate
+from tidal.policies.fairness import Allocation, TenantDemand, WorkloadClaim, allocate, split_tenant_grant
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class WorkloadDemand:
     tenant: str
     demand_gpus: int
     held_gpus: int
+    priority: int = 0
+    weight: float = 1.0
 
 
 def capacity_of(
@@ -91,7 +93,9 @@ def capacity_of(
 
 
 def workload_demand(md: ModelDeployment, status: Mapping[str, Any] | None) -> tuple[int, int]:
-    """(demand, held) GPUs of one ModelDeployment."""
+    """(demand, held) GPUs of one ModelDeployment. Demand is what its decision asked for before the
+    fair-share cap (``status.demandGpus``): counting the capped replicas instead would shrink a
+    capped workload's demand to its grant and never give back what it lent."""
     status = status or {}
     observed = status.get("observedGeneration") is not None
     pool_status = status.get("pools") or {}
@@ -102,6 +106,9 @@ def workload_demand(md: ModelDeployment, status: Mapping[str, Any] | None) -> tu
         replicas = desired if isinstance(desired, int) and desired >= 0 else spec.min_replicas
         demand += replicas * spec.gpus_per_replica
         held += (int(ps.get("ready") or 0) + int(ps.get("starting") or 0)) * spec.gpus_per_replica
+    asked = status.get("demandGpus") if observed else None
+    if isinstance(asked, int) and not isinstance(asked, bool) and asked >= 0:
+        demand = asked
     return demand, held
 
 
@@ -133,6 +140,8 @@ def governed_workloads(
                 md.spec.tenant.name,
                 demand,
                 held,
+                md.spec.tenant.priority,
+                md.spec.tenant.weight,
             )
         )
     return out, skipped
@@ -190,8 +199,24 @@ def reconcile(
     raw = {d.name: d.demand_gpus for d in demands}
     guarantees = {t.name: t.guaranteed_gpus for t in policy.spec.tenants}
     return allocation, compute_status(
-        allocation, generation, capacity, skipped, previous, now, raw, guarantees
+        allocation, generation, capacity, skipped, previous, now, raw, guarantees,
+        workload_grants(allocation, workloads),
     )
+
+
+def workload_grants(allocation: Allocation, workloads: Sequence[WorkloadDemand]) -> list[WorkloadShareStatus]:
+    """Each tenant's grant divided between its workloads (:func:`tidal.policies.fairness.split_tenant_grant`:
+    strict ``spec.tenant.priority``, weighted max-min on ``spec.tenant.weight``), in workload order."""
+    grant_of = {g.name: g.grant_gpus for g in allocation.grants}
+    shares: dict[tuple[str, str], int] = {}
+    for tenant in grant_of:
+        mine = [w for w in workloads if w.tenant == tenant]
+        claims = [WorkloadClaim(f"{w.namespace}/{w.name}", w.demand_gpus, w.priority, w.weight) for w in mine]
+        split = split_tenant_grant(grant_of[tenant], claims) if claims else {}
+        for w in mine:
+            shares[(w.namespace, w.name)] = split[f"{w.namespace}/{w.name}"]
+    return [WorkloadShareStatus(namespace=w.namespace, name=w.name, tenant=w.tenant, demand_gpus=w.demand_gpus,
+                                grant_gpus=shares.get((w.namespace, w.name), 0)) for w in workloads]
 
 
 def guarantees_condition(
@@ -222,6 +247,7 @@ def compute_status(
     now: datetime,
     raw_demand: Mapping[str, int] | None = None,
     guarantees: Mapping[str, int] | None = None,
+    workloads: Sequence[WorkloadShareStatus] = (),
 ) -> dict[str, Any]:
     """Status (camelCase). ``raw_demand`` is each tenant's demand before its cap (the allocator
     reports demand already capped at maxGpus); a tenant held back by its cap is CapacityLimited.
@@ -277,9 +303,25 @@ def compute_status(
             )
             for g in allocation.grants
         ],
+        workloads=list(workloads),
         fairness_index=None
         if allocation.fairness_index is None
         else round(allocation.fairness_index, 6),
         conditions=[Condition.model_validate(c) for c in conditions],
     )
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def grants_from_status(status: Mapping[str, Any] | None) -> dict[tuple[str, str], int]:
+    """(namespace, name) -> GPUs granted, from a FairSharePolicy's ``status.workloads``; entries that
+    cannot be read are left out (the workload then runs uncapped by this policy, as before it had a
+    grant)."""
+    out: dict[tuple[str, str], int] = {}
+    for entry in (status or {}).get("workloads") or []:
+        try:
+            grant = entry["grantGpus"]
+            if isinstance(grant, int) and not isinstance(grant, bool) and grant >= 0:
+                out[(str(entry["namespace"]), str(entry["name"]))] = grant
+        except (KeyError, TypeError):
+            continue
+    return out

@@ -167,14 +167,16 @@ def ready_condition(desired: Mapping[str, int], replicas: Mapping[str, PoolRepli
 
 
 def capacity_condition(limits: Sequence[Reason], replicas: Mapping[str, PoolReplicas]) -> ConditionValue:
-    messages = [r.message for r in limits]
+    # Pending pods are listed from the pods themselves; the core's pods-pending limit says the same.
+    messages = [r.message for r in limits if r.code != "pods-pending"]
     pending = {p: r.observation.pending_replicas for p, r in replicas.items() if r.observation.pending_replicas}
     messages += [f"pool {p}: {n} pod(s) Pending (no node fits; kubectl describe pod)" for p, n in pending.items()]
     if not messages:
         return ConditionValue(CAPACITY_LIMITED, "False", "CapacityAvailable", "desired replicas can be placed")
-    reason = ("AcceleratorClassMissing" if any(r.code == "no-accelerator-class" or r.code == "accelerator-missing"
-                                              for r in limits)
-              else "MaxReplicasReached" if limits else "PodsPending")
+    codes = {r.code for r in limits}
+    reason = ("AcceleratorClassMissing" if codes & {"no-accelerator-class", "accelerator-missing"}
+              else "FairShareCapped" if "fair-share-cap" in codes
+              else "MaxReplicasReached" if "max-replicas" in codes else "PodsPending")
     return ConditionValue(CAPACITY_LIMITED, "True", reason, "; ".join(messages))
 
 
@@ -216,6 +218,7 @@ def status_patch(
     cold_start_s: float | None = None,
     kv_ttl_s: float | None = None,
     slo_attainment: float | None = None,
+    demand_gpus: int | None = None,
 ) -> dict[str, Any]:
     """The ``status`` object (camelCase, the CRD's schema) for a merge patch. Absent values are
     ``None`` so the merge patch removes stale ones."""
@@ -252,6 +255,7 @@ def status_patch(
         "predictedColdStartSeconds": None if cold_start_s is None else round(cold_start_s, 1),
         "kvTtlSeconds": kv_ttl_s,
         "sloAttainment": None if slo_attainment is None else round(_floor_percent(slo_attainment), 2),
+        "demandGpus": demand_gpus,
     }
     if decision is not None:
         status["lastDecision"] = {"time": rfc3339(now_s), "policy": policy,

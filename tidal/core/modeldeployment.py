@@ -95,6 +95,9 @@ class WorkloadDecision:
     """Starts learnt by this call (the operator counts them in its /metrics)."""
     policy: str = "tidal"
     """``spec.autoscaling.policy`` that decided (``manual`` under a ``spec.replicas`` override)."""
+    demand_gpus: int = 0
+    """GPUs the decision asked for before the fair-share cap: the workload's demand a
+    FairSharePolicy divides its tenant's grant by (status.demandGpus)."""
 
 
 def accelerator_profile(acc: AcceleratorClass) -> AcceleratorProfile:
@@ -346,8 +349,10 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         desired, reasons, more = _autoscale(md, pools, observation, state, preference, forecast)
         limits.extend(more)
         reasons = _scale_to_zero(md, observation, state, desired, reasons)
-    desired, capped = cap_to_grant(desired, {p: b.gpus_per_replica for p, b in pools.items()},
-                                   {p: b.min_replicas for p, b in pools.items()}, observation.grant_gpus)
+    gpus = {p: b.gpus_per_replica for p, b in pools.items()}
+    demand_gpus = sum(n * gpus[p] for p, n in desired.items())
+    desired, capped = cap_to_grant(desired, gpus, {p: b.min_replicas for p, b in pools.items()},
+                                   observation.grant_gpus)
     if capped is not None:
         reasons.append(capped)
         limits.append(capped)
@@ -370,4 +375,4 @@ def decide_workload(md: ModelDeployment, observation: Observation,
                         forecast_rps=forecast.rps if forecast is not None else None)
     policy = "manual" if override is not None else md.spec.autoscaling.policy
     return WorkloadDecision(decision, by_child, tuple(limits), tuple(changes), forecast, cold, kv_ttl, override,
-                            learned, policy), state
+                            learned, policy, demand_gpus), state

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 import kopf
 
+from tidal.controllers.fairsharepolicy import grants_from_status
 from tidal.controllers.labels import DEPLOYMENT_LABEL
 from tidal.controllers.modeldeployment_observe import summarize_deployment, summarize_pod
 from tidal.operator.finalizers import is_deletion_event, mark_deleted, not_deleted, timers_need_no_finalizer
@@ -78,6 +79,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
         parsed = accelerator_from_body(body)
         return None if parsed is None else {name: parsed}
 
+    @kopf.index(GROUP, VERSION, "fairsharepolicies", registry=registry, id="tidal_fairshare_grants")
+    def tidal_fairshare_grants(status: Any, **_: Any) -> Any:
+        return grants_from_status(_plain(status)) or None
+
     retry = settings.retry_backoff_s
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=retry, id="tidal_md_reconcile")
@@ -90,10 +95,12 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
                    backoff=settings.interval_s, id="tidal_md_tick", when=not_deleted)
     def tidal_md_tick(body: Any, patch: Any, status: Any, namespace: str, name: str,
                       tidal_md_deployments: Any, tidal_md_pods: Any, tidal_accelerator_classes: Any,
-                      **_: Any) -> None:
+                      tidal_fairshare_grants: Any, **_: Any) -> None:
         key = (namespace, name)
+        grants = _values(tidal_fairshare_grants, key)
         controller.tick(body, patch, _plain(status), _ClassLookup(tidal_accelerator_classes),
-                        _values(tidal_md_deployments, key), _values(tidal_md_pods, key))
+                        _values(tidal_md_deployments, key), _values(tidal_md_pods, key),
+                        grant_gpus=min(grants) if grants else None)
 
     # Only DELETED events reach this handler (kopf logs every handler call at INFO, so an unfiltered
     # one logged a line per watch event of every live object); it stops the object's tick timer.

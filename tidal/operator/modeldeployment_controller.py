@@ -284,7 +284,9 @@ class ModelDeploymentController:
 
     def tick(self, body: Mapping[str, Any], patch: Any, status: Mapping[str, Any] | None,
              accelerator_index: Mapping[str, Any], deployments: Iterable[ChildDeployment],
-             pods: Iterable[ChildPod]) -> TickResult | None:
+             pods: Iterable[ChildPod], grant_gpus: int | None = None) -> TickResult | None:
+        """One autoscaling tick. ``grant_gpus``: the GPUs a FairSharePolicy grants this workload
+        (the smallest, when several list it; ``None``: none does)."""
         meta = body["metadata"]
         namespace, name, uid = meta.get("namespace"), meta["name"], meta["uid"]
         generation = meta.get("generation")
@@ -302,7 +304,7 @@ class ModelDeploymentController:
                     return self._target_problem(md, rt, body, patch, status, generation, exc)
                 rt.last_target_problem = None
             return self._tick_locked(md, rt, body, patch, status, accelerator_index, deployments, pods, generation,
-                                     target_pods)
+                                     target_pods, grant_gpus)
 
     # --- target mode (scaleTargetRef on every pool) -------------------------------------------------
 
@@ -347,7 +349,8 @@ class ModelDeploymentController:
     def _tick_locked(self, md: ModelDeployment, rt: WorkloadRuntime, body: Any, patch: Any,
                      status: Mapping[str, Any] | None, accelerator_index: Mapping[str, Any],
                      deployments: Iterable[ChildDeployment], pods: Iterable[ChildPod],
-                     generation: int | None, target_pods: Mapping[str, tuple[str, ...]] | None = None) -> TickResult:
+                     generation: int | None, target_pods: Mapping[str, tuple[str, ...]] | None = None,
+                     grant_gpus: int | None = None) -> TickResult:
         namespace, name, uid = rt.namespace, rt.name, rt.uid
         started = time.perf_counter()
         now = self.clock()
@@ -381,7 +384,7 @@ class ModelDeploymentController:
                                                         totals)["recommendations"]
         observation = replace(observation, accelerators={n: accelerator_profile(a) for n, a in accelerators.items()},
                               placement=placement_of(current), starts=replica_starts(own_pods),
-                              interval_s=self.settings.interval_s)
+                              interval_s=self.settings.interval_s, grant_gpus=grant_gpus)
         try:
             wd, rt.core = decide_workload(md, observation, rt.core)
         except Exception as exc:  # noqa: BLE001 - a policy bug must not stop the operator: hold
@@ -409,7 +412,8 @@ class ModelDeploymentController:
         forecast = wd.forecast
         new_status = status_patch(name, generation, wd.decision, wd.by_child, replicas, merged, now, wd.policy,
                                   forecast, wd.cold_start_s, wd.kv_ttl_s,
-                                  workload_attainment(report.attainment) if report.available else None)
+                                  workload_attainment(report.attainment) if report.available else None,
+                                  wd.demand_gpus)
         comparable = _without_times(new_status)
         if comparable != rt.last_status:
             patch["status"] = new_status

@@ -1,5 +1,5 @@
 """Weighted max-min sharing of scarce GPUs between tenants, with guarantees, caps, priorities,
-deficit counters and hysteresis; and the cap a tenant's grant puts on one workload's decision.
+deficit counters and hysteresis; and a tenant's grant divided between its workloads.
 
 Why this shape:
 
@@ -21,8 +21,8 @@ Why this shape:
 - **Priorities inside a tenant** (:func:`split_tenant_grant`): a tenant's grant goes to its
   workloads by strict priority (higher ``spec.tenant.priority`` first, as Kubernetes pod priority
   orders PriorityClasses), and by weighted max-min on ``spec.tenant.weight`` within one priority.
-- **The cap on a decision** (:func:`cap_to_grant`): what the decision core applies to a workload's
-  desired replicas when its grant is smaller.
+- **The cap on a decision** is the decision core's (tidal/core/grant.py): a workload's replicas
+  cut to fit its share of the tenant's grant.
 
 Pure: the FairSharePolicy controller, the decision core and the fair-share bench call these the
 same way.
@@ -270,68 +270,3 @@ def split_tenant_grant(grant_gpus: int, workloads: Sequence[WorkloadClaim]) -> d
                               [w.weight for w in workloads],
                               tiers=[-w.priority for w in workloads])
     return dict(zip(names, grants))
-
-
-@dataclass(frozen=True)
-class GrantCap:
-    """Why a workload's decision was cut: reported as a condition by whoever applies the cap."""
-
-    code: str
-    message: str
-    desired_gpus: int
-    granted_gpus: int
-    capped_gpus: int
-    """GPUs the capped replicas use: at most the grant (whole replicas may leave some unused)."""
-
-
-REASON_CAPPED_BY_GRANT = "CappedByGrant"
-
-
-def cap_to_grant(desired: Mapping[str, int], granted: int | None, *,
-                 gpus_per_replica: Mapping[str, int] | None = None
-                 ) -> tuple[dict[str, int], GrantCap | None]:
-    """Desired replicas per pool, cut to fit ``granted`` GPUs; ``(desired, None)`` when they fit
-    or when no FairSharePolicy governs the workload (``granted`` None).
-
-    The cut keeps the pools' proportions (each pool gets its share of the grant, rounded down to
-    whole replicas, leftover replicas to the pools with the largest remainders), keeps one replica
-    in every pool that wanted any while the grant allows (a disaggregated deployment without a
-    prefill or a decode pool serves nothing), and never raises a pool above what it wanted.
-    ``gpus_per_replica`` defaults to 1 per pool. Missing data is not a reason to cut: only a
-    known grant smaller than the desired GPUs is.
-    """
-    want = {pool: max(0, int(n)) for pool, n in desired.items()}
-    per = {pool: max(1, int((gpus_per_replica or {}).get(pool, 1))) for pool in want}
-    need = sum(want[p] * per[p] for p in want)
-    if granted is None or need <= granted:
-        return want, None
-    budget = max(0, int(granted))
-    capped = {p: 0 for p in want}
-    # one replica for every pool that wanted any, cheapest pools first, while the grant allows
-    for p in sorted((p for p in want if want[p] > 0), key=lambda p: (per[p], p)):
-        if per[p] <= budget:
-            capped[p] = 1
-            budget -= per[p]
-    # the rest in proportion to what each pool wanted beyond its first replica
-    extra = {p: (want[p] - capped[p]) * per[p] for p in want}
-    total_extra = sum(extra.values())
-    if total_extra > 0 and budget > 0:
-        share = {p: budget * extra[p] / total_extra for p in want}
-        add = {p: min(int(share[p] // per[p]), want[p] - capped[p]) for p in want}
-        for p in want:
-            capped[p] += add[p]
-            budget -= add[p] * per[p]
-        # leftover GPUs, one replica at a time, to the pool furthest below its share that fits
-        while True:
-            fits = [p for p in want if capped[p] < want[p] and per[p] <= budget]
-            if not fits:
-                break
-            p = min(fits, key=lambda p: (-(share[p] / per[p] - add[p]), p))
-            capped[p] += 1
-            add[p] += 1
-            budget -= per[p]
-    used = sum(capped[p] * per[p] for p in want)
-    detail = ", ".join(f"{p} {want[p]}->{capped[p]}" for p in sorted(want) if capped[p] != want[p])
-    return capped, GrantCap(REASON_CAPPED_BY_GRANT,
-                            f"desired {need} GPUs but the tenant's grant is {granted}: {detail}",
-                            desired_gpus=need, granted_gpus=int(granted), capped_gpus=used)
