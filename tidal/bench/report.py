@@ -197,6 +197,20 @@ def _html_table(key: tuple[str, str, str], table: Sequence[dict[str, Any]]) -> s
             f"<table><tr>{head}</tr>{rows}</table>")
 
 
+def overview_table(setup: str, tables: dict[tuple[str, str, str], list[dict[str, Any]]]) -> str:
+    """One line per (trace, mode) of ``setup``, one column per policy: both-met attainment / GPU-hours
+    relative to the oracle (``n/a`` where a policy did not run), the README's summary."""
+    keys = [k for k in tables if k[0] == setup]
+    policies = list(dict.fromkeys(r["policy"] for k in keys for r in tables[k]))
+    lines = ["| trace, mode | " + " | ".join(policies) + " |", "|---" * (len(policies) + 1) + "|"]
+    for key in keys:
+        by = {r["policy"]: r for r in tables[key]}
+        cells = [f"{_pct(by[p]['slo_attainment'])} / {_num(by[p]['gpu_hours_vs_oracle'], 2)}x" if p in by else "n/a"
+                 for p in policies]
+        lines.append(f"| {key[1]}, {key[2]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_reports(rows: Sequence[dict[str, Any]], out: Path, *,
                   window: str = "whole traces") -> list[Path]:
     """Write every table (markdown + CSV), ``bench.md`` and ``bench.html`` under ``out``;
@@ -216,6 +230,10 @@ def write_reports(rows: Sequence[dict[str, Any]], out: Path, *,
     legend = "\n".join(f"- `{name}`: {t.description}. SLO reason: {t.slo_reason}."
                        for name, t in TRACES.items()
                        if any(k[1] == name for k in tables))
+    for setup in dict.fromkeys(k[0] for k in tables):
+        path = out / f"overview_{setup}.md"
+        path.write_text(overview_table(setup, tables))
+        written.append(path)
     summary = out / "bench.md"
     summary.write_text(f"# tidal bench\n\nReplayed: {window}.\n\n" + legend + "\n\n"
                        + "\n".join(sections))
