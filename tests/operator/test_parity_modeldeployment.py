@@ -29,7 +29,7 @@ from tidal.operator import modeldeployment_controller as controller_module
 from tidal.operator.kube import KubeClients
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.modeldeployment_controller import ModelDeploymentController
-from tidal.operator.prometheus import PodMetrics, PoolMetrics
+from tidal.operator.prometheus import OBSERVATION_FIELDS, PodMetrics, PoolMetrics
 from tidal.operator.settings import DEFAULT_INTERVAL_S, OperatorSettings
 from tidal.operator.workloads import StateStore, WorkloadCache
 from tidal.policies.interface import Decision, Observation, ReplicaStart
@@ -78,10 +78,8 @@ class _FakePrometheus:
         share = lambda total: None if total is None else total / max(len(ready), 1)  # noqa: E731
         pods = {name: PodMetrics(name, running_requests=share(o.running_requests),
                                  waiting_requests=share(o.waiting_requests)) for name in ready}
-        return PoolMetrics(request_rate_rps=o.request_rate_rps, prompt_tokens_rps=o.prompt_tokens_rps,
-                           output_tokens_rps=o.output_tokens_rps, running_requests=o.running_requests,
-                           waiting_requests=o.waiting_requests, kv_cache_usage_ratio=o.kv_cache_usage_ratio,
-                           ttft_s=o.ttft_s, tpot_s=o.tpot_s, pods=pods)
+        # every field the adapter fills, as recorded (a field missing here would be a false difference)
+        return PoolMetrics(**{f: getattr(o, f) for f in OBSERVATION_FIELDS}, pods=pods)
 
 
 def _whole_seconds(start: ReplicaStart) -> ReplicaStart:
