@@ -81,6 +81,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         scale=ScaleSpec(label_selector_path=".spec.selector"),
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+    ResourceType("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", True),
     ResourceType(
         "apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition",
         "CustomResourceDefinition", False, short_names=("crd", "crds"),
