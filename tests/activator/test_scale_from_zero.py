@@ -133,6 +133,37 @@ class Kubelet:
             self.process.wait(timeout=10)
 
 
+ACTIVATOR_USER_AGENT = "tidal-activator-under-test"
+
+
+def calls_outside_chart_rbac(server: KubeApiServer) -> list[str]:
+    """The operator's and the activator's recorded API calls that the chart (with the activator
+    enabled, cluster-wide) would refuse, and grants of the activator no call used."""
+    from tests.charts.chart_support import CHART_DIR, render
+    from tests.charts.rbac_rules import allows, grants
+    from tests.operator.test_handlers_accelerators import OPERATOR_USER_AGENT
+
+    objects = render(CHART_DIR / "ci" / "activator-values.yaml")
+    operator = grants(objects, "tidal", "tidal-system")
+    activator = grants(objects, "tidal-activator", "tidal-system")
+    refused, used = [], set()
+    for record in server.audit.records():
+        resource = f"{record.resource}/{record.subresource}" if record.subresource else record.resource
+        if not record.resource:
+            continue
+        if record.user_agent == ACTIVATOR_USER_AGENT:
+            granted = activator
+            used.add((record.verb, record.group, resource))
+        elif record.user_agent.startswith("kopf/") or record.user_agent == OPERATOR_USER_AGENT:
+            granted = operator
+        else:
+            continue
+        if not allows(granted, record.verb, record.group, resource, record.namespace or None):
+            refused.append(f"{record.user_agent}: {record.verb} {record.group}/{resource} in {record.namespace}")
+    unused = {(g.verb, g.api_group, g.resource) for g in activator} - used
+    return refused + [f"activator grant never used: {u}" for u in sorted(unused)]
+
+
 def slice_exists(api: client.ApiClient, name: str) -> bool:
     try:
         client.DiscoveryV1Api(api).read_namespaced_endpoint_slice(name, NS)
@@ -149,9 +180,11 @@ async def test_burst_and_trickle_from_zero_lose_nothing_and_wait_the_start_time(
     install_crds(kube_client)
     core = client.CoreV1Api(kube_client)
     core.create_namespace({"metadata": {"name": ACTIVATOR_NS}})
-    backends = KubeBackends(kube_client)
+    activator_api = client.ApiClient(kube_client.configuration)
+    activator_api.user_agent = ACTIVATOR_USER_AGENT
+    backends = KubeBackends(activator_api)
     activator = Activator(ActivatorSettings(queue_limit=1000, hold_timeout_s=30.0, replica_name="activator-0"),
-                          backends, KubeDemandSink(kube_client, backends, "activator-0"))
+                          backends, KubeDemandSink(activator_api, backends, "activator-0"))
     runner, url = await start_app(activator.app())
     activator_port = int(url.rsplit(":", 1)[1])
     client.DiscoveryV1Api(kube_client).create_namespaced_endpoint_slice(
@@ -201,6 +234,8 @@ async def test_burst_and_trickle_from_zero_lose_nothing_and_wait_the_start_time(
                 sse = await call("/sse")
             # Ready: the operator takes the activator out of the Service's path.
             await eventually(lambda: not slice_exists(kube_client, activator_slice_name(FN)))
+        # The chart grants exactly what the activator used, and all the operator used.
+        assert calls_outside_chart_rbac(kube_api) == []
         statuses = [status for status, *_ in results]
         assert statuses.count(200) == BURST + TRICKLE, "zero dropped requests"
         assert all(text.startswith("done /work?") for _, text, *_ in results)
@@ -226,6 +261,7 @@ async def test_burst_and_trickle_from_zero_lose_nothing_and_wait_the_start_time(
     finally:
         kubelet.stop()
         await runner.cleanup()
+        activator_api.close()
 
 
 async def test_503_only_past_the_queue_limit_or_the_timeout_and_counted() -> None:

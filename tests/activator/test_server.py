@@ -126,16 +126,17 @@ async def test_streaming_response_is_not_buffered(rig: Rig) -> None:
         assert await response.content.read() == b"data: two\n\n"
 
 
-async def test_status_codes_pass_and_dead_backends_are_502(rig: Rig) -> None:
-    rig.wake()
-    async with rig.client.get(rig.url + "/status/418", headers=HOST) as response:
-        assert response.status == 418
-    rig.backends.endpoints[FN] = ("http://127.0.0.1:9",)  # discard port: nothing listens
-    rig.activator.gate(FN).endpoints = ("http://127.0.0.1:9",)
-    async with rig.client.get(rig.url + "/echo", headers=HOST) as response:
-        assert response.status == 502
-    assert sample(rig.activator.metrics.registry, "tidal_activator_proxied_total", code="502", **LABELS) == 1
-    assert sample(rig.activator.metrics.registry, "tidal_activator_proxied_total", code="418", **LABELS) == 1
+async def test_status_codes_pass_and_dead_backends_are_502() -> None:
+    async for rig in make_rig(connect_retry_s=0.3):
+        rig.wake()
+        async with rig.client.get(rig.url + "/status/418", headers=HOST) as response:
+            assert response.status == 418
+        rig.backends.endpoints[FN] = ("http://127.0.0.1:9",)  # discard port: nothing listens
+        rig.activator.gate(FN).endpoints = ("http://127.0.0.1:9",)
+        async with rig.client.get(rig.url + "/echo", headers=HOST) as response:
+            assert response.status == 502
+        assert sample(rig.activator.metrics.registry, "tidal_activator_proxied_total", code="502", **LABELS) == 1
+        assert sample(rig.activator.metrics.registry, "tidal_activator_proxied_total", code="418", **LABELS) == 1
 
 
 async def test_health_metrics_and_unknown_hosts(rig: Rig) -> None:

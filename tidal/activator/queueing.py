@@ -83,6 +83,17 @@ def pick_endpoint(endpoints: Sequence[str], turn: int) -> str:
     return endpoints[turn % len(endpoints)]
 
 
+CONNECT_RETRY_FIRST_S = 0.05
+CONNECT_RETRY_MAX_S = 1.0
+
+
+def connect_retry_delay_s(attempt: int) -> float:
+    """Pause before connection attempt ``attempt + 1`` to a backend that refused or did not accept
+    in time: 50 ms doubling to at most 1 s (the shape of Knative's activator retries of a new
+    pod, tidal's numbers; the caller stops at the hold timeout)."""
+    return min(CONNECT_RETRY_FIRST_S * 2 ** max(attempt, 0), CONNECT_RETRY_MAX_S)
+
+
 HOP_BY_HOP_HEADERS = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade",

@@ -24,7 +24,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import (
+    ClientConnectorError,
+    ClientError,
+    ClientSession,
+    ClientTimeout,
+    ConnectionTimeoutError,
+    TCPConnector,
+    web,
+)
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tidal.activator.demand import DemandReport
@@ -33,6 +41,7 @@ from tidal.activator.queueing import (
     Admission,
     WorkloadRef,
     admit,
+    connect_retry_delay_s,
     forwarded_headers,
     pick_endpoint,
     release_order,
@@ -295,18 +304,38 @@ class Activator:
             headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-for"]
             headers.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
         counter = self.metrics.proxied
+        gate = self.gate(ref)
+        deadline_s = self._now() + self.settings.connect_retry_s
+        attempt = 0
         try:
-            upstream = await asyncio.wait_for(
-                self._session.request(
-                    request.method, endpoint + request.rel_url.raw_path_qs, headers=headers,
-                    data=request.content if request.body_exists else None,
-                    allow_redirects=False, skip_auto_headers=("User-Agent", "Accept-Encoding")),
-                self.settings.response_header_timeout_s)
+            while True:
+                try:
+                    upstream = await asyncio.wait_for(
+                        self._session.request(
+                            request.method, endpoint + request.rel_url.raw_path_qs, headers=headers,
+                            data=request.content if request.body_exists else None,
+                            allow_redirects=False, skip_auto_headers=("User-Agent", "Accept-Encoding")),
+                        self.settings.response_header_timeout_s)
+                    break
+                except (ClientConnectorError, ConnectionTimeoutError):
+                    # Not connected, so nothing was sent: safe to try again (a new instance's
+                    # accept queue overflows under a burst), within the hold timeout.
+                    delay_s = connect_retry_delay_s(attempt)
+                    if self._now() + delay_s >= deadline_s:
+                        raise
+                    attempt += 1
+                    await asyncio.sleep(delay_s)
+                    if gate.endpoints:
+                        endpoint = pick_endpoint(gate.endpoints, gate.turn)
+                        gate.turn += 1
+        except ClientError as exc:  # before TimeoutError: aiohttp's connect timeout is both
+            counter.labels(ref.namespace, ref.service, "502").inc()
+            return web.Response(status=502, text=f"tidal activator: {ref}: {endpoint}: {exc}\n")
         except asyncio.TimeoutError:
             counter.labels(ref.namespace, ref.service, "504").inc()
             return web.Response(status=504, text=f"tidal activator: {ref}: no response headers "
                                 f"within {self.settings.response_header_timeout_s:g}s\n")
-        except (ClientError, OSError) as exc:
+        except OSError as exc:
             counter.labels(ref.namespace, ref.service, "502").inc()
             return web.Response(status=502, text=f"tidal activator: {ref}: {endpoint}: {exc}\n")
         try:

@@ -32,6 +32,12 @@ workload is warm (clients that keep a connection to the activator after the Serv
 back); tidal's choice, five Knative probe periods."""
 CONNECT_TIMEOUT_S = 0.5
 """TCP connect timeout to a backend: KEDA interceptor ``KEDA_HTTP_CONNECT_TIMEOUT: 500ms``."""
+CONNECT_RETRY_S = 10.0
+"""How long connection failures to an instance are retried (50 ms doubling to 1 s between tries,
+``queueing.connect_retry_delay_s``): tidal's choice. A request that was never sent can safely be
+tried again, and a freshly started instance refuses or drops connections for a moment under a
+burst of hundreds (measured in tests/activator/test_scale_from_zero.py); an instance that stays
+unreachable this long gets a 502."""
 RESPONSE_HEADER_TIMEOUT_S = 300.0
 """Longest wait for a backend's response headers: KEDA ``KEDA_HTTP_RESPONSE_HEADER_TIMEOUT: 300s``
 (and Knative's 300 s request timeout). The body then streams without a deadline."""
@@ -60,6 +66,7 @@ class ActivatorSettings:
     backend_poll_interval_s: float = BACKEND_POLL_INTERVAL_S
     endpoints_ttl_s: float = ENDPOINTS_TTL_S
     connect_timeout_s: float = CONNECT_TIMEOUT_S
+    connect_retry_s: float = CONNECT_RETRY_S
     response_header_timeout_s: float = RESPONSE_HEADER_TIMEOUT_S
     demand_signal_interval_s: float = DEMAND_SIGNAL_INTERVAL_S
     arrivals_reported: int = ARRIVALS_REPORTED
@@ -76,7 +83,7 @@ class ActivatorSettings:
                      "response_header_timeout_s"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name}: {getattr(self, name)}; must be > 0 seconds")
-        for name in ("endpoints_ttl_s", "demand_signal_interval_s"):
+        for name in ("endpoints_ttl_s", "demand_signal_interval_s", "connect_retry_s"):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: {getattr(self, name)}; must be >= 0 seconds")
         if self.retry_after_s < 0:
