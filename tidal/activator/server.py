@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import (
     ClientConnectorError,
@@ -51,6 +51,10 @@ from tidal.activator.queueing import (
 from tidal.activator.settings import ActivatorSettings
 
 log = logging.getLogger("tidal.activator")
+WHOLE_BODY_MAX_BYTES = 64 * 1024
+"""A response body of known length up to this size is read whole and sent in one write (no
+stream to pass through); anything chunked, larger or ``text/event-stream`` is streamed."""
+EVENT_STREAM = "text/event-stream"
 
 
 class Backends(Protocol):
@@ -90,6 +94,24 @@ class Gate:
     signaller: asyncio.Task[None] | None = None
     signal_pending: bool = False
     last_signal_s: float = float("-inf")
+    metrics: ActivatorMetrics | None = None
+    _proxied: dict[int, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Label lookups take a lock each; a gate resolves its series once.
+        assert self.metrics is not None
+        labels = (self.ref.namespace, self.ref.service)
+        self.held_gauge = self.metrics.held.labels(*labels)
+        self.wait_histogram = self.metrics.wait_s.labels(*labels)
+
+    def count(self, status: int) -> None:
+        """One more forwarded request answered ``status`` (502/504: by the activator)."""
+        child = self._proxied.get(status)
+        if child is None:
+            assert self.metrics is not None
+            child = self._proxied[status] = self.metrics.proxied.labels(
+                self.ref.namespace, self.ref.service, str(status))
+        child.inc()
 
 
 class Activator:
@@ -159,7 +181,7 @@ class Activator:
     def gate(self, ref: WorkloadRef) -> Gate:
         gate = self._gates.get(ref)
         if gate is None:
-            gate = self._gates[ref] = Gate(ref)
+            gate = self._gates[ref] = Gate(ref, metrics=self.metrics)
         return gate
 
     # -- requests ---------------------------------------------------------------------------
@@ -180,7 +202,7 @@ class Activator:
                 self._refresh_in_background(gate)
             endpoint = pick_endpoint(gate.endpoints, gate.turn)
             gate.turn += 1
-            self.metrics.wait_s.labels(ref.namespace, ref.service).observe(0.0)
+            gate.wait_histogram.observe(0.0)
             return await self._forward(request, ref, endpoint)
         self._record_arrival(gate)
         if action is Admission.REJECT_FULL:
@@ -193,7 +215,7 @@ class Activator:
         waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         gate.accepted += 1
         gate.held.append(Held(gate.accepted, arrived_s, waiter))
-        self.metrics.held.labels(ref.namespace, ref.service).inc()
+        gate.held_gauge.inc()
         self._signal(gate)
         if gate.poller is None or gate.poller.done():
             gate.poller = asyncio.create_task(self._poll(gate), name=f"activator-poll-{ref}")
@@ -206,7 +228,7 @@ class Activator:
         except asyncio.CancelledError:  # the client went away while held
             self._drop(gate, waiter)
             raise
-        self.metrics.wait_s.labels(ref.namespace, ref.service).observe(self._now() - arrived_s)
+        gate.wait_histogram.observe(self._now() - arrived_s)
         return await self._forward(request, ref, endpoint)
 
     def _drop(self, gate: Gate, waiter: asyncio.Future[str]) -> None:
@@ -214,7 +236,7 @@ class Activator:
         if len(kept) == len(gate.held):
             return  # already released
         gate.held = deque(kept)
-        self.metrics.held.labels(gate.ref.namespace, gate.ref.service).dec()
+        gate.held_gauge.dec()
 
     def _reject(self, ref: WorkloadRef, reason: str) -> web.Response:
         self.metrics.rejected.labels(ref.namespace, ref.service, reason).inc()
@@ -248,7 +270,7 @@ class Activator:
 
     def _release(self, gate: Gate) -> None:
         """Forward every held request, first arrived first (each waiter resumes in this order)."""
-        gauge = self.metrics.held.labels(gate.ref.namespace, gate.ref.service)
+        gauge = gate.held_gauge
         held, gate.held = list(gate.held), deque()
         for index in release_order([(h.seq, h.arrived_s) for h in held]):
             waiter = held[index].waiter
@@ -303,19 +325,17 @@ class Activator:
             prior = request.headers.get("X-Forwarded-For")
             headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-for"]
             headers.append(("X-Forwarded-For", f"{prior}, {peer}" if prior else peer))
-        counter = self.metrics.proxied
         gate = self.gate(ref)
         deadline_s = self._now() + self.settings.connect_retry_s
         attempt = 0
         try:
             while True:
                 try:
-                    upstream = await asyncio.wait_for(
-                        self._session.request(
+                    async with asyncio.timeout(self.settings.response_header_timeout_s):
+                        upstream = await self._session.request(
                             request.method, endpoint + request.rel_url.raw_path_qs, headers=headers,
                             data=request.content if request.body_exists else None,
-                            allow_redirects=False, skip_auto_headers=("User-Agent", "Accept-Encoding")),
-                        self.settings.response_header_timeout_s)
+                            allow_redirects=False, skip_auto_headers=("User-Agent", "Accept-Encoding"))
                     break
                 except (ClientConnectorError, ConnectionTimeoutError):
                     # Not connected, so nothing was sent: safe to try again (a new instance's
@@ -329,26 +349,35 @@ class Activator:
                         endpoint = pick_endpoint(gate.endpoints, gate.turn)
                         gate.turn += 1
         except ClientError as exc:  # before TimeoutError: aiohttp's connect timeout is both
-            counter.labels(ref.namespace, ref.service, "502").inc()
+            gate.count(502)
             return web.Response(status=502, text=f"tidal activator: {ref}: {endpoint}: {exc}\n")
         except asyncio.TimeoutError:
-            counter.labels(ref.namespace, ref.service, "504").inc()
+            gate.count(504)
             return web.Response(status=504, text=f"tidal activator: {ref}: no response headers "
                                 f"within {self.settings.response_header_timeout_s:g}s\n")
         except OSError as exc:
-            counter.labels(ref.namespace, ref.service, "502").inc()
+            gate.count(502)
             return web.Response(status=502, text=f"tidal activator: {ref}: {endpoint}: {exc}\n")
         try:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for key, value in forwarded_headers(list(upstream.headers.items())):
-                response.headers.add(key, value)
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_any():
-                await response.write(chunk)
-            await response.write_eof()
+            response_headers = forwarded_headers(list(upstream.headers.items()))
+            length = upstream.content_length
+            if length is not None and length <= WHOLE_BODY_MAX_BYTES and upstream.content_type != EVENT_STREAM:
+                # A small body of known length is no stream: one read, one write.
+                body = await upstream.read()
+                response: web.StreamResponse = web.Response(
+                    status=upstream.status, reason=upstream.reason, body=body,
+                    headers=[(k, v) for k, v in response_headers if k.lower() != "content-length"])
+            else:  # chunked, SSE or large: pass every chunk on as it arrives
+                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                for key, value in response_headers:
+                    response.headers.add(key, value)
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
         finally:
             upstream.release()
-        counter.labels(ref.namespace, ref.service, str(upstream.status)).inc()
+        gate.count(upstream.status)
         return response
 
 
