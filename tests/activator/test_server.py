@@ -9,7 +9,15 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from tests.activator.support import Backend, RecordingSink, StaticBackends, eventually, sample, start_app
+from tests.activator.support import (
+    Backend,
+    RecordingSink,
+    StaticBackends,
+    eventually,
+    free_port,
+    sample,
+    start_app,
+)
 from tidal.activator.queueing import WorkloadRef
 from tidal.activator.server import Activator
 from tidal.activator.settings import ActivatorSettings
@@ -152,3 +160,20 @@ async def test_health_metrics_and_unknown_hosts(rig: Rig) -> None:
     rig.wake()
     async with rig.client.get(rig.url + "/healthz", headers=HOST) as response:
         assert response.status == 404  # the function's own /healthz is proxied, not answered
+
+
+async def test_a_backend_that_starts_listening_late_is_retried_not_failed() -> None:
+    """Connection refused by a just-started instance: the request was never sent, so it is
+    retried (50 ms doubling) until the instance accepts, within the retry budget."""
+    port = free_port()
+    async for rig in make_rig(connect_retry_s=30.0):
+        late = f"http://127.0.0.1:{port}"
+        rig.backends.endpoints[FN] = (late,)
+        request = asyncio.create_task(rig.client.get(rig.url + "/echo", headers=HOST))
+        await eventually(lambda: rig.backends.lookups > 0 and not rig.held())  # released to the dead port
+        late_backend = Backend()
+        await late_backend.start(port)
+        response = await request
+        assert response.status == 200
+        response.release()
+        await late_backend.stop()
