@@ -10,7 +10,7 @@ import numpy as np
 
 from tidal.activator.demand import DemandReport, annotation_key, held_now, new_arrivals
 from tidal.api.serverlessfunction import ServerlessFunctionSpec
-from tidal.controllers.function_activity import TickActivity, function_pool
+from tidal.controllers.function_activity import TickActivity, arrivals_cursor_s, function_pool
 from tidal.controllers.serverlessfunction import policy_for
 from tidal.policies.guards import ObservationGuard
 from tidal.policies.interface import POOL_FUNCTION, Decision, Observation, PoolObservation
@@ -120,3 +120,9 @@ def test_at_zero_instances_no_report_means_no_arrival() -> None:
     assert isinstance(woken, FunctionPoolObservation)
     assert woken.idle_gaps_s == (60.0,) and woken.arrivals_since_last_tick == 2
     assert woken.waiting_requests == 2 and woken.peak_in_flight_since_last_tick == 2
+
+
+def test_after_a_restart_old_arrivals_are_not_new() -> None:
+    assert arrivals_cursor_s(500.0, last_seen_s=400.0, now_s=1000.0, interval_s=15.0) == 500.0
+    assert arrivals_cursor_s(None, last_seen_s=400.0, now_s=1000.0, interval_s=15.0) == 400.0
+    assert arrivals_cursor_s(None, last_seen_s=None, now_s=1000.0, interval_s=15.0) == 985.0

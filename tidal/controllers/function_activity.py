@@ -73,3 +73,19 @@ def function_pool(
         peak_in_flight_since_last_tick=math.ceil(running + waiting),
         memory_mb=memory_mb,
     )
+
+
+def arrivals_cursor_s(
+    remembered_s: float | None, *, last_seen_s: float | None, now_s: float, interval_s: float
+) -> float:
+    """The time after which a reported arrival is new to the operator.
+
+    ``remembered_s``: the latest arrival this operator process used (None after a restart, when
+    the annotations still carry up to 64 old arrivals that must not count again, or wake a
+    function at zero). Then the keep-alive state's last observation (persisted with it) marks
+    what was already seen, or, without one, the last interval."""
+    if remembered_s is not None:
+        return remembered_s
+    if last_seen_s is not None:
+        return last_seen_s
+    return now_s - interval_s

@@ -58,7 +58,7 @@ from tidal.controllers.activator_routing import (
     wake_instances,
 )
 from tidal.controllers.conditions import set_condition
-from tidal.controllers.function_activity import TickActivity, function_pool
+from tidal.controllers.function_activity import TickActivity, arrivals_cursor_s, function_pool
 from tidal.controllers.serverlessfunction import (
     KIND,
     cold_starts_added,
@@ -411,7 +411,9 @@ def register(
         if activator is not None:
             # The activator's held arrivals since the last tick: exact arrivals for the policy.
             annotations = dict(meta.get("annotations") or {})
-            cursor = memo.get(ARRIVALS_CURSOR_KEY)
+            cursor = arrivals_cursor_s(memo.get(ARRIVALS_CURSOR_KEY),
+                                       last_seen_s=state.last_seen_s if state is not None else None,
+                                       now_s=now_s, interval_s=settings.interval_s)
             arrivals = new_arrivals(annotations, cursor)
             activity = TickActivity(
                 arrivals_s=arrivals,
@@ -432,8 +434,11 @@ def register(
             new_state  # only after it is persisted, so a failed write is retried next tick
         )
         if activator is not None:
-            if isinstance(pool, FunctionPoolObservation) and pool.last_arrival_s is not None:
-                memo[ARRIVALS_CURSOR_KEY] = pool.last_arrival_s
+            memo[ARRIVALS_CURSOR_KEY] = (
+                pool.last_arrival_s
+                if isinstance(pool, FunctionPoolObservation) and pool.last_arrival_s is not None
+                else cursor
+            )
             memo[LAST_TICK_KEY] = now_s
         desired = decision.desired_replicas.get(POOL_FUNCTION, current)
         degraded: str | None = None
@@ -512,7 +517,9 @@ def register(
         ) -> None:
             """The activator holds requests: at zero instances start some now, not at the next tick."""
             annotations = dict(meta.get("annotations") or {})
-            cursor = memo.get(WAKE_CURSOR_KEY)
+            # After a restart, arrivals older than one interval are old news, not demand.
+            cursor = arrivals_cursor_s(memo.get(WAKE_CURSOR_KEY), last_seen_s=None,
+                                       now_s=wall_clock_s(), interval_s=settings.interval_s)
             arrivals = new_arrivals(annotations, cursor)
             if not arrivals:
                 return
