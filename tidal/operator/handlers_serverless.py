@@ -108,7 +108,7 @@ LAST_TICK_KEY = "tidal_activator_last_tick_s"
 WAKE_CURSOR_KEY = "tidal_activator_wake_cursor"
 """The latest activator arrival the demand handler has acted on."""
 ROUTED_KEY = "tidal_activator_routed"
-"""True/False: whether this operator last routed the function's Service to the activator."""
+"""False, or the activator addresses this operator last routed the function's Service to."""
 APPLY_FAILED = "ApplyFailed"
 """Reason of ``Degraded=True`` and of the Warning Event when applying a child failed."""
 
@@ -222,6 +222,24 @@ def read_activator_endpoints(clients: KubeClients, service: str) -> ActivatorEnd
         namespace, label_selector=f"{SERVICE_NAME_LABEL}={name}", _request_timeout=clients.request_timeout_s
     )
     return activator_endpoints_from_slices([clients.api.sanitize_for_serialization(s) for s in slices.items])
+
+
+class ActivatorAddresses:
+    """The activator's addresses, read at most once per ``ttl_s`` for all functions (one list call
+    per interval, not one per function at zero). Local to one registered operator."""
+
+    def __init__(self, clients: KubeClients, service: str, ttl_s: float) -> None:
+        self._clients, self._service, self._ttl_s = clients, service, ttl_s
+        self._value: ActivatorEndpoints | None = None
+        self._read_at_s = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> ActivatorEndpoints | None:
+        async with self._lock:
+            if time.monotonic() - self._read_at_s >= self._ttl_s or self._value is None:
+                self._value = await asyncio.to_thread(read_activator_endpoints, self._clients, self._service)
+                self._read_at_s = time.monotonic()
+            return self._value
 
 
 def delete_activator_slice(clients: KubeClients, namespace: str, name: str) -> bool:
@@ -480,26 +498,31 @@ def register(
         if changes:
             patch.status.update(changes)
 
+    addresses = ActivatorAddresses(clients, activator, settings.interval_s) if activator else None
+
     async def route(fn: ServerlessFunction, uid: str, ready: int, memo: Any, body: Any, logger: Any) -> None:
         """Route the function's Service to the activator while nothing is ready, else back (an
-        EndpointSlice added or deleted; events on each switch). A failure is logged and retried
-        at the next tick: the Service keeps its own endpoints whatever happens here."""
-        assert activator is not None
+        EndpointSlice applied when the activator's addresses change, deleted when an instance is
+        ready; events on each switch). A failure is logged and retried at the next tick: the
+        Service keeps its own endpoints whatever happens here."""
+        assert activator is not None and addresses is not None
         namespace, name = fn.metadata.namespace or "", fn.metadata.name or ""
+        routed = memo.get(ROUTED_KEY)  # None: unknown (a restart); False; or the addresses applied
         try:
             if routes_to_activator(ready):
-                endpoints = await asyncio.to_thread(read_activator_endpoints, clients, activator)
+                endpoints = await addresses.get()
                 if endpoints is None:
                     logger.warning("%s/%s has no ready instance and the activator %s has no ready "
                                    "endpoint: requests fail until one is ready", namespace, name, activator)
                     return
-                await asyncio.to_thread(apply_object, clients, render_activator_slice(fn, uid, endpoints),
-                                        settings.field_manager)
-                if memo.get(ROUTED_KEY) is not True:
+                if routed != endpoints:
+                    await asyncio.to_thread(apply_object, clients, render_activator_slice(fn, uid, endpoints),
+                                            settings.field_manager)
+                if not isinstance(routed, ActivatorEndpoints):
                     kopf.info(body, reason="RoutedToActivator",
                               message=f"no ready instance: Service traffic goes to the activator {activator}")
-                memo[ROUTED_KEY] = True
-            elif memo.get(ROUTED_KEY) is not False:
+                memo[ROUTED_KEY] = endpoints
+            elif routed is not False:
                 if await asyncio.to_thread(delete_activator_slice, clients, namespace, name):
                     kopf.info(body, reason="RoutedToInstances",
                               message=f"{ready} instances ready: the activator left the Service's path")
