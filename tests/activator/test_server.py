@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -177,3 +178,31 @@ async def test_a_backend_that_starts_listening_late_is_retried_not_failed() -> N
         assert response.status == 200
         response.release()
         await late_backend.stop()
+
+
+async def test_a_function_that_went_to_zero_since_is_held_not_sent_to_its_old_instance() -> None:
+    async for rig in make_rig(endpoints_ttl_s=0.0, connect_retry_s=30.0):
+        rig.wake()
+        async with rig.client.get(rig.url + "/echo", headers=HOST) as response:
+            assert response.status == 200
+        rig.backends.endpoints[FN] = ()  # scaled to zero: the cached endpoint is stale
+        request = asyncio.create_task(rig.client.get(rig.url + "/echo", headers=HOST))
+        await eventually(lambda: rig.held() == 1)
+        rig.wake()
+        response = await request
+        assert response.status == 200
+        response.release()
+
+
+async def test_a_request_whose_instance_vanished_is_held_again() -> None:
+    async for rig in make_rig(endpoints_ttl_s=3600.0, connect_retry_s=30.0):
+        dead = f"http://127.0.0.1:{free_port()}"
+        rig.backends.endpoints[FN] = ()
+        gate = rig.activator.gate(FN)
+        gate.endpoints, gate.endpoints_at_s = (dead,), time.monotonic()  # trusted; nothing listens
+        request = asyncio.create_task(rig.client.get(rig.url + "/echo", headers=HOST))
+        await eventually(lambda: rig.held() == 1)  # the lookup found no instance: held again
+        rig.wake()
+        response = await request
+        assert response.status == 200
+        response.release()

@@ -194,11 +194,15 @@ class Activator:
                      "<service>.<namespace> (or <service>.<namespace>.svc.cluster.local)\n")
         gate = self.gate(ref)
         arrived_s = self._now()
-        fresh = arrived_s - gate.endpoints_at_s <= self.settings.endpoints_ttl_s
-        action = admit(ready_endpoints=len(gate.endpoints), held=len(gate.held),
+        # Endpoints older than the TTL are not trusted (the function may have gone to zero since):
+        # the request is held and the poller looks them up now. Past half the TTL they are
+        # refreshed in the background, so steady traffic is rarely held for a lookup.
+        age_s = arrived_s - gate.endpoints_at_s
+        fresh = age_s <= self.settings.endpoints_ttl_s
+        action = admit(ready_endpoints=len(gate.endpoints) if fresh else 0, held=len(gate.held),
                        queue_limit=self.settings.queue_limit)
         if action is Admission.FORWARD:
-            if not fresh:
+            if age_s > self.settings.endpoints_ttl_s / 2:
                 self._refresh_in_background(gate)
             endpoint = pick_endpoint(gate.endpoints, gate.turn)
             gate.turn += 1
@@ -339,15 +343,17 @@ class Activator:
                     break
                 except (ClientConnectorError, ConnectionTimeoutError):
                     # Not connected, so nothing was sent: safe to try again (a new instance's
-                    # accept queue overflows under a burst), within the hold timeout.
+                    # accept queue overflows under a burst), within the retry budget. If the
+                    # instance is gone (scaled to zero), the request is held for a new one.
+                    if not await self._lookup(gate):
+                        return await self._hold_then_forward(request, gate, self._now())
                     delay_s = connect_retry_delay_s(attempt)
                     if self._now() + delay_s >= deadline_s:
                         raise
                     attempt += 1
                     await asyncio.sleep(delay_s)
-                    if gate.endpoints:
-                        endpoint = pick_endpoint(gate.endpoints, gate.turn)
-                        gate.turn += 1
+                    endpoint = pick_endpoint(gate.endpoints, gate.turn)
+                    gate.turn += 1
         except ClientError as exc:  # before TimeoutError: aiohttp's connect timeout is both
             gate.count(502)
             return web.Response(status=502, text=f"tidal activator: {ref}: {endpoint}: {exc}\n")
