@@ -29,7 +29,9 @@ activator probes new pods every 200 ms (``probeFrequency`` in ``pkg/activator/ne
 ENDPOINTS_TTL_S = 1.0
 """How long a looked-up list of ready endpoints is trusted for requests that arrive while the
 workload is warm (clients that keep a connection to the activator after the Service switched
-back); tidal's choice, five Knative probe periods."""
+back): refreshed in the background after half of it, and past it a request is held while the
+endpoints are looked up (the function may have gone to zero). tidal's choice, five Knative probe
+periods."""
 CONNECT_TIMEOUT_S = 0.5
 """TCP connect timeout to a backend: KEDA interceptor ``KEDA_HTTP_CONNECT_TIMEOUT: 500ms``."""
 CONNECT_RETRY_S = 10.0
