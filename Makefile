@@ -10,7 +10,7 @@ PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
 # e2e: the operator against the real cluster KUBECONFIG names (kind, k3d...); see docs/operator.md.
-.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare clean
+.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,13 +44,16 @@ e2e: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/tidal crds
 
-bench: bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare
+bench: bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator
 
 bench-forecast: $(STAMP)
 	$(BIN)/python bench/forecast.py
 
 bench-sim: $(STAMP)
 	$(BIN)/python bench/simulator.py
+
+bench-activator: $(STAMP)
+	$(BIN)/python bench/activator.py
 
 bench-functions: $(STAMP)
 	$(BIN)/python bench/functions.py

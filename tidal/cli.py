@@ -140,6 +140,9 @@ app.command("simulate-functions")(simulate_functions)
 from tidal.bench.command import bench  # noqa: E402
 
 app.command()(bench)
+from tidal.activator.command import activator  # noqa: E402
+
+app.command()(activator)
 
 
 def main() -> None:  # pragma: no cover - console-script shim

@@ -59,6 +59,7 @@ def run(
     health_bind_address: str = typer.Option(DEFAULT_BIND_ADDRESS, "--health-bind-address", help="IP address /healthz listens on."),
     metrics_bind_address: str = typer.Option(DEFAULT_BIND_ADDRESS, "--metrics-bind-address", help="IP address /metrics listens on."),
     kubeconfig: Optional[Path] = typer.Option(None, "--kubeconfig", help="Kubeconfig for local runs; default: in-cluster, then KUBECONFIG."),
+    activator_service: Optional[str] = typer.Option(None, "--activator-service", help="NAMESPACE/NAME of the activator's Service: ServerlessFunctions without a ready instance route there (docs/activator.md)."),
 ) -> None:
     """Run the operator (the container's entry point)."""
     from tidal.operator.logs import LEVELS, configure_logging
@@ -93,6 +94,7 @@ def run(
             leader_election_namespace=leader_election_namespace if leader_elect else None,
             leader_identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
             health_bind_address=health_bind_address, metrics_bind_address=metrics_bind_address,
+            activator_service=activator_service,
         )
     except SettingsError as exc:
         _fail(str(exc))

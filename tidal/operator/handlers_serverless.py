@@ -14,14 +14,21 @@
   state lives in the per-object kopf ``memo``; it is persisted in the ConfigMap
   ``<name>-keepalive`` when it learns an idle time or the function goes idle, and restored from it
   after an operator restart.
+* with an activator (``settings.activator_service``, docs/activator.md): each tick also reads the
+  arrivals the activator reported in the function's ``demand.activator.tidal.dev/*`` annotations
+  and passes them to the policy as exact arrivals (:func:`tidal.controllers.function_activity.function_pool`),
+  and routes the Service through the activator while no instance is ready (an EndpointSlice
+  ``<service>-activator``, :mod:`tidal.controllers.activator_routing`), deleting that slice once
+  one is. A change of those annotations is an update event: at zero instances the operator starts
+  instances at once for the held requests (``serverlessfunction-demand``), not at the next tick.
 * deletion: no handler and no finalizer (owner references garbage-collect the children); a
   ``DELETED``-only event handler stops the object's timer (:mod:`tidal.operator.finalizers`).
 
 Function metrics come from a :data:`FunctionMetricsSource`. Without ``--prometheus-url`` every tick
 reports ``MetricsAvailable=False`` and the policy holds the current instances (never zero on
 missing data). With it, :class:`PrometheusFunctionMetrics` reads the request counter and in-flight
-gauge the function exports (names below). A function at zero instances exports nothing, so it is
-brought back by pre-warm windows or by a spec change, not by a request (there is no activator).
+gauge the function exports (names below). A function at zero instances exports nothing: without an
+activator it is brought back only by pre-warm windows or a spec change; with one, by its first request.
 """
 
 from __future__ import annotations
@@ -34,12 +41,24 @@ from datetime import datetime
 from typing import Any
 
 import kopf
+from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
+from tidal.activator.demand import held_now, new_arrivals
 from tidal.api.serverlessfunction import ServerlessFunction, ServerlessFunctionSpec
 from tidal.api.types import ObjectMeta
 from tidal.api.validation import InvalidResource, parse_spec
+from tidal.controllers.activator_routing import (
+    SERVICE_NAME_LABEL,
+    ActivatorEndpoints,
+    activator_endpoints_from_slices,
+    activator_slice_name,
+    render_activator_slice,
+    routes_to_activator,
+    wake_instances,
+)
 from tidal.controllers.conditions import set_condition
+from tidal.controllers.function_activity import TickActivity, arrivals_cursor_s, function_pool
 from tidal.controllers.serverlessfunction import (
     KIND,
     cold_starts_added,
@@ -68,6 +87,7 @@ from tidal.operator.promql import FUNCTION_IN_FLIGHT_METRIC, FUNCTION_REQUESTS_M
 from tidal.operator.settings import OperatorSettings
 from tidal.policies.guards import ObservationGuard
 from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
+from tidal.sim.serverless.observation import FunctionPoolObservation
 from tidal.policies.keepalive import (
     KeepAliveState,
     resumed,
@@ -82,6 +102,13 @@ APPLY_RETRY_MAX_FACTOR = 8
 times it (10, 20, 40, 80 s with the default 10 s): a 422 from a policy or a quota clears when a human
 fixes it, and must not be retried in a tight loop meanwhile."""
 MEMO_KEY = "tidal_keepalive_state"
+ARRIVALS_CURSOR_KEY = "tidal_activator_arrivals_cursor"
+"""The latest activator arrival the keep-alive policy has seen (wall-clock seconds)."""
+LAST_TICK_KEY = "tidal_activator_last_tick_s"
+WAKE_CURSOR_KEY = "tidal_activator_wake_cursor"
+"""The latest activator arrival the demand handler has acted on."""
+ROUTED_KEY = "tidal_activator_routed"
+"""False, or the activator addresses this operator last routed the function's Service to."""
 APPLY_FAILED = "ApplyFailed"
 """Reason of ``Degraded=True`` and of the Warning Event when applying a child failed."""
 
@@ -188,6 +215,46 @@ def load_state(clients: KubeClients, namespace: str, name: str) -> KeepAliveStat
     return state_from_dict(state_from_configmap(config_map.data))
 
 
+def read_activator_endpoints(clients: KubeClients, service: str) -> ActivatorEndpoints | None:
+    """The activator's ready addresses from its Service's EndpointSlices (``namespace/name``)."""
+    namespace, name = service.split("/", 1)
+    slices = k8s.DiscoveryV1Api(clients.api).list_namespaced_endpoint_slice(
+        namespace, label_selector=f"{SERVICE_NAME_LABEL}={name}", _request_timeout=clients.request_timeout_s
+    )
+    return activator_endpoints_from_slices([clients.api.sanitize_for_serialization(s) for s in slices.items])
+
+
+class ActivatorAddresses:
+    """The activator's addresses, read at most once per ``ttl_s`` for all functions (one list call
+    per interval, not one per function at zero). Local to one registered operator."""
+
+    def __init__(self, clients: KubeClients, service: str, ttl_s: float) -> None:
+        self._clients, self._service, self._ttl_s = clients, service, ttl_s
+        self._value: ActivatorEndpoints | None = None
+        self._read_at_s = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> ActivatorEndpoints | None:
+        async with self._lock:
+            if time.monotonic() - self._read_at_s >= self._ttl_s or self._value is None:
+                self._value = await asyncio.to_thread(read_activator_endpoints, self._clients, self._service)
+                self._read_at_s = time.monotonic()
+            return self._value
+
+
+def delete_activator_slice(clients: KubeClients, namespace: str, name: str) -> bool:
+    """Delete the function's activator EndpointSlice; False when there was none."""
+    try:
+        k8s.DiscoveryV1Api(clients.api).delete_namespaced_endpoint_slice(
+            activator_slice_name(name), namespace, _request_timeout=clients.request_timeout_s
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def _condition_true(status: Mapping[str, Any], kind: str) -> bool:
     return any(
         c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or []
@@ -213,6 +280,7 @@ def register(
     seconds so the persisted last-activity time stays meaningful across operator restarts.
     ``operator_metrics``: the operator's own /metrics series (pool ``function``), when served."""
     metrics_source = function_metrics or default_metrics_source(settings)
+    activator = settings.activator_service
     activity_window_s = settings.metrics_window_s if settings.prometheus_url else 0.0
 
     def validate(
@@ -238,7 +306,9 @@ def register(
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children")
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children")
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children")
+    # field="spec": the activator's demand annotations are handled by serverlessfunction-demand.
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-children",
+                    field="spec")
     async def apply_children(
         spec: Any,
         name: str,
@@ -342,22 +412,34 @@ def register(
             return  # the create/update/resume handler applies it
         current, ready = deployment
         metrics = await asyncio.to_thread(metrics_source, namespace, name, current, ready)
-        pool = PoolObservation(
+        pool: PoolObservation = PoolObservation(
             ready_replicas=min(ready, current),
             starting_replicas=max(0, current - ready),
             request_rate_rps=metrics.request_rate_rps,
             running_requests=metrics.running_requests,
             unobserved_replicas=metrics.unobserved_instances,
         )
-        observation = Observation(
-            wall_clock_s(), {POOL_FUNCTION: pool}, metrics_available=metrics.available
-        )
+        now_s = wall_clock_s()
         policy = ObservationGuard(policy_for(fn_spec, activity_window_s=activity_window_s))
         state = memo.get(MEMO_KEY)
         if not isinstance(state, KeepAliveState):
             state = await asyncio.to_thread(load_state, clients, namespace, name)
             if state is not None:  # a restart: never shorten a keep-alive (keepalive.resumed)
-                state = resumed(state, observation.now_s, current)
+                state = resumed(state, now_s, current)
+        if activator is not None:
+            # The activator's held arrivals since the last tick: exact arrivals for the policy.
+            annotations = dict(meta.get("annotations") or {})
+            cursor = arrivals_cursor_s(memo.get(ARRIVALS_CURSOR_KEY),
+                                       last_seen_s=state.last_seen_s if state is not None else None,
+                                       now_s=now_s, interval_s=settings.interval_s)
+            arrivals = new_arrivals(annotations, cursor)
+            activity = TickActivity(
+                arrivals_s=arrivals,
+                held=held_now(annotations, newer_than_s=memo.get(LAST_TICK_KEY, now_s - settings.interval_s)),
+            )
+            pool = function_pool(pool, activity, instances=current,
+                                 idle_since_s=state.idle_since_s if state is not None else None)
+        observation = Observation(now_s, {POOL_FUNCTION: pool}, metrics_available=metrics.available)
         started = time.perf_counter()
         decision, new_state = policy.decide(observation, state)
         latency_s = time.perf_counter() - started
@@ -369,6 +451,13 @@ def register(
         memo[MEMO_KEY] = (
             new_state  # only after it is persisted, so a failed write is retried next tick
         )
+        if activator is not None:
+            memo[ARRIVALS_CURSOR_KEY] = (
+                pool.last_arrival_s
+                if isinstance(pool, FunctionPoolObservation) and pool.last_arrival_s is not None
+                else cursor
+            )
+            memo[LAST_TICK_KEY] = now_s
         desired = decision.desired_replicas.get(POOL_FUNCTION, current)
         degraded: str | None = None
         if desired != current:
@@ -385,6 +474,8 @@ def register(
                 why = "; ".join(r.message for r in decision.reasons)
                 kopf.info(body, reason="Scaled", message=f"instances {current} -> {desired}: {why}")
                 logger.info("scaled %s/%s %d -> %d: %s", namespace, name, current, desired, why)
+        if activator is not None:
+            await route(function_of(name, namespace, fn_spec), uid, ready, memo, body, logger)
         if operator_metrics is not None:
             operator_metrics.record_tick(namespace, name, POOL_FUNCTION, desired=desired, ready=ready,
                                          observed_rps=metrics.request_rate_rps, forecast_rps=None,
@@ -406,6 +497,77 @@ def register(
         changes = _changed(previous, new_status)
         if changes:
             patch.status.update(changes)
+
+    addresses = ActivatorAddresses(clients, activator, settings.interval_s) if activator else None
+
+    async def route(fn: ServerlessFunction, uid: str, ready: int, memo: Any, body: Any, logger: Any) -> None:
+        """Route the function's Service to the activator while nothing is ready, else back (an
+        EndpointSlice applied when the activator's addresses change, deleted when an instance is
+        ready; events on each switch). A failure is logged and retried at the next tick: the
+        Service keeps its own endpoints whatever happens here."""
+        assert activator is not None and addresses is not None
+        namespace, name = fn.metadata.namespace or "", fn.metadata.name or ""
+        routed = memo.get(ROUTED_KEY)  # None: unknown (a restart); False; or the addresses applied
+        try:
+            if routes_to_activator(ready):
+                endpoints = await addresses.get()
+                if endpoints is None:
+                    logger.warning("%s/%s has no ready instance and the activator %s has no ready "
+                                   "endpoint: requests fail until one is ready", namespace, name, activator)
+                    return
+                if routed != endpoints:
+                    await asyncio.to_thread(apply_object, clients, render_activator_slice(fn, uid, endpoints),
+                                            settings.field_manager)
+                if not isinstance(routed, ActivatorEndpoints):
+                    kopf.info(body, reason="RoutedToActivator",
+                              message=f"no ready instance: Service traffic goes to the activator {activator}")
+                memo[ROUTED_KEY] = endpoints
+            elif routed is not False:
+                if await asyncio.to_thread(delete_activator_slice, clients, namespace, name):
+                    kopf.info(body, reason="RoutedToInstances",
+                              message=f"{ready} instances ready: the activator left the Service's path")
+                memo[ROUTED_KEY] = False
+        except Exception as exc:  # noqa: BLE001 - the next tick routes again
+            logger.warning("routing %s/%s through the activator: %s", namespace, name, describe_api_error(exc))
+
+    if activator is not None:
+
+        @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="serverlessfunction-demand",
+                        field="metadata.annotations")
+        async def wake(
+            spec: Any, name: str, namespace: str, uid: str, meta: Any, status: Any, body: Any,
+            memo: Any, logger: Any, **_: Any,
+        ) -> None:
+            """The activator holds requests: at zero instances start some now, not at the next tick."""
+            annotations = dict(meta.get("annotations") or {})
+            # After a restart, arrivals older than one interval are old news, not demand.
+            cursor = arrivals_cursor_s(memo.get(WAKE_CURSOR_KEY), last_seen_s=None,
+                                       now_s=wall_clock_s(), interval_s=settings.interval_s)
+            arrivals = new_arrivals(annotations, cursor)
+            if not arrivals:
+                return
+            memo[WAKE_CURSOR_KEY] = arrivals[-1]
+            try:
+                fn_spec = parse_spec(KIND, spec)
+            except InvalidResource:
+                return  # reported by the create/update handler
+            if name_problem(name) is not None or (status or {}).get("observedGeneration") != meta.get("generation"):
+                return
+            assert isinstance(fn_spec, ServerlessFunctionSpec)
+            deployment = await asyncio.to_thread(read_deployment, clients, namespace, name)
+            if deployment is None or deployment[0] > 0:
+                return  # not applied yet, or instances exist or are starting
+            held = held_now(annotations, newer_than_s=cursor)
+            desired = wake_instances(fn_spec, held)
+            fn = function_of(name, namespace, fn_spec)
+            await asyncio.to_thread(apply_object, clients, render_deployment(fn, uid, desired), settings.field_manager)
+            message = f"instances 0 -> {desired}: {held} requests held by the activator since {arrivals[0]:.3f}"
+            kopf.info(body, reason="Scaled", message=message)
+            logger.info("woke %s/%s: %s", namespace, name, message)
+            if operator_metrics is not None:
+                for _ in range(desired):
+                    operator_metrics.count_cold_start(namespace, name, POOL_FUNCTION)
+            await route(fn, uid, 0, memo, body, logger)
 
     @kopf.on.event(
         GROUP,

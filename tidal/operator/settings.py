@@ -71,6 +71,9 @@ class OperatorSettings:
     retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S
     state_save_interval_s: float = DEFAULT_STATE_SAVE_INTERVAL_S
     api_timeout_s: float = DEFAULT_API_TIMEOUT_S
+    activator_service: str | None = None
+    """``<namespace>/<name>`` of the activator's Service (docs/activator.md): while a
+    ServerlessFunction has no ready instance its Service also routes there. None: no activator."""
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -104,6 +107,13 @@ class OperatorSettings:
             )
         if self.leader_election_namespace is not None and not self.leader_identity:
             raise SettingsError("--leader-elect needs this replica's identity: set POD_NAME (the chart does)")
+        if self.activator_service is not None and (
+            self.activator_service.count("/") != 1 or not all(self.activator_service.split("/"))
+        ):
+            raise SettingsError(
+                f"--activator-service={self.activator_service!r}: must be <namespace>/<name> of the "
+                "activator's Service, e.g. tidal-system/tidal-activator"
+            )
         if self.prometheus_url is not None and not self.prometheus_url.startswith(("http://", "https://")):
             raise SettingsError(
                 f"--prometheus-url={self.prometheus_url!r}: must start with http:// or https://, "

@@ -26,7 +26,7 @@ from tidal.policies.guards import ObservationGuard
 from tidal.policies.interface import POOL_FUNCTION, Autoscaler
 from tidal.policies.utilization import UtilizationTarget
 from tidal.sim.serverless.coldstart import DEFAULT_PRESET, PRESETS, parse_cold_start
-from tidal.sim.serverless.platform import (DEFAULT_CONCURRENCY, DEFAULT_METRICS_WINDOW_S,
+from tidal.sim.serverless.platform import (DEFAULT_CONCURRENCY, DEFAULT_METRICS_WINDOW_S, ActivatorModel,
                                            DEFAULT_SLO_SLACK_S, DEFAULT_TICK_S,
                                            FunctionSimConfig, FunctionSimulation, FunctionSLO)
 from tidal.sim.serverless.report import summary_table, write_functions_report
@@ -193,6 +193,14 @@ def simulate_functions(
     slo: str = typer.Option(f"+{DEFAULT_SLO_SLACK_S:g}s", help="Latency SLO: +DURATION over "
                             "each invocation's run time, or an absolute DURATION."),
     tick: float = typer.Option(DEFAULT_TICK_S, min=0.1, help="Autoscaler tick interval (s)."),
+    activator_queue_limit: int = typer.Option(
+        ActivatorModel.queue_limit, min=1, help="Invocations the activator holds per function with no "
+        "ready instance before refusing (503); tidal activator --queue-limit."),
+    activator_timeout: float = typer.Option(
+        ActivatorModel.hold_timeout_s, min=0.001, help="Seconds an invocation is held for a ready "
+        "instance before it is refused (503); tidal activator --hold-timeout."),
+    activator: bool = typer.Option(True, help="Model the activator (docs/activator.md); "
+                                   "--no-activator: invocations wait however long it takes."),
     report: Optional[Path] = typer.Option(None, help="Write an HTML report here."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summaries as JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -209,7 +217,9 @@ def simulate_functions(
                                  "the day's 1440 minutes", param_hint="--minutes")
     config = FunctionSimConfig(concurrency=concurrency, max_instances=max_instances,
                                tick_s=tick, metrics_window_s=DEFAULT_METRICS_WINDOW_S,
-                               cold_start=model, slo=parse_slo(slo), seed=seed)
+                               cold_start=model, slo=parse_slo(slo), seed=seed,
+                               activator=ActivatorModel(activator_queue_limit, activator_timeout)
+                               if activator else None)
     policies = [parse_function_policy(p, config) for p in policy]
     workload = _load(options, functions=functions, minutes=minutes, seed=seed, warmup=warmup)
     results = []

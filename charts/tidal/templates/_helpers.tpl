@@ -89,7 +89,41 @@ The `tidal run` arguments: the contract between this chart and the operator's en
 - --metrics-port={{ .Values.ports.metrics }}
 - {{ printf "--health-bind-address=%s" .Values.bindAddress.health | quote }}
 - {{ printf "--metrics-bind-address=%s" .Values.bindAddress.metrics | quote }}
+{{- if .Values.activator.enabled }}
+- {{ printf "--activator-service=%s/%s" .Release.Namespace (include "tidal.activatorName" .) | quote }}
+{{- end }}
 {{- range .Values.operator.extraArgs }}
 - {{ . | quote }}
 {{- end }}
+{{- end }}
+
+{{/* The activator's name (Deployment, Service, ServiceAccount, PDB, roles). */}}
+{{- define "tidal.activatorName" -}}
+{{- printf "%s-activator" (include "tidal.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The activator pods' selector: a name of its own, so neither the operator's Deployment nor its
+metrics Service or PodDisruptionBudget ever selects them. */}}
+{{- define "tidal.activatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-activator" (include "tidal.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "tidal.activatorLabels" -}}
+helm.sh/chart: {{ include "tidal.chart" . }}
+{{ include "tidal.activatorSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: activator
+app.kubernetes.io/part-of: tidal
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* The `tidal activator` arguments (docs/activator.md). */}}
+{{- define "tidal.activatorArgs" -}}
+- activator
+- --port={{ .Values.activator.port }}
+- --queue-limit={{ .Values.activator.queueLimit }}
+- --hold-timeout={{ .Values.activator.holdTimeoutSeconds }}
+- --retry-after={{ .Values.activator.retryAfterSeconds }}
+- --log-level={{ .Values.activator.logLevel }}
 {{- end }}

@@ -10,6 +10,7 @@ Each entry:
              events     - like namespaced, plus the release namespace: kopf posts events about
                           cluster-scoped objects into the operator's own namespace
              lease      - the release namespace only (a Role of its own): the leader-election Lease
+             release    - the release namespace only (a Role of its own): the activator's endpoints
   why        what the operator does with it; `admission:` marks a grant no API call uses but an
              admission plugin checks (the RBAC test must exclude those from "unused" checks)
   apiGroups, resources, verbs: as in a PolicyRule (exact names, never "*")
@@ -102,6 +103,18 @@ KopfPeering in watched namespaces. Every verb here is one the operator was seen 
   apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+{{- if .Values.activator.enabled }}
+- scope: namespaced
+  why: while a ServerlessFunction has no ready instance, an EndpointSlice adds the activator to its Service (server-side applied; deleted once an instance is ready)
+  apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["create", "patch", "delete"]
+- scope: release
+  why: the activator's own addresses, from its Service's EndpointSlices in the release namespace
+  apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list"]
+{{- end }}
 {{- if .Values.leaderElection.enabled }}
 - scope: lease
   why: leader election, one replica holds the Lease tidal-operator and reconciles, the others wait (tidal/operator/leader.py)

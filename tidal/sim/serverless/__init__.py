@@ -17,6 +17,7 @@ from tidal.sim.serverless.coldstart import (
 )
 from tidal.sim.serverless.observation import FunctionPoolObservation
 from tidal.sim.serverless.platform import (
+    ActivatorModel,
     FunctionSimConfig,
     FunctionSimResult,
     FunctionSimulation,
@@ -25,6 +26,7 @@ from tidal.sim.serverless.platform import (
 from tidal.sim.serverless.workload import FunctionWorkload, load_workload, workload_from_trace
 
 __all__ = [
+    "ActivatorModel",
     "HUAWEI_R1",
     "HUAWEI_R2",
     "FunctionColdStartModel",

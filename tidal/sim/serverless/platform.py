@@ -8,6 +8,14 @@ cold-start time); if the function is at ``max_instances`` it queues FIFO for
 the next free slot. An instance that runs nothing is idle; the decision below
 says when idle instances go.
 
+The activator (:class:`ActivatorModel`, on by default as in a cluster installed with it,
+docs/activator.md): an invocation that arrives while its function has no *ready* instance is
+held by the activator, so its wait is the instance's remaining start time. Beyond
+``queue_limit`` held invocations of one function it is refused at once (503, counted as
+``rejected_queue_full``); one still held ``hold_timeout_s`` after it arrived is refused then
+(``rejected_timeout``). A refused invocation never runs and misses its SLO. ``activator=None``
+models a platform without one (every invocation waits however long it takes).
+
 At every tick (``tick_s``, HPA's 15 s as in ``tidal.sim.runner``) the runner
 builds a :class:`FunctionPoolObservation` per function (pool ``"function"``),
 calls ``autoscaler.decide(observation, state)`` with that function's own state
@@ -44,6 +52,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tidal.activator.settings import HOLD_TIMEOUT_S, QUEUE_LIMIT
 from tidal.policies.baselines.keepalive_fixed import DETAIL_IDLE_TIMEOUT_S
 from tidal.policies.interface import POOL_FUNCTION, Autoscaler, Observation
 from tidal.sim.serverless.coldstart import HUAWEI_R1, FunctionColdStartModel
@@ -101,6 +110,24 @@ class FunctionSLO:
                 else f"latency <= run time + {self.slack_s:g} s")
 
 
+REJECTED_QUEUE_FULL, REJECTED_TIMEOUT = 1, 2
+"""Codes in ``FunctionSimResult.invocations["rejected"]`` (0: served)."""
+
+
+@dataclass(frozen=True)
+class ActivatorModel:
+    """The activator's limits, with the defaults of ``tidal activator`` (tidal/activator/settings.py)."""
+
+    queue_limit: int = QUEUE_LIMIT
+    hold_timeout_s: float = HOLD_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.queue_limit < 1:
+            raise ValueError(f"activator queue_limit must be >= 1, got {self.queue_limit}")
+        if not self.hold_timeout_s > 0:
+            raise ValueError(f"activator hold_timeout_s must be > 0, got {self.hold_timeout_s}")
+
+
 @dataclass(frozen=True)
 class FunctionSimConfig:
     concurrency: int = DEFAULT_CONCURRENCY
@@ -110,6 +137,7 @@ class FunctionSimConfig:
     cold_start: FunctionColdStartModel = HUAWEI_R1
     slo: FunctionSLO = FunctionSLO()
     seed: int = 0
+    activator: ActivatorModel | None = ActivatorModel()
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -209,6 +237,8 @@ class FunctionSimulation:
         self.finish_s = [math.nan] * n
         self.cold = [False] * n
         self.triggered = [False] * n
+        self.held = [False] * n
+        self.rejected = [0] * n
         self.instance_of = [-1] * n
         self.instances: list[_Instance] = []
         self._heap: list[tuple] = []
@@ -317,6 +347,12 @@ class FunctionSimulation:
             inst = fn.free[-1] if c == 1 else max(fn.free, key=lambda x: (x.active, x.id))
             self._start(k, inst, t, cold=False)
             return
+        activator = self.cfg.activator
+        if activator is not None and fn.n_ready == 0:
+            if fn.waiting >= activator.queue_limit:
+                self._reject(k, REJECTED_QUEUE_FULL)
+                return
+            self.held[k] = True
         fn.waiting += 1
         if fn.starting_free:
             inst = fn.starting_free[-1]
@@ -328,6 +364,20 @@ class FunctionSimulation:
             self._reserve(inst, k)
             return
         fn.queue.append(k)
+
+    def _reject(self, k: int, code: int) -> None:
+        """The activator refuses invocation ``k`` (503): it never runs."""
+        self.rejected[k] = code
+        self.cold[k] = False
+        self._finished += 1
+
+    def _timed_out(self, k: int, t: float) -> bool:
+        """Whether held invocation ``k`` was refused before it could start at ``t``."""
+        activator = self.cfg.activator
+        if activator is None or not self.held[k] or t - self._arrival[k] <= activator.hold_timeout_s:
+            return False
+        self._reject(k, REJECTED_TIMEOUT)
+        return True
 
     def _reserve(self, inst: _Instance, k: int) -> None:
         inst.reserved += 1
@@ -362,10 +412,12 @@ class FunctionSimulation:
         self._finished += 1
         fn.running -= 1
         inst.active -= 1
-        if fn.queue:
+        while fn.queue:
             fn.waiting -= 1
-            self._start(fn.queue.popleft(), inst, t, cold=False)
-            return
+            queued = fn.queue.popleft()
+            if not self._timed_out(queued, t):
+                self._start(queued, inst, t, cold=False)
+                return
         self._settle(inst, t)
         if fn.running == 0 and fn.waiting == 0:
             fn.idle_since_s = t
@@ -403,11 +455,16 @@ class FunctionSimulation:
         pending, inst.pending = inst.pending, []
         for k in pending:
             fn.waiting -= 1
-            self._start(k, inst, t, cold=True)
+            if not self._timed_out(k, t):
+                self._start(k, inst, t, cold=True)
         while fn.queue and inst.active < self.cfg.concurrency:
             fn.waiting -= 1
-            self._start(fn.queue.popleft(), inst, t, cold=False)
+            queued = fn.queue.popleft()
+            if not self._timed_out(queued, t):
+                self._start(queued, inst, t, cold=False)
         self._settle(inst, t)
+        if fn.running == 0 and fn.waiting == 0 and fn.idle_since_s is None:
+            fn.idle_since_s = t  # every held invocation timed out: idle again
 
     def _maybe_expire(self, inst: _Instance, t: float) -> None:
         """Apply the platform's idle timeout to an idle instance (no-op without one)."""

@@ -56,6 +56,9 @@ def build_result(sim: "FunctionSimulation", end_s: float, wall_s: float) -> "Fun
     start = np.asarray(sim.start_s, dtype=float)
     finish = np.asarray(sim.finish_s, dtype=float)
     cold = np.asarray(sim.cold, dtype=bool)
+    rejected = np.asarray(sim.rejected, dtype=np.int64)
+    held = np.asarray(sim.held, dtype=bool)
+    served = rejected == 0
     wait = start - arrival
     latency = finish - arrival
     met = latency <= cfg.slo.targets(duration) + 1e-9
@@ -80,7 +83,9 @@ def build_result(sim: "FunctionSimulation", end_s: float, wall_s: float) -> "Fun
     colds = np.bincount(m_fidx, weights=m_cold.astype(float), minlength=n_fn)
     invoked = calls > 0
     fn_ratio = colds[invoked] / calls[invoked]
-    m_wait, m_latency = wait[measured], latency[measured]
+    m_served = served[measured]
+    m_wait, m_latency = wait[measured][m_served], latency[measured][m_served]
+    m_held_wait = wait[measured & held & served]
     n = int(measured.sum())
     busy_s = (np.clip(finish, wl.measure_from_s, wl.horizon_s)
               - np.clip(start, wl.measure_from_s, wl.horizon_s))
@@ -105,7 +110,13 @@ def build_result(sim: "FunctionSimulation", end_s: float, wall_s: float) -> "Fun
         "latency_p99_s": _pct(m_latency, 0.99),
         "wait_p50_s": _pct(m_wait, 0.5),
         "wait_p99_s": _pct(m_wait, 0.99),
-        "cold_wait_mean_s": float(m_wait[m_cold].mean()) if m_cold.any() else None,
+        "cold_wait_mean_s": (float(wait[measured & cold & served].mean())
+                             if (cold & measured & served).any() else None),
+        "activator_held": int((held & measured).sum()),
+        "activator_wait_p50_s": _pct(m_held_wait, 0.5),
+        "activator_wait_p99_s": _pct(m_held_wait, 0.99),
+        "rejected_queue_full": int(np.sum(measured & (rejected == 1))),
+        "rejected_timeout": int(np.sum(measured & (rejected == 2))),
         "slo_attainment": float(met[measured].mean()) if n else None,
         "instance_starts": int(started_in_window.sum()),
         "prewarm_starts": int((prewarm & started_in_window).sum()),
@@ -124,6 +135,7 @@ def build_result(sim: "FunctionSimulation", end_s: float, wall_s: float) -> "Fun
                    "start_s": start, "finish_s": finish, "wait_s": wait, "latency_s": latency,
                    "cold": cold, "triggered_start": np.asarray(sim.triggered, dtype=bool),
                    "instance": np.asarray(sim.instance_of, dtype=np.int64), "met_slo": met,
+                   "held": held, "rejected": rejected,
                    "measured": measured}
     # lifetime_s / idle_s: inside the measured window (see the module docstring).
     instances = {"function_index": inst_fn, "created_s": created, "ready_s": ready,
