@@ -176,3 +176,9 @@ def test_the_prewarm_lead_is_never_negative_nor_shorter_than_a_forecast_step(sta
             assert wd.forecast.horizon_s >= max(interval, 60.0) > 0
             assert wd.cold_start_s is None or wd.forecast.horizon_s >= wd.cold_start_s >= 0
     assert forecasts > 0, "the property was checked on at least one forecast"
+
+
+def test_every_reason_for_a_pool_is_kept() -> None:
+    wd, _ = decide_workload(_md(), _obs(0.0, _busy(running_requests=-1.0)), None)
+    codes = [r.code for r in wd.decision.reasons if r.pool == "unified"]
+    assert codes[0] == "slo-goodput" and "hold-invalid-metrics" in codes, codes

@@ -261,13 +261,14 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
     accelerator = observation.accelerators.get(preference[0]) if preference else None
     seen = _policy_observation(md, pools, observation, forecast)
     out = decide_pools(md, pools, seen, state, accelerator, delay_s)
-    by_pool = {r.pool: r for r in out.reasons if r.pool is not None}
     general = [r for r in out.reasons if r.pool is None]
     desired, reasons, limits = {}, [], []
     for pool, bounds in pools.items():
         obs = seen.pools[pool]
         want = out.desired[pool]
-        reason = by_pool.get(pool, Reason(md.spec.autoscaling.policy, f"{want} replica(s)", pool))
+        mine = [r for r in out.reasons if r.pool == pool] or [Reason(md.spec.autoscaling.policy,
+                                                                     f"{want} replica(s)", pool)]
+        reason, extra = mine[0], mine[1:]
         if obs.current_replicas == 0 and want == 0:
             want, reason = _at_zero(pool, bounds, obs, want, reason)
         want, reason, pending = _pending_guard(pool, obs, want, reason)
@@ -277,7 +278,7 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
             limits.append(Reason(REASON_MAX_REACHED, f"pool {pool}: wants more than maxReplicas={bounds.max_replicas}",
                                  pool))
         desired[pool] = want
-        reasons.append(reason)
+        reasons += [reason, *extra]
     return desired, reasons + general, limits
 
 
