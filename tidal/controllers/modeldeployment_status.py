@@ -175,6 +175,7 @@ def capacity_condition(limits: Sequence[Reason], replicas: Mapping[str, PoolRepl
         return ConditionValue(CAPACITY_LIMITED, "False", "CapacityAvailable", "desired replicas can be placed")
     codes = {r.code for r in limits}
     reason = ("AcceleratorClassMissing" if codes & {"no-accelerator-class", "accelerator-missing"}
+              else "NoClassMeetsSLO" if "accelerator-cannot-meet-slo" in codes
               else "FairShareCapped" if "fair-share-cap" in codes
               else "MaxReplicasReached" if "max-replicas" in codes else "PodsPending")
     return ConditionValue(CAPACITY_LIMITED, "True", reason, "; ".join(messages))

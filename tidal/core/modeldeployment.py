@@ -52,6 +52,7 @@ from tidal.policies.interface import (
 )
 from tidal.policies.placement import place, preference_order
 from tidal.core.grant import cap_to_grant
+from tidal.core.placement import feasible_preference, planner_mix
 from tidal.core.policies import decide_pools
 from tidal.predictors.coldstart import StartContext, StartPhases
 from tidal.predictors.pauses import SessionPausePredictor
@@ -327,7 +328,9 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     state = state if state is not None else CoreState()
     pools = pools_of(md)
     allowed = md.spec.placement.accelerator_classes
-    preference = preference_order(allowed, observation.accelerators, md.spec.placement.strategy)
+    ordered = preference_order(allowed, observation.accelerators, md.spec.placement.strategy)
+    preference, unfit = feasible_preference(md, observation.accelerators, ordered, planner_mix(state))
+    none_fit = bool(ordered) and len(unfit) == len(ordered)
     learned = _learn_starts(md, observation.starts, state)
     cold = _cold_start_s(md, state, preference)
     forecast = _forecast(md, state, observation, cold)
@@ -339,6 +342,8 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     missing = [n for n in allowed if n not in observation.accelerators]
     if missing:
         limits.append(missing_classes_limit(missing))
+    if none_fit:
+        limits.extend(unfit)  # no allowed class can meet the SLO: CapacityLimited
     override = split_override(md.spec.replicas, pools) if md.spec.replicas is not None else None
     if override is not None:
         for pool in pools:
@@ -357,6 +362,8 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     if capped is not None:
         reasons.append(capped)
         limits.append(capped)
+    if not none_fit:
+        reasons.extend(unfit)  # classes left out while others serve: said, not a capacity limit
 
     by_child: dict[ChildKey, int] = {}
     changes: list[tuple[ChildKey, int, int]] = []

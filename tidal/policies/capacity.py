@@ -258,6 +258,14 @@ def goodput(role: str, profile: PerformanceProfile, mix: RequestMix, slo: SLOTar
     return Goodput(lo, limit)
 
 
+def idle_violation(role: str, profile: PerformanceProfile, mix: RequestMix, slo: SLOTargets) -> str | None:
+    """What keeps one idle ``role`` replica from meeting ``slo`` for ``mix`` (``None``: nothing): the
+    weights leave no KV cache, or a lone request already misses a target. No replica count helps then."""
+    if profile.kv_capacity_tokens() <= 0:
+        return LIMIT_KV
+    return _violation(LATENCY_MODELS[role](profile, mix, 0.0, Correction(), slo.percentile), slo, profile)
+
+
 def replicas_needed(load_rps: float, goodput_rps: float) -> float:
     """``ceil(load / goodput)``, unbounded: ``inf`` when there is load and no goodput."""
     if load_rps <= 0:
