@@ -36,7 +36,7 @@ NAMESPACED = {
 EVENTS = {("", "events"): ("create",)}
 CLUSTER = {
     ("tidal.dev", "acceleratorclasses"): ("get",) + R,
-    ("tidal.dev", "fairsharepolicies"): ("list",),
+    ("tidal.dev", "fairsharepolicies"): ("list", "watch"),
     ("tidal.dev", "acceleratorclasses/status"): ("patch",),
     ("tidal.dev", "fairsharepolicies/status"): ("patch",),
     ("", "nodes"): ("list",),

@@ -42,10 +42,10 @@ KopfPeering in watched namespaces. Every verb here is one the operator was seen 
   resources: ["acceleratorclasses"]
   verbs: ["get", "list", "watch"]
 - scope: cluster
-  why: fair-share policies are listed every tick
+  why: fair-share policies are listed every tick and watched for the grants that cap ModelDeployments
   apiGroups: ["tidal.dev"]
   resources: ["fairsharepolicies"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 - scope: cluster
   why: the operator writes AcceleratorClass and FairSharePolicy status (grants, deficits, fairness)
   apiGroups: ["tidal.dev"]
