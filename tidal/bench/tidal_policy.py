@@ -64,6 +64,4 @@ def tidal_autoscaler(config: SimConfig, min_replicas: int, max_replicas: int,
     (e.g. ``predictor="holt-winters"``, ``prewarm=False``). It runs at the operator's tick."""
     md, acc = bench_manifests(config, min_replicas, max_replicas, autoscaling)
     wl = prepare(md, {BENCH_CLASS: acc}, hardware=config.accelerator, model=config.model)
-    shell = ModelDeploymentAutoscaler(wl, DEFAULT_INTERVAL_S)
-    shell.tick_s = DEFAULT_INTERVAL_S
-    return shell
+    return ModelDeploymentAutoscaler(wl, DEFAULT_INTERVAL_S)

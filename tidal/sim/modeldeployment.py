@@ -163,6 +163,12 @@ class ModelDeploymentAutoscaler:
         self.wl = wl
         self.interval_s = interval_s
 
+    @property
+    def tick_s(self) -> float:
+        """The operator's tick interval: shells that honour a policy's own period (``tidal bench``)
+        run the core at it."""
+        return self.interval_s
+
     def observation(self, observation: Observation) -> Observation:
         """The observation the operator would build for the same cluster state."""
         cls = self.wl.accelerator_class
