@@ -10,7 +10,7 @@ PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
 # e2e: the operator against the real cluster KUBECONFIG names (kind, k3d...); see docs/operator.md.
-.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-policies clean
+.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-policies bench-kv-ttl clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ e2e: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/tidal crds
 
-bench: bench-forecast bench-sim bench-functions bench-operator bench-policies
+bench: bench-forecast bench-sim bench-functions bench-operator bench-policies bench-kv-ttl
 
 bench-forecast: $(STAMP)
 	$(BIN)/python bench/forecast.py
@@ -57,6 +57,10 @@ bench-functions: $(STAMP)
 
 bench-operator: $(STAMP)
 	$(BIN)/python bench/operator_fleet.py
+
+# KV-cache TTL: tidal's ttl: auto against LRU, fixed TTLs and the oracle (docs/bench.md, "KV-cache TTL").
+bench-kv-ttl: $(STAMP)
+	$(BIN)/python bench/kv_ttl.py --engine
 
 # Every policy against static-peak and the clairvoyant oracle on the real traces (docs/bench.md);
 # tables, CSVs and bench.html land in reports/bench.
