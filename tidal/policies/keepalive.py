@@ -492,7 +492,10 @@ class KeepAlivePolicy:
     the function up to the learned tail. ``cold_start_s`` starts pre-warming that much early.
     ``cold_start_cost_gb_s`` prices a cold start for the cost-chosen windows (None: the paper's
     percentiles); ``few_samples_keep_alive_s`` is the keep-alive while learning (None: the
-    paper's 4 h); ``memory_mb`` sizes an instance when the observation does not say.
+    paper's 4 h); ``memory_mb`` sizes an instance when the observation does not say;
+    ``head_percentile`` / ``tail_percentile`` are the paper's pre-warm and keep-alive percentiles
+    (the tail is used only without ``cold_start_cost_gb_s``; bench/keepalive_pareto.py sweeps both
+    policies' knobs).
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -507,6 +510,8 @@ class KeepAlivePolicy:
     cold_start_cost_gb_s: float | None = COLD_START_COST_GB_S
     few_samples_keep_alive_s: float | None = DEFAULT_KEEP_ALIVE_S
     memory_mb: float = 0.0
+    head_percentile: float = HEAD_PERCENTILE
+    tail_percentile: float = TAIL_PERCENTILE
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -519,6 +524,8 @@ class KeepAlivePolicy:
             )
         if self.keep_alive_s is not None and self.keep_alive_s < 0:
             raise ValueError("keep_alive_s (spec.keepAlive) must be >= 0")
+        if not 0 <= self.head_percentile <= self.tail_percentile <= 100:
+            raise ValueError("need 0 <= head_percentile <= tail_percentile <= 100")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
         if (
@@ -565,6 +572,8 @@ class KeepAlivePolicy:
         """The windows this policy learns from ``histogram`` (cached in the state)."""
         return keepalive_window(
             histogram,
+            head_percentile=self.head_percentile,
+            tail_percentile=self.tail_percentile,
             cold_start_cost_s=self.cold_start_cost_s(memory_mb),
             few_samples_keep_alive_s=self.few_samples_keep_alive_s,
             hold_s=self.stable_window_s,
