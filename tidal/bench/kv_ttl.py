@@ -133,12 +133,19 @@ class TidalChooser:
         parent = self.graph.parent.get(rid)
         if parent is not None and parent in self._ends:
             category = getattr(req, "tool", None) if self.per_category else None
-            pause = max(0.0, req.arrival_s - self._ends[parent])
-            self.predictor.observe(now_s, pause, category)
-            self._seen[category] = self._seen.get(category, 0) + 1
+            self.learn(now_s, max(0.0, req.arrival_s - self._ends[parent]), category)
         self._ends[rid] = now_s
         category = self.graph.next_tool.get(rid) if self.per_category else None
         return self.choice(category).ttl_s or None
+
+    def last_ttls_s(self) -> dict[str, float]:
+        """The TTL last chosen per category."""
+        return {str(k): v[1].ttl_s for k, v in self._choices.items()}
+
+    def learn(self, now_s: float, pause_s: float, category: str | None) -> None:
+        """One pause of ``category`` known at ``now_s`` (``math.inf``: longer than any TTL)."""
+        self.predictor.observe(now_s, min(pause_s, MAX_PAUSE_S), category)
+        self._seen[category] = self._seen.get(category, 0) + 1
 
     def choice(self, category: str | None) -> KVTTLChoice:
         seen = self._seen.get(category, 0)
@@ -378,9 +385,7 @@ def account_suite(requests: Sequence[LLMRequest], parents: Mapping[int, int], se
         return (e.next_tool or NO_TOOL) if per_category else None
 
     def tidal_learn(now_s: float, e: TurnEnd, pause_s: float) -> None:
-        category = category_of(e)
-        tidal.predictor.observe(now_s, min(pause_s, MAX_PAUSE_S), category)
-        tidal._seen[category] = tidal._seen.get(category, 0) + 1
+        tidal.learn(now_s, pause_s, category_of(e))
 
     def tidal_ttl(e: TurnEnd) -> float:
         return tidal.choice(category_of(e)).ttl_s
@@ -422,7 +427,7 @@ def account_suite(requests: Sequence[LLMRequest], parents: Mapping[int, int], se
         row["of_oracle"] = row["net_benefit_tokens"] / oracle if oracle > 0 else math.nan
     info = {"turn_ends": len(ends), "returning_turns": sum(e.next_id is not None for e in ends),
             "break_even_hold_s": 1.0 / price,
-            "tidal_ttls_s": {str(k): v[1].ttl_s for k, v in tidal._choices.items()}}
+            "tidal_ttls_s": tidal.last_ttls_s()}
     return rows, info
 
 
