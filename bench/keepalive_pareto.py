@@ -32,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tidal.bench.pareto import below_at_budgets, front
 from tidal.policies.guards import ObservationGuard
 from tidal.policies.keepalive import COLD_START_COST_GB_S, KeepAlivePolicy
 from tidal.sim.functions_command import parse_function_policy
@@ -67,30 +68,6 @@ def run_point(args: tuple[str, float, dict[str, Any]]) -> dict[str, Any]:
             "cold_start_ratio": s["cold_start_ratio"], "cold_starts": s["cold_starts"],
             "invocations": s["invocations"], "idle_gb_s": s["wasted_gb_hours"] * 3600.0,
             "gb_hours": s["gb_hours"], "wall_s": result.wall_s}
-
-
-def front(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Points no other point beats on both idle GB-s and cold-start fraction, by idle memory."""
-    ordered = sorted(points, key=lambda p: (p["idle_gb_s"], p["cold_start_ratio"]))
-    out: list[dict[str, Any]] = []
-    for p in ordered:
-        if not out or p["cold_start_ratio"] < out[-1]["cold_start_ratio"]:
-            out.append(p)
-    return out
-
-
-def dominance(tidal: list[dict[str, Any]], hybrid: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """For each point of the hybrid's front: tidal's fewest cold starts within its idle memory."""
-    rows = []
-    for h in hybrid:
-        within = [t for t in tidal if t["idle_gb_s"] <= h["idle_gb_s"]]
-        best = min(within, key=lambda t: t["cold_start_ratio"]) if within else None
-        rows.append({"hybrid": h["name"], "budget_idle_gb_s": h["idle_gb_s"],
-                     "hybrid_cold_start_ratio": h["cold_start_ratio"],
-                     "tidal": best["name"] if best else None,
-                     "tidal_cold_start_ratio": best["cold_start_ratio"] if best else None,
-                     "below": best is not None and best["cold_start_ratio"] < h["cold_start_ratio"]})
-    return rows
 
 
 def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]]]) -> bytes:
@@ -129,9 +106,9 @@ def html_report(png: bytes, points: list[dict[str, Any]], rows: list[dict[str, A
 
     pts = "".join(tr([p["name"], f"{100 * p['cold_start_ratio']:.3f} %", f"{p['cold_starts']:,}",
                       f"{p['idle_gb_s'] / 1e6:.3f}", f"{p['gb_hours']:,.0f}"]) for p in points)
-    dom = "".join(tr([r["hybrid"], f"{r['budget_idle_gb_s'] / 1e6:.3f}",
-                      f"{100 * r['hybrid_cold_start_ratio']:.3f} %", str(r["tidal"]),
-                      "-" if r["tidal_cold_start_ratio"] is None else f"{100 * r['tidal_cold_start_ratio']:.3f} %",
+    dom = "".join(tr([r["reference"], f"{r['budget_idle_gb_s'] / 1e6:.3f}",
+                      f"{100 * r['reference_cold_start_ratio']:.3f} %", str(r["candidate"]),
+                      "-" if r["candidate_cold_start_ratio"] is None else f"{100 * r['candidate_cold_start_ratio']:.3f} %",
                       "yes" if r["below"] else "no"]) for r in rows)
     img = base64.b64encode(png).decode()
     return (f"<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1>"
@@ -165,7 +142,7 @@ def main() -> int:
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         points = list(pool.map(run_point, jobs))
     fronts = {f: front([p for p in points if p["family"] == f]) for f in ("tidal", "hybrid")}
-    rows = dominance([p for p in points if p["family"] == "tidal"], fronts["hybrid"])
+    rows = below_at_budgets([p for p in points if p["family"] == "tidal"], fronts["hybrid"])
     title = (f"Keep-alive Pareto: {args.functions} functions, {args.minutes} min from minute {args.start} "
              f"after {args.warmup} min warm-up, seed {args.seed}")
     print(f"{title} ({time.perf_counter() - t0:.0f} s)")
@@ -174,9 +151,9 @@ def main() -> int:
               f"idle {p['idle_gb_s'] / 1e6:.3f} M GB-s, {p['gb_hours']:,.0f} GB-h")
     below = all(r["below"] for r in rows)
     for r in rows:
-        tc = r["tidal_cold_start_ratio"]
-        print(f"budget {r['budget_idle_gb_s'] / 1e6:.3f} M GB-s: hybrid {100 * r['hybrid_cold_start_ratio']:.3f} %, "
-              f"tidal {'-' if tc is None else f'{100 * tc:.3f} %'} ({r['tidal']}) -> {'below' if r['below'] else 'NOT below'}")
+        tc = r["candidate_cold_start_ratio"]
+        print(f"budget {r['budget_idle_gb_s'] / 1e6:.3f} M GB-s: hybrid {100 * r['reference_cold_start_ratio']:.3f} %, "
+              f"tidal {'-' if tc is None else f'{100 * tc:.3f} %'} ({r['candidate']}) -> {'below' if r['below'] else 'NOT below'}")
     print(f"tidal's front below the hybrid's at every budget on it: {'yes' if below else 'no'}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
