@@ -41,7 +41,8 @@ from tidal.sim.traces import TraceNotFoundError
 
 HYBRID_TAIL_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9)
 """The hybrid policy's keep-alive percentile (the paper's is 99)."""
-TIDAL_COLD_START_COSTS_GB_S = tuple(COLD_START_COST_GB_S * f for f in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0))
+TIDAL_COLD_START_COSTS_GB_S = tuple(COLD_START_COST_GB_S * f for f in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0,
+                                                                        16.0, 32.0))
 """tidal's price of a cold start, around its default of 750 GB-s."""
 
 
@@ -52,6 +53,10 @@ def build(family: str, knob: float, config: FunctionSimConfig) -> ObservationGua
     if family == "hybrid":
         policy = dataclasses.replace(inner, cold_start_cost_gb_s=None, few_samples_keep_alive_s=None,
                                      tail_percentile=knob, name=f"hybrid-p{knob:g}")
+    elif family == "tidal-fixed-floor":
+        # The learning-period floor stays at 10 minutes whatever the cold-start price.
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_follows_cost=False,
+                                     name=f"fixedfloor-{knob:g}GBs")
     else:
         policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, name=f"tidal-{knob:g}GBs")
     return ObservationGuard(policy)
@@ -77,9 +82,11 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = {"tidal": "tab:blue", "hybrid": "tab:orange"}
+    colours = {"tidal": "tab:blue", "hybrid": "tab:orange", "tidal-fixed-floor": "tab:gray"}
     for family, colour in colours.items():
         pts = [p for p in points if p["family"] == family]
+        if not pts:
+            continue
         ax.scatter([p["idle_gb_s"] / 1e6 for p in pts], [100 * p["cold_start_ratio"] for p in pts],
                    color=colour, alpha=0.5, label=f"{family} (every setting)")
         f = fronts[family]
@@ -129,6 +136,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="reports/keepalive-pareto")
+    parser.add_argument("--only", help="run only FAMILY:KNOB,... (e.g. tidal:12000) and merge them "
+                        "into the --out folder's pareto.json")
     args = parser.parse_args()
     opts = {k: getattr(args, k) for k in ("functions", "minutes", "start", "warmup", "seed")}
     try:
@@ -138,10 +147,20 @@ def main() -> int:
         return 0
     jobs = [("hybrid", p, opts) for p in HYBRID_TAIL_PERCENTILES]
     jobs += [("tidal", c, opts) for c in TIDAL_COLD_START_COSTS_GB_S]
+    out = Path(args.out)
+    earlier: list[dict[str, Any]] = []
+    if args.only:
+        jobs = [(f, float(k), opts) for f, _, k in (item.partition(":") for item in args.only.split(","))]
+        if (out / "pareto.json").exists():
+            saved = json.loads((out / "pareto.json").read_text(encoding="utf-8"))
+            if saved["options"] == opts:
+                done = {(f, k) for f, k, _ in jobs}
+                earlier = [p for p in saved["points"] if (p["family"], p["knob"]) not in done]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        points = list(pool.map(run_point, jobs))
-    fronts = {f: front([p for p in points if p["family"] == f]) for f in ("tidal", "hybrid")}
+        points = earlier + list(pool.map(run_point, jobs))
+    points.sort(key=lambda p: (p["family"], p["knob"]))
+    fronts = {f: front([p for p in points if p["family"] == f]) for f in sorted({p["family"] for p in points})}
     rows = below_at_budgets([p for p in points if p["family"] == "tidal"], fronts["hybrid"])
     title = (f"Keep-alive Pareto: {args.functions} functions, {args.minutes} min from minute {args.start} "
              f"after {args.warmup} min warm-up, seed {args.seed}")
@@ -155,7 +174,6 @@ def main() -> int:
         print(f"budget {r['budget_idle_gb_s'] / 1e6:.3f} M GB-s: hybrid {100 * r['reference_cold_start_ratio']:.3f} %, "
               f"tidal {'-' if tc is None else f'{100 * tc:.3f} %'} ({r['candidate']}) -> {'below' if r['below'] else 'NOT below'}")
     print(f"tidal's front below the hybrid's at every budget on it: {'yes' if below else 'no'}")
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     png = plot_png(points, fronts)
     (out / "pareto.png").write_bytes(png)

@@ -495,7 +495,8 @@ class KeepAlivePolicy:
     paper's 4 h); ``memory_mb`` sizes an instance when the observation does not say;
     ``head_percentile`` / ``tail_percentile`` are the paper's pre-warm and keep-alive percentiles
     (the tail is used only without ``cold_start_cost_gb_s``; bench/keepalive_pareto.py sweeps both
-    policies' knobs).
+    policies' knobs); ``learning_follows_cost`` scales the keep-alive while learning with the
+    cold-start price (:meth:`learning_keep_alive_s`; unchanged at the default price).
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -512,6 +513,7 @@ class KeepAlivePolicy:
     memory_mb: float = 0.0
     head_percentile: float = HEAD_PERCENTILE
     tail_percentile: float = TAIL_PERCENTILE
+    learning_follows_cost: bool = True
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -575,14 +577,28 @@ class KeepAlivePolicy:
             head_percentile=self.head_percentile,
             tail_percentile=self.tail_percentile,
             cold_start_cost_s=self.cold_start_cost_s(memory_mb),
-            few_samples_keep_alive_s=self.few_samples_keep_alive_s,
+            few_samples_keep_alive_s=self.learning_keep_alive_s(),
             hold_s=self.stable_window_s,
         )
 
-    def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
-        """``learned``, but never ending before ``few_samples_keep_alive_s`` until the histogram
-        holds :data:`TRUST_SAMPLES` idle times from at least :data:`TRUST_HISTORY_S` of watching."""
+    def learning_keep_alive_s(self) -> float | None:
+        """The keep-alive while the idle times are not known yet (None: the paper's 4 h range).
+
+        ``few_samples_keep_alive_s`` at the default cold-start price; with ``learning_follows_cost``
+        scaled with ``cold_start_cost_gb_s`` (at most the histogram's range): the ski-rental
+        break-even of the reference instance, which is the 10-minute platform default at 750 GB-s.
+        A dearer cold start is worth holding an instance longer also before its idle times are
+        known; without this the cost knob moves only the learned windows and rarely invoked
+        functions keep cold-starting at every price (bench/keepalive_pareto.py)."""
         floor_s = self.few_samples_keep_alive_s
+        if floor_s is None or self.cold_start_cost_gb_s is None or not self.learning_follows_cost:
+            return floor_s
+        return min(floor_s * self.cold_start_cost_gb_s / COLD_START_COST_GB_S, HISTOGRAM_RANGE_S)
+
+    def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
+        """``learned``, but never ending before :meth:`learning_keep_alive_s` until the histogram
+        holds :data:`TRUST_SAMPLES` idle times from at least :data:`TRUST_HISTORY_S` of watching."""
+        floor_s = self.learning_keep_alive_s()
         if floor_s is None or learned.end_s >= floor_s:
             return learned
         watched_s = 0.0
