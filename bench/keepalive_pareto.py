@@ -7,13 +7,16 @@ minute 240 after a 4 h warm-up, seed 0) on the serverless simulator under each k
   rank (``KeepAlivePolicy(cold_start_cost_gb_s=None, few_samples_keep_alive_s=None)``), sweeping
   its keep-alive (tail) percentile; the head percentile stays the paper's 5;
 * ``tidal``: tidal's ``auto`` (the same class with its defaults), sweeping the price of a cold
-  start in GB-seconds of idle memory (``cold_start_cost_gb_s``, default 750);
+  start in GB-seconds of idle memory (``cold_start_cost_gb_s``, default 750), with the keep-alive
+  while learning following the price (``learning_follows_cost``, the default);
+* ``tidal-fixed-floor``: the same with the keep-alive while learning held at 10 minutes
+  (``learning_follows_cost=False``), the other end of tidal's second knob;
 
 each behind the ObservationGuard both shells use, and writes every point (cold-start fraction of
-invocations, idle GB-seconds = wasted GB-hours x 3600, total GB-hours), both Pareto fronts, and
-whether tidal's front lies below the hybrid's at every idle-memory budget on the hybrid's front
-(tidal's fewest cold starts within that budget < the hybrid's), as JSON and an HTML report with a
-PNG plot.
+invocations, idle GB-seconds = wasted GB-hours x 3600, total GB-hours), the Pareto front of each
+family and of tidal over all its settings, and whether tidal's front lies below the hybrid's at
+every idle-memory budget on the hybrid's front (tidal's fewest cold starts within that budget <
+the hybrid's), as JSON and an HTML report with a PNG plot.
 
     .venv/bin/python bench/keepalive_pareto.py [--functions 500] [--minutes 60] [--start 240]
         [--warmup 240] [--seed 0] [--workers 2] [--out reports/keepalive-pareto]
@@ -39,11 +42,14 @@ from tidal.sim.functions_command import parse_function_policy
 from tidal.sim.serverless import FunctionSimConfig, FunctionSimulation, load_workload
 from tidal.sim.traces import TraceNotFoundError
 
-HYBRID_TAIL_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9)
+HYBRID_TAIL_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 100.0)
 """The hybrid policy's keep-alive percentile (the paper's is 99)."""
 TIDAL_COLD_START_COSTS_GB_S = tuple(COLD_START_COST_GB_S * f for f in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0,
                                                                         16.0, 32.0))
 """tidal's price of a cold start, around its default of 750 GB-s."""
+FIXED_FLOOR_COLD_START_COSTS_GB_S = (3000.0, 6000.0, 12000.0, 16000.0, 24000.0, 48000.0)
+"""Prices for the fixed-floor variant (below 3000 GB-s it is within 1 % of ``tidal``)."""
+TIDAL = "tidal (every setting)"
 
 
 def build(family: str, knob: float, config: FunctionSimConfig) -> ObservationGuard:
@@ -89,9 +95,10 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
             continue
         ax.scatter([p["idle_gb_s"] / 1e6 for p in pts], [100 * p["cold_start_ratio"] for p in pts],
                    color=colour, alpha=0.5, label=f"{family} (every setting)")
-        f = fronts[family]
-        ax.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
-                color=colour, marker="o", label=f"{family} front")
+        if family != "tidal-fixed-floor":
+            f = fronts[TIDAL if family == "tidal" else family]
+            ax.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
+                    color=colour, marker="o", label=f"{'tidal, every setting' if family == 'tidal' else family} front")
         for p in pts:
             ax.annotate(p["name"].split("-", 1)[1], (p["idle_gb_s"] / 1e6, 100 * p["cold_start_ratio"]),
                         fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -136,6 +143,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="reports/keepalive-pareto")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rebuild the report from the --out folder's pareto.json")
     parser.add_argument("--only", help="run only FAMILY:KNOB,... (e.g. tidal:12000) and merge them "
                         "into the --out folder's pareto.json")
     args = parser.parse_args()
@@ -147,6 +156,7 @@ def main() -> int:
         return 0
     jobs = [("hybrid", p, opts) for p in HYBRID_TAIL_PERCENTILES]
     jobs += [("tidal", c, opts) for c in TIDAL_COLD_START_COSTS_GB_S]
+    jobs += [("tidal-fixed-floor", c, opts) for c in FIXED_FLOOR_COLD_START_COSTS_GB_S]
     out = Path(args.out)
     earlier: list[dict[str, Any]] = []
     if args.only:
@@ -156,14 +166,19 @@ def main() -> int:
             if saved["options"] == opts:
                 done = {(f, k) for f, k, _ in jobs}
                 earlier = [p for p in saved["points"] if (p["family"], p["knob"]) not in done]
+    if args.render:
+        saved = json.loads((out / "pareto.json").read_text(encoding="utf-8"))
+        jobs, earlier, opts = [], saved["points"], saved["options"]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         points = earlier + list(pool.map(run_point, jobs))
     points.sort(key=lambda p: (p["family"], p["knob"]))
     fronts = {f: front([p for p in points if p["family"] == f]) for f in sorted({p["family"] for p in points})}
-    rows = below_at_budgets([p for p in points if p["family"] == "tidal"], fronts["hybrid"])
-    title = (f"Keep-alive Pareto: {args.functions} functions, {args.minutes} min from minute {args.start} "
-             f"after {args.warmup} min warm-up, seed {args.seed}")
+    tidal_points = [p for p in points if p["family"].startswith("tidal")]
+    fronts[TIDAL] = front(tidal_points)
+    rows = below_at_budgets(tidal_points, fronts["hybrid"])
+    title = (f"Keep-alive Pareto: {opts['functions']} functions, {opts['minutes']} min from minute "
+             f"{opts['start']} after {opts['warmup']} min warm-up, seed {opts['seed']}")
     print(f"{title} ({time.perf_counter() - t0:.0f} s)")
     for p in points:
         print(f"{p['name']:>18}: cold {100 * p['cold_start_ratio']:.3f} % ({p['cold_starts']:,}), "
