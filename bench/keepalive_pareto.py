@@ -10,7 +10,8 @@ minute 240 after a 4 h warm-up, seed 0) on the serverless simulator under each k
   start in GB-seconds of idle memory (``cold_start_cost_gb_s``, default 750), with the keep-alive
   while learning following the price (``learning_follows_cost``, the default);
 * ``tidal-fixed-floor``: the same with the keep-alive while learning held at 10 minutes
-  (``learning_follows_cost=False``), the other end of tidal's second knob;
+  (``learning_follows_cost=False``), and ``tidal-floor-4h`` with it at the hybrid's 4 h range
+  (``few_samples_keep_alive_s``): tidal's second knob;
 
 each behind the ObservationGuard both shells use, and writes every point (cold-start fraction of
 invocations, idle GB-seconds = wasted GB-hours x 3600, total GB-hours), the Pareto front of each
@@ -37,7 +38,7 @@ from typing import Any
 
 from tidal.bench.pareto import below_at_budgets, front
 from tidal.policies.guards import ObservationGuard
-from tidal.policies.keepalive import COLD_START_COST_GB_S, KeepAlivePolicy
+from tidal.policies.keepalive import COLD_START_COST_GB_S, HISTOGRAM_RANGE_S, KeepAlivePolicy
 from tidal.sim.functions_command import parse_function_policy
 from tidal.sim.serverless import FunctionSimConfig, FunctionSimulation, load_workload
 from tidal.sim.traces import TraceNotFoundError
@@ -49,6 +50,8 @@ TIDAL_COLD_START_COSTS_GB_S = tuple(COLD_START_COST_GB_S * f for f in (0.125, 0.
 """tidal's price of a cold start, around its default of 750 GB-s."""
 FIXED_FLOOR_COLD_START_COSTS_GB_S = (3000.0, 6000.0, 12000.0, 16000.0, 24000.0, 48000.0)
 """Prices for the fixed-floor variant (below 3000 GB-s it is within 1 % of ``tidal``)."""
+FLOOR_4H_COLD_START_COSTS_GB_S = (1500.0, 3000.0, 6000.0, 12000.0)
+"""Prices with the keep-alive while learning at the hybrid's 4 h range."""
 TIDAL = "tidal (every setting)"
 
 
@@ -63,6 +66,11 @@ def build(family: str, knob: float, config: FunctionSimConfig) -> ObservationGua
         # The learning-period floor stays at 10 minutes whatever the cold-start price.
         policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_follows_cost=False,
                                      name=f"fixedfloor-{knob:g}GBs")
+    elif family == "tidal-floor-4h":
+        # The keep-alive while learning at the hybrid's 4 h range, the price of a cold start swept.
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_follows_cost=False,
+                                     few_samples_keep_alive_s=HISTOGRAM_RANGE_S,
+                                     name=f"floor4h-{knob:g}GBs")
     else:
         policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, name=f"tidal-{knob:g}GBs")
     return ObservationGuard(policy)
@@ -87,21 +95,25 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = {"tidal": "tab:blue", "hybrid": "tab:orange", "tidal-fixed-floor": "tab:gray"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = {"tidal": "tab:blue", "hybrid": "tab:orange", "tidal-fixed-floor": "tab:gray",
+               "tidal-floor-4h": "tab:green"}
     for family, colour in colours.items():
         pts = [p for p in points if p["family"] == family]
         if not pts:
             continue
         ax.scatter([p["idle_gb_s"] / 1e6 for p in pts], [100 * p["cold_start_ratio"] for p in pts],
                    color=colour, alpha=0.5, label=f"{family} (every setting)")
-        if family != "tidal-fixed-floor":
+        if family in ("tidal", "hybrid"):
             f = fronts[TIDAL if family == "tidal" else family]
             ax.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
                     color=colour, marker="o", label=f"{'tidal, every setting' if family == 'tidal' else family} front")
-        for p in pts:
-            ax.annotate(p["name"].split("-", 1)[1], (p["idle_gb_s"] / 1e6, 100 * p["cold_start_ratio"]),
-                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+    on_front = {id(p) for f in (fronts[TIDAL], fronts.get("hybrid", [])) for p in f}
+    for p in points:
+        if id(p) in on_front:
+            ax.annotate(p["name"], (p["idle_gb_s"] / 1e6, 100 * p["cold_start_ratio"]),
+                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_yscale("log")
     ax.set_xlabel("idle memory (million GB-seconds)")
     ax.set_ylabel("cold starts (% of invocations)")
     ax.set_title("Keep-alive Pareto fronts (lower left is better)")
@@ -157,6 +169,7 @@ def main() -> int:
     jobs = [("hybrid", p, opts) for p in HYBRID_TAIL_PERCENTILES]
     jobs += [("tidal", c, opts) for c in TIDAL_COLD_START_COSTS_GB_S]
     jobs += [("tidal-fixed-floor", c, opts) for c in FIXED_FLOOR_COLD_START_COSTS_GB_S]
+    jobs += [("tidal-floor-4h", c, opts) for c in FLOOR_4H_COLD_START_COSTS_GB_S]
     out = Path(args.out)
     earlier: list[dict[str, Any]] = []
     if args.only:
@@ -176,14 +189,14 @@ def main() -> int:
     fronts = {f: front([p for p in points if p["family"] == f]) for f in sorted({p["family"] for p in points})}
     tidal_points = [p for p in points if p["family"].startswith("tidal")]
     fronts[TIDAL] = front(tidal_points)
-    rows = below_at_budgets(tidal_points, fronts["hybrid"])
+    rows = below_at_budgets(tidal_points, fronts.get("hybrid", []))
     title = (f"Keep-alive Pareto: {opts['functions']} functions, {opts['minutes']} min from minute "
              f"{opts['start']} after {opts['warmup']} min warm-up, seed {opts['seed']}")
     print(f"{title} ({time.perf_counter() - t0:.0f} s)")
     for p in points:
         print(f"{p['name']:>18}: cold {100 * p['cold_start_ratio']:.3f} % ({p['cold_starts']:,}), "
               f"idle {p['idle_gb_s'] / 1e6:.3f} M GB-s, {p['gb_hours']:,.0f} GB-h")
-    below = all(r["below"] for r in rows)
+    below = bool(rows) and all(r["below"] for r in rows)
     for r in rows:
         tc = r["candidate_cold_start_ratio"]
         print(f"budget {r['budget_idle_gb_s'] / 1e6:.3f} M GB-s: hybrid {100 * r['reference_cold_start_ratio']:.3f} %, "
