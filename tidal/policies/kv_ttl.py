@@ -118,8 +118,7 @@ def _curves(cdf: PauseCDF, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     f = np.array([min(1.0, max(0.0, float(cdf(t)))) for t in grid])
     f = np.maximum.accumulate(f)  # a CDF never decreases; guard against a sloppy one
     survival = 1.0 - f
-    # Below the first positive point the survival is at most 1 and at least its value there.
-    steps = np.diff(grid) * (survival[:-1] + survival[1:]) / 2.0
+    steps = np.diff(grid) * (survival[:-1] + survival[1:]) / 2.0  # trapezoids of P(X > t)
     held = np.concatenate([[0.0], np.cumsum(steps)])
     return f, held
 
