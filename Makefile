@@ -10,7 +10,7 @@ PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
 # e2e: the operator against the real cluster KUBECONFIG names (kind, k3d...); see docs/operator.md.
-.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator clean
+.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator bench-kv-ttl bench-keepalive-pareto clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ e2e: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/tidal crds
 
-bench: bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator
+bench: bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator bench-kv-ttl
 
 bench-forecast: $(STAMP)
 	$(BIN)/python bench/forecast.py
@@ -63,6 +63,14 @@ bench-operator: $(STAMP)
 
 bench-decision: $(STAMP)
 	$(BIN)/python bench/decision.py
+
+# KV-cache TTL: tidal's ttl: auto against LRU, fixed TTLs and the oracle (docs/bench.md, "KV-cache TTL").
+bench-kv-ttl: $(STAMP)
+	$(BIN)/python bench/kv_ttl.py --engine
+
+# Keep-alive Pareto fronts, tidal's auto against the hybrid histogram policy (docs/bench.md); ~30 min.
+bench-keepalive-pareto: $(STAMP)
+	$(BIN)/python bench/keepalive_pareto.py --out reports/keepalive-pareto
 
 # Every policy against static-peak and the clairvoyant oracle on the real traces (docs/bench.md);
 # tables, CSVs and bench.html land in reports/bench.

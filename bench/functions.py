@@ -20,6 +20,7 @@ import resource
 import sys
 import time
 
+from tidal.policies.guards import ObservationGuard
 from tidal.policies.interface import Autoscaler
 from tidal.policies.keepalive import KeepAlivePolicy
 from tidal.sim.functions_command import parse_function_policy
@@ -39,10 +40,10 @@ def build_policy(spec: str, config: FunctionSimConfig) -> Autoscaler:
     if spec != PAPER:
         return parse_function_policy(spec, config)
     auto = parse_function_policy("auto", config)
-    assert isinstance(auto, KeepAlivePolicy)
-    return dataclasses.replace(auto, cold_start_cost_gb_s=None,
-                               few_samples_keep_alive_s=None,
-                               name=PAPER)
+    inner = getattr(auto, "inner", auto)  # behind the ObservationGuard both shells use
+    assert isinstance(inner, KeepAlivePolicy)
+    return ObservationGuard(dataclasses.replace(inner, cold_start_cost_gb_s=None,
+                                                few_samples_keep_alive_s=None, name=PAPER))
 
 
 def main() -> int:

@@ -18,6 +18,7 @@ from tidal.api.modeldeployment import ModelDeployment
 from tidal.controllers.modeldeployment import ChildKey
 from tidal.controllers.workload_state import WorkloadState, decode_state, encode_state
 from tidal.core.modeldeployment import decide_workload, kv_ttl_seconds, split_override
+from tidal.predictors.pauses import SessionPausePredictor
 from tidal.core.state import CoreState
 from tidal.policies.interface import AcceleratorProfile, Observation, PoolObservation, ReplicaStart
 
@@ -215,7 +216,14 @@ def test_cold_start_is_learnt_once_per_replica_and_forecast_kv_ttl_are_reported(
     assert wd.forecast is not None and wd.forecast.lower_rps <= wd.forecast.rps <= wd.forecast.upper_rps
     assert wd.decision.forecast_rps == wd.forecast.rps
     assert wd.forecast.horizon_s == pytest.approx(max(60.0, wd.cold_start_s))
-    assert wd.kv_ttl_s == kv_ttl_seconds(md) and wd.kv_ttl_s is not None and wd.kv_ttl_s > 0
+    # auto, before any pause is learnt: the prior's pauses (median 30 s) outlast the default 10 s
+    # break-even hold, so no pin is worth its memory (tidal/policies/kv_ttl.py).
+    assert wd.kv_ttl_s == kv_ttl_seconds(md) == 0.0
+    short = SessionPausePredictor()
+    for i in range(100):
+        short.observe(float(i), 1.0 + 0.1 * (i % 10))
+    assert 1.9 <= kv_ttl_seconds(md, short) <= 10.0
+    assert kv_ttl_seconds(_md(kvCache={"ttl": "auto", "maxTTL": "1s"}), short) <= 1.0
     assert kv_ttl_seconds(_md(kvCache={"ttl": "off"})) is None
     assert kv_ttl_seconds(_md(kvCache={"ttl": "45s"})) == 45.0
 

@@ -588,3 +588,25 @@ def test_a_restart_never_shortens_a_keep_alive() -> None:
     assert decision.desired_replicas[POOL_FUNCTION] == 3
     assert tick(995.0, 0.0, 3, after)[0].desired_replicas[POOL_FUNCTION] == 3
     assert tick(1005.0, 0.0, 3, after)[0].desired_replicas[POOL_FUNCTION] == 0  # one keep-alive after the restart
+
+
+def test_the_papers_tail_percentile_is_a_knob() -> None:
+    # 95 idle times of 2 minutes and 5 of 3 hours: p99 keeps through the long ones, p90 does not.
+    hist = histogram_of([120.0] * 95 + [3 * 3600.0] * 5)
+    paper = KeepAlivePolicy(cold_start_cost_gb_s=None, few_samples_keep_alive_s=None)
+    shorter = KeepAlivePolicy(cold_start_cost_gb_s=None, few_samples_keep_alive_s=None, tail_percentile=90.0)
+    assert paper.learn(hist).end_s > 3 * 3600.0 > shorter.learn(hist).end_s
+    with pytest.raises(ValueError, match="tail_percentile"):
+        KeepAlivePolicy(head_percentile=50.0, tail_percentile=10.0)
+
+
+def test_the_keep_alive_while_learning_follows_the_cold_start_price() -> None:
+    default = KeepAlivePolicy()
+    assert default.learning_keep_alive_s() == 600.0  # the platforms' 10 minutes at 750 GB-s
+    assert KeepAlivePolicy(cold_start_cost_gb_s=1500.0).learning_keep_alive_s() == 1200.0
+    assert KeepAlivePolicy(cold_start_cost_gb_s=1e9).learning_keep_alive_s() == HISTOGRAM_RANGE_S
+    assert KeepAlivePolicy(cold_start_cost_gb_s=1500.0, learning_follows_cost=False).learning_keep_alive_s() == 600.0
+    assert KeepAlivePolicy(cold_start_cost_gb_s=None, few_samples_keep_alive_s=None).learning_keep_alive_s() is None
+    # Too few idle times: the window is the keep-alive while learning.
+    few = histogram_of([60.0, 90.0])
+    assert KeepAlivePolicy(cold_start_cost_gb_s=3000.0).learn(few).end_s == 2400.0

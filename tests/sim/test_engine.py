@@ -152,6 +152,32 @@ def test_session_ttl_pins_prefix_against_lru_eviction() -> None:
     assert run(600.0) == 2048
 
 
+def test_per_turn_ttl_chooser_pins_and_counts_pinned_memory_seconds() -> None:
+    # The chooser sees each finished turn; the pin lasts until the next turn references the KV.
+    seen: list[tuple[int, float]] = []
+
+    def choose(req, now_s):
+        seen.append((req.request_id, now_s))
+        return 600.0 if req.request_id == 0 else None
+
+    rec = Recorder()
+    engine = Engine(0, PERF, 20_000, rec, EngineConfig(session_kv_ttl_fn=choose))
+    reqs = [LLMRequest(0.0, 2100, 4, hash_ids=(1, 2, 3, 4), session_id=1, request_id=0)]
+    reqs += [LLMRequest(1.0 + i, 2100, 4, hash_ids=(1000 + 4 * i, 1001 + 4 * i, 1002 + 4 * i, 1003 + 4 * i),
+                        session_id=None, request_id=1 + i) for i in range(12)]
+    reqs.append(LLMRequest(30.0, 2100, 4, hash_ids=(1, 2, 3, 4), session_id=1, request_id=99))
+    drive(engine, reqs, check=kv_check)
+    assert {s.req.request_id: s.cached_tokens for s, _ in rec.finished}[99] == 2048
+    assert [rid for rid, _ in seen] == [0, 99]  # only session turns, once each, when they finish
+    end_0 = seen[0][1]
+    cache = engine.prefix_cache
+    assert cache is not None
+    cache.close_pins(1e9)
+    # four 512-token entries pinned from turn 0's end until turn 99 references them (~30 s)
+    blocks = 4 * cache.kv_blocks_per_entry
+    assert cache.pinned_block_s == pytest.approx(blocks * (30.0 - end_0), rel=0.05)
+
+
 # -- engine limits per engine version and GPU ------------------------------------------------
 @pytest.mark.parametrize("accel,batched,seqs", [
     ("H100-80GB", 8192, 1024),   # >= 70 GiB and not an A100: vLLM V1's large defaults

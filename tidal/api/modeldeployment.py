@@ -19,6 +19,10 @@ DEFAULT_SCALE_DOWN_DELAY = "5m"
 """Kubernetes HPA: --horizontal-pod-autoscaler-downscale-stabilization defaults to 5 minutes."""
 DEFAULT_SCALE_TO_ZERO_AFTER = "5m"
 """KEDA ScaledObject: cooldownPeriod defaults to 300 seconds before scaling to zero."""
+DEFAULT_KV_MAX_TTL = "5m"
+"""Longest ``kvCache.ttl: auto``: the lifetime hosted prompt caches give a cached prefix without use
+(Anthropic prompt caching: 5 minutes, refreshed on each hit; OpenAI prompt caching: 5-10 minutes of
+inactivity), so a session idle longer is not expected to find its KV on any serving stack."""
 DEFAULT_ENGINE_PORT = 8000
 """vLLM's OpenAI-compatible server listens on port 8000 by default."""
 MAX_NAME_LENGTH = 40
@@ -212,6 +216,8 @@ class KVCacheSpec(ApiModel):
 
     ttl: str = Field(default="auto", pattern=r"^(auto|off|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$", max_length=32)
     """``auto`` (learned from session pauses), ``off``, or a fixed duration such as ``30s``."""
+    max_ttl: Duration = Field(default=DEFAULT_KV_MAX_TTL, alias="maxTTL")
+    """Longest TTL ``auto`` may choose (a fixed ``ttl`` is used as written). Default: the 5-minute lifetime of hosted prompt caches (Anthropic, OpenAI)."""
 
 
 class TenantSpec(ApiModel):

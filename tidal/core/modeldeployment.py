@@ -33,7 +33,6 @@ from tidal.api.types import parse_duration_s, parse_quantity_bytes
 from tidal.controllers.modeldeployment import ChildKey, pools_of
 from tidal.core.state import CoreState, ForecastView
 from tidal.policies.defaults import (
-    AUTO_KV_TTL_QUANTILE,
     COLD_START_QUANTILE,
     DTYPE_BYTES,
     FORECAST_QUANTILES,
@@ -50,6 +49,7 @@ from tidal.policies.interface import (
     Reason,
     ReplicaStart,
 )
+from tidal.policies.kv_ttl import auto_ttl, deployment_price_per_s
 from tidal.policies.placement import place, preference_order
 from tidal.core.grant import cap_to_grant
 from tidal.core.placement import feasible_preference, planner_mix
@@ -116,20 +116,29 @@ def model_size_gb(md: ModelDeployment) -> float:
     return model.parameters_billions * DTYPE_BYTES[model.dtype]
 
 
-@lru_cache(maxsize=1)
-def _prior_pause_median_s() -> float:
-    return round(SessionPausePredictor().quantile(AUTO_KV_TTL_QUANTILE), KV_TTL_DECIMALS)
-
-
-def kv_ttl_seconds(md: ModelDeployment) -> float | None:
-    """``off`` -> None; a duration -> it; ``auto`` -> the session-pause predictor's median (its prior:
-    nothing observes session pauses yet)."""
+def kv_ttl_seconds(md: ModelDeployment, pauses: SessionPausePredictor | None = None,
+                   accelerator: AcceleratorProfile | None = None) -> float | None:
+    """``off`` -> None; a duration -> it; ``auto`` -> the TTL that maximises re-prefill work saved
+    minus KV memory held (tidal/policies/kv_ttl.py), from ``pauses`` (the session-pause predictor's
+    learned distribution; its prior when None) on ``accelerator`` (the default break-even hold when
+    None), bounded by ``kvCache.maxTTL``; 0 when no pin is worth its memory."""
     ttl = md.spec.kv_cache.ttl
     if ttl == "off":
         return None
-    if ttl == "auto":
-        return _prior_pause_median_s()
-    return parse_duration_s(ttl)
+    if ttl != "auto":
+        return parse_duration_s(ttl)
+    max_ttl_s = parse_duration_s(md.spec.kv_cache.max_ttl)
+    if pauses is None and accelerator is None:
+        return _prior_auto_ttl_s(max_ttl_s)
+    gpus = next(iter(pools_of(md).values())).gpus_per_replica
+    price = deployment_price_per_s(md.spec.model, accelerator, gpus)
+    return round(auto_ttl(max_ttl_s, price, pauses).ttl_s, KV_TTL_DECIMALS)
+
+
+@lru_cache(maxsize=16)
+def _prior_auto_ttl_s(max_ttl_s: float) -> float:
+    """``auto`` before any pause is learnt and without an accelerator: a constant per maxTTL."""
+    return round(auto_ttl(max_ttl_s, deployment_price_per_s()).ttl_s, KV_TTL_DECIMALS)
 
 
 def missing_classes_limit(missing: list[str]) -> Reason:

@@ -55,9 +55,27 @@ DTYPE_BYTES = {"float16": 2.0, "bfloat16": 2.0, "fp8": 1.0, "int8": 1.0, "int4":
 
 # --- KV-cache TTL ----------------------------------------------------------------------------------------
 
-AUTO_KV_TTL_QUANTILE = 0.5
-"""``kvCache.ttl: auto`` keeps KV for the median session pause ("as long as pauses usually last").
-Nothing observes session pauses yet, so this is the pause predictor's prior median
-(tidal/predictors/pauses.py PRIOR_MEDIAN_S)."""
+KV_BREAK_EVEN_HOLD_S = 10.0
+"""Seconds of holding one token's KV that cost a replica as much as re-prefilling it
+(tidal/policies/kv_ttl.py ``break_even_hold_s``: KV capacity x prefill time per token), used when
+the ModelDeployment's accelerator is unknown. From tidal/policies/profile.py: Llama-3.1-8B on one
+H100 holds ~0.4 M tokens and prefills one in ~23 us (9 s); 70B on four H100s ~20 s. The order of
+the short tool calls Continuum pins for (Li et al., arXiv:2511.02230: milliseconds to tens of
+seconds)."""
+KV_MEMORY_PRESSURE = 1.0
+"""Fraction of the time KV memory limits the running batch, which prices holding KV. 1 (tidal's
+choice, conservative): pinned KV is never counted as free, so ``ttl: auto`` never over-holds on a
+busy replica; a shell that measures pressure may pass less."""
+KV_TTL_MAX_PINNED_FRACTION = 0.5
+"""At most half of a replica's KV capacity pinned for sessions between turns in expectation
+(tidal's choice): running batches keep at least the other half."""
+KV_TTL_MIN_NET_BENEFIT = 0.01
+"""A TTL must save more than 1 % of a re-prefill per turn (net of the memory held) to be worth
+pinning at all; below that ``ttl: auto`` is 0 (tidal's choice: the estimate's own noise)."""
+KV_TTL_MIN_S = 0.05
+"""Shortest TTL candidate, 50 ms: below the pause predictor's 0.1 s resolution
+(tidal/predictors/pauses.py MIN_PAUSE_S) and the scheduling step of an engine."""
+KV_TTL_GRID_POINTS = 400
+"""Log-spaced TTL candidates between 50 ms and a day: 64 per factor of 10, steps of 3.7 %."""
 KV_TTL_DECIMALS = 1
 """The TTL is reported and rendered to 0.1 s."""

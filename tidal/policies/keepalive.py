@@ -492,7 +492,11 @@ class KeepAlivePolicy:
     the function up to the learned tail. ``cold_start_s`` starts pre-warming that much early.
     ``cold_start_cost_gb_s`` prices a cold start for the cost-chosen windows (None: the paper's
     percentiles); ``few_samples_keep_alive_s`` is the keep-alive while learning (None: the
-    paper's 4 h); ``memory_mb`` sizes an instance when the observation does not say.
+    paper's 4 h); ``memory_mb`` sizes an instance when the observation does not say;
+    ``head_percentile`` / ``tail_percentile`` are the paper's pre-warm and keep-alive percentiles
+    (the tail is used only without ``cold_start_cost_gb_s``; bench/keepalive_pareto.py sweeps both
+    policies' knobs); ``learning_follows_cost`` scales the keep-alive while learning with the
+    cold-start price (:meth:`learning_keep_alive_s`; unchanged at the default price).
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -507,6 +511,9 @@ class KeepAlivePolicy:
     cold_start_cost_gb_s: float | None = COLD_START_COST_GB_S
     few_samples_keep_alive_s: float | None = DEFAULT_KEEP_ALIVE_S
     memory_mb: float = 0.0
+    head_percentile: float = HEAD_PERCENTILE
+    tail_percentile: float = TAIL_PERCENTILE
+    learning_follows_cost: bool = True
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -519,6 +526,8 @@ class KeepAlivePolicy:
             )
         if self.keep_alive_s is not None and self.keep_alive_s < 0:
             raise ValueError("keep_alive_s (spec.keepAlive) must be >= 0")
+        if not 0 <= self.head_percentile <= self.tail_percentile <= 100:
+            raise ValueError("need 0 <= head_percentile <= tail_percentile <= 100")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
         if (
@@ -565,15 +574,31 @@ class KeepAlivePolicy:
         """The windows this policy learns from ``histogram`` (cached in the state)."""
         return keepalive_window(
             histogram,
+            head_percentile=self.head_percentile,
+            tail_percentile=self.tail_percentile,
             cold_start_cost_s=self.cold_start_cost_s(memory_mb),
-            few_samples_keep_alive_s=self.few_samples_keep_alive_s,
+            few_samples_keep_alive_s=self.learning_keep_alive_s(),
             hold_s=self.stable_window_s,
         )
 
-    def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
-        """``learned``, but never ending before ``few_samples_keep_alive_s`` until the histogram
-        holds :data:`TRUST_SAMPLES` idle times from at least :data:`TRUST_HISTORY_S` of watching."""
+    def learning_keep_alive_s(self) -> float | None:
+        """The keep-alive while the idle times are not known yet (None: the paper's 4 h range).
+
+        ``few_samples_keep_alive_s`` at the default cold-start price; with ``learning_follows_cost``
+        scaled with ``cold_start_cost_gb_s`` (at most the histogram's range): the ski-rental
+        break-even of the reference instance, which is the 10-minute platform default at 750 GB-s.
+        A dearer cold start is worth holding an instance longer also before its idle times are
+        known; without this the cost knob moves only the learned windows and rarely invoked
+        functions keep cold-starting at every price (bench/keepalive_pareto.py)."""
         floor_s = self.few_samples_keep_alive_s
+        if floor_s is None or self.cold_start_cost_gb_s is None or not self.learning_follows_cost:
+            return floor_s
+        return min(floor_s * self.cold_start_cost_gb_s / COLD_START_COST_GB_S, HISTOGRAM_RANGE_S)
+
+    def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
+        """``learned``, but never ending before :meth:`learning_keep_alive_s` until the histogram
+        holds :data:`TRUST_SAMPLES` idle times from at least :data:`TRUST_HISTORY_S` of watching."""
+        floor_s = self.learning_keep_alive_s()
         if floor_s is None or learned.end_s >= floor_s:
             return learned
         watched_s = 0.0

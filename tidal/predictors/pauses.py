@@ -12,6 +12,7 @@ overall distribution, which in turn is shrunk towards a broad prior.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,22 @@ class SessionPausePredictor:
         p = self.distribution(category)
         c = np.concatenate([[0.0], np.cumsum(p)])
         return float(min(1.0, np.interp(math.log(min(x_s, MAX_PAUSE_S)), _LOG_EDGES, c)))
+
+    def cdf_function(self, category: str | None = None) -> Callable[[float], float]:
+        """``cdf`` for one category, with the distribution computed once (for callers that
+        evaluate it at many points, as the KV-TTL policy does)."""
+        c = np.concatenate([[0.0], np.cumsum(self.distribution(category))])
+
+        def cdf(x_s: float) -> float:
+            if x_s < MIN_PAUSE_S:
+                return 0.0
+            return float(min(1.0, np.interp(math.log(min(x_s, MAX_PAUSE_S)), _LOG_EDGES, c)))
+
+        return cdf
+
+    def categories(self) -> tuple[str, ...]:
+        """Categories with a histogram of their own."""
+        return tuple(self._cat)
 
     def quantile(self, q: float, category: str | None = None) -> float:
         if not 0 < q < 1:

@@ -175,6 +175,10 @@ class EngineConfig:
     prefix_block_tokens: int = MOONCAKE_HASH_BLOCK_TOKENS
     # Per-session KV pin after a turn ends (None: plain LRU). Set by a KV-TTL policy.
     session_kv_ttl_s: float | None = None
+    session_kv_ttl_fn: Callable[[RequestLike, float], float | None] | None = None
+    """Per-turn pin chooser ``(finished request, now_s) -> TTL seconds`` (None or 0: no pin),
+    called when a session's turn finishes; replaces ``session_kv_ttl_s`` there (the KV-TTL bench
+    runs a policy, fixed TTLs and the oracle through it)."""
     engine_speed: float = 1.0
     """The simulated engine's speed relative to its performance model: every iteration (and the
     per-step overhead) takes ``1 / engine_speed`` as long. Below 1 the engine is slower than the
@@ -354,11 +358,15 @@ class Engine:
             self.peak_blocks_used = self.blocks_used
         return True
 
-    def _release(self, seq: Sequence, now_s: float) -> None:
+    def _release(self, seq: Sequence, now_s: float, finished: bool = False) -> None:
         self.own_blocks_used -= seq.own_blocks
         seq.own_blocks = 0
         if seq.shared_refs and self.prefix_cache is not None:
-            ttl = self.cfg.session_kv_ttl_s if seq.req.session_id is not None else None
+            ttl = None
+            if seq.req.session_id is not None:
+                choose = self.cfg.session_kv_ttl_fn
+                ttl = (choose(seq.req, now_s) if finished and choose is not None
+                       else None if choose is not None else self.cfg.session_kv_ttl_s)
             self.prefix_cache.release(seq.shared_refs, now_s, ttl)
         seq.shared_refs = ()
 
@@ -376,11 +384,11 @@ class Engine:
     def _cacheable_blocks(self, seq: Sequence) -> int:
         return min(len(seq.req.hash_ids), seq.prompt_tokens // self.cfg.prefix_block_tokens)
 
-    def _admit_prefix(self, seq: Sequence) -> None:
+    def _admit_prefix(self, seq: Sequence, now_s: float) -> None:
         if self.prefix_cache is None or not seq.req.hash_ids or seq.computed > 0:
             return
         n = self._cacheable_blocks(seq)
-        hit = self.prefix_cache.match_and_reference(seq.req.hash_ids, n)
+        hit = self.prefix_cache.match_and_reference(seq.req.hash_ids, n, now_s)
         if hit:
             seq.shared_refs = tuple(seq.req.hash_ids[:hit])
             # vLLM recomputes the last prompt token even on a full hit (it needs its logits)
@@ -459,7 +467,7 @@ class Engine:
         plan: list[tuple[Sequence, int]] = []
         while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
-            self._admit_prefix(seq)
+            self._admit_prefix(seq, now_s)
             if seq.in_prefill:
                 need = seq.prefill_target - seq.computed
                 if whole and need > budget and plan:
@@ -642,7 +650,7 @@ class Engine:
 
     def _complete(self, seq: Sequence, now_s: float) -> None:
         self.running.remove(seq)
-        self._release(seq, now_s)
+        self._release(seq, now_s, finished=True)
         seq.finish_s = now_s
         self.listener.on_finish(seq, now_s)
 

@@ -11,6 +11,9 @@ just loses the pin.
 
 Memory is counted in engine KV blocks; every entry holds
 ``block_tokens // kv_block_tokens`` of them whether referenced or not.
+``pinned_block_s`` integrates the blocks held only because of a pin: from the
+release that pinned an entry until the pin expires, the entry is referenced
+again, or it is evicted (the KV memory-seconds a TTL policy costs).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ MOONCAKE_HASH_BLOCK_TOKENS = 512  # Mooncake trace README: one hash id per 512-t
 class _Entry:
     refs: int = 0
     pinned_until_s: float = float("-inf")
+    pinned_since_s: float | None = None  # start of the pin being accounted, if any
 
 
 class PrefixCache:
@@ -40,6 +44,19 @@ class PrefixCache:
         self.lookups_blocks = 0
         self.evictions = 0
         self.pinned_evictions = 0
+        self.pinned_block_s = 0.0
+
+    def _close_pin(self, entry: _Entry, now_s: float) -> None:
+        """Account the pinned time of ``entry`` up to ``now_s`` (or its expiry) and end it."""
+        if entry.pinned_since_s is not None:
+            end = min(now_s, entry.pinned_until_s)
+            self.pinned_block_s += max(0.0, end - entry.pinned_since_s) * self.kv_blocks_per_entry
+            entry.pinned_since_s = None
+
+    def close_pins(self, now_s: float) -> None:
+        """Account every open pin up to ``now_s`` (end of a replay)."""
+        for entry in self._entries.values():
+            self._close_pin(entry, now_s)
 
     @property
     def blocks(self) -> int:
@@ -57,7 +74,8 @@ class PrefixCache:
     def __contains__(self, hash_id: int) -> bool:
         return hash_id in self._entries
 
-    def match_and_reference(self, hash_ids: tuple[int, ...], max_blocks: int) -> int:
+    def match_and_reference(self, hash_ids: tuple[int, ...], max_blocks: int,
+                            now_s: float = float("inf")) -> int:
         """Reference the longest cached prefix of ``hash_ids[:max_blocks]``; return its length."""
         hit = 0
         for h in hash_ids[:max_blocks]:
@@ -66,6 +84,7 @@ class PrefixCache:
                 break
             if entry.refs == 0:
                 self._evictable.pop(h, None)
+                self._close_pin(entry, now_s)
             entry.refs += 1
             hit += 1
         self.lookups_blocks += max_blocks
@@ -95,6 +114,10 @@ class PrefixCache:
             entry.refs -= 1
             if entry.refs == 0:
                 if pin_ttl_s is not None and pin_ttl_s > 0:
+                    if entry.pinned_since_s is not None and entry.pinned_until_s < now_s:
+                        self._close_pin(entry, now_s)  # the earlier pin expired unused
+                    if entry.pinned_since_s is None:
+                        entry.pinned_since_s = now_s
                     entry.pinned_until_s = max(entry.pinned_until_s, now_s + pin_ttl_s)
                 self._evictable[h] = None
                 self._evictable.move_to_end(h)
@@ -109,18 +132,19 @@ class PrefixCache:
                 break
             if self._entries[h].pinned_until_s > now_s:
                 continue
-            self._drop(h)
+            self._drop(h, now_s)
             freed += self.kv_blocks_per_entry
         if freed < blocks_needed:
             for h in list(self._evictable):
                 if freed >= blocks_needed:
                     break
-                self._drop(h)
+                self._drop(h, now_s)
                 self.pinned_evictions += 1
                 freed += self.kv_blocks_per_entry
         return freed
 
-    def _drop(self, hash_id: int) -> None:
+    def _drop(self, hash_id: int, now_s: float) -> None:
+        self._close_pin(self._entries[hash_id], now_s)
         del self._evictable[hash_id]
         del self._entries[hash_id]
         self.evictions += 1

@@ -1,0 +1,217 @@
+"""Keep-alive Pareto fronts: tidal's ``auto`` against the hybrid histogram policy, knobs swept.
+
+Replays the Azure Functions 2019 sample (../shared/traces, default: all 500 functions, 1 h from
+minute 240 after a 4 h warm-up, seed 0) on the serverless simulator under each knob setting of
+
+* ``hybrid``: the hybrid histogram policy of Shahrad et al. (ATC'20) as published, per instance
+  rank (``KeepAlivePolicy(cold_start_cost_gb_s=None, few_samples_keep_alive_s=None)``), sweeping
+  its keep-alive (tail) percentile; the head percentile stays the paper's 5;
+* ``tidal``: tidal's ``auto`` (the same class with its defaults), sweeping the price of a cold
+  start in GB-seconds of idle memory (``cold_start_cost_gb_s``, default 750), with the keep-alive
+  while learning following the price (``learning_follows_cost``, the default);
+* ``tidal-fixed-floor``: the same with the keep-alive while learning held at 10 minutes
+  (``learning_follows_cost=False``), and ``tidal-floor-4h`` with it at the hybrid's 4 h range
+  (``few_samples_keep_alive_s``): tidal's second knob;
+
+each behind the ObservationGuard both shells use, and writes every point (cold-start fraction of
+invocations, idle GB-seconds = wasted GB-hours x 3600, total GB-hours), the Pareto front of each
+family and of tidal over all its settings, and whether tidal's front lies below the hybrid's at
+every idle-memory budget on the hybrid's front (tidal's fewest cold starts within that budget <
+the hybrid's), as JSON and an HTML report with a PNG plot.
+
+    .venv/bin/python bench/keepalive_pareto.py [--functions 500] [--minutes 60] [--start 240]
+        [--warmup 240] [--seed 0] [--workers 2] [--out reports/keepalive-pareto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import io
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from tidal.bench.pareto import below_at_budgets, front
+from tidal.policies.guards import ObservationGuard
+from tidal.policies.keepalive import COLD_START_COST_GB_S, HISTOGRAM_RANGE_S, KeepAlivePolicy
+from tidal.sim.functions_command import parse_function_policy
+from tidal.sim.serverless import FunctionSimConfig, FunctionSimulation, load_workload
+from tidal.sim.traces import TraceNotFoundError
+
+HYBRID_TAIL_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 100.0)
+"""The hybrid policy's keep-alive percentile (the paper's is 99)."""
+TIDAL_COLD_START_COSTS_GB_S = tuple(COLD_START_COST_GB_S * f for f in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0,
+                                                                        16.0, 32.0))
+"""tidal's price of a cold start, around its default of 750 GB-s."""
+FIXED_FLOOR_COLD_START_COSTS_GB_S = (3000.0, 6000.0, 12000.0, 16000.0, 24000.0, 48000.0)
+"""Prices for the fixed-floor variant (below 3000 GB-s it is within 1 % of ``tidal``)."""
+FLOOR_4H_COLD_START_COSTS_GB_S = (1500.0, 3000.0, 6000.0, 12000.0)
+"""Prices with the keep-alive while learning at the hybrid's 4 h range."""
+TIDAL = "tidal (every setting)"
+
+
+def build(family: str, knob: float, config: FunctionSimConfig) -> ObservationGuard:
+    auto = parse_function_policy("auto", config)
+    inner = getattr(auto, "inner", auto)
+    assert isinstance(inner, KeepAlivePolicy)
+    if family == "hybrid":
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=None, few_samples_keep_alive_s=None,
+                                     tail_percentile=knob, name=f"hybrid-p{knob:g}")
+    elif family == "tidal-fixed-floor":
+        # The learning-period floor stays at 10 minutes whatever the cold-start price.
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_follows_cost=False,
+                                     name=f"fixedfloor-{knob:g}GBs")
+    elif family == "tidal-floor-4h":
+        # The keep-alive while learning at the hybrid's 4 h range, the price of a cold start swept.
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_follows_cost=False,
+                                     few_samples_keep_alive_s=HISTOGRAM_RANGE_S,
+                                     name=f"floor4h-{knob:g}GBs")
+    else:
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, name=f"tidal-{knob:g}GBs")
+    return ObservationGuard(policy)
+
+
+def run_point(args: tuple[str, float, dict[str, Any]]) -> dict[str, Any]:
+    family, knob, opts = args
+    workload = load_workload(None, functions=opts["functions"], minutes=opts["minutes"], seed=opts["seed"],
+                             start_minute=opts["start"], warmup_minutes=opts["warmup"])
+    config = FunctionSimConfig(seed=opts["seed"])
+    result = FunctionSimulation(workload, build(family, knob, config), config).run()
+    s = result.summary
+    return {"family": family, "knob": knob, "name": str(s.get("policy", family)),
+            "cold_start_ratio": s["cold_start_ratio"], "cold_starts": s["cold_starts"],
+            "invocations": s["invocations"], "idle_gb_s": s["wasted_gb_hours"] * 3600.0,
+            "gb_hours": s["gb_hours"], "wall_s": result.wall_s}
+
+
+def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]]]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = {"tidal": "tab:blue", "hybrid": "tab:orange", "tidal-fixed-floor": "tab:gray",
+               "tidal-floor-4h": "tab:green"}
+    for family, colour in colours.items():
+        pts = [p for p in points if p["family"] == family]
+        if not pts:
+            continue
+        ax.scatter([p["idle_gb_s"] / 1e6 for p in pts], [100 * p["cold_start_ratio"] for p in pts],
+                   color=colour, alpha=0.5, label=f"{family} (every setting)")
+        if family in ("tidal", "hybrid"):
+            f = fronts[TIDAL if family == "tidal" else family]
+            ax.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
+                    color=colour, marker="o", label=f"{'tidal, every setting' if family == 'tidal' else family} front")
+    on_front = {id(p) for f in (fronts[TIDAL], fronts.get("hybrid", [])) for p in f}
+    for p in points:
+        if id(p) in on_front:
+            ax.annotate(p["name"], (p["idle_gb_s"] / 1e6, 100 * p["cold_start_ratio"]),
+                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_yscale("log")
+    ax.set_xlabel("idle memory (million GB-seconds)")
+    ax.set_ylabel("cold starts (% of invocations)")
+    ax.set_title("Keep-alive Pareto fronts (lower left is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def html_report(png: bytes, points: list[dict[str, Any]], rows: list[dict[str, Any]], title: str) -> str:
+    def tr(cells: list[str]) -> str:
+        return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+    pts = "".join(tr([p["name"], f"{100 * p['cold_start_ratio']:.3f} %", f"{p['cold_starts']:,}",
+                      f"{p['idle_gb_s'] / 1e6:.3f}", f"{p['gb_hours']:,.0f}"]) for p in points)
+    dom = "".join(tr([r["reference"], f"{r['budget_idle_gb_s'] / 1e6:.3f}",
+                      f"{100 * r['reference_cold_start_ratio']:.3f} %", str(r["candidate"]),
+                      "-" if r["candidate_cold_start_ratio"] is None else f"{100 * r['candidate_cold_start_ratio']:.3f} %",
+                      "yes" if r["below"] else "no"]) for r in rows)
+    img = base64.b64encode(png).decode()
+    return (f"<!doctype html><meta charset=utf-8><title>{title}</title><h1>{title}</h1>"
+            f"<img src='data:image/png;base64,{img}'>"
+            "<h2>Every setting</h2><table border=1><tr><th>policy</th><th>cold starts</th><th>count</th>"
+            f"<th>idle M GB-s</th><th>GB-h</th></tr>{pts}</table>"
+            "<h2>tidal below the hybrid's front?</h2><table border=1><tr><th>hybrid point</th>"
+            "<th>idle budget M GB-s</th><th>hybrid cold starts</th><th>tidal's best within</th>"
+            f"<th>its cold starts</th><th>below</th></tr>{dom}</table>")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--functions", type=int, default=500)
+    parser.add_argument("--minutes", type=int, default=60)
+    parser.add_argument("--start", type=int, default=240)
+    parser.add_argument("--warmup", type=int, default=240)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="reports/keepalive-pareto")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: rebuild the report from the --out folder's pareto.json")
+    parser.add_argument("--only", help="run only FAMILY:KNOB,... (e.g. tidal:12000) and merge them "
+                        "into the --out folder's pareto.json")
+    args = parser.parse_args()
+    opts = {k: getattr(args, k) for k in ("functions", "minutes", "start", "warmup", "seed")}
+    try:
+        load_workload(None, functions=1, minutes=1, seed=0)
+    except TraceNotFoundError as exc:
+        print(f"skipped: {exc}")
+        return 0
+    jobs = [("hybrid", p, opts) for p in HYBRID_TAIL_PERCENTILES]
+    jobs += [("tidal", c, opts) for c in TIDAL_COLD_START_COSTS_GB_S]
+    jobs += [("tidal-fixed-floor", c, opts) for c in FIXED_FLOOR_COLD_START_COSTS_GB_S]
+    jobs += [("tidal-floor-4h", c, opts) for c in FLOOR_4H_COLD_START_COSTS_GB_S]
+    out = Path(args.out)
+    earlier: list[dict[str, Any]] = []
+    if args.only:
+        jobs = [(f, float(k), opts) for f, _, k in (item.partition(":") for item in args.only.split(","))]
+        if (out / "pareto.json").exists():
+            saved = json.loads((out / "pareto.json").read_text(encoding="utf-8"))
+            if saved["options"] == opts:
+                done = {(f, k) for f, k, _ in jobs}
+                earlier = [p for p in saved["points"] if (p["family"], p["knob"]) not in done]
+    if args.render:
+        saved = json.loads((out / "pareto.json").read_text(encoding="utf-8"))
+        jobs, earlier, opts = [], saved["points"], saved["options"]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        points = earlier + list(pool.map(run_point, jobs))
+    points.sort(key=lambda p: (p["family"], p["knob"]))
+    fronts = {f: front([p for p in points if p["family"] == f]) for f in sorted({p["family"] for p in points})}
+    tidal_points = [p for p in points if p["family"].startswith("tidal")]
+    fronts[TIDAL] = front(tidal_points)
+    rows = below_at_budgets(tidal_points, fronts.get("hybrid", []))
+    title = (f"Keep-alive Pareto: {opts['functions']} functions, {opts['minutes']} min from minute "
+             f"{opts['start']} after {opts['warmup']} min warm-up, seed {opts['seed']}")
+    print(f"{title} ({time.perf_counter() - t0:.0f} s)")
+    for p in points:
+        print(f"{p['name']:>18}: cold {100 * p['cold_start_ratio']:.3f} % ({p['cold_starts']:,}), "
+              f"idle {p['idle_gb_s'] / 1e6:.3f} M GB-s, {p['gb_hours']:,.0f} GB-h")
+    below = bool(rows) and all(r["below"] for r in rows)
+    for r in rows:
+        tc = r["candidate_cold_start_ratio"]
+        print(f"budget {r['budget_idle_gb_s'] / 1e6:.3f} M GB-s: hybrid {100 * r['reference_cold_start_ratio']:.3f} %, "
+              f"tidal {'-' if tc is None else f'{100 * tc:.3f} %'} ({r['candidate']}) -> {'below' if r['below'] else 'NOT below'}")
+    print(f"tidal's front below the hybrid's at every budget on it: {'yes' if below else 'no'}")
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_png(points, fronts)
+    (out / "pareto.png").write_bytes(png)
+    (out / "pareto.html").write_text(html_report(png, points, rows, title), encoding="utf-8")
+    (out / "pareto.json").write_text(json.dumps({"options": opts, "points": points, "fronts": fronts,
+                                                 "dominance": rows, "below_everywhere": below}, indent=1),
+                                     encoding="utf-8")
+    print(f"wrote {out}/pareto.html, pareto.png, pareto.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""KV-TTL bench: the accounting replay's bookkeeping, the oracle's optimality and the engine replay."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tidal.bench.kv_ttl import (KVBenchSetup, TurnEnd, account_policy, account_suite, run_suite,
+                                session_parents, turn_graph, verdict)
+from tidal.sim.traces import synthetic_agent_sessions
+
+SETUP = KVBenchSetup(replicas=2)
+
+
+@pytest.fixture(scope="module")
+def agent():
+    requests = synthetic_agent_sessions(seed=3, sessions=40)
+    return requests, session_parents(requests)
+
+
+@pytest.fixture(scope="module")
+def rows(agent):
+    requests, parents = agent
+    return account_suite(requests, parents, SETUP, per_category=True, closed_loop=True)
+
+
+def test_lru_pins_nothing_and_longer_fixed_ttls_trade_memory_for_hits(rows) -> None:
+    table, info = rows
+    by = {r["policy"]: r for r in table}
+    assert list(by) == ["lru", "fixed-10s", "fixed-60s", "fixed-300s", "tidal", "oracle"]
+    assert by["lru"]["pinned_token_s"] == 0 and by["lru"]["net_benefit_tokens"] == 0
+    fixed = [by[f"fixed-{t}s"] for t in (10, 60, 300)]
+    assert [r["pinned_token_s"] for r in fixed] == sorted(r["pinned_token_s"] for r in fixed)
+    assert [r["reprefill_tokens"] for r in fixed] == sorted((r["reprefill_tokens"] for r in fixed), reverse=True)
+    assert info["returning_turns"] > 0 and 5 < info["break_even_hold_s"] < 15
+
+
+def test_the_oracle_is_never_beaten(rows) -> None:
+    # Per turn the oracle earns max(0, C (1 - price x pause)); any TTL earns at most that.
+    table, _ = rows
+    oracle = table[-1]["net_benefit_tokens"]
+    assert oracle > 0
+    assert all(r["net_benefit_tokens"] <= oracle + 1e-6 for r in table)
+    assert table[-1]["of_oracle"] == 1.0
+
+
+def test_verdict_reads_the_target() -> None:
+    rows = [{"policy": "lru", "net_benefit_tokens": 0.0}, {"policy": "fixed-10s", "net_benefit_tokens": 5.0},
+            {"policy": "tidal", "net_benefit_tokens": 9.5}, {"policy": "oracle", "net_benefit_tokens": 10.0}]
+    assert verdict(rows) == {"of_oracle": True, "beats_every_fixed": True}
+    rows[2]["net_benefit_tokens"] = 4.0
+    assert verdict(rows) == {"of_oracle": False, "beats_every_fixed": False}
+
+
+def test_learning_is_causal_and_sees_sessions_that_never_return(agent) -> None:
+    requests, parents = agent
+    graph = turn_graph(requests, parents)
+    ends = [TurnEnd(0, 0.0, 512, 2.0, 1, "t", None, None), TurnEnd(1, 1.0, 512, math.inf, None, None, "t", 2.0),
+            TurnEnd(2, 500.0, 512, math.inf, None, None, None, None)]
+    learnt: list[tuple[float, int, float]] = []
+    account_policy(ends, graph, lambda e: 0.0, lambda now, e, pause: learnt.append((now, e.request_id, pause)),
+                   horizon_s=300.0)
+    # turn 0's pause is known when turn 1 arrives (t=2); turn 1 never returns: known at t=301
+    assert learnt == [(2.0, 0, 2.0), (301.0, 1, math.inf)]
+
+
+def test_engine_replay_pins_in_the_prefix_cache(agent) -> None:
+    requests, _ = agent
+    head = requests[:150]
+    table = run_suite(head, session_parents(head), SETUP)
+    by = {r["policy"]: r for r in table}
+    assert by["lru"]["pinned_token_s"] == 0 < by["fixed-60s"]["pinned_token_s"]
+    assert all(r["finished"] == 150 for r in table)
