@@ -28,7 +28,6 @@ import pytest
 
 from tests.operator.conftest import (
     CUSTOM_DEPLOYMENT_LABEL,
-    OUTPUT_TOKENS,
     PROMPT_TOKENS_CYCLE,
     TPOT,
     TTFT,
