@@ -204,7 +204,7 @@ POLICIES: dict[str, BenchPolicy] = {
     "tidal": BenchPolicy(_tidal, "tidal as the operator runs it: a ModelDeployment CR through the decision "
                          "core (SLO planner, forecast pre-warm, guards)"),
     PLANNER_NAME: BenchPolicy(_tidal_planner, "the SLO planner alone: goodput per replica from a roofline "
-                              "profile, corrected online, on the observed rate (no forecast)"),
+                              "profile, corrected online, without the core (no forecast, p90)"),
     # The rivals, as tidal/policies/baselines re-implements them with their documented defaults.
     "hpa": BenchPolicy(from_factory(BASELINE_FACTORIES["hpa"]),
                        "Kubernetes HPA on running+waiting per pod (target 16)"),
