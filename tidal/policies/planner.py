@@ -28,7 +28,7 @@ pools are never scaled down and negative or non-finite rates count as missing.
 
 ``spec.autoscaling.policy: tidal`` runs this planner in ``decide_workload`` (tidal/core), which
 supplies the forecast; ``tidal bench`` runs it both through the core (``tidal``) and bare
-(``tidal-planner``, observed rate only).
+(``tidal-planner``, without the forecast).
 
 The state is a JSON-friendly dict: ``{"mix": [prompt, output], "correction": {pool: [prefill,
 decode]}, "recommendations": {pool: [[t, replicas], ...]}}``.
