@@ -109,6 +109,9 @@ def test_operator_scale_down_drops_no_in_flight_request(harness: OperatorHarness
             body = model_deployment("drain", min_replicas=1, max_replicas=3)
             body["spec"]["engine"]["drainTimeout"] = drain_timeout
             body["spec"]["autoscaling"]["scaleDownDelay"] = "2s"
+            # In-flight counts drive this test (the boost), so the in-flight rule of the hpa policy
+            # sizes it; tidal's SLO planner sizes on request rates (tests/core).
+            body["spec"]["autoscaling"]["policy"] = "hpa"
             h.create_md(body)
             eventually(lambda: h.apps.read_namespaced_deployment(deployment, OPERATOR_NS).spec.replicas == 3,
                        timeout_s=60)
