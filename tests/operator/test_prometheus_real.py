@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,7 @@ from tests.operator.conftest import (
     TTFT,
     WINDOW_S,
     Fleet,
+    eventually,
 )
 from tests.support.vllm_exporter import UniformLatency, interpolated_quantile
 from tidal.operator.prometheus import OBSERVATION_FIELDS, FailureKind, PrometheusMetrics, PrometheusSettings
@@ -99,9 +101,17 @@ def test_fleet_serves_both_spellings(engine_fleet: Fleet) -> None:
 def test_rates_and_gauges_match_served_load(adapter, engine_fleet: Fleet, namespace, deployment, pool,
                                             dialect) -> None:
     pods = engine_fleet.pods_of(deployment)
-    at = time.time()
-    metrics = read(adapter, namespace, deployment, pool, dialect, at_s=at)
-    assert metrics.complete, metrics.message()
+
+    def every_pod_counted() -> tuple[float, Any]:
+        # On starved CPUs a pod's scrapes can stall past the 5 s window, so rate() has fewer than two
+        # of its samples and drops it for one read: read again until each pod has a rate.
+        at = time.time()
+        read_now = read(adapter, namespace, deployment, pool, dialect, at_s=at)
+        assert read_now.complete, read_now.message()
+        assert all(read_now.pods.get(p.pod) and read_now.pods[p.pod].request_rate_rps is not None for p in pods)
+        return at, read_now
+
+    at, metrics = eventually(every_pod_counted, timeout_s=30.0)
 
     names = dialect_named(dialect)
     where = {"namespace": namespace, "tidal_dev_deployment": deployment, "tidal_dev_pool": pool}
