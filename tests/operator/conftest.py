@@ -245,6 +245,15 @@ class OperatorHarness:
     def events(self, name: str, namespace: str = OPERATOR_NS) -> list[Any]:
         return self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}").items
 
+    def ready_pod(self, name: str, labels: dict[str, str], namespace: str = OPERATOR_NS) -> None:
+        """Play the scheduler and kubelet: a scheduled, Running, Ready engine pod with ``labels``."""
+        self.core.create_namespaced_pod(namespace, {
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"containers": [{"name": "engine", "image": "vllm/vllm-openai:v0.33.0"}], "nodeName": "node-a"}})
+        self.core.patch_namespaced_pod_status(name, namespace, {"status": {"phase": "Running", "conditions": [
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:01:00Z"}]}})
+
     def set_ready(self, deployment: str, ready: int, namespace: str = OPERATOR_NS) -> None:
         """Play the Deployment controller: report ``ready`` ready replicas."""
         self.apps.patch_namespaced_deployment_status(

@@ -65,14 +65,7 @@ class InFlight:
         self._thread.join(5)
 
 
-def _ready_engine_pod(h: OperatorHarness, name: str) -> None:
-    labels = {"tidal.dev/deployment": "drain", "tidal.dev/pool": "unified", "tidal.dev/accelerator": "gpu-a"}
-    h.core.create_namespaced_pod(OPERATOR_NS, {
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"containers": [{"name": "engine", "image": "vllm/vllm-openai:v0.33.0"}], "nodeName": "node-a"}})
-    h.core.patch_namespaced_pod_status(name, OPERATOR_NS, {"status": {"phase": "Running", "conditions": [
-        {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
-        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:01:00Z"}]}})
+ENGINE_LABELS = {"tidal.dev/deployment": "drain", "tidal.dev/pool": "unified", "tidal.dev/accelerator": "gpu-a"}
 
 
 def dropped_if_removed(in_flight: list[RequestRecord], removed_at_s: float, grace_s: float) -> int:
@@ -89,7 +82,7 @@ def test_operator_scale_down_drops_no_in_flight_request(harness: OperatorHarness
                                                         drain_timeout: str, expect_drops: bool) -> None:
     h = harness
     for pod in PODS:
-        _ready_engine_pod(h, pod)
+        h.ready_pod(pod, ENGINE_LABELS)
     exporters = {pod: EngineExporter(VLLM_V1, exposition="text").start() for pod in PODS}
     records = {pod: steady_workload(rate_rps=RATE_RPS, duration_s=300, ttft=UniformLatency(0.1, 0.5), tpot=TPOT,
                                     prompt_tokens_cycle=(100, 300), output_tokens=OUTPUT_TOKENS, phase=i / 3)

@@ -54,15 +54,6 @@ def _install_role(h: OperatorHarness, replicas: int = 1) -> None:
         "status": {"replicas": replicas, "selector": SELECTOR}})
 
 
-def _ready_pod(h: OperatorHarness, name: str, labels: dict[str, str]) -> None:
-    h.core.create_namespaced_pod(OPERATOR_NS, {
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"containers": [{"name": "engine", "image": "vllm/vllm-openai:v0.33.0"}], "nodeName": "node-a"}})
-    h.core.patch_namespaced_pod_status(name, OPERATOR_NS, {"status": {"phase": "Running", "conditions": [
-        {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
-        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:01:00Z"}]}})
-
-
 def _role_replicas(h: OperatorHarness) -> int:
     return h.custom.get_namespaced_custom_object(GROUP, VERSION, OPERATOR_NS, PLURAL, "chat-decode")["spec"]["replicas"]
 
@@ -78,8 +69,8 @@ def test_scales_another_stacks_custom_resource_through_scale_on_its_pods_metrics
         harness: OperatorHarness, tmp_path: Path) -> None:
     h = harness
     _install_role(h)
-    _ready_pod(h, "chat-decode-0", {"app": "chat", "role": "decode"})
-    _ready_pod(h, "chat-prefill-0", {"app": "chat", "role": "prefill"})  # not the target's: ignored
+    h.ready_pod("chat-decode-0", {"app": "chat", "role": "decode"})
+    h.ready_pod("chat-prefill-0", {"app": "chat", "role": "prefill"})  # not the target's: ignored
     busy, other = EngineExporter(VLLM_V1, exposition="text").start(), EngineExporter(VLLM_V1, exposition="text").start()
     # 40 running + 10 waiting on the target's one pod and no completed requests: the hpa policy's 16 in
     # flight per pod -> 4 (tidal's SLO planner sizes on the request rate, 0 here; tests/core covers it).
@@ -152,9 +143,9 @@ def test_a_deployment_target_is_observed_through_its_scale_selector(harness: Ope
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "their-vllm"}},
                  "template": {"metadata": {"labels": {"app": "their-vllm"}},
                               "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.33.0"}]}}}})
-    _ready_pod(h, "their-vllm-0", {"app": "their-vllm"})
-    _ready_pod(h, "their-vllm-1", {"app": "their-vllm"})
-    _ready_pod(h, "someone-else-0", {"app": "other"})
+    h.ready_pod("their-vllm-0", {"app": "their-vllm"})
+    h.ready_pod("their-vllm-1", {"app": "their-vllm"})
+    h.ready_pod("someone-else-0", {"app": "other"})
     with h.operator():
         h.create_md(_targeted("theirs", {"apiVersion": "apps/v1", "kind": "Deployment", "name": "their-vllm"}))
         eventually(lambda: ((h.read_md("theirs").get("status") or {}).get("pools") or {})
