@@ -137,6 +137,26 @@ def test_waiting_requests_add_load() -> None:
     assert backlog > base
 
 
+def test_sizes_on_arrivals_when_completions_saturate() -> None:
+    """Engines count completions: an overloaded pool completes what it can while the rest piles up.
+    The planner sizes on completions plus the growth in flight, not on the saturated completions."""
+    policy = planner(1, 64)
+    saturated = pool(2, 10.0)
+    piling = PoolObservation(**{**saturated.__dict__, "in_flight_change_rps": 20.0})
+    d, _ = policy.decide(unified(piling), None)
+    assert d.details["plan"]["unified"].load_rps == pytest.approx(30.0)
+    assert d.desired_replicas["unified"] > policy.decide(unified(saturated), None)[0].desired_replicas["unified"]
+
+
+def test_mix_is_per_completed_request() -> None:
+    """Tokens are counted as computed: while a backlog builds, tokens per *arrival* under-state the
+    prompt; per completion they do not."""
+    policy = planner(1, 64)
+    piling = PoolObservation(**{**pool(2, 10.0).__dict__, "in_flight_change_rps": 30.0})
+    _, st_ = policy.decide(unified(piling), None)
+    assert st_["mix"] == pytest.approx([MIX.prompt_tokens, MIX.output_tokens])
+
+
 def test_scale_down_is_stabilised_then_happens() -> None:
     policy = planner(1, 64, scale_down_stabilization_s=300.0)
     d, st_ = policy.decide(unified(pool(10, 30.0), 0.0), None)

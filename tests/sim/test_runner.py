@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 
 from tests.sim.conftest import make_requests
 from tidal.policies.baselines.fixed import FixedReplicas
@@ -165,10 +166,34 @@ def test_observation_uses_only_the_past() -> None:
         name: str = "spy"
 
         def decide(self, observation, state):
-            seen.append((observation.now_s, observation.pools["unified"].request_rate_rps))
+            seen.append((observation.now_s, observation.pools["unified"].arrival_rate_rps))
             return Decision({"unified": 2}), state
 
     Simulation(reqs, Spy(), SimConfig(tick_s=5.0)).run()
     before = [rate for t, rate in seen if 0 < t < 100.0]
     assert before and max(before) <= 1.2
     assert max(rate for t, rate in seen if t >= 100.0) > 3.0
+
+
+def test_arrival_estimate_is_exact_under_overload() -> None:
+    """The simulator reports what vLLM exports: completions (which saturate) and the in-flight
+    gauges. Completions plus the change in flight over the window are exactly the arrivals a gateway
+    counted in it (nothing rejected, nothing dropped), so the core sizes on arrivals in both shells."""
+    reqs = make_requests(900, gap_s=0.05, output=400)
+    seen = []
+
+    @dataclass
+    class Spy:
+        name: str = "spy"
+
+        def decide(self, observation, state):
+            seen.append(observation.pools["unified"])
+            return Decision({"unified": 1}), state
+
+    Simulation(reqs, Spy(), SimConfig(tick_s=15.0, initial_replicas={"unified": 1})).run()
+    assert seen
+    for p in seen:
+        assert p.arrival_rate_rps == pytest.approx(p.entry_request_rate_rps, abs=1e-9)
+    overloaded = [p for p in seen if p.entry_request_rate_rps and p.request_rate_rps is not None
+                  and p.request_rate_rps < 0.5 * p.entry_request_rate_rps]
+    assert overloaded, "one replica at 20 req/s should complete less than it receives"

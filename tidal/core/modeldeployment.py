@@ -5,7 +5,7 @@ decides, in this order:
 
 1. learn replica starts carried in the observation (cold-start predictor, each uid once);
 2. predict the p90 cold start on the most preferred accelerator class;
-3. feed the entry pool's request rate to the load forecaster and forecast one cold start ahead;
+3. feed the entry pool's arrival rate (``PoolObservation.arrival_rate_rps``) to the load forecaster and forecast one cold start ahead;
 4. the KV-cache TTL from ``spec.kvCache.ttl``;
 5. replicas per pool: ``spec.replicas`` (manual override, clamped and split over pools), or the
    rule ``spec.autoscaling.policy`` names (tidal/core/policies.py; ``tidal`` is the SLO planner,
@@ -207,7 +207,7 @@ def _forecast(md: ModelDeployment, state: CoreState, observation: Observation,
         return None
     pool = next(p for p in FORECAST_SERIES_POOL_ORDER if p in pools_of(md))
     obs = observation.pools.get(pool)
-    forecaster.observe(observation.now_s, obs.request_rate_rps if obs is not None else None)
+    forecaster.observe(observation.now_s, obs.arrival_rate_rps if obs is not None else None)
     horizon = max(step, cold_start_s or 0.0)
     grid = getattr(forecaster, "grid", None)
     key = (getattr(grid, "last_cell", None), getattr(grid, "n_valid", None), horizon)

@@ -10,7 +10,7 @@ Query text comes from :mod:`tidal.operator.promql`; this module only sends it an
 classifies what came back. Latency percentiles and SLO attainment are computed from
 histogram bucket rates by :mod:`tidal.controllers.slo_attainment`.
 
-Two ways to read: :meth:`PrometheusMetrics.read_pool` sends eight queries for one pool;
+Two ways to read: :meth:`PrometheusMetrics.read_pool` sends ten queries for one pool;
 :class:`FleetMetrics` sends the same eight once per dialect for every workload and shares
 the answer between the ticks of one half interval, so the query rate does not grow with the
 number of workloads (docs/metrics.md, "Reads for many workloads").
@@ -84,6 +84,7 @@ OBSERVATION_FIELDS = (
     "waiting_requests",
     "kv_cache_usage_ratio",
     "peak_request_rate_rps",
+    "in_flight_change_rps",
     "ttft_s",
     "tpot_s",
 )
@@ -189,6 +190,7 @@ class PoolMetrics:
     ttft_s: float | None = None
     tpot_s: float | None = None
     peak_request_rate_rps: float | None = None
+    in_flight_change_rps: float | None = None
     ttft_buckets: tuple[Bucket, ...] | None = None
     """Pool-wide TTFT bucket rates over the window, (le, cumulative req/s); ``ttft_s`` comes from them."""
     tpot_buckets: tuple[Bucket, ...] | None = None
@@ -376,7 +378,7 @@ class PrometheusMetrics:
         Bad arguments (unknown dialect, window <= 0, percentile outside (0, 100)) are the
         caller's bug and raise ``ValueError``; everything Prometheus does is reported as data.
         ``at_s`` pins the evaluation time (Unix seconds) so all queries see the same instant.
-        This sends eight queries; :class:`FleetMetrics` reads every pool with eight per dialect.
+        This sends ten queries; :class:`FleetMetrics` reads every pool with ten per dialect.
         """
         quantile = quantile_from_percentile(percentile)
         queries = pool_queries(
@@ -430,7 +432,7 @@ class PrometheusMetrics:
 
     def read_fleet(self, *, dialect: str, window_s: float = DEFAULT_WINDOW_S, at_s: float | None = None,
                    namespaces: Sequence[str] = ()) -> "FleetSnapshot":
-        """One answer per query for every pool of every workload of ``dialect``: eight queries in all.
+        """One answer per query for every pool of every workload of ``dialect``: ten queries in all.
 
         Failure handling is :meth:`read_pool`'s: a transport failure skips the remaining queries, and
         every pool sees the failed and skipped fields as failures. A 200 answer that is not an
@@ -519,7 +521,7 @@ class FleetMetrics:
         self._key_locks: dict[tuple[str, float], threading.Lock] = {}
         self._cache: dict[tuple[str, float], tuple[float, FleetSnapshot]] = {}
         self.reads = 0
-        """Fleet reads sent so far (each is eight queries)."""
+        """Fleet reads sent so far (each is ten queries)."""
 
     def snapshot(self, dialect: str, window_s: float) -> FleetSnapshot:
         key = (dialect, float(window_s))

@@ -413,6 +413,23 @@ def peak_rate_query(field: str, metrics: Sequence[str], selector: Selector, labe
         alternatives), per_pod=False)
 
 
+def in_flight_change_query(field: str, running: Sequence[str], waiting: Sequence[str], selector: Selector,
+                           labels: LabelScheme, window_s: float, group: Sequence[str] = ()) -> MetricQuery:
+    """The change of the pool's requests in flight (running + waiting gauges) over the window, per
+    second: ``(sum(delta(running[w])) + sum(delta(waiting[w]))) / w``. With the completion rate it
+    gives the arrival rate (``PoolObservation.arrival_rate_rps``). A pool that lacks either gauge
+    has no result (``+`` matches nothing), so the core falls back to completions alone."""
+    window = promql_duration(window_s)
+
+    def side(metrics: Sequence[str]) -> str:
+        alternatives = [f"sum {by_clause(*group)} (delta({series_selector(m, selector, labels)}[{window}]))"
+                        for m in metrics]
+        return first_present_by(alternatives, group) if group else first_present(alternatives)
+
+    promql = f"(({side(running)}) + ({side(waiting)})) / {window_s:g}"
+    return MetricQuery(field=field, promql=promql, per_pod=False)
+
+
 def histogram_buckets_query(
     field: str,
     histograms: Sequence[str],
@@ -446,6 +463,8 @@ def _queries(
         counter_rate_query("prompt_tokens_rps", dialect.prompt_tokens, selector, labels, window, group),
         counter_rate_query("output_tokens_rps", dialect.output_tokens, selector, labels, window, group),
         peak_rate_query("peak_request_rate_rps", dialect.request_count, selector, labels, window_s, group),
+        in_flight_change_query("in_flight_change_rps", dialect.running_requests, dialect.waiting_requests,
+                               selector, labels, window_s, group),
         histogram_buckets_query("ttft_s", dialect.ttft_histogram, selector, labels, window, group),
         histogram_buckets_query("tpot_s", dialect.tpot_histogram, selector, labels, window, group),
     )

@@ -34,10 +34,16 @@ COUNT_FIELDS = ("running_requests", "waiting_requests", "request_rate_rps", "pro
 """Observation fields that are counts or rates: never negative, always finite."""
 
 
+SIGNED_FIELDS = ("in_flight_change_rps",)
+"""Observation fields that may be negative (a change), but never non-finite."""
+
+
 def sanitized(pool: PoolObservation) -> tuple[PoolObservation, bool]:
     """``pool`` with unusable counts and rates replaced by ``None`` (unknown), and whether any was."""
     bad = {name: None for name in COUNT_FIELDS
            if getattr(pool, name) is not None and not usable_count(getattr(pool, name))}
+    bad.update({name: None for name in SIGNED_FIELDS
+                if getattr(pool, name) is not None and not math.isfinite(getattr(pool, name))})
     return (replace(pool, **bad), True) if bad else (pool, False)
 
 

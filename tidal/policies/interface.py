@@ -13,6 +13,7 @@ whose Ready replicas did not all report is partially observed
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
@@ -35,6 +36,10 @@ class PoolObservation:
     pending_replicas: int = 0
     draining_replicas: int = 0
     request_rate_rps: float | None = None
+    """Requests the pool *completed* per second: what engines count (vLLM
+    ``request_success_total``, SGLang ``num_requests_total``), and so what both shells read. Under
+    overload it stays at the pool's capacity while arrivals grow; :attr:`arrival_rate_rps` adds the
+    change in flight to it."""
     prompt_tokens_rps: float | None = None
     output_tokens_rps: float | None = None
     running_requests: float | None = None
@@ -51,10 +56,26 @@ class PoolObservation:
     above then cover only the other replicas: the pool is *partially observed*, and a policy may
     scale it up on what the reporting replicas show but must never scale it down
     (tidal/policies/guards.py)."""
+    in_flight_change_rps: float | None = None
+    """Change of the pool's requests in flight (running + waiting) over the metrics window, divided
+    by the window: negative while a backlog drains. With ``request_rate_rps`` it gives the arrival
+    rate (requests are conserved: arrived = completed + still in flight). ``None``: not read."""
     entry_request_rate_rps: float | None = None
     """Requests per second arriving at the pool's entry (its Service, gateway or activator), which
     can be read while the pool has no replicas; the demand signal that wakes a pool at zero.
     ``None``: the shell has no such signal (the operator has none yet, docs/autoscaling.md)."""
+
+    @property
+    def arrival_rate_rps(self) -> float | None:
+        """Requests arriving per second over the window, from what engines export: completions plus
+        the change in flight (conservation), never below zero; the completion rate alone when the
+        change is unknown or unusable. ``None`` when the completion rate is. Policies size on this,
+        not on ``request_rate_rps``, which saturates at capacity exactly when load exceeds it."""
+        done = self.request_rate_rps
+        change = self.in_flight_change_rps
+        if done is None or change is None or not math.isfinite(change) or not math.isfinite(done) or done < 0:
+            return done
+        return max(0.0, done + change)
 
     @property
     def current_replicas(self) -> int:

@@ -3,16 +3,17 @@
 Each tick, for each pool:
 
 1. the request mix (mean prompt and output tokens) is the entry pool's (unified or prefill) prompt
-   token rate and every pool's output token rate, divided by the entry's request rate; with no
-   traffic the last mix is kept (state), else :data:`DEFAULT_MIX`;
+   token rate and every pool's output token rate, divided by the entry's completed requests per
+   second; with no traffic the last mix is kept (state), else :data:`DEFAULT_MIX`;
 2. the pool's correction factors (tidal/policies/capacity.py) learn from its observed TTFT/TPOT at
-   its observed rate per Ready replica -- only when every Ready replica reported
+   its observed arrival rate per Ready replica -- only when every Ready replica reported
    (``unobserved_replicas == 0``) and requests arrived. A prefill pool without a TTFT of its own
    learns from the decode pool's (where the first token is emitted);
 3. goodput per replica from the profile (tidal/policies/profile.py), the mix, the SLO and the
-   correction; the load is the entry's peak request rate over one scrape interval within the
-   metrics window (``peak_request_rate_rps``; the mean rate when there is none: a percentile SLO is
-   set by the bursts the mean hides) plus the pool's waiting requests drained over
+   correction; the load is the higher of the entry's arrival rate
+   (``PoolObservation.arrival_rate_rps``: completions plus the change in flight) and its peak
+   completion rate over one scrape interval within the metrics window (``peak_request_rate_rps``:
+   a percentile SLO is set by the bursts the mean hides), plus the pool's waiting requests drained over
    :data:`BACKLOG_DRAIN_S`; replicas ``ceil(load / goodput)`` within the pool's bounds
    (``pool_bounds``, else ``min_replicas``..``max_replicas``);
 4. scale-down is stabilised like the HPA's (the highest recommendation of the last
@@ -155,11 +156,16 @@ class SLOPlanner:
         lo, hi = self.bounds(pool)
         return min(max(n, lo), hi)
 
-    def _mix(self, pools: Mapping[str, PoolObservation], entry: PoolObservation, rate: float,
+    def _mix(self, pools: Mapping[str, PoolObservation], entry: PoolObservation,
              state: Mapping[str, Any]) -> RequestMix:
         """Prompt tokens are counted where requests enter (a decode engine may count the prompts it
-        received as KV too); output tokens over every pool (a prefill engine emits the first token)."""
+        received as KV too); output tokens over every pool (a prefill engine emits the first token).
+        Both are divided by the entry's *completed* requests, not its arrivals: engines count tokens
+        as they compute them, so while a backlog builds, tokens per arrival under-states the prompt
+        (and the prefill work) of what is queued; tokens per completion does not."""
         prompt = entry.prompt_tokens_rps
+        rate = entry.request_rate_rps if usable_count(entry.request_rate_rps) else 0.0
+        assert rate is not None
         output = [p.output_tokens_rps for p in pools.values() if usable_count(p.output_tokens_rps)]
         if rate > 0 and usable_count(prompt) and output and (prompt or sum(output)):
             return RequestMix(prompt / rate, sum(output) / rate)  # type: ignore[operator]
@@ -178,7 +184,7 @@ class SLOPlanner:
         entry_name = next((p for p in _ENTRY_POOLS if p in pools), next(iter(pools), None))
         if entry_name is None:
             return Decision(desired_replicas={}), st
-        rate = pools[entry_name].request_rate_rps
+        rate = pools[entry_name].arrival_rate_rps
         if not observation.metrics_available or not usable_count(rate):
             return self._hold(observation, st, "request rate unknown")
         assert rate is not None
@@ -187,7 +193,7 @@ class SLOPlanner:
         peak_rps = pools[entry_name].peak_request_rate_rps
         peak = peak_rps if usable_count(peak_rps) else rate
         assert peak is not None
-        mix = self._mix(pools, pools[entry_name], rate, st)
+        mix = self._mix(pools, pools[entry_name], st)
         q = self.slo.percentile
         factors: dict[str, list[float]] = {p: list(v) for p, v in st.get("correction", {}).items()}
         past: Mapping[str, list[list[float]]] = st.get("recommendations", {})
@@ -198,7 +204,7 @@ class SLOPlanner:
             profile = self._profile(pool)
             role = pool if pool in (POOL_UNIFIED, POOL_PREFILL, POOL_DECODE) else POOL_UNIFIED
             corr = Correction(*factors.get(pool, (1.0, 1.0)))
-            pool_rate = obs.request_rate_rps if usable_count(obs.request_rate_rps) else rate
+            pool_rate = obs.arrival_rate_rps if usable_count(obs.arrival_rate_rps) else rate
             if obs.ready_replicas > 0 and obs.unobserved_replicas == 0 and pool_rate and pool_rate > 0:
                 corr = corrected(role, profile, mix, pool_rate / obs.ready_replicas, corr, q,
                                  _observed_ttft_s(role, obs, pools), obs.tpot_s, self.correction_weight)

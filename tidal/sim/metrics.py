@@ -5,6 +5,12 @@ these buckets only -- counts and latencies of things that already happened,
 as Prometheus would scrape them from vLLM (request counters, token counters,
 TTFT and TPOT histograms). Future arrivals never enter a bucket before they
 arrive.
+
+Like vLLM's ``request_success_total``, the request rate a pool reports counts *completions*;
+the requests in flight at each tick give the change in flight over the window, from which the
+core estimates arrivals (``PoolObservation.arrival_rate_rps``) exactly as it does from the
+operator's reads. Arrivals themselves are counted only for the pool's entry signal (what a
+gateway or activator in front of the pool sees).
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ class Bucket:
     end_s: float = 0.0
     start_s: float = 0.0
     arrivals: int = 0
+    completions: int = 0
+    in_flight_at_start: float = 0.0
+    """Requests in flight in the pool (running + waiting) when the bucket opened."""
     prompt_tokens: int = 0
     output_tokens: int = 0
     ttft_s: list[float] = field(default_factory=list)
@@ -36,10 +45,11 @@ class PoolMetrics:
         self.current = Bucket()
         self.closed: deque[Bucket] = deque()
 
-    def close(self, now_s: float) -> None:
+    def close(self, now_s: float, in_flight: float = 0.0) -> None:
+        """End the current bucket at ``now_s``; ``in_flight`` is the pool's requests in flight now."""
         self.current.end_s = now_s
         self.closed.append(self.current)
-        self.current = Bucket(start_s=now_s)
+        self.current = Bucket(start_s=now_s, in_flight_at_start=in_flight)
         while self.closed and self.closed[0].end_s <= now_s - self.window_s:
             self.closed.popleft()
 
@@ -48,16 +58,28 @@ class PoolMetrics:
         return max(1e-9, min(self.window_s, now_s - start_s))
 
     def rates(self, now_s: float, start_s: float) -> tuple[float, float, float]:
+        """Completed requests, prompt tokens and output tokens per second over the window."""
         span = self.window_span_s(now_s, start_s)
-        arrivals = sum(b.arrivals for b in self.closed)
+        done = sum(b.completions for b in self.closed)
         prompt = sum(b.prompt_tokens for b in self.closed)
         output = sum(b.output_tokens for b in self.closed)
-        return arrivals / span, prompt / span, output / span
+        return done / span, prompt / span, output / span
+
+    def arrival_rate(self, now_s: float, start_s: float) -> float:
+        """Requests that reached the pool per second over the window (its entry's view)."""
+        return sum(b.arrivals for b in self.closed) / self.window_span_s(now_s, start_s)
+
+    def in_flight_change(self, now_s: float, start_s: float, in_flight: float) -> float | None:
+        """Change of the requests in flight over the window per second (Prometheus ``delta`` of the
+        running and waiting gauges over the window, divided by it); ``None`` before the first tick."""
+        if not self.closed:
+            return None
+        return (in_flight - self.closed[0].in_flight_at_start) / self.window_span_s(now_s, start_s)
 
     def peak_rate(self) -> float | None:
-        """Highest arrival rate of one bucket (one tick, as the operator's peak is over one scrape
-        interval) in the window; ``None`` before the first tick."""
-        spans = [(b.arrivals, b.end_s - b.start_s) for b in self.closed if b.end_s - b.start_s > 0]
+        """Highest completion rate of one bucket (one tick, as the operator's ``irate`` peak is over
+        one scrape interval) in the window; ``None`` before the first tick."""
+        spans = [(b.completions, b.end_s - b.start_s) for b in self.closed if b.end_s - b.start_s > 0]
         return max((a / span for a, span in spans), default=None)
 
     def latency_percentile(self, attr: str, q: float) -> float | None:

@@ -227,6 +227,8 @@ class Simulation:
         self._route(seq, first_pool, now_s)
 
     def _on_prefill_done(self, seq: Sequence, now_s: float) -> None:
+        # a prefill engine's request completes here (vLLM counts it in request_success_total)
+        self._metrics[POOL_PREFILL].current.completions += 1
         seq.prefill_replica = seq.replica
         seq.transfer_s = (seq.prompt_tokens * self.model.kv_bytes_per_token
                           / self.cfg.kv_transfer_bps + self.cfg.kv_transfer_latency_s)
@@ -251,6 +253,7 @@ class Simulation:
 
     def _on_finish(self, seq: Sequence, pool: str, now_s: float) -> None:
         self._finished.append(seq)
+        self._metrics[pool].current.completions += 1
         self._outstanding -= 1
         if seq.output_tokens > 1 and seq.first_token_s is not None:
             tpot = (now_s - seq.first_token_s) / (seq.output_tokens - 1)
@@ -320,17 +323,22 @@ class Simulation:
                 self._start_pending(now_s)
 
     # -- observation --------------------------------------------------------------------
+    def _in_flight(self, pool: str) -> tuple[int, int]:
+        """Requests running and waiting in ``pool``: on its engines and held at its gateway."""
+        serving = self.cluster.pods_in(pool, READY, DRAINING)
+        running = sum(len(p.engine.running) for p in serving)  # type: ignore[union-attr]
+        waiting = (sum(len(p.engine.waiting) for p in serving)  # type: ignore[union-attr]
+                   + len(self._gateway[pool]))
+        return running, waiting
+
     def observe(self, now_s: float) -> Observation:
         pools = {}
         q = self.cfg.slo.percentile
         for pool in self.pools:
             m = self._metrics[pool]
             rate, prompt_rps, output_rps = m.rates(now_s, 0.0)
-            serving = self.cluster.pods_in(pool, READY, DRAINING)
-            running = sum(len(p.engine.running) for p in serving)  # type: ignore[union-attr]
-            waiting = (sum(len(p.engine.waiting) for p in serving)  # type: ignore[union-attr]
-                       + len(self._gateway[pool]))
-            ready = [p for p in serving if p.phase == READY]
+            running, waiting = self._in_flight(pool)
+            ready = self.cluster.pods_in(pool, READY)
             kv = (float(np.mean([p.engine.kv_usage_ratio for p in ready]))  # type: ignore
                   if ready else None)
             pools[pool] = PoolObservation(
@@ -338,13 +346,13 @@ class Simulation:
                 starting_replicas=self.cluster.count(pool, STARTING),
                 pending_replicas=self.cluster.count(pool, PENDING),
                 draining_replicas=self.cluster.count(pool, DRAINING),
-                request_rate_rps=rate, prompt_tokens_rps=prompt_rps,
-                output_tokens_rps=output_rps, running_requests=float(running),
+                request_rate_rps=rate, in_flight_change_rps=m.in_flight_change(now_s, 0.0, running + waiting),
+                prompt_tokens_rps=prompt_rps, output_tokens_rps=output_rps, running_requests=float(running),
                 waiting_requests=float(waiting), kv_cache_usage_ratio=kv,
                 ttft_s=m.latency_percentile("ttft_s", q),
                 tpot_s=m.latency_percentile("tpot_s", q),
                 # arrivals are counted where requests enter the pool, with or without pods
-                entry_request_rate_rps=rate, peak_request_rate_rps=m.peak_rate())
+                entry_request_rate_rps=m.arrival_rate(now_s, 0.0), peak_request_rate_rps=m.peak_rate())
         return Observation(now_s=now_s, pools=pools, starts=self._starts())
 
     def _starts(self) -> tuple[ReplicaStart, ...]:
@@ -367,8 +375,8 @@ class Simulation:
         return tuple(out)
 
     def _tick(self, now_s: float) -> None:
-        for m in self._metrics.values():
-            m.close(now_s)
+        for pool, m in self._metrics.items():
+            m.close(now_s, float(sum(self._in_flight(pool))))
         self._arrivals_window.close(now_s)
         self._latency_window.close(now_s)
         obs = self.observe(now_s)
@@ -379,7 +387,7 @@ class Simulation:
     def _record(self, now_s: float, obs: Observation, decision: Decision) -> None:
         tl = self.timeline
         tl["t_s"].append(now_s)
-        tl["arrival_rps"].append(self._arrivals_window.rates(now_s, 0.0)[0])
+        tl["arrival_rps"].append(self._arrivals_window.arrival_rate(now_s, 0.0))
         for pool in self.pools:
             po = obs.pools[pool]
             tl[f"{pool}.ready"].append(po.ready_replicas)

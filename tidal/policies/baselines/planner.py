@@ -65,7 +65,7 @@ def _sample(obs: Observation) -> dict[str, float | None]:
     load = None
     if dec is not None and dec.running_requests is not None and dec.ready_replicas > 0:
         load = dec.running_requests / dec.ready_replicas
-    return {"rate_rps": first.request_rate_rps if first is not None else None,
+    return {"rate_rps": first.arrival_rate_rps if first is not None else None,
             "prompt_tps": sum(prompt) if prompt else None,
             "output_tps": sum(output) if output else None,
             "ttft_s": dec.ttft_s if dec is not None else None,
