@@ -107,7 +107,8 @@ def test_a_killed_leader_is_replaced_within_15_seconds(harness: OperatorHarness)
     try:
         eventually(lambda: _holder(h) == "op-a", timeout_s=30)
         h.create_md(model_deployment("first"))
-        eventually(lambda: h.apps.read_namespaced_deployment("first-unified-gpu-a", NS))
+        # A fresh operator process's first reconcile (not the failover under test): as long as the others.
+        eventually(lambda: h.apps.read_namespaced_deployment("first-unified-gpu-a", NS), timeout_s=30)
         procs["op-b"] = _start(h, "op-b", ports["op-b"])
         eventually(lambda: _healthy(ports["op-b"]), timeout_s=30)  # the standby passes its liveness probe
         assert _holder(h) == "op-a"
