@@ -130,6 +130,8 @@ def test_rates_and_gauges_match_served_load(adapter, engine_fleet: Fleet, namesp
     assert metrics.waiting_requests == pytest.approx(sum(p.gauges.waiting_requests for p in pods), abs=GAUGE_ATOL)
     mean_kv = sum(p.gauges.kv_cache_usage_ratio for p in pods) / len(pods)
     assert metrics.kv_cache_usage_ratio == pytest.approx(mean_kv, abs=GAUGE_ATOL)
+    # The busiest quarter window's arrivals: with the gauges still, its completions, about the mean.
+    assert served_rps * (1 - LOAD_RTOL) <= metrics.peak_request_rate_rps <= served_rps * 4
     # The gauges hold still, so nothing piled up: arrivals are the completions.
     assert metrics.in_flight_change_rps == pytest.approx(0.0, abs=GAUGE_ATOL)
     observed = metrics.observe(PoolObservation(ready_replicas=len(pods)))

@@ -187,13 +187,19 @@ def test_arrival_estimate_is_exact_under_overload() -> None:
         name: str = "spy"
 
         def decide(self, observation, state):
-            seen.append(observation.pools["unified"])
+            seen.append((observation.now_s, observation.pools["unified"]))
             return Decision({"unified": 1}), state
 
     Simulation(reqs, Spy(), SimConfig(tick_s=15.0, initial_replicas={"unified": 1})).run()
     assert seen
-    for p in seen:
+    arrivals = np.array([r.arrival_s for r in reqs])
+    for now, p in seen:
         assert p.arrival_rate_rps == pytest.approx(p.entry_request_rate_rps, abs=1e-9)
+        # the peak is the busiest tick's arrivals in the window, estimated the same way
+        ticks = [now - 15.0 * k for k in range(4) if now - 15.0 * (k + 1) >= 0]
+        busiest = max(((arrivals >= t - 15.0) & (arrivals < t)).sum() / 15.0 for t in ticks)
+        assert p.peak_request_rate_rps == pytest.approx(busiest, abs=1e-9)
+    seen = [p for _, p in seen]
     overloaded = [p for p in seen if p.entry_request_rate_rps and p.request_rate_rps is not None
                   and p.request_rate_rps < 0.5 * p.entry_request_rate_rps]
     assert overloaded, "one replica at 20 req/s should complete less than it receives"

@@ -397,20 +397,26 @@ window, Prometheus' default scrape interval and the operator's tick (the simulat
 one tick, tidal/sim/metrics.py)."""
 
 
-def peak_rate_query(field: str, metrics: Sequence[str], selector: Selector, labels: LabelScheme,
-                    window_s: float, group: Sequence[str] = ()) -> MetricQuery:
-    """The pool's highest short-interval rate of a counter within the window: ``irate`` (the last two
-    samples) of the pool's summed counter, evaluated every window / :data:`PEAK_RATE_SUBWINDOWS`
-    over the window, and its maximum."""
+def peak_rate_query(field: str, metrics: Sequence[str], running: Sequence[str], waiting: Sequence[str],
+                    selector: Selector, labels: LabelScheme, window_s: float,
+                    group: Sequence[str] = ()) -> MetricQuery:
+    """The pool's highest short-interval *arrival* rate within the window: the completions over the
+    last two scrapes (``irate`` of the pool's summed request counter) plus the growth of the requests
+    in flight (``deriv`` of the running and waiting gauges over half a window, two scrapes at the
+    default interval), evaluated every window / :data:`PEAK_RATE_SUBWINDOWS` over the window, and
+    its maximum. Without the gauges there is no result, and the in-flight guards hold the pool."""
     window = promql_duration(window_s)
+    half = promql_duration(window_s / 2)
     step = promql_duration(window_s / PEAK_RATE_SUBWINDOWS)
-    alternatives = [
-        f"max_over_time((sum {by_clause(*group)} (irate({series_selector(m, selector, labels)}[{window}])))"
-        f"[{window}:{step}])"
-        for m in metrics
-    ]
-    return MetricQuery(field=field, promql=first_present_by(alternatives, group) if group else first_present(
-        alternatives), per_pod=False)
+    by = by_clause(*group)
+
+    def side(metrics: Sequence[str], fn: str, rng: str) -> str:
+        alternatives = [f"sum {by} ({fn}({series_selector(m, selector, labels)}[{rng}]))" for m in metrics]
+        return first_present_by(alternatives, group) if group else first_present(alternatives)
+
+    inner = (f"({side(metrics, 'irate', window)}) + ({side(running, 'deriv', half)}) "
+             f"+ ({side(waiting, 'deriv', half)})")
+    return MetricQuery(field=field, promql=f"max_over_time(({inner})[{window}:{step}])", per_pod=False)
 
 
 def in_flight_change_query(field: str, running: Sequence[str], waiting: Sequence[str], selector: Selector,
@@ -462,7 +468,8 @@ def _queries(
         counter_rate_query("request_rate_rps", dialect.request_count, selector, labels, window, group),
         counter_rate_query("prompt_tokens_rps", dialect.prompt_tokens, selector, labels, window, group),
         counter_rate_query("output_tokens_rps", dialect.output_tokens, selector, labels, window, group),
-        peak_rate_query("peak_request_rate_rps", dialect.request_count, selector, labels, window_s, group),
+        peak_rate_query("peak_request_rate_rps", dialect.request_count, dialect.running_requests,
+                        dialect.waiting_requests, selector, labels, window_s, group),
         in_flight_change_query("in_flight_change_rps", dialect.running_requests, dialect.waiting_requests,
                                selector, labels, window_s, group),
         histogram_buckets_query("ttft_s", dialect.ttft_histogram, selector, labels, window, group),

@@ -48,8 +48,8 @@ class PoolObservation:
     ttft_s: float | None = None
     tpot_s: float | None = None
     peak_request_rate_rps: float | None = None
-    """The highest request rate over one scrape interval (the simulator: one tick) within the
-    metrics window. Bursts shorter than the window hide in ``request_rate_rps`` and set the tail
+    """The highest arrival rate over one scrape interval (the simulator: one tick) within the
+    metrics window, estimated like :attr:`arrival_rate_rps` (completions plus the growth in flight). Bursts shorter than the window hide in ``request_rate_rps`` and set the tail
     latency a percentile SLO is about; the SLO planner sizes on this peak."""
     unobserved_replicas: int = 0
     """Ready replicas whose in-flight count was missing, stale or rejected this tick. The metrics

@@ -77,10 +77,14 @@ class PoolMetrics:
         return (in_flight - self.closed[0].in_flight_at_start) / self.window_span_s(now_s, start_s)
 
     def peak_rate(self) -> float | None:
-        """Highest completion rate of one bucket (one tick, as the operator's ``irate`` peak is over
-        one scrape interval) in the window; ``None`` before the first tick."""
-        spans = [(b.completions, b.end_s - b.start_s) for b in self.closed if b.end_s - b.start_s > 0]
-        return max((a / span for a, span in spans), default=None)
+        """Highest arrival rate of one bucket (one tick, as the operator's peak is over one scrape
+        interval) in the window, estimated as the operator estimates it: the bucket's completions
+        plus the change in flight across it; ``None`` before the first tick."""
+        buckets = list(self.closed)
+        ends = [b.in_flight_at_start for b in buckets[1:]] + [self.current.in_flight_at_start]
+        rates = [(b.completions + end - b.in_flight_at_start) / (b.end_s - b.start_s)
+                 for b, end in zip(buckets, ends) if b.end_s - b.start_s > 0]
+        return max(rates, default=None)
 
     def latency_percentile(self, attr: str, q: float) -> float | None:
         values = [v for b in self.closed for v in getattr(b, attr)]
