@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.core.modeldeployment import decide_workload
-from tidal.core.placement import feasible_preference, planner_mix
+from tidal.core.placement import (
+    class_goodput,
+    class_preference,
+    cost_per_goodput,
+    feasible_preference,
+    place_pool,
+    planner_mix,
+)
 from tidal.policies.capacity import idle_violation, slo_targets
 from tidal.policies.interface import AcceleratorProfile, Observation, PoolObservation
+from tidal.policies.placement import place
 from tidal.policies.profile import build_profile, model_shape
 
 GB = 1e9
@@ -64,3 +75,107 @@ def test_placement_never_picks_a_class_that_cannot_meet_the_slo(params_b: float,
         fits = idle_violation("unified", build_profile(shape, classes[name], gpus), planner_mix(None), slo) is None
         assert fits or len(unfit) == 2, f"{name} placed although it cannot meet the SLO and another can"
     assert set(kept) | {r.message.split("'")[1] for r in unfit} == {"l4", "h100"}
+
+
+# --- ranking by cost per goodput, and sizing each class with its own goodput ------------------------
+
+L40S = AcceleratorProfile("l40s", 1.1, 362.0, 864.0, 48 * GB)
+A100 = AcceleratorProfile("a100", 1.79, 312.0, 2039.0, 80 * GB)
+
+
+def _mixed(params_b: float, gpus: int, classes: list[str], **extra: Any) -> ModelDeployment:
+    md = _md(params_b, gpus, **extra)
+    spec = md.model_dump(by_alias=True, exclude_none=True)["spec"]
+    spec["placement"]["acceleratorClasses"] = classes
+    return ModelDeployment.model_validate({"metadata": {"name": "m", "namespace": "n"}, "spec": spec})
+
+
+def test_cheapest_ranks_by_cost_per_goodput_not_by_hourly_cost() -> None:
+    """An H100 at 2.2x an L40S's price serves more than 2.2x its requests of an 8B chat mix (and the
+    L4, cheapest per hour, serves a seventh of an L40S): cost per goodput orders H100, L40S, L4."""
+    md = _mixed(8, 1, ["l4", "l40s", "h100"])
+    h100 = AcceleratorProfile("h100", 2.99, 989.0, 3350.0, 80 * GB)
+    classes = {"l4": L4, "l40s": L40S, "h100": h100}
+    ranked = class_preference(md, classes, planner_mix(None))
+    assert ranked.ordered == ["l4", "l40s", "h100"]  # by hourlyCost
+    assert ranked.preference == ["h100", "l40s", "l4"]
+    costs = ranked.cost_per_goodput
+    assert costs["h100"] == pytest.approx(cost_per_goodput(md, h100, planner_mix(None)))
+    assert costs["h100"] < costs["l40s"] < costs["l4"]
+    # at 4.0/h the H100 no longer pays: the L40S serves the same requests for less
+    dear = class_preference(md, {**classes, "h100": replace(h100, hourly_cost=4.0)}, planner_mix(None))
+    assert dear.preference[0] == "l40s"
+
+
+def test_fastest_keeps_peak_flops_and_a_70b_model_needs_the_classes_with_memory() -> None:
+    md = _mixed(8, 1, ["l4", "l40s", "a100"], placement={"acceleratorClasses": ["l4", "l40s", "a100"],
+                                                          "strategy": "fastest"})
+    assert class_preference(md, {"l4": L4, "l40s": L40S, "a100": A100}, planner_mix(None)).preference == [
+        "l40s", "a100", "l4"]
+    classes = {"l4": L4, "l40s": L40S, "a100": A100}
+    big = _mixed(70, 2, ["l4", "l40s", "a100"])  # 140 GB of weights: 2 GPUs of any class leave no KV cache
+    assert len(class_preference(big, classes, planner_mix(None)).unfit) == 3
+    tp4 = class_preference(_mixed(70, 4, ["l4", "l40s", "a100"]), classes, planner_mix(None))
+    assert set(tp4.preference) == {"l40s", "a100"} and len(tp4.unfit) == 1 and "'l4'" in tp4.unfit[0].message
+
+
+def test_each_class_counts_with_its_own_goodput() -> None:
+    """3 replicas run on an A100 (the class they were placed on before), the H100 is now preferred:
+    the planner sizes the pool in A100 replicas (most of them run there), and the replicas it adds go
+    to the H100 with the H100's goodput, so fewer are added than A100 replicas would need."""
+    md = _mixed(8, 1, ["a100", "h100"])
+    h100 = AcceleratorProfile("h100", 2.99, 989.0, 3350.0, 80 * GB)
+    classes = {"a100": A100, "h100": h100}
+    obs = Observation(0.0, {"unified": PoolObservation(ready_replicas=3, request_rate_rps=300.0,
+                                                       running_requests=30.0, waiting_requests=0.0)},
+                      accelerators=classes, placement={"unified": {"a100": 3}})
+    wd, state = decide_workload(md, obs, None)
+    mix = planner_mix(state)
+    g = {c: class_goodput(md, classes[c], mix)["unified"] for c in classes}
+    assert g["h100"] > 2 * g["a100"]
+    placed = {k.accelerator: n for k, n in wd.by_child.items()}
+    assert placed["a100"] == 3, "replicas stay where they run"
+    needed = math.ceil(300.0 / g["a100"] - 1e-9)  # the planner's count, in A100 replicas
+    missing = needed * g["a100"] - 3 * g["a100"]
+    assert placed["h100"] == math.ceil(missing / g["h100"] - 1e-9) < needed - 3
+    assert wd.decision.desired_replicas == {"unified": 3 + placed["h100"]}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 400), st.lists(st.floats(0.5, 50), min_size=1, max_size=4),
+       st.lists(st.integers(0, 6), min_size=4, max_size=4), st.lists(st.none() | st.integers(0, 8), min_size=4,
+                                                                       max_size=4),
+       st.integers(0, 3), st.integers(4, 40), st.booleans())
+def test_place_pool_serves_the_capacity_within_room_and_bounds(capacity: float, rates: list[float], current: list[int],
+                                                               rooms: list[int | None], lo: int, hi: int,
+                                                               hold: bool) -> None:
+    names = [f"c{i}" for i in range(len(rates))]
+    g = dict(zip(names, rates))
+    cur = dict(zip(names, current))
+    room = dict(zip(names, rooms))
+    out = place_pool(capacity, cur, names, g, room, (lo, hi), hold).replicas
+    total = sum(out.values())
+    served = sum(out[c] * g[c] for c in names)
+    have = sum(cur[c] * g[c] for c in names)
+    assert all(n >= 0 for n in out.values())
+    assert total <= max(hi, sum(cur.values())) and total >= min(lo, total)
+    if have < capacity and sum(cur.values()) <= hi:  # growing: running replicas stay, new ones only where there is room (or Pending on the first)
+        assert all(out[c] >= cur[c] for c in names)
+        grown = {c: out[c] - cur[c] for c in names}
+        assert all(room[c] is None or grown[c] <= room[c] for c in names[1:])
+        if total < hi:
+            assert served >= capacity - 1e-6
+    else:  # shrinking never adds, and keeps the capacity
+        assert all(out[c] <= cur[c] for c in names) or total == lo
+        if sum(cur.values()) <= hi and total > lo:
+            assert served >= capacity - 1e-6
+
+
+@given(st.integers(0, 200), st.dictionaries(st.sampled_from(("a", "b", "c")), st.integers(0, 50)),
+       st.permutations(("a", "b", "c")))
+def test_place_pool_by_count_is_the_old_split(desired: int, current: dict[str, int], order: list[str]) -> None:
+    """Counted in replicas (every goodput 1), unlimited room, nothing starting: exactly
+    tidal.policies.placement.place, so single-class workloads and non-planner policies keep it."""
+    out = place_pool(float(desired), current, order, {c: 1.0 for c in order}, {c: None for c in order},
+                     (0, 10_000), False)
+    assert out.replicas == place(desired, current, order)

@@ -148,12 +148,12 @@ def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
     md = parse_resource({k: body[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {
         "name": NAME, "namespace": OPERATOR_NS}})
     classes = {}
-    for raw in (accelerator_class("gpu-a", 2.5), accelerator_class("gpu-b", 4.0, tflops=900.0)):
+    for raw in (accelerator_class("gpu-a", 2.5), accelerator_class("gpu-b", 8.0, tflops=900.0)):
         parsed = parse_resource(raw)
         assert isinstance(parsed, AcceleratorClass)
         classes[raw["metadata"]["name"]] = parsed
     workload = prepare(md, classes)  # type: ignore[arg-type]
-    assert workload.accelerator_class == "gpu-a"  # the cheaper class
+    assert workload.accelerator_class == "gpu-a"  # cheaper per goodput: gpu-b has 3x its FLOP/s at 3.2x its price
 
     # 1. Record: the simulator shell drives a simulated cluster.
     recorder = _Recorder(ModelDeploymentAutoscaler(workload))

@@ -27,11 +27,10 @@ from tidal.api.types import parse_duration_s, parse_quantity_bytes
 from tidal.api.validation import InvalidResource, parse_resource
 from tidal.controllers.modeldeployment import PRESTOP_DELAY_S, drain_seconds, pools_of
 from tidal.core.modeldeployment import WorkloadDecision, accelerator_profile, decide_workload
-from tidal.core.placement import feasible_preference, planner_mix
+from tidal.core.placement import class_preference, planner_mix
 from tidal.core.state import CoreState
 from tidal.operator.settings import DEFAULT_INTERVAL_S, DEFAULT_METRICS_WINDOW_S
 from tidal.policies.interface import AcceleratorProfile, Decision, Observation
-from tidal.policies.placement import preference_order
 from tidal.sim.hardware import ACCELERATORS, MODELS, TFLOPS
 from tidal.sim.runner import SLO, SimConfig
 
@@ -114,9 +113,8 @@ def prepare(md: ModelDeployment, classes: Mapping[str, AcceleratorClass], hardwa
     """Choose what to simulate; ``hardware``/``model`` override the nearest match."""
     profiles = {n: accelerator_profile(a) for n, a in classes.items()}
     allowed = md.spec.placement.accelerator_classes
-    # The class the core places new replicas on: cheapest (or fastest) that can meet the SLO.
-    preference, _ = feasible_preference(md, profiles, preference_order(allowed, profiles, md.spec.placement.strategy),
-                                        planner_mix(None))
+    # The class the core places new replicas on: cheapest per goodput (or fastest) that can meet the SLO.
+    preference = class_preference(md, profiles, planner_mix(None)).preference
     if not preference:
         raise ManifestError(
             f"none of spec.placement.acceleratorClasses ({', '.join(allowed)}) is defined in the -f files; "
