@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.core.modeldeployment import decide_workload
 from tidal.core.placement import (
+    REASON_CLASS_FULL,
+    REASON_MOVE,
     class_goodput,
     class_preference,
     cost_per_goodput,
     feasible_preference,
     place_pool,
+    plan_move,
     planner_mix,
 )
 from tidal.policies.capacity import idle_violation, slo_targets
@@ -179,3 +182,96 @@ def test_place_pool_by_count_is_the_old_split(desired: int, current: dict[str, i
     out = place_pool(float(desired), current, order, {c: 1.0 for c in order}, {c: None for c in order},
                      (0, 10_000), False)
     assert out.replicas == place(desired, current, order)
+
+
+# --- class capacity: spill past a full class, and moves that pay for their cold start -----------------
+
+H100_CHEAP = AcceleratorProfile("h100", 2.99, 989.0, 3350.0, 80 * GB)
+
+
+def _busy(ready: int, rate: float, starting: int = 0) -> PoolObservation:
+    return PoolObservation(ready_replicas=ready, starting_replicas=starting, request_rate_rps=rate,
+                           running_requests=10.0, waiting_requests=0.0)
+
+
+def test_a_full_class_spills_to_the_next_and_is_reported_by_name() -> None:
+    md = _mixed(8, 1, ["l40s", "h100"])
+    classes = {"h100": replace(H100_CHEAP, free_gpus=1), "l40s": replace(L40S, free_gpus=20)}
+    obs = Observation(0.0, {"unified": _busy(1, 400.0)}, accelerators=classes, placement={"unified": {"h100": 1}})
+    wd, _ = decide_workload(md, obs, None)
+    placed = {k.accelerator: n for k, n in wd.by_child.items()}
+    assert placed["h100"] == 2, "one more on the preferred class: its one free GPU"
+    assert placed["l40s"] >= 1, "the rest spilled to the next feasible class"
+    full = [r for r in wd.capacity_limits if r.code == REASON_CLASS_FULL]
+    assert len(full) == 1 and "'h100'" in full[0].message and "1 GPU(s) free" in full[0].message
+    # unknown free GPUs (no inventory yet) never spill
+    unknown = {"h100": H100_CHEAP, "l40s": L40S}
+    wd, _ = decide_workload(md, replace(obs, accelerators=unknown), None)
+    assert {k.accelerator for k, n in wd.by_child.items() if n} == {"h100"}
+    assert not [r for r in wd.capacity_limits if r.code == REASON_CLASS_FULL]
+
+
+def test_every_class_full_leaves_the_rest_pending_on_the_first_and_names_them_all() -> None:
+    md = _mixed(8, 1, ["l40s", "h100"])
+    classes = {"h100": replace(H100_CHEAP, free_gpus=0), "l40s": replace(L40S, free_gpus=0)}
+    obs = Observation(0.0, {"unified": _busy(1, 400.0)}, accelerators=classes, placement={"unified": {"h100": 1}})
+    wd, _ = decide_workload(md, obs, None)
+    placed = {k.accelerator: n for k, n in wd.by_child.items()}
+    assert placed["l40s"] == 0 and placed["h100"] > 1
+    assert {r.message.split("'")[1] for r in wd.capacity_limits if r.code == REASON_CLASS_FULL} == {"h100", "l40s"}
+
+
+def test_free_gpus_are_shared_by_the_pools_and_counted_in_gpus_per_replica() -> None:
+    placed = place_pool(6.0, {}, ["a", "b"], {"a": 1.0, "b": 1.0}, {"a": 4 // 2, "b": None}, (0, 10), False)
+    assert placed.replicas == {"a": 2, "b": 4} and placed.full == (("a", 2, 6),)
+
+
+def test_a_move_happens_only_when_the_saving_outlasts_the_cold_start() -> None:
+    start = place_pool(30.0, {"worse": 3}, ["better", "worse"], {"better": 20.0, "worse": 10.0},
+                       {"better": 8, "worse": None}, (1, 10), False)
+    assert start.replicas == {"better": 0, "worse": 3}, "replicas stay where they run"
+    cost = {"better": 3.0, "worse": 2.0}  # $/h per replica: 2 better (6/h) replace 3 worse (6/h)... no saving
+    assert plan_move(start, 30.0, ["better", "worse"], {"better": 20.0, "worse": 10.0}, {"better": 8, "worse": None},
+                     cost, 60.0, 10).move is None
+    cost = {"better": 2.0, "worse": 2.0}  # 2 better (4/h) replace 3 worse (6/h): 2/h saved
+    rates, room = {"better": 20.0, "worse": 10.0}, {"better": 8, "worse": None}
+    moved = plan_move(start, 30.0, ["better", "worse"], rates, room, cost, 60.0, 10)
+    assert moved.move == ("worse", "better", 3, 2) and moved.replicas == {"better": 2, "worse": 3}
+    # the saving over an hour (2) against the new replicas' cost during the cold start (4/h x start)
+    assert plan_move(start, 30.0, ["better", "worse"], rates, room, cost, 1700.0, 10).move is not None
+    assert plan_move(start, 30.0, ["better", "worse"], rates, room, cost, 1900.0, 10).move is None
+    assert plan_move(start, 30.0, ["better", "worse"], rates, {"better": 1, "worse": None}, cost, 60.0, 10).move is None, \
+        "no room: a move never waits Pending"
+    assert plan_move(start, 30.0, ["better", "worse"], rates, {"better": None, "worse": None}, cost, 60.0, 10).move is None, \
+        "unknown room: no move"
+    # once the new replicas run, the old ones are surplus and leave; while they start, they stay
+    held = place_pool(30.0, moved.replicas, ["better", "worse"], rates, room, (1, 10), True)
+    assert held.replicas == {"better": 2, "worse": 3}
+    done = place_pool(30.0, moved.replicas, ["better", "worse"], rates, room, (1, 10), False)
+    assert done.replicas == {"better": 2, "worse": 0}
+
+
+def test_decide_workload_moves_spilled_replicas_back_when_the_preferred_class_has_room() -> None:
+    """5 L40S replicas (5.5/h) serve 100 req/s that 2 H100s at 2.0/h (4.0/h) serve: 1.5/h saved over
+    the hour pays 2 H100s through a predicted ~390 s cold start (0.43)."""
+    md = _mixed(8, 1, ["l40s", "h100"])
+    classes = {"h100": replace(H100_CHEAP, hourly_cost=2.0, free_gpus=8), "l40s": replace(L40S, free_gpus=8)}
+    obs = Observation(0.0, {"unified": _busy(5, 100.0)}, accelerators=classes, placement={"unified": {"l40s": 5}})
+    wd, _ = decide_workload(md, obs, None)
+    assert [r for r in wd.decision.reasons if r.code == REASON_MOVE], wd.decision.reasons
+    placed = {k.accelerator: n for k, n in wd.by_child.items()}
+    assert placed == {"h100": 2, "l40s": 5}, "make before break: the L40S replicas stay this tick"
+    # while the new ones start, the L40S replicas are kept; nothing moves again
+    again = replace(obs, pools={"unified": _busy(5, 100.0, starting=placed["h100"])},
+                    placement={"unified": {k: v for k, v in placed.items()}})
+    wd2, _ = decide_workload(md, again, None)
+    assert {k.accelerator: n for k, n in wd2.by_child.items()}["l40s"] == placed["l40s"]
+    assert not [r for r in wd2.decision.reasons if r.code == REASON_MOVE]
+    # once they run, the L40S replicas are surplus and leave
+    done = replace(obs, pools={"unified": _busy(7, 100.0)}, placement={"unified": placed})
+    wd3, _ = decide_workload(md, done, None)
+    assert {k.accelerator: n for k, n in wd3.by_child.items()} == {"h100": 2, "l40s": 0}
+    # at 2.99/h per H100 the 2 H100s (5.98/h) cost more than the 5 L40S replicas they would replace: no move
+    dear = replace(obs, accelerators={**classes, "h100": replace(H100_CHEAP, free_gpus=8)})
+    assert not [r for r in decide_workload(md, dear, None)[0].decision.reasons if r.code == REASON_MOVE]
+

@@ -345,7 +345,7 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
         placed = place_pool(capacity, current, preference, rates, room, (lo, hi), moving)
         if goodputs and not moving:
             cost = {c: accs[c].hourly_cost * gpus for c in preference}
-            placed = plan_move(placed, preference, rates, room, cost, cold_start_s, hi)
+            placed = plan_move(placed, capacity, preference, rates, room, cost, cold_start_s, hi)
         for c, f in free.items():
             if f is not None:
                 free[c] = f - max(0, placed.replicas.get(c, 0) - current.get(c, 0)) * gpus

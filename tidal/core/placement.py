@@ -19,9 +19,9 @@ its replicas, else the most preferred: :func:`sizing_class`); that many replicas
 requests per second, ``replicas x goodput`` of that class. Replicas stay where they run and count
 with their own class's goodput; missing capacity goes to the most preferred class with free GPUs
 (``AcceleratorProfile.free_gpus``), spilling to the next and reporting the class that ran out;
-surplus leaves the least preferred class first, and not from a class other than the most preferred
-while the pool has replicas starting or Pending (the replicas a scale-up or a move started are not
-undone before they serve). A move (:func:`plan_move`) starts replicas on a better class for the
+surplus leaves the least preferred class first, but not while the pool has replicas starting or
+Pending on more than one class (the replicas a spill or a move started are not undone before they
+serve, nor the ones they replace removed before). A move (:func:`plan_move`) starts replicas on a better class for the
 ones of a worse class only when the hourly saving over :data:`PLACEMENT_MOVE_HORIZON_S` exceeds the
 new replicas' cost during one predicted cold start; the old ones leave as surplus once the new ones
 started. Pure; both shells call it through the core (the simulator shell also to choose what it
@@ -213,9 +213,11 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
             out[first] += k
             total += k
     else:
+        # While replicas start, surplus spread over classes is a move or a spill in flight: keep it.
+        mixed = sum(1 for c in preference if out[c] > 0) > 1
         for c in reversed(preference):
-            if hold_surplus and c != preference[0] and total <= hi:
-                continue
+            if hold_surplus and mixed and total <= hi:
+                break
             while out[c] > 0 and total > lo and (total > hi or have - goodput_rps[c] >= capacity_rps - eps):
                 out[c] -= 1
                 total -= 1
@@ -225,12 +227,13 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
     return PoolPlacement(out, tuple(full))
 
 
-def plan_move(placement: PoolPlacement, preference: Sequence[str], goodput_rps: Mapping[str, float],
-              room: Mapping[str, int | None], replica_cost: Mapping[str, float], cold_start_s: float | None,
-              hi: int, horizon_s: float = PLACEMENT_MOVE_HORIZON_S) -> PoolPlacement:
+def plan_move(placement: PoolPlacement, capacity_rps: float, preference: Sequence[str],
+              goodput_rps: Mapping[str, float], room: Mapping[str, int | None], replica_cost: Mapping[str, float],
+              cold_start_s: float | None, hi: int, horizon_s: float = PLACEMENT_MOVE_HORIZON_S) -> PoolPlacement:
     """Start replicas on a better class for all those of the worst class holding some, when that pays
-    (module docstring). ``replica_cost`` is $/h per replica (``hourlyCost x gpusPerReplica``); the
-    new replicas go on the best class with room (known free GPUs only: a move never waits Pending)."""
+    (module docstring): the better class gets what the capacity the others do not serve needs there.
+    ``replica_cost`` is $/h per replica (``hourlyCost x gpusPerReplica``); the new replicas go on the
+    best class with room for them (known free GPUs only: a move never waits Pending)."""
     if cold_start_s is None or len(preference) < 2:
         return placement
     out = dict(placement.replicas)
@@ -238,16 +241,17 @@ def plan_move(placement: PoolPlacement, preference: Sequence[str], goodput_rps: 
     for j in reversed(preference[1:]):
         if out[j] == 0:
             continue
+        elsewhere = sum(out[c] * goodput_rps[c] for c in preference if c != j)
         for i in preference[:preference.index(j)]:
             free = room.get(i)
             if free is None or free <= 0:
                 continue
-            n_new = math.ceil(out[j] * goodput_rps[j] / goodput_rps[i] - 1e-9)
+            n_new = max(0, math.ceil((capacity_rps - elsewhere) / goodput_rps[i] - 1e-9))
             if n_new > free or total + n_new > hi:
                 continue
             saving_per_h = out[j] * replica_cost[j] - n_new * replica_cost[i]
             start_cost = n_new * replica_cost[i] * cold_start_s / 3600.0
-            if saving_per_h * horizon_s / 3600.0 > start_cost:
+            if n_new > 0 and saving_per_h * horizon_s / 3600.0 > start_cost:
                 out[i] += n_new
                 return PoolPlacement(out, placement.full, (j, i, out[j], n_new))
         return placement  # only the worst class holding replicas moves, one move at a time
