@@ -124,8 +124,8 @@ def test_fastest_keeps_peak_flops_and_a_70b_model_needs_the_classes_with_memory(
 
 def test_each_class_counts_with_its_own_goodput() -> None:
     """3 replicas run on an A100 (the class they were placed on before), the H100 is now preferred:
-    the planner sizes the pool in A100 replicas (most of them run there), and the replicas it adds go
-    to the H100 with the H100's goodput, so fewer are added than A100 replicas would need."""
+    the planner sizes the pool in H100 replicas (seeing the 3 A100s as the H100s they are worth),
+    and the replicas it adds go to the H100 for what the A100s do not serve."""
     md = _mixed(8, 1, ["a100", "h100"])
     h100 = AcceleratorProfile("h100", 2.99, 989.0, 3350.0, 80 * GB)
     classes = {"a100": A100, "h100": h100}
@@ -138,9 +138,9 @@ def test_each_class_counts_with_its_own_goodput() -> None:
     assert g["h100"] > 2 * g["a100"]
     placed = {k.accelerator: n for k, n in wd.by_child.items()}
     assert placed["a100"] == 3, "replicas stay where they run"
-    needed = math.ceil(300.0 / g["a100"] - 1e-9)  # the planner's count, in A100 replicas
-    missing = needed * g["a100"] - 3 * g["a100"]
-    assert placed["h100"] == math.ceil(missing / g["h100"] - 1e-9) < needed - 3
+    needed = math.ceil(300.0 / g["h100"] - 1e-9)  # the planner's count, in H100 replicas
+    assert wd.rule_replicas == {"unified": needed}
+    assert placed["h100"] == math.ceil((needed * g["h100"] - 3 * g["a100"]) / g["h100"] - 1e-9)
     assert wd.decision.desired_replicas == {"unified": 3 + placed["h100"]}
 
 

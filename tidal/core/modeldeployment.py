@@ -63,10 +63,9 @@ from tidal.core.placement import (
     place_pool,
     plan_move,
     planner_mix,
-    sizing_class,
 )
-from tidal.core.policies import PoolsDecision, decide_pools
-from tidal.policies.capacity import Correction
+from tidal.core.policies import POLICY_TIDAL, PoolsDecision, decide_pools
+from tidal.policies.capacity import Correction, replicas_needed
 from tidal.predictors.coldstart import StartContext, StartPhases
 from tidal.predictors.pauses import SessionPausePredictor
 
@@ -112,6 +111,9 @@ class WorkloadDecision:
     demand_gpus: int = 0
     """GPUs the decision asked for before the fair-share cap: the workload's demand a
     FairSharePolicy divides its tenant's grant by (status.demandGpus)."""
+    rule_replicas: Mapping[str, int] = field(default_factory=dict)
+    """Replicas per pool as the pool's rule sized it (after the grant cap, before placement): replicas
+    of the pool's sizing class when the SLO planner sized it (tidal/core/placement.py)."""
 
 
 def accelerator_profile(acc: AcceleratorClass) -> AcceleratorProfile:
@@ -280,19 +282,59 @@ def _pending_guard(pool: str, obs: PoolObservation, want: int, reason: Reason) -
                                                                f"{obs.pending_replicas} pod(s) Pending", pool)
 
 
+def _class_goodputs(md: ModelDeployment, observation: Observation, state: CoreState,
+                    preference: list[str]) -> dict[str, dict[str, float]]:
+    """Per class, per pool: goodput per replica at the planner's mix and learnt corrections."""
+    mix = planner_mix(state)
+    corrections = {p: Correction(*v) for p, v in (state.planner.get("correction") or {}).items()}
+    return {c: class_goodput(md, observation.accelerators[c], mix, corrections) for c in preference}
+
+
+def _in_preferred_replicas(md: ModelDeployment, seen: Observation, state: CoreState,
+                           preference: list[str]) -> Observation:
+    """The SLO planner sizes in replicas of the most preferred class; a pool whose replicas run on
+    other classes too is shown to it with its replica counts in those units (each class's replicas
+    weighted by its goodput relative to the preferred class's, rounded, never below 1 while there are
+    any). Its rate per replica, correction, scale-down window and holds then all speak one unit."""
+    placement = {p: {c: n for c, n in seen.placement.get(p, {}).items() if n > 0 and c in preference}
+                 for p in seen.pools}
+    if len(preference) < 2 or not any(set(by) - {preference[0]} for by in placement.values()):
+        return seen
+    goodputs = _class_goodputs(md, seen, state, preference)
+    pools = dict(seen.pools)
+    for pool, obs in seen.pools.items():
+        by = placement.get(pool, {})
+        base = goodputs[preference[0]].get(pool, 0.0)
+        if not by or base <= 0 or any(goodputs[c].get(pool, 0.0) <= 0 for c in by):
+            continue
+        factor = sum(n * goodputs[c][pool] for c, n in by.items()) / (base * sum(by.values()))
+
+        def scaled(n: int) -> int:
+            return 0 if n <= 0 else max(1, round(n * factor))
+
+        ready = scaled(obs.ready_replicas)
+        pools[pool] = replace(obs, ready_replicas=ready, starting_replicas=scaled(obs.starting_replicas),
+                              pending_replicas=scaled(obs.pending_replicas),
+                              draining_replicas=scaled(obs.draining_replicas),
+                              unobserved_replicas=min(scaled(obs.unobserved_replicas), ready))
+    return replace(seen, pools=pools)
+
+
 def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Observation, state: CoreState,
                preference: list[str], forecast: ForecastView | None,
-               ) -> tuple[dict[str, int], list[Reason], list[Reason], bool]:
-    """Replicas per pool from the spec's policy (tidal/core/policies.py), each pool sized on its
-    sizing class (tidal/core/placement.py), then, per pool: wake from zero on demand, the pending-pod
-    guard, and a CapacityLimited reason past ``maxReplicas``. The last value: whether the counts are
-    replicas of the sizing class sized on goodput (the SLO planner ran)."""
+               ) -> tuple[dict[str, int], list[Reason], list[Reason], Mapping[str, float] | None]:
+    """Replicas per pool from the spec's policy (tidal/core/policies.py), the SLO planner's in
+    replicas of the most preferred class (:func:`_in_preferred_replicas`), then, per pool: wake from
+    zero on demand, the pending-pod guard, and a CapacityLimited reason past ``maxReplicas``. The
+    last value, when the planner sized the pools: per pool, the load its count serves where the count
+    is the planner's own ``ceil(load / goodput)`` (placement then fills that load, not the count's
+    rounded-up capacity, tidal/core/placement.py); ``None`` otherwise."""
     delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
     accelerator = observation.accelerators.get(preference[0]) if preference else None
-    on = {pool: observation.accelerators[c] for pool in pools
-          if (c := sizing_class(observation.placement.get(pool, {}), preference)) is not None}
     seen = _policy_observation(md, pools, observation, forecast)
-    out: PoolsDecision = decide_pools(md, pools, seen, state, accelerator, delay_s, on)
+    if md.spec.autoscaling.policy == POLICY_TIDAL:
+        seen = _in_preferred_replicas(md, seen, state, preference)
+    out: PoolsDecision = decide_pools(md, pools, seen, state, accelerator, delay_s)
     general = [r for r in out.reasons if r.pool is None]
     desired, reasons, limits = {}, [], []
     for pool, bounds in pools.items():
@@ -311,22 +353,25 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
                                  pool))
         desired[pool] = want
         reasons += [reason, *extra]
-    return desired, reasons + general, limits, out.sized_by_goodput
+    if not out.sized_by_goodput:
+        return desired, reasons + general, limits, None
+    loads = {p: plan.load_rps for p, plan in out.plans.items()
+             if desired.get(p) == plan.replicas == replicas_needed(plan.load_rps, plan.goodput_rps)}
+    return desired, reasons + general, limits, loads
 
 
 def _place(md: ModelDeployment, observation: Observation, state: CoreState, preference: list[str],
-           desired: dict[str, int], by_goodput: bool, capped: bool, cold_start_s: float | None,
+           desired: dict[str, int], loads: Mapping[str, float] | None, capped: bool, cold_start_s: float | None,
            ) -> tuple[dict[str, PoolPlacement], list[Reason], list[Reason]]:
     """Each pool's replicas over the classes (tidal/core/placement.py): by goodput when the planner
-    sized the pool (its count is replicas of the sizing class), else by count; free GPUs are shared
-    by the pools in spec order. Returns the placements, reasons (moves) and limits (full classes)."""
+    sized the pool (its count is replicas of the most preferred class; ``loads``: the load behind a
+    count that is the planner's own), else by count; free GPUs are shared by the pools in spec order. Returns the placements, reasons (moves) and limits (full
+    classes)."""
     pools = pools_of(md)
     accs = observation.accelerators
     goodputs: dict[str, dict[str, float]] = {}
-    if by_goodput and len(preference) > 1:
-        mix = planner_mix(state)
-        corrections = {p: Correction(*v) for p, v in (state.planner.get("correction") or {}).items()}
-        goodputs = {c: class_goodput(md, accs[c], mix, corrections) for c in preference}
+    if loads is not None and len(preference) > 1:
+        goodputs = _class_goodputs(md, observation, state, preference)
     free = {c: accs[c].free_gpus for c in preference}
     placements, reasons, limits = {}, [], []
     for pool, want in desired.items():
@@ -335,8 +380,9 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
         rates = {c: goodputs[c][pool] for c in preference} if goodputs else {}
         if not rates or min(rates.values()) <= 0:
             rates = {c: 1.0 for c in preference}
-        sizing = sizing_class(current, preference)
-        capacity = want * rates[sizing] if sizing is not None else 0.0
+        capacity = want * rates[preference[0]] if preference else 0.0
+        if goodputs and loads is not None and pool in loads and not capped:
+            capacity = min(capacity, loads[pool])  # the load itself, not its rounding up to whole replicas
         room = {c: None if f is None else max(f, 0) // gpus for c, f in free.items()}
         obs = observation.pools.get(pool)
         moving = obs is not None and (obs.starting_replicas + obs.pending_replicas) > 0
@@ -425,7 +471,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     if none_fit:
         limits.extend(unfit)  # no allowed class can meet the SLO: CapacityLimited
     override = split_override(md.spec.replicas, pools) if md.spec.replicas is not None else None
-    by_goodput = False
+    loads: Mapping[str, float] | None = None
     if override is not None:
         for pool in pools:
             desired[pool] = override.per_pool[pool]
@@ -433,7 +479,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         state.recommendations = {}  # the window restarts when autoscaling resumes
         state.idle_since_s, state.parked = None, False
     else:
-        desired, reasons, more, by_goodput = _autoscale(md, pools, observation, state, preference, forecast)
+        desired, reasons, more, loads = _autoscale(md, pools, observation, state, preference, forecast)
         limits.extend(more)
         reasons = _scale_to_zero(md, observation, state, desired, reasons)
     gpus = {p: b.gpus_per_replica for p, b in pools.items()}
@@ -452,7 +498,8 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         names = ", ".join(allowed)
         limits.append(Reason(REASON_NO_ACCELERATOR,
                              f"none of the AcceleratorClasses in spec.placement.acceleratorClasses exists ({names})"))
-    placements, moved, full = _place(md, observation, state, preference, desired, by_goodput,
+    rule_replicas = dict(desired)
+    placements, moved, full = _place(md, observation, state, preference, desired, loads,
                                      capped is not None, cold)
     reasons.extend(moved)
     limits.extend(full)
@@ -469,4 +516,4 @@ def decide_workload(md: ModelDeployment, observation: Observation,
                         forecast_rps=forecast.rps if forecast is not None else None)
     policy = "manual" if override is not None else md.spec.autoscaling.policy
     return WorkloadDecision(decision, by_child, tuple(limits), tuple(changes), forecast, cold, kv_ttl, override,
-                            learned, policy, demand_gpus), state
+                            learned, policy, demand_gpus, rule_replicas), state

@@ -14,10 +14,10 @@ replica`` summed over the pools (goodput from the class's profile at the planner
 request than an H100 comes first, and an H100 that serves 3x an A100's requests for 1.7x its price
 does too. Ties keep ascending ``hourlyCost``, then the spec's order.
 
-Split (:func:`place_pool`): the pool's rule sizes it in replicas of one class (the one holding most of
-its replicas, else the most preferred: :func:`sizing_class`); that many replicas are a capacity in
-requests per second, ``replicas x goodput`` of that class. Replicas stay where they run and count
-with their own class's goodput; missing capacity goes to the most preferred class with free GPUs
+Split (:func:`place_pool`): the SLO planner sizes a pool in replicas of the most preferred class
+(the core shows it the replicas of other classes in those units, weighted by goodput); that many
+replicas are a capacity in requests per second, ``replicas x goodput`` of that class. Replicas stay
+where they run and count with their own class's goodput; missing capacity goes to the most preferred class with free GPUs
 (``AcceleratorProfile.free_gpus``), spilling to the next and reporting the class that ran out;
 surplus leaves the least preferred class first, but not while the pool has replicas starting or
 Pending on more than one class (the replicas a spill or a move started are not undone before they
@@ -156,16 +156,6 @@ def class_preference(md: ModelDeployment, accelerators: Mapping[str, Accelerator
     costs = {n: cost_per_goodput(md, accelerators[n], mix) for n in preference}
     ranked = sorted(preference, key=lambda n: (costs[n], ordered.index(n)))
     return ClassPreference(ordered, ranked, unfit, costs)
-
-
-def sizing_class(current: Mapping[str, int], preference: Sequence[str]) -> str | None:
-    """The class a pool's rule sizes in: the one holding most of its replicas (ties: the more
-    preferred), else the most preferred. Its profile is the one the pool's observed latencies mostly
-    come from, so the planner's online correction learns the right class."""
-    held = [(current.get(c, 0), -i, c) for i, c in enumerate(preference) if current.get(c, 0) > 0]
-    if held:
-        return max(held)[2]
-    return preference[0] if preference else None
 
 
 @dataclass(frozen=True)

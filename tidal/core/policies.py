@@ -1,8 +1,8 @@
 """``spec.autoscaling.policy`` -> the rule that sizes a ModelDeployment's pools, run by the core.
 
 - ``tidal``: the SLO planner (tidal/policies/planner.py) on the performance profile of the
-  workload's model on each pool's sizing class (the class holding most of its replicas, else the
-  most preferred; tidal/core/placement.py), under ``spec.slo``, with the core's
+  workload's model on its most preferred accelerator class (replicas on other classes counted in
+  its replicas by goodput, tidal/core/placement.py), under ``spec.slo``, with the core's
   forecast one cold start ahead when ``spec.autoscaling.prewarm`` is on. Where the planner cannot
   size -- no AcceleratorClass exists, or no request rate was read this tick -- the pools are sized
   by the in-flight utilisation rule (tidal/policies/utilization.py), and the reasons say so.
@@ -19,7 +19,7 @@ with its memory in :class:`~tidal.core.state.CoreState`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from tidal.api.modeldeployment import ModelDeployment, PoolSpec
@@ -51,8 +51,10 @@ class PoolsDecision:
     over_max: frozenset[str] = frozenset()
     """Pools whose rule wanted more than ``maxReplicas`` (reported as CapacityLimited)."""
     sized_by_goodput: bool = False
-    """The SLO planner sized the pools this tick: ``desired`` counts replicas of each pool's sizing
+    """The SLO planner sized the pools this tick: ``desired`` counts replicas of the most preferred
     class, a capacity in goodput (tidal/core/placement.py ``place_pool``)."""
+    plans: Mapping[str, PoolPlan] = field(default_factory=dict)
+    """The planner's per-pool plan (load and goodput behind each count) when it sized the pools."""
 
 
 def utilization_rule(bounds: PoolSpec, delay_s: float) -> UtilizationTarget:
@@ -61,14 +63,11 @@ def utilization_rule(bounds: PoolSpec, delay_s: float) -> UtilizationTarget:
 
 
 def slo_planner(md: ModelDeployment, pools: Mapping[str, PoolSpec], accelerator: AcceleratorProfile,
-                delay_s: float, pool_accelerators: Mapping[str, AcceleratorProfile] | None = None) -> SLOPlanner:
-    """The planner for ``md`` on ``accelerator`` (per pool, ``pool_accelerators``' class when given:
-    the class the pool's replicas mostly run on): one profile per pool (its ``gpusPerReplica`` is the
+                delay_s: float) -> SLOPlanner:
+    """The planner for ``md`` on ``accelerator``: one profile per pool (its ``gpusPerReplica`` is the
     tensor-parallel degree), the pools' bounds, ``scaleDownDelay`` as its stabilisation window."""
     shape = model_shape(md.spec.model)
-    on = pool_accelerators or {}
-    profiles = {pool: build_profile(shape, replace(on.get(pool, accelerator), free_gpus=None), spec.gpus_per_replica)
-                for pool, spec in pools.items()}
+    profiles = {pool: build_profile(shape, accelerator, spec.gpus_per_replica) for pool, spec in pools.items()}
     first = next(iter(pools.values()))
     return SLOPlanner(profiles, slo_targets(md.spec.slo), min_replicas=first.min_replicas,
                       max_replicas=first.max_replicas, scale_down_stabilization_s=delay_s,
@@ -104,14 +103,13 @@ def _utilization(pools: Mapping[str, PoolSpec], observation: Observation, state:
 
 
 def _tidal(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Observation, state: CoreState,
-           accelerator: AcceleratorProfile | None, delay_s: float,
-           pool_accelerators: Mapping[str, AcceleratorProfile] | None = None) -> PoolsDecision:
+           accelerator: AcceleratorProfile | None, delay_s: float) -> PoolsDecision:
     if accelerator is None:
         out = _utilization(pools, observation, state, delay_s)
         why = Reason(REASON_PLANNER_FALLBACK, "no AcceleratorClass of spec.placement exists, so the SLO planner "
                      "has no performance profile; sizing by in-flight requests")
         return PoolsDecision(out.desired, [*out.reasons, why])
-    planner = ObservationGuard(slo_planner(md, pools, accelerator, delay_s, pool_accelerators))
+    planner = ObservationGuard(slo_planner(md, pools, accelerator, delay_s))
     memory = {**state.planner, "recommendations": {p: state.recommendations.get(p, []) for p in pools}}
     decision, after = planner.decide(observation, memory)
     if "plan" not in decision.details:
@@ -125,7 +123,8 @@ def _tidal(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Obse
     plans: Mapping[str, PoolPlan] = decision.details.get("plan", {})
     over = frozenset(p for p, plan in plans.items()
                      if replicas_needed(plan.load_rps, plan.goodput_rps) > pools[p].max_replicas)
-    return PoolsDecision(dict(decision.desired_replicas), list(decision.reasons), over, sized_by_goodput=True)
+    return PoolsDecision(dict(decision.desired_replicas), list(decision.reasons), over, sized_by_goodput=True,
+                         plans=dict(plans))
 
 
 def _baseline(policy: str, pools: Mapping[str, PoolSpec], observation: Observation, state: CoreState,
@@ -149,10 +148,8 @@ def _baseline(policy: str, pools: Mapping[str, PoolSpec], observation: Observati
 
 
 def decide_pools(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Observation, state: CoreState,
-                 accelerator: AcceleratorProfile | None, delay_s: float,
-                 pool_accelerators: Mapping[str, AcceleratorProfile] | None = None) -> PoolsDecision:
-    """Replicas per pool from ``spec.autoscaling.policy`` (see the module docstring); the planner
-    sizes each pool on ``pool_accelerators``' class for it, else on ``accelerator``."""
+                 accelerator: AcceleratorProfile | None, delay_s: float) -> PoolsDecision:
+    """Replicas per pool from ``spec.autoscaling.policy`` (see the module docstring)."""
     policy = md.spec.autoscaling.policy
     if policy == POLICY_STATIC:
         return PoolsDecision({p: b.min_replicas for p, b in pools.items()},
@@ -160,4 +157,4 @@ def decide_pools(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation
                               for p, b in pools.items()])
     if policy in (POLICY_HPA, POLICY_KPA):
         return _baseline(policy, pools, observation, state, delay_s)
-    return _tidal(md, pools, observation, state, accelerator, delay_s, pool_accelerators)
+    return _tidal(md, pools, observation, state, accelerator, delay_s)
