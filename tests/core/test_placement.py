@@ -162,11 +162,11 @@ def test_place_pool_serves_the_capacity_within_room_and_bounds(capacity: float, 
     have = sum(cur[c] * g[c] for c in names)
     assert all(n >= 0 for n in out.values())
     assert total <= max(hi, sum(cur.values())) and total >= min(lo, total)
-    if have < capacity and sum(cur.values()) <= hi:  # growing: running replicas stay, new ones only where there is room (or Pending on the first)
+    if have < capacity and sum(cur.values()) <= hi:  # growing: running replicas stay, new ones only where there is room
         assert all(out[c] >= cur[c] for c in names)
         grown = {c: out[c] - cur[c] for c in names}
-        assert all(room[c] is None or grown[c] <= room[c] for c in names[1:])
-        if total < hi:
+        assert all(room[c] is None or grown[c] <= room[c] for c in names)
+        if total < hi and all(r is None for r in rooms):
             assert served >= capacity - 1e-6
     else:  # shrinking never adds, and keeps the capacity
         assert all(out[c] <= cur[c] for c in names) or total == lo
@@ -211,13 +211,15 @@ def test_a_full_class_spills_to_the_next_and_is_reported_by_name() -> None:
     assert not [r for r in wd.capacity_limits if r.code == REASON_CLASS_FULL]
 
 
-def test_every_class_full_leaves_the_rest_pending_on_the_first_and_names_them_all() -> None:
+def test_every_class_full_starts_nothing_more_and_names_them_all() -> None:
+    """A replica no class has room for would only wait Pending, and the pending-pod guard would then
+    hold the pool's scale-up even after another class frees GPUs: it is not started."""
     md = _mixed(8, 1, ["l40s", "h100"])
     classes = {"h100": replace(H100_CHEAP, free_gpus=0), "l40s": replace(L40S, free_gpus=0)}
     obs = Observation(0.0, {"unified": _busy(1, 400.0)}, accelerators=classes, placement={"unified": {"h100": 1}})
     wd, _ = decide_workload(md, obs, None)
     placed = {k.accelerator: n for k, n in wd.by_child.items()}
-    assert placed["l40s"] == 0 and placed["h100"] > 1
+    assert placed == {"l40s": 0, "h100": 1}
     assert {r.message.split("'")[1] for r in wd.capacity_limits if r.code == REASON_CLASS_FULL} == {"h100", "l40s"}
 
 
@@ -275,3 +277,13 @@ def test_decide_workload_moves_spilled_replicas_back_when_the_preferred_class_ha
     dear = replace(obs, accelerators={**classes, "h100": replace(H100_CHEAP, free_gpus=8)})
     assert not [r for r in decide_workload(md, dear, None)[0].decision.reasons if r.code == REASON_MOVE]
 
+
+
+def test_pack_places_like_cheapest() -> None:
+    """``pack`` ranks as ``cheapest`` does: tidal sets no packing of its own (docs/placement.md)."""
+    classes = {"l4": L4, "l40s": L40S, "a100": A100}
+    cheapest = class_preference(_mixed(8, 1, ["l4", "l40s", "a100"]), classes, planner_mix(None))
+    pack = class_preference(_mixed(8, 1, ["l4", "l40s", "a100"],
+                                   placement={"acceleratorClasses": ["l4", "l40s", "a100"], "strategy": "pack"}),
+                            classes, planner_mix(None))
+    assert pack.preference == cheapest.preference and pack.cost_per_goodput == cheapest.cost_per_goodput

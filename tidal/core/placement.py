@@ -18,7 +18,8 @@ Split (:func:`place_pool`): the SLO planner sizes a pool in replicas of the most
 (the core shows it the replicas of other classes in those units, weighted by goodput); that many
 replicas are a capacity in requests per second, ``replicas x goodput`` of that class. Replicas stay
 where they run and count with their own class's goodput; missing capacity goes to the most preferred class with free GPUs
-(``AcceleratorProfile.free_gpus``), spilling to the next and reporting the class that ran out;
+(``AcceleratorProfile.free_gpus``), spilling to the next and reporting the class that ran out
+(what no class has room for is not started: a Pending replica would hold the pool's scale-up);
 surplus leaves the least preferred class first, but not while the pool has replicas starting or
 Pending on more than one class (the replicas a spill or a move started are not undone before they
 serve, nor the ones they replace removed before). A move (:func:`plan_move`) starts replicas on a better class for the
@@ -196,12 +197,6 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
             have += k * goodput_rps[c]
             if have >= capacity_rps - eps or total >= hi:
                 break
-        if have < capacity_rps - eps and total < hi:
-            # Every class is full: the rest waits, Pending, on the most preferred class.
-            first = preference[0]
-            k = min(math.ceil((capacity_rps - have) / goodput_rps[first] - 1e-9), hi - total)
-            out[first] += k
-            total += k
     else:
         # While replicas start, surplus spread over classes is a move or a spill in flight: keep it.
         mixed = sum(1 for c in preference if out[c] > 0) > 1
