@@ -10,7 +10,7 @@ PIP    := $(BIN)/pip install --constraint constraints.txt
 STAMP  := $(VENV)/.installed
 
 # e2e: the operator against the real cluster KUBECONFIG names (kind, k3d...); see docs/operator.md.
-.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator bench-kv-ttl bench-keepalive-pareto clean
+.PHONY: demo test test-repeat e2e crds check-crds tools bench bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator bench-kv-ttl bench-keepalive-pareto bench-placement clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,7 @@ e2e: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/tidal crds
 
-bench: bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator bench-kv-ttl
+bench: bench-forecast bench-sim bench-functions bench-operator bench-decision bench-policies bench-fairshare bench-activator bench-kv-ttl bench-placement
 
 bench-forecast: $(STAMP)
 	$(BIN)/python bench/forecast.py
@@ -80,6 +80,11 @@ bench-policies: $(STAMP)
 # Fair share: weighted tenants of ServeGen m-mid clients on a pool at 60 % of their peak (docs/bench.md).
 bench-fairshare: $(STAMP)
 	$(BIN)/python bench/fairshare.py
+
+# Placement across accelerator classes: a mixed cluster against H100-only, cheapest-only and the
+# hourly-cost order on the Azure conv and code traces (docs/bench.md); ~1 minute.
+bench-placement: $(STAMP)
+	$(BIN)/python bench/placement.py
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .hypothesis reports

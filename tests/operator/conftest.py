@@ -306,6 +306,7 @@ def harness(kube_api: Any, kubeconfig: pathlib.Path, kube_client: Any) -> Operat
         extensions.create_custom_resource_definition(crd)
     client.CoreV1Api(kube_client).create_namespace({"metadata": {"name": OPERATOR_NS}})
     custom = client.CustomObjectsApi(kube_client)
-    for acc in (accelerator_class("gpu-a", 2.5), accelerator_class("gpu-b", 4.0, tflops=900.0)):
+    # gpu-b: 3x the FLOP/s at 3.2x the price, so gpu-a is the cheaper per goodput (placement ranks by it)
+    for acc in (accelerator_class("gpu-a", 2.5), accelerator_class("gpu-b", 8.0, tflops=900.0)):
         custom.create_cluster_custom_object("tidal.dev", "v1alpha1", "acceleratorclasses", acc)
     return OperatorHarness(kube_api, kubeconfig, kube_client, [])

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.operator.conftest import OPERATOR_NS, OperatorHarness, accelerator_class, model_deployment
-from tidal.api.acceleratorclass import AcceleratorClass
+from tidal.api.acceleratorclass import AcceleratorClass, AcceleratorClassStatus
 from tidal.api.validation import parse_resource
 from tidal.controllers.modeldeployment_observe import IMAGE_CACHED_BELOW_S, ChildDeployment, ChildPod
 from tidal.core.modeldeployment import WorkloadDecision
@@ -33,7 +33,8 @@ from tidal.operator.prometheus import OBSERVATION_FIELDS, PodMetrics, PoolMetric
 from tidal.operator.settings import DEFAULT_INTERVAL_S, OperatorSettings
 from tidal.operator.workloads import StateStore, WorkloadCache
 from tidal.policies.interface import Decision, Observation, ReplicaStart
-from tidal.sim.modeldeployment import ModelDeploymentAutoscaler, prepare, sim_config, workload_decision
+from tidal.core.placement import REASON_CLASS_FULL
+from tidal.sim.modeldeployment import ModelDeploymentAutoscaler, mixed_config, prepare, sim_config, workload_decision
 from tidal.sim.runner import Simulation
 from tidal.sim.traces import load_trace, rate_scale
 
@@ -90,11 +91,15 @@ def _whole_seconds(start: ReplicaStart) -> ReplicaStart:
 
 
 def _children(obs: Observation, accelerator: str) -> tuple[list[ChildDeployment], list[ChildPod]]:
-    """The Deployments and Pods kopf's indexes would hold for the cluster the observation describes."""
+    """The Deployments and Pods kopf's indexes would hold for the cluster the observation describes
+    (on a mixed cluster, one Deployment per class the observation places replicas on; a pod that
+    started is on the class its start names)."""
     deployments, pods = [], []
     for pool, o in obs.pools.items():
-        deployments.append(ChildDeployment(f"{NAME}-{pool}-{accelerator}", OPERATOR_NS, NAME, pool, accelerator,
-                                           o.current_replicas, o.ready_replicas))
+        by_class = obs.placement.get(pool) or {accelerator: o.current_replicas}
+        for cls, n in by_class.items():
+            deployments.append(ChildDeployment(f"{NAME}-{pool}-{cls}", OPERATOR_NS, NAME, pool, cls, n,
+                                               min(n, o.ready_replicas)))
         starts = [s for s in obs.starts if s.pool == pool]
         assert len(starts) <= o.ready_replicas + o.draining_replicas
 
@@ -107,7 +112,8 @@ def _children(obs: Observation, accelerator: str) -> tuple[list[ChildDeployment]
                 times = {"created_s": created, "scheduled_s": created + start.scheduling_s,
                          "started_s": created + start.scheduling_s + start.image_pull_s,
                          "ready_s": created + start.scheduling_s + start.image_pull_s + start.engine_init_s}
-            return ChildPod(uid, OPERATOR_NS, uid, NAME, pool, accelerator,
+            on = start.accelerator if start is not None and obs.placement else accelerator
+            return ChildPod(uid, OPERATOR_NS, uid, NAME, pool, on,
                             start.node if start is not None else ("node" if scheduled else None),
                             scheduled=scheduled, ready=ready, deleting=deleting, **times)
 
@@ -125,6 +131,14 @@ def _children(obs: Observation, accelerator: str) -> tuple[list[ChildDeployment]
     return deployments, pods
 
 
+def _with_free(acc: AcceleratorClass, free: int | None) -> AcceleratorClass:
+    """``acc`` with the inventory status the operator's loop would have written (one node)."""
+    assert free is not None
+    total = acc.status.allocatable if acc.status else 0
+    return acc.model_copy(update={"status": AcceleratorClassStatus(nodes=1, allocatable=max(total, free),
+                                                                   used=max(total, free) - free, free=free)})
+
+
 def _signature(wd: WorkloadDecision) -> tuple[Any, ...]:
     return (dict(wd.decision.desired_replicas), dict(wd.by_child), wd.decision.reasons, wd.changes,
             wd.capacity_limits, wd.forecast, wd.decision.forecast_rps, wd.cold_start_s, wd.kv_ttl_s, wd.override,
@@ -138,9 +152,14 @@ MODES = {
 }
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("mode", [*sorted(MODES), "mixed"])
 def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
         harness: OperatorHarness, monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """``mixed``: unified, on a simulated cluster with 2 GPUs of gpu-a (the preferred class) and a
+    node of gpu-b, so the core spills, reports the full class and places per class from the free
+    GPUs; the operator reads the same free GPUs from each AcceleratorClass's status."""
+    mixed = mode == "mixed"
+    mode = "unified" if mixed else mode
     h = harness
     manifest = model_deployment(NAME, classes=("gpu-a", "gpu-b"),
                                 autoscaling={"predictor": "holt-winters", "scaleDownDelay": "1m"}, **MODES[mode])
@@ -148,24 +167,29 @@ def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
     md = parse_resource({k: body[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {
         "name": NAME, "namespace": OPERATOR_NS}})
     classes = {}
-    for raw in (accelerator_class("gpu-a", 2.5), accelerator_class("gpu-b", 4.0, tflops=900.0)):
+    for raw in (accelerator_class("gpu-a", 2.5), accelerator_class("gpu-b", 8.0, tflops=900.0)):
         parsed = parse_resource(raw)
         assert isinstance(parsed, AcceleratorClass)
         classes[raw["metadata"]["name"]] = parsed
     workload = prepare(md, classes)  # type: ignore[arg-type]
-    assert workload.accelerator_class == "gpu-a"  # the cheaper class
+    assert workload.accelerator_class == "gpu-a"  # cheaper per goodput: gpu-b has 3x its FLOP/s at 3.2x its price
 
     # 1. Record: the simulator shell drives a simulated cluster.
     recorder = _Recorder(ModelDeploymentAutoscaler(workload))
     requests = rate_scale(load_trace("demo", seed=0, duration_s=REPLAY_S), RATE_SCALE)
     last = requests[-1]
     requests.append(replace(last, arrival_s=last.arrival_s + QUIET_TAIL_S, request_id=last.request_id + 1))
-    Simulation(requests, recorder, sim_config(workload)).run()
+    config = (mixed_config(workload, classes, {"gpu-a": 1, "gpu-b": 1}, {"gpu-a": 2}) if mixed
+              else sim_config(workload))
+    Simulation(requests, recorder, config).run()
     sequence = [replace(obs, starts=tuple(_whole_seconds(s) for s in obs.starts)) for obs, _ in recorder.steps]
     recorded = [workload_decision(d) for _, d in recorder.steps]
     assert max(max(wd.decision.desired_replicas.values()) for wd in recorded) >= 3, "the sequence must scale up"
     assert any(after < before for wd in recorded for _, before, after in wd.changes), "... and down"
     assert sum(len(o.starts) > 0 for o in sequence) > 0, "... and see replica starts"
+    if mixed:
+        assert any(o.placement["unified"]["gpu-b"] > 0 for o in sequence), "... and spill to gpu-b"
+        assert any(r.code == REASON_CLASS_FULL for wd in recorded for r in wd.capacity_limits)
 
     # 2. The simulator shell on the recorded sequence.
     shell, state = ModelDeploymentAutoscaler(workload), None
@@ -198,7 +222,8 @@ def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
         deployments, pods = _children(obs, workload.accelerator_class)
         prometheus.pods = pods
         patch: dict[str, Any] = {}
-        result = operator.tick(body, patch, status, classes, deployments, pods)
+        index = {n: _with_free(c, obs.accelerators[n].free_gpus) for n, c in classes.items()} if mixed else classes
+        result = operator.tick(body, patch, status, index, deployments, pods)
         assert result is not None and not result.problems, result
         status = patch.get("status", status)
         operated.append(result.decision)

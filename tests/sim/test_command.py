@@ -64,11 +64,12 @@ def test_simulate_runs_a_modeldeployment_manifest_through_the_core(tmp_path) -> 
                                       "--duration", "240", "--report", str(tmp_path / "r.html"),
                                       "--json", str(summary), "--no-progress"])
     assert result.exit_code == 0, result.output
-    # strategy cheapest: a100-80gb (hourlyCost 2.5) before h100-80gb (4.0)
-    assert "class a100-80gb simulated as A100-80GB" in _flat(result.output)
+    # strategy cheapest ranks by cost per goodput: h100-80gb (hourlyCost 4.0) serves 2.2x the A100's
+    # goodput at 1.6x its price
+    assert "class h100-80gb simulated as H100-80GB" in _flat(result.output)
     data = json.loads(summary.read_text())
     assert data["policy"] == "tidal"
-    assert data["cost_usd"] == pytest.approx(data["gpu_hours"] * 2.5, rel=1e-6), "the class's hourlyCost"
+    assert data["cost_usd"] == pytest.approx(data["gpu_hours"] * 4.0, rel=1e-6), "the class's hourlyCost"
 
 
 def test_manifest_problems_name_the_fix(tmp_path) -> None:

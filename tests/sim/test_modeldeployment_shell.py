@@ -59,7 +59,8 @@ def test_the_adapter_adds_what_the_operator_adds() -> None:
     raw = Observation(30.0, {"unified": PoolObservation(ready_replicas=2, starting_replicas=1,
                                                         running_requests=60.0, waiting_requests=4.0)})
     seen = shell.observation(raw)
-    assert seen.placement == {"unified": {"a100-80gb": 3}} and seen.interval_s == 15.0
+    # h100-80gb: 1.6x the A100's price for 2.2x its goodput at the default mix (cost per goodput)
+    assert seen.placement == {"unified": {"h100-80gb": 3}} and seen.interval_s == 15.0
     assert set(seen.accelerators) == {"h100-80gb", "a100-80gb"}  # the spec's classes only, not l4
     decision, state = shell.decide(raw, None)
     wd = workload_decision(decision)

@@ -31,7 +31,7 @@ class AcceleratorClassSpec(ApiModel):
     interconnect_gbps: float | None = Field(default=None, gt=0, le=100000)
     """Per-GPU interconnect bandwidth in GB/s (NVLink), used for tensor-parallel and KV transfer time."""
     hourly_cost: float = Field(ge=0, le=10000)
-    """Cost of one device for one hour, in your currency; placement minimises it."""
+    """Cost of one device for one hour, in your currency; placement minimises it per request served."""
     cost_currency: Literal["USD", "EUR", "GBP", "JPY", "CNY", "credits"] = "USD"
     """Currency of hourlyCost, shown in reports."""
 

@@ -177,7 +177,8 @@ def capacity_condition(limits: Sequence[Reason], replicas: Mapping[str, PoolRepl
     reason = ("AcceleratorClassMissing" if codes & {"no-accelerator-class", "accelerator-missing"}
               else "NoClassMeetsSLO" if "accelerator-cannot-meet-slo" in codes
               else "FairShareCapped" if "fair-share-cap" in codes
-              else "MaxReplicasReached" if "max-replicas" in codes else "PodsPending")
+              else "MaxReplicasReached" if "max-replicas" in codes
+              else "AcceleratorClassFull" if "accelerator-class-full" in codes else "PodsPending")
     return ConditionValue(CAPACITY_LIMITED, "True", reason, "; ".join(messages))
 
 

@@ -14,7 +14,10 @@ decides, in this order:
    (unschedulable), and ``scaleToZero`` after an idle window;
 6. the fair-share grant (``Observation.grant_gpus``) as a cap, manual override included
    (tidal/core/grant.py);
-7. placement over accelerator classes (tidal/policies/placement.py).
+7. placement over accelerator classes (tidal/core/placement.py): classes ranked by cost per goodput
+   (``cheapest``/``pack``) or peak FLOP/s (``fastest``), each pool's replicas split over them by
+   goodput, spilling past classes without free GPUs (CapacityLimited names them), moving replicas to
+   a cheaper class only when the saving outlasts a cold start.
 
 Pure and deterministic: no I/O, no clock. The state is consumed (predictors learn in place) and
 the returned state is the one to pass next time.
@@ -50,10 +53,19 @@ from tidal.policies.interface import (
     ReplicaStart,
 )
 from tidal.policies.kv_ttl import auto_ttl, deployment_price_per_s
-from tidal.policies.placement import place, preference_order
 from tidal.core.grant import cap_to_grant
-from tidal.core.placement import feasible_preference, planner_mix
-from tidal.core.policies import decide_pools
+from tidal.core.placement import (
+    REASON_CLASS_FULL,
+    REASON_MOVE,
+    PoolPlacement,
+    class_goodput,
+    class_preference,
+    place_pool,
+    plan_move,
+    planner_mix,
+)
+from tidal.core.policies import POLICY_TIDAL, PoolsDecision, decide_pools
+from tidal.policies.capacity import Correction, replicas_needed
 from tidal.predictors.coldstart import StartContext, StartPhases
 from tidal.predictors.pauses import SessionPausePredictor
 
@@ -99,14 +111,22 @@ class WorkloadDecision:
     demand_gpus: int = 0
     """GPUs the decision asked for before the fair-share cap: the workload's demand a
     FairSharePolicy divides its tenant's grant by (status.demandGpus)."""
+    rule_replicas: Mapping[str, int] = field(default_factory=dict)
+    """Replicas per pool as the pool's rule sized it (after the grant cap, before placement): replicas
+    of the pool's sizing class when the SLO planner sized it (tidal/core/placement.py)."""
 
 
 def accelerator_profile(acc: AcceleratorClass) -> AcceleratorProfile:
-    """The core's view of an AcceleratorClass (both shells build observations with this)."""
+    """The core's view of an AcceleratorClass (both shells build observations with this). Free GPUs
+    come from ``status.free`` once the inventory saw a node of the class (``status.nodes > 0``); with
+    no status, or no matching node (the Available condition says why), they are unknown and
+    placement does not spill for them."""
     spec = acc.spec
+    status = acc.status
+    free = status.free if status is not None and status.nodes > 0 else None
     return AcceleratorProfile(name=acc.metadata.name or "", hourly_cost=spec.hourly_cost,
                               peak_tflops=spec.peak_tflops, memory_bandwidth_gbps=spec.memory_bandwidth_gbps,
-                              memory_bytes=float(parse_quantity_bytes(spec.memory)))
+                              memory_bytes=float(parse_quantity_bytes(spec.memory)), free_gpus=free)
 
 
 def model_size_gb(md: ModelDeployment) -> float:
@@ -262,15 +282,59 @@ def _pending_guard(pool: str, obs: PoolObservation, want: int, reason: Reason) -
                                                                f"{obs.pending_replicas} pod(s) Pending", pool)
 
 
+def _class_goodputs(md: ModelDeployment, observation: Observation, state: CoreState,
+                    preference: list[str]) -> dict[str, dict[str, float]]:
+    """Per class, per pool: goodput per replica at the planner's mix and learnt corrections."""
+    mix = planner_mix(state)
+    corrections = {p: Correction(*v) for p, v in (state.planner.get("correction") or {}).items()}
+    return {c: class_goodput(md, observation.accelerators[c], mix, corrections) for c in preference}
+
+
+def _in_preferred_replicas(md: ModelDeployment, seen: Observation, state: CoreState,
+                           preference: list[str]) -> Observation:
+    """The SLO planner sizes in replicas of the most preferred class; a pool whose replicas run on
+    other classes too is shown to it with its replica counts in those units (each class's replicas
+    weighted by its goodput relative to the preferred class's, rounded, never below 1 while there are
+    any). Its rate per replica, correction, scale-down window and holds then all speak one unit."""
+    placement = {p: {c: n for c, n in seen.placement.get(p, {}).items() if n > 0 and c in preference}
+                 for p in seen.pools}
+    if len(preference) < 2 or not any(set(by) - {preference[0]} for by in placement.values()):
+        return seen
+    goodputs = _class_goodputs(md, seen, state, preference)
+    pools = dict(seen.pools)
+    for pool, obs in seen.pools.items():
+        by = placement.get(pool, {})
+        base = goodputs[preference[0]].get(pool, 0.0)
+        if not by or base <= 0 or any(goodputs[c].get(pool, 0.0) <= 0 for c in by):
+            continue
+        factor = sum(n * goodputs[c][pool] for c, n in by.items()) / (base * sum(by.values()))
+
+        def scaled(n: int) -> int:
+            return 0 if n <= 0 else max(1, round(n * factor))
+
+        ready = scaled(obs.ready_replicas)
+        pools[pool] = replace(obs, ready_replicas=ready, starting_replicas=scaled(obs.starting_replicas),
+                              pending_replicas=scaled(obs.pending_replicas),
+                              draining_replicas=scaled(obs.draining_replicas),
+                              unobserved_replicas=min(scaled(obs.unobserved_replicas), ready))
+    return replace(seen, pools=pools)
+
+
 def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Observation, state: CoreState,
                preference: list[str], forecast: ForecastView | None,
-               ) -> tuple[dict[str, int], list[Reason], list[Reason]]:
-    """Replicas per pool from the spec's policy (tidal/core/policies.py), then, per pool: wake from
-    zero on demand, the pending-pod guard, and a CapacityLimited reason past ``maxReplicas``."""
+               ) -> tuple[dict[str, int], list[Reason], list[Reason], Mapping[str, float] | None]:
+    """Replicas per pool from the spec's policy (tidal/core/policies.py), the SLO planner's in
+    replicas of the most preferred class (:func:`_in_preferred_replicas`), then, per pool: wake from
+    zero on demand, the pending-pod guard, and a CapacityLimited reason past ``maxReplicas``. The
+    last value, when the planner sized the pools: per pool, the load its count serves where the count
+    is the planner's own ``ceil(load / goodput)`` (placement then fills that load, not the count's
+    rounded-up capacity, tidal/core/placement.py); ``None`` otherwise."""
     delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
     accelerator = observation.accelerators.get(preference[0]) if preference else None
     seen = _policy_observation(md, pools, observation, forecast)
-    out = decide_pools(md, pools, seen, state, accelerator, delay_s)
+    if md.spec.autoscaling.policy == POLICY_TIDAL:
+        seen = _in_preferred_replicas(md, seen, state, preference)
+    out: PoolsDecision = decide_pools(md, pools, seen, state, accelerator, delay_s)
     general = [r for r in out.reasons if r.pool is None]
     desired, reasons, limits = {}, [], []
     for pool, bounds in pools.items():
@@ -289,7 +353,60 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
                                  pool))
         desired[pool] = want
         reasons += [reason, *extra]
-    return desired, reasons + general, limits
+    if not out.sized_by_goodput:
+        return desired, reasons + general, limits, None
+    loads = {p: plan.load_rps for p, plan in out.plans.items()
+             if desired.get(p) == plan.replicas == replicas_needed(plan.load_rps, plan.goodput_rps)}
+    return desired, reasons + general, limits, loads
+
+
+def _place(md: ModelDeployment, observation: Observation, state: CoreState, preference: list[str],
+           desired: dict[str, int], loads: Mapping[str, float] | None, capped: bool, cold_start_s: float | None,
+           ) -> tuple[dict[str, PoolPlacement], list[Reason], list[Reason]]:
+    """Each pool's replicas over the classes (tidal/core/placement.py): by goodput when the planner
+    sized the pool (its count is replicas of the most preferred class; ``loads``: the load behind a
+    count that is the planner's own), else by count; free GPUs are shared by the pools in spec order. Returns the placements, reasons (moves) and limits (full
+    classes)."""
+    pools = pools_of(md)
+    accs = observation.accelerators
+    goodputs: dict[str, dict[str, float]] = {}
+    if loads is not None and len(preference) > 1:
+        goodputs = _class_goodputs(md, observation, state, preference)
+    free = {c: accs[c].free_gpus for c in preference}
+    placements, reasons, limits = {}, [], []
+    for pool, want in desired.items():
+        gpus = pools[pool].gpus_per_replica
+        current = observation.placement.get(pool, {})
+        rates = {c: goodputs[c][pool] for c in preference} if goodputs else {}
+        if not rates or min(rates.values()) <= 0:
+            rates = {c: 1.0 for c in preference}
+        capacity = want * rates[preference[0]] if preference else 0.0
+        if goodputs and loads is not None and pool in loads and not capped:
+            capacity = min(capacity, loads[pool])  # the load itself, not its rounding up to whole replicas
+        room = {c: None if f is None else max(f, 0) // gpus for c, f in free.items()}
+        obs = observation.pools.get(pool)
+        moving = obs is not None and (obs.starting_replicas + obs.pending_replicas) > 0
+        hi = want if capped else pools[pool].max_replicas
+        lo = min(pools[pool].min_replicas, want)  # scale-to-zero and the grant go below minReplicas
+        placed = place_pool(capacity, current, preference, rates, room, (lo, hi), moving)
+        if goodputs and not moving:
+            cost = {c: accs[c].hourly_cost * gpus for c in preference}
+            placed = plan_move(placed, capacity, preference, rates, room, cost, cold_start_s, hi)
+        for c, f in free.items():
+            if f is not None:
+                free[c] = f - max(0, placed.replicas.get(c, 0) - current.get(c, 0)) * gpus
+        for c, got, wanted in placed.full:
+            limits.append(Reason(REASON_CLASS_FULL, f"AcceleratorClass {c!r} ran out: {accs[c].free_gpus} GPU(s) "
+                                 f"free (status.free), pool {pool} wanted {wanted} more replica(s) of "
+                                 f"{gpus} GPU(s) there and got {got}; the rest went to the next class", pool))
+        if placed.move is not None:
+            src, dst, old, new = placed.move
+            reasons.append(Reason(REASON_MOVE, f"pool {pool}: starting {new} replica(s) on {dst!r} to replace "
+                                  f"{old} on {src!r}: the saving over the move horizon exceeds a "
+                                  f"{cold_start_s:.0f}s cold start's cost; {src!r} drains once they started",
+                                  pool))
+        placements[pool] = placed
+    return placements, reasons, limits
 
 
 def _scale_to_zero(md: ModelDeployment, observation: Observation, state: CoreState, desired: dict[str, int],
@@ -337,8 +454,8 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     state = state if state is not None else CoreState()
     pools = pools_of(md)
     allowed = md.spec.placement.accelerator_classes
-    ordered = preference_order(allowed, observation.accelerators, md.spec.placement.strategy)
-    preference, unfit = feasible_preference(md, observation.accelerators, ordered, planner_mix(state))
+    classes = class_preference(md, observation.accelerators, planner_mix(state))
+    ordered, preference, unfit = classes.ordered, classes.preference, classes.unfit
     none_fit = bool(ordered) and len(unfit) == len(ordered)
     learned = _learn_starts(md, observation.starts, state)
     cold = _cold_start_s(md, state, preference)
@@ -354,6 +471,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     if none_fit:
         limits.extend(unfit)  # no allowed class can meet the SLO: CapacityLimited
     override = split_override(md.spec.replicas, pools) if md.spec.replicas is not None else None
+    loads: Mapping[str, float] | None = None
     if override is not None:
         for pool in pools:
             desired[pool] = override.per_pool[pool]
@@ -361,7 +479,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         state.recommendations = {}  # the window restarts when autoscaling resumes
         state.idle_since_s, state.parked = None, False
     else:
-        desired, reasons, more = _autoscale(md, pools, observation, state, preference, forecast)
+        desired, reasons, more, loads = _autoscale(md, pools, observation, state, preference, forecast)
         limits.extend(more)
         reasons = _scale_to_zero(md, observation, state, desired, reasons)
     gpus = {p: b.gpus_per_replica for p, b in pools.items()}
@@ -380,9 +498,15 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         names = ", ".join(allowed)
         limits.append(Reason(REASON_NO_ACCELERATOR,
                              f"none of the AcceleratorClasses in spec.placement.acceleratorClasses exists ({names})"))
-    for pool, want in desired.items():
+    rule_replicas = dict(desired)
+    placements, moved, full = _place(md, observation, state, preference, desired, loads,
+                                     capped is not None, cold)
+    reasons.extend(moved)
+    limits.extend(full)
+    for pool in desired:
         current = observation.placement.get(pool, {})
-        for acc, n in place(want, current, preference).items():
+        desired[pool] = sum(placements[pool].replicas.values()) if preference else desired[pool]
+        for acc, n in placements[pool].replicas.items():
             key = ChildKey(pool, acc)
             by_child[key] = n
             before = current.get(acc)
@@ -392,4 +516,4 @@ def decide_workload(md: ModelDeployment, observation: Observation,
                         forecast_rps=forecast.rps if forecast is not None else None)
     policy = "manual" if override is not None else md.spec.autoscaling.policy
     return WorkloadDecision(decision, by_child, tuple(limits), tuple(changes), forecast, cold, kv_ttl, override,
-                            learned, policy, demand_gpus), state
+                            learned, policy, demand_gpus, rule_replicas), state

@@ -1,27 +1,62 @@
-"""Which accelerator classes can serve a ModelDeployment at all: placement never picks a class whose
-performance profile cannot meet the SLO.
+"""Placement over accelerator classes: which classes can serve a ModelDeployment, in which order, and
+how a pool's replicas split over them.
 
-A class is left out of the preference order when, on the profile built from the CRs (the model's
+Feasibility: placement never picks a class whose performance profile cannot meet the SLO. A class is left out of the preference order when, on the profile built from the CRs (the model's
 size, the class's datasheet; tidal/policies/profile.py) with each pool's ``gpusPerReplica``, the
 weights leave no KV cache or a lone request of the current mix already misses a target
 (tidal/policies/capacity.py ``idle_violation``): more replicas of it would not help. When no allowed
 class passes, the order is kept as it is (something must be tried) and every class is reported.
-Pure; both shells call it through the core (the simulator shell also to choose what it simulates).
+
+Order (:func:`class_preference`): ``fastest`` keeps descending ``peakTflops``; ``cheapest`` and
+``pack`` rank the feasible classes by cost per goodput, ``hourlyCost x gpusPerReplica / goodput per
+replica`` summed over the pools (goodput from the class's profile at the planner's current mix and
+``spec.slo``, tidal/policies/capacity.py), so an L40S that serves an 8B model's decode for less per
+request than an H100 comes first, and an H100 that serves 3x an A100's requests for 1.7x its price
+does too. Ties keep ascending ``hourlyCost``, then the spec's order.
+
+Split (:func:`place_pool`): the SLO planner sizes a pool in replicas of the most preferred class
+(the core shows it the replicas of other classes in those units, weighted by goodput); that many
+replicas are a capacity in requests per second, ``replicas x goodput`` of that class. Replicas stay
+where they run and count with their own class's goodput; missing capacity goes to the most preferred class with free GPUs
+(``AcceleratorProfile.free_gpus``), spilling to the next and reporting the class that ran out
+(what no class has room for is not started: a Pending replica would hold the pool's scale-up);
+surplus leaves the least preferred class first, but not while the pool has replicas starting or
+Pending on more than one class (the replicas a spill or a move started are not undone before they
+serve, nor the ones they replace removed before). A move (:func:`plan_move`) starts replicas on a better class for the
+ones of a worse class only when the hourly saving over :data:`PLACEMENT_MOVE_HORIZON_S` exceeds the
+new replicas' cost during one predicted cold start; the old ones leave as surplus once the new ones
+started. Pure; both shells call it through the core (the simulator shell also to choose what it
+simulates).
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Mapping, Sequence
 
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.controllers.modeldeployment import pools_of
 from tidal.core.state import CoreState
-from tidal.policies.capacity import RequestMix, idle_violation, slo_targets
+from tidal.policies.capacity import (
+    LIMIT_INFEASIBLE,
+    Correction,
+    RequestMix,
+    SLOTargets,
+    goodput,
+    idle_violation,
+    slo_targets,
+)
+from tidal.policies.defaults import PLACEMENT_MOVE_HORIZON_S
 from tidal.policies.interface import POOL_UNIFIED, AcceleratorProfile, Reason
+from tidal.policies.placement import STRATEGY_FASTEST, preference_order
 from tidal.policies.planner import DEFAULT_MIX
-from tidal.policies.profile import build_profile, model_shape
+from tidal.policies.profile import ModelShape, build_profile, model_shape
 
 REASON_CLASS_CANNOT_MEET_SLO = "accelerator-cannot-meet-slo"
+REASON_CLASS_FULL = "accelerator-class-full"
+REASON_MOVE = "placement-move"
 
 
 def planner_mix(state: CoreState | None) -> RequestMix:
@@ -56,3 +91,153 @@ def feasible_preference(md: ModelDeployment, accelerators: Mapping[str, Accelera
     if not kept:
         return list(preference), reasons
     return kept, reasons
+
+
+def _role(pool: str) -> str:
+    return pool if pool in ("unified", "prefill", "decode") else POOL_UNIFIED
+
+
+@lru_cache(maxsize=4096)
+def _goodput_rps(role: str, shape: ModelShape, accelerator: AcceleratorProfile, tp: int, mix: RequestMix,
+                 slo: SLOTargets, correction: Correction) -> tuple[float, bool]:
+    """(goodput per replica, whether even an idle replica misses the SLO); cached: the ranking asks
+    for every class each tick, and the inputs repeat while the mix holds."""
+    g = goodput(role, build_profile(shape, accelerator, tp), mix, slo, correction)
+    return g.rate_rps, g.limit == LIMIT_INFEASIBLE
+
+
+def class_goodput(md: ModelDeployment, accelerator: AcceleratorProfile, mix: RequestMix,
+                  corrections: Mapping[str, Correction] | None = None) -> dict[str, float]:
+    """Goodput per replica of each pool of ``md`` on ``accelerator`` (req/s; 0 when even an idle
+    replica misses the SLO), with the pool's profile correction when given."""
+    shape, slo = model_shape(md.spec.model), slo_targets(md.spec.slo)
+    bare = replace(accelerator, free_gpus=None)  # free GPUs change every tick, the profile does not
+    out = {}
+    for pool, spec in pools_of(md).items():
+        corr = (corrections or {}).get(pool, Correction())
+        rate, infeasible = _goodput_rps(_role(pool), shape, bare, spec.gpus_per_replica, mix, slo, corr)
+        out[pool] = 0.0 if infeasible else rate
+    return out
+
+
+def cost_per_goodput(md: ModelDeployment, accelerator: AcceleratorProfile, mix: RequestMix) -> float:
+    """``hourlyCost x gpusPerReplica / goodput`` summed over the pools: what one request per second
+    costs per hour on this class (``inf`` when a pool has no goodput there)."""
+    pools = pools_of(md)
+    total = 0.0
+    for pool, rate in class_goodput(md, accelerator, mix).items():
+        if rate <= 0:
+            return math.inf
+        total += accelerator.hourly_cost * pools[pool].gpus_per_replica / rate
+    return total
+
+
+@dataclass(frozen=True)
+class ClassPreference:
+    """The classes a workload may use, in the order placement fills them, and why some were left out."""
+
+    ordered: list[str]
+    """Allowed classes that exist, in the strategy's datasheet order (before feasibility)."""
+    preference: list[str]
+    """Feasible classes, most preferred first (all of ``ordered`` when none is feasible)."""
+    unfit: list[Reason]
+    cost_per_goodput: Mapping[str, float] = field(default_factory=dict)
+    """Per class, $/h per req/s of goodput (``cheapest``/``pack`` with more than one feasible class)."""
+
+
+def class_preference(md: ModelDeployment, accelerators: Mapping[str, AcceleratorProfile],
+                     mix: RequestMix) -> ClassPreference:
+    """The order placement uses (module docstring): feasible classes, ranked by cost per goodput at
+    ``mix`` for ``cheapest`` and ``pack``, by peak FLOP/s for ``fastest``."""
+    strategy = md.spec.placement.strategy
+    ordered = preference_order(md.spec.placement.accelerator_classes, accelerators, strategy)
+    preference, unfit = feasible_preference(md, accelerators, ordered, mix)
+    if strategy == STRATEGY_FASTEST or len(preference) < 2 or len(unfit) == len(ordered):
+        return ClassPreference(ordered, preference, unfit)
+    costs = {n: cost_per_goodput(md, accelerators[n], mix) for n in preference}
+    ranked = sorted(preference, key=lambda n: (costs[n], ordered.index(n)))
+    return ClassPreference(ordered, ranked, unfit, costs)
+
+
+@dataclass(frozen=True)
+class PoolPlacement:
+    """One pool's replicas per class, the classes that ran out, and the move started (if any)."""
+
+    replicas: dict[str, int]
+    full: tuple[tuple[str, int, int], ...] = ()
+    """(class, replicas placed there, replicas wanted there) where free GPUs ran out."""
+    move: tuple[str, str, int, int] | None = None
+    """(from, to, replicas of ``from`` replaced, replicas started on ``to``)."""
+
+
+def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequence[str],
+               goodput_rps: Mapping[str, float], room: Mapping[str, int | None], bounds: tuple[int, int],
+               hold_surplus: bool) -> PoolPlacement:
+    """Replicas per class serving ``capacity_rps`` (module docstring). ``goodput_rps`` per class (> 0;
+    all 1 sizes by count), ``room`` replicas each class can still start (``None``: unknown, unlimited),
+    ``bounds`` the pool's ``(minReplicas, maxReplicas)`` on the total, ``hold_surplus``: the pool has
+    replicas starting or Pending."""
+    if not preference:
+        return PoolPlacement({})
+    lo, hi = bounds
+    out = {c: max(0, int(current.get(c, 0))) for c in preference}
+    total = sum(out.values())
+    have = sum(out[c] * goodput_rps[c] for c in preference)
+    eps = 1e-9 * max(1.0, capacity_rps)
+    full = []
+    if have < capacity_rps - eps and total < hi:
+        for c in preference:
+            need = math.ceil((capacity_rps - have) / goodput_rps[c] - 1e-9)
+            free = room.get(c)
+            k = min(need, hi - total, need if free is None else max(free, 0))
+            if free is not None and free < need and total + free < hi:
+                full.append((c, max(k, 0), need))
+            out[c] += k
+            total += k
+            have += k * goodput_rps[c]
+            if have >= capacity_rps - eps or total >= hi:
+                break
+    else:
+        # While replicas start, surplus spread over classes is a move or a spill in flight: keep it.
+        mixed = sum(1 for c in preference if out[c] > 0) > 1
+        for c in reversed(preference):
+            if hold_surplus and mixed and total <= hi:
+                break
+            while out[c] > 0 and total > lo and (total > hi or have - goodput_rps[c] >= capacity_rps - eps):
+                out[c] -= 1
+                total -= 1
+                have -= goodput_rps[c]
+    if total < lo:
+        out[preference[0]] += lo - total
+    return PoolPlacement(out, tuple(full))
+
+
+def plan_move(placement: PoolPlacement, capacity_rps: float, preference: Sequence[str],
+              goodput_rps: Mapping[str, float], room: Mapping[str, int | None], replica_cost: Mapping[str, float],
+              cold_start_s: float | None, hi: int, horizon_s: float = PLACEMENT_MOVE_HORIZON_S) -> PoolPlacement:
+    """Start replicas on a better class for all those of the worst class holding some, when that pays
+    (module docstring): the better class gets what the capacity the others do not serve needs there.
+    ``replica_cost`` is $/h per replica (``hourlyCost x gpusPerReplica``); the new replicas go on the
+    best class with room for them (known free GPUs only: a move never waits Pending)."""
+    if cold_start_s is None or len(preference) < 2:
+        return placement
+    out = dict(placement.replicas)
+    total = sum(out.values())
+    for j in reversed(preference[1:]):
+        if out[j] == 0:
+            continue
+        elsewhere = sum(out[c] * goodput_rps[c] for c in preference if c != j)
+        for i in preference[:preference.index(j)]:
+            free = room.get(i)
+            if free is None or free <= 0:
+                continue
+            n_new = max(0, math.ceil((capacity_rps - elsewhere) / goodput_rps[i] - 1e-9))
+            if n_new > free or total + n_new > hi:
+                continue
+            saving_per_h = out[j] * replica_cost[j] - n_new * replica_cost[i]
+            start_cost = n_new * replica_cost[i] * cold_start_s / 3600.0
+            if n_new > 0 and saving_per_h * horizon_s / 3600.0 > start_cost:
+                out[i] += n_new
+                return PoolPlacement(out, placement.full, (j, i, out[j], n_new))
+        return placement  # only the worst class holding replicas moves, one move at a time
+    return placement

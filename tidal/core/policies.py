@@ -1,7 +1,8 @@
 """``spec.autoscaling.policy`` -> the rule that sizes a ModelDeployment's pools, run by the core.
 
 - ``tidal``: the SLO planner (tidal/policies/planner.py) on the performance profile of the
-  workload's model on its most preferred accelerator class, under ``spec.slo``, with the core's
+  workload's model on its most preferred accelerator class (replicas on other classes counted in
+  its replicas by goodput, tidal/core/placement.py), under ``spec.slo``, with the core's
   forecast one cold start ahead when ``spec.autoscaling.prewarm`` is on. Where the planner cannot
   size -- no AcceleratorClass exists, or no request rate was read this tick -- the pools are sized
   by the in-flight utilisation rule (tidal/policies/utilization.py), and the reasons say so.
@@ -18,7 +19,7 @@ with its memory in :class:`~tidal.core.state.CoreState`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from tidal.api.modeldeployment import ModelDeployment, PoolSpec
@@ -49,6 +50,11 @@ class PoolsDecision:
     reasons: list[Reason]
     over_max: frozenset[str] = frozenset()
     """Pools whose rule wanted more than ``maxReplicas`` (reported as CapacityLimited)."""
+    sized_by_goodput: bool = False
+    """The SLO planner sized the pools this tick: ``desired`` counts replicas of the most preferred
+    class, a capacity in goodput (tidal/core/placement.py ``place_pool``)."""
+    plans: Mapping[str, PoolPlan] = field(default_factory=dict)
+    """The planner's per-pool plan (load and goodput behind each count) when it sized the pools."""
 
 
 def utilization_rule(bounds: PoolSpec, delay_s: float) -> UtilizationTarget:
@@ -117,7 +123,8 @@ def _tidal(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Obse
     plans: Mapping[str, PoolPlan] = decision.details.get("plan", {})
     over = frozenset(p for p, plan in plans.items()
                      if replicas_needed(plan.load_rps, plan.goodput_rps) > pools[p].max_replicas)
-    return PoolsDecision(dict(decision.desired_replicas), list(decision.reasons), over)
+    return PoolsDecision(dict(decision.desired_replicas), list(decision.reasons), over, sized_by_goodput=True,
+                         plans=dict(plans))
 
 
 def _baseline(policy: str, pools: Mapping[str, PoolSpec], observation: Observation, state: CoreState,

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping
 import kopf
 from kubernetes.client.rest import ApiException
 
-from tidal.api.acceleratorclass import AcceleratorClass
+from tidal.api.acceleratorclass import AcceleratorClass, AcceleratorClassStatus
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.api.types import parse_duration_s
 from tidal.api.validation import InvalidResource, parse_resource
@@ -74,7 +74,8 @@ from tidal.operator.prometheus import FLEET_MAX_AGE_FRACTION, FleetMetrics, Prom
 from tidal.operator.settings import OperatorSettings
 from tidal.operator.workloads import WorkloadCache, WorkloadRuntime
 from tidal.policies.interface import Observation, PoolObservation, Reason, ReplicaStart
-from tidal.policies.placement import place, preference_order
+from tidal.core.placement import class_preference, planner_mix
+from tidal.policies.placement import place
 from tidal.policies.utilization import resume_window
 
 log = logging.getLogger("tidal.operator.modeldeployment")
@@ -168,7 +169,7 @@ class ModelDeploymentController:
             return
         current = {d.key: d.spec_replicas for d in existing}
         profiles = {n: accelerator_profile(a) for n, a in accelerators.items()}
-        preference = preference_order(md.spec.placement.accelerator_classes, profiles, md.spec.placement.strategy)
+        preference = class_preference(md, profiles, planner_mix(None)).preference  # the core's order
         override = split_override(md.spec.replicas, pools_of(md)) if md.spec.replicas is not None else None
         replicas: dict[ChildKey, int] = {}
         for pool, bounds in pools_of(md).items():
@@ -582,10 +583,24 @@ def _accelerator(obj: Mapping[str, Any]) -> AcceleratorClass | None:
         parsed = parse_resource({"apiVersion": obj.get("apiVersion"), "kind": "AcceleratorClass",
                                  "metadata": {"name": (obj.get("metadata") or {}).get("name")},
                                  "spec": _plain(obj.get("spec") or {})})
+        status = _class_status(obj.get("status"))
+        if status is not None and isinstance(parsed, AcceleratorClass):
+            parsed = parsed.model_copy(update={"status": status})
     except InvalidResource as exc:
         log.warning("ignoring invalid %s", exc)
         return None
     return parsed if isinstance(parsed, AcceleratorClass) else None
+
+
+def _class_status(raw: Any) -> AcceleratorClassStatus | None:
+    """The inventory counts the operator's own loop wrote (tidal/operator/handlers_accelerators.py):
+    placement reads ``free``. Unreadable -> None (placement then treats free GPUs as unknown)."""
+    if not isinstance(raw, Mapping):
+        return None
+    counts = {k: raw.get(k) for k in ("nodes", "allocatable", "used", "free")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
+        return None
+    return AcceleratorClassStatus(**counts)  # type: ignore[arg-type]
 
 
 def accelerator_from_body(obj: Mapping[str, Any]) -> AcceleratorClass | None:

@@ -79,3 +79,11 @@ KV_TTL_GRID_POINTS = 400
 """Log-spaced TTL candidates between 50 ms and a day: 64 per factor of 10, steps of 3.7 %."""
 KV_TTL_DECIMALS = 1
 """The TTL is reported and rendered to 0.1 s."""
+
+# --- placement over accelerator classes (tidal/core/placement.py) ------------------------------------
+
+PLACEMENT_MOVE_HORIZON_S = 3600.0
+"""How long a replica moved to a cheaper class is expected to keep serving: a move pays for the new
+replica's cold start only if the hourly saving over this time exceeds it. One hour is tidal's choice
+(not measured): longer than the minutes a load peak lasts, shorter than the diurnal cycle over which
+a pool shrinks anyway."""

@@ -92,6 +92,9 @@ class AcceleratorProfile:
     peak_tflops: float
     memory_bandwidth_gbps: float
     memory_bytes: float
+    free_gpus: int | None = None
+    """GPUs of this class no pod holds right now (AcceleratorClass ``status.free``, the operator's
+    inventory; the simulator's cluster). ``None``: unknown, so placement never spills for it."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Placement over accelerator classes: which classes a workload prefers, and how replicas split.
 
-Pure. The decision core (tidal/core) calls these for every pool; the operator's reconcile uses
-:func:`place` to size a new workload's children the same way.
+Pure. The decision core (tidal/core/placement.py) orders classes from :func:`preference_order`;
+:func:`place` is the count-only split the operator's reconcile sizes a new workload's children with
+(the core's ``place_pool`` reduces to it when every class counts the same).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ STRATEGY_FASTEST = "fastest"
 
 def preference_order(allowed: Sequence[str], accelerators: Mapping[str, AcceleratorProfile],
                      strategy: str) -> list[str]:
-    """Allowed classes that exist, most preferred first.
+    """Allowed classes that exist, in the order their datasheets alone give, most preferred first.
 
-    ``cheapest`` and ``pack``: ascending ``hourlyCost`` (pack differs only in node packing, which the
-    scheduler does); ``fastest``: descending ``peakTflops``. Ties keep the spec's order.
+    ``cheapest`` and ``pack``: ascending ``hourlyCost``; ``fastest``: descending ``peakTflops``. Ties
+    keep the spec's order. The core (tidal/core/placement.py ``class_preference``) drops the classes
+    that cannot meet the SLO and re-ranks ``cheapest``/``pack`` by cost per goodput, with this order
+    breaking ties; ``pack`` places like ``cheapest`` (tidal sets no node affinity; packing replicas
+    onto nodes is the scheduler's, docs/placement.md).
     """
     present = [(i, n) for i, n in enumerate(allowed) if n in accelerators]
     if strategy == STRATEGY_FASTEST:

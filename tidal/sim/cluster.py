@@ -10,11 +10,15 @@ termination, which is what a cloud bill charges for an allocated GPU.
 Placement prefers nodes that already hold the model weights, then the image
 (the kube-scheduler ImageLocality plugin scores nodes holding the image
 higher), then the fullest node that fits (bin-packing limits fragmentation).
+
+A mixed cluster has nodes of several accelerator classes (``classes``); a pod
+is bound only to a node of its class, as the class's nodeSelector does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -36,6 +40,8 @@ class Node:
     free_gpus: int
     cached_images: set[str] = field(default_factory=set)
     cached_weights: set[str] = field(default_factory=set)
+    klass: str = ""
+    """The accelerator class (AcceleratorClass name) the node belongs to."""
 
 
 @dataclass
@@ -44,6 +50,8 @@ class Pod:
     pool: str
     gpus: int
     created_s: float
+    klass: str = ""
+    """The accelerator class the pod asks for (only its nodes can take it)."""
     phase: str = PENDING
     node: Node | None = None
     scheduled_s: float | None = None
@@ -70,17 +78,26 @@ class Cluster:
 
     def __init__(self, accelerator: AcceleratorSpec, model: ModelSpec, *, nodes: int,
                  cold_start: ColdStartParams, rng: np.random.Generator,
-                 image_cached: bool = False, weights_cached: bool = False) -> None:
-        if nodes < 1:
+                 image_cached: bool = False, weights_cached: bool = False,
+                 classes: Sequence[tuple[str, AcceleratorSpec, int]] | None = None) -> None:
+        """``classes``: (class name, hardware, nodes) of a mixed cluster; without it, ``nodes``
+        nodes of ``accelerator`` in one class named after it."""
+        layout = list(classes) if classes else [(accelerator.name, accelerator, nodes)]
+        if sum(n for _, _, n in layout) < 1:
             raise ValueError("the cluster needs at least one node")
         self.accelerator = accelerator
+        self.default_class = layout[0][0]
+        self.class_spec = {name: spec for name, spec, _ in layout}
         self.model = model
         self.cold_start_params = cold_start
         self.rng = rng
         self.image_key = f"vllm-image:{model.name}"
         self.weights_key = f"weights:{model.name}"
-        self.nodes = [Node(f"node-{i}", accelerator, accelerator.gpus_per_node,
-                           accelerator.gpus_per_node) for i in range(nodes)]
+        self.nodes = []
+        for name, spec, count in layout:
+            for _ in range(count):
+                self.nodes.append(Node(f"node-{len(self.nodes)}", spec, spec.gpus_per_node, spec.gpus_per_node,
+                                       klass=name))
         for node in self.nodes:
             if image_cached:
                 node.cached_images.add(self.image_key)
@@ -99,12 +116,18 @@ class Cluster:
     def gpu_seconds(self, now_s: float) -> float:
         return sum(p.gpu_seconds(now_s) for p in self.pods.values())
 
+    def free_gpus(self, klass: str) -> int:
+        """GPUs of ``klass`` no pod holds (an AcceleratorClass's status.free)."""
+        return sum(n.free_gpus for n in self.nodes if n.klass == klass)
+
     # -- changes ----------------------------------------------------------------------
-    def create_pod(self, pool: str, gpus: int, now_s: float) -> Pod:
-        if gpus > self.accelerator.gpus_per_node:
-            raise ValueError(f"a replica needs {gpus} GPUs but a {self.accelerator.name} node "
-                             f"has {self.accelerator.gpus_per_node}")
-        pod = Pod(id=self._next_id, pool=pool, gpus=gpus, created_s=now_s)
+    def create_pod(self, pool: str, gpus: int, now_s: float, klass: str | None = None) -> Pod:
+        klass = klass or self.default_class
+        spec = self.class_spec[klass]
+        if gpus > spec.gpus_per_node:
+            raise ValueError(f"a replica needs {gpus} GPUs but a {spec.name} node "
+                             f"has {spec.gpus_per_node}")
+        pod = Pod(id=self._next_id, pool=pool, gpus=gpus, created_s=now_s, klass=klass)
         self._next_id += 1
         self.pods[pod.id] = pod
         return pod
@@ -113,7 +136,7 @@ class Cluster:
         """Bind pending pods (oldest first) to nodes; returns pods that started."""
         started = []
         for pod in sorted(self.pods_in_any_pool(PENDING), key=lambda p: p.id):
-            node = self._pick_node(pod.gpus)
+            node = self._pick_node(pod.gpus, pod.klass)
             if node is None:
                 continue
             node.free_gpus -= pod.gpus
@@ -131,8 +154,8 @@ class Cluster:
     def pods_in_any_pool(self, *phases: str) -> list[Pod]:
         return [p for p in self.pods.values() if p.phase in phases]
 
-    def _pick_node(self, gpus: int) -> Node | None:
-        fits = [n for n in self.nodes if n.free_gpus >= gpus]
+    def _pick_node(self, gpus: int, klass: str) -> Node | None:
+        fits = [n for n in self.nodes if n.free_gpus >= gpus and n.klass == klass]
         if not fits:
             return None
         return max(fits, key=lambda n: (self.weights_key in n.cached_weights,
@@ -148,7 +171,7 @@ class Cluster:
 
     def start_prewarmed(self, pod: Pod, now_s: float) -> bool:
         """Bind ``pod`` and make it Ready at once (replicas that exist when replay starts)."""
-        node = self._pick_node(pod.gpus)
+        node = self._pick_node(pod.gpus, pod.klass)
         if node is None:
             return False
         node.free_gpus -= pod.gpus

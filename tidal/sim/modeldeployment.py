@@ -7,9 +7,12 @@ Reads the very manifests a user would ``kubectl apply`` with the operator's pars
 (tidal/operator/modeldeployment_controller.py). The shell's own part is the same as the operator's:
 build the observation (accelerator classes, placement, tick interval), call, keep the state.
 
-What the simulator cannot represent is stated, not guessed: it simulates one accelerator class (the
-most preferred existing one, where the core places new replicas) on hardware from its table
-(tidal/sim/hardware.py), chosen by name or nearest datasheet figures, and one tensor-parallel degree.
+What the simulator cannot represent is stated, not guessed: by default it simulates one accelerator
+class (the most preferred existing one, where the core places new replicas) with unlimited room on
+hardware from its table (tidal/sim/hardware.py), chosen by name or nearest datasheet figures, and one
+tensor-parallel degree. :func:`mixed_config` simulates a mixed cluster instead: every class of the
+spec that has nodes, in limited numbers, each on its nearest hardware at its ``hourlyCost``; the core
+then places per class from the cluster's free GPUs (``bench/placement.py``).
 """
 
 from __future__ import annotations
@@ -27,13 +30,12 @@ from tidal.api.types import parse_duration_s, parse_quantity_bytes
 from tidal.api.validation import InvalidResource, parse_resource
 from tidal.controllers.modeldeployment import PRESTOP_DELAY_S, drain_seconds, pools_of
 from tidal.core.modeldeployment import WorkloadDecision, accelerator_profile, decide_workload
-from tidal.core.placement import feasible_preference, planner_mix
+from tidal.core.placement import class_preference, planner_mix
 from tidal.core.state import CoreState
 from tidal.operator.settings import DEFAULT_INTERVAL_S, DEFAULT_METRICS_WINDOW_S
 from tidal.policies.interface import AcceleratorProfile, Decision, Observation
-from tidal.policies.placement import preference_order
 from tidal.sim.hardware import ACCELERATORS, MODELS, TFLOPS
-from tidal.sim.runner import SLO, SimConfig
+from tidal.sim.runner import SLO, SimClass, SimConfig
 
 UNBOUNDED_SLO_S = math.inf
 """A target the spec leaves out (``slo.ttft`` or ``slo.tpot``) never fails a request."""
@@ -114,9 +116,8 @@ def prepare(md: ModelDeployment, classes: Mapping[str, AcceleratorClass], hardwa
     """Choose what to simulate; ``hardware``/``model`` override the nearest match."""
     profiles = {n: accelerator_profile(a) for n, a in classes.items()}
     allowed = md.spec.placement.accelerator_classes
-    # The class the core places new replicas on: cheapest (or fastest) that can meet the SLO.
-    preference, _ = feasible_preference(md, profiles, preference_order(allowed, profiles, md.spec.placement.strategy),
-                                        planner_mix(None))
+    # The class the core places new replicas on: cheapest per goodput (or fastest) that can meet the SLO.
+    preference = class_preference(md, profiles, planner_mix(None)).preference
     if not preference:
         raise ManifestError(
             f"none of spec.placement.acceleratorClasses ({', '.join(allowed)}) is defined in the -f files; "
@@ -152,6 +153,24 @@ def sim_config(wl: SimulatedWorkload, **overrides: Any) -> SimConfig:
     return SimConfig(**values)
 
 
+def mixed_config(wl: SimulatedWorkload, classes: Mapping[str, AcceleratorClass], nodes: Mapping[str, int],
+                 gpus_per_node: Mapping[str, int] | None = None, **overrides: Any) -> SimConfig:
+    """:func:`sim_config` on a mixed cluster: ``nodes[c]`` nodes of each class ``c`` the spec allows
+    (spec order), each simulated on its nearest hardware at its ``hourlyCost`` per GPU-hour, with
+    ``gpus_per_node[c]`` GPUs per node when given (else the hardware table's)."""
+    unknown = [c for c in nodes if c not in wl.accelerators]
+    if unknown:
+        raise ManifestError(f"nodes for {', '.join(unknown)}: not an AcceleratorClass the spec allows and the "
+                            f"-f files define ({', '.join(wl.accelerators)})")
+    per_node = gpus_per_node or {}
+    layout = tuple(SimClass(c, nearest_hardware(classes[c]), int(nodes[c]), classes[c].spec.hourly_cost,
+                            per_node.get(c)) for c in wl.accelerators if nodes.get(c, 0) > 0)
+    if not layout:
+        raise ManifestError("a mixed cluster needs nodes for at least one class")
+    return sim_config(replace(wl, hardware=layout[0].accelerator, accelerator_class=layout[0].name),
+                      classes=layout, **overrides)
+
+
 class ModelDeploymentAutoscaler:
     """The simulator's shell around ``decide_workload``: adds what the operator's tick adds to an
     observation (classes, placement, interval), calls the core, returns its decision. The core's
@@ -170,7 +189,15 @@ class ModelDeploymentAutoscaler:
         return self.interval_s
 
     def observation(self, observation: Observation) -> Observation:
-        """The observation the operator would build for the same cluster state."""
+        """The observation the operator would build for the same cluster state. On a mixed cluster
+        the runner reports replicas per class and each class's free GPUs (a class of the spec with no
+        nodes there has none free); otherwise every replica is on the simulated class."""
+        if observation.accelerators:
+            free = {n: getattr(observation.accelerators.get(n), "free_gpus", 0) for n in self.wl.accelerators}
+            accelerators = {n: replace(p, free_gpus=free[n]) for n, p in self.wl.accelerators.items()}
+            placement = {pool: {c: n for c, n in by.items() if c in accelerators}
+                         for pool, by in observation.placement.items()}
+            return replace(observation, accelerators=accelerators, placement=placement, interval_s=self.interval_s)
         cls = self.wl.accelerator_class
         placement = {pool: {cls: obs.current_replicas} for pool, obs in observation.pools.items()}
         starts = tuple(replace(s, accelerator=cls) for s in observation.starts)
@@ -180,7 +207,10 @@ class ModelDeploymentAutoscaler:
     def decide(self, observation: Observation, state: Any) -> tuple[Decision, Any]:
         wd, core = decide_workload(self.wl.md, self.observation(observation),
                                    state if isinstance(state, CoreState) else None)
-        return replace(wd.decision, details={"workload": wd}), core
+        placement: dict[str, dict[str, int]] = {}
+        for key, n in wd.by_child.items():
+            placement.setdefault(key.pool, {})[key.accelerator] = n
+        return replace(wd.decision, details={"workload": wd, "placement": placement}), core
 
 
 def workload_decision(decision: Decision) -> WorkloadDecision:

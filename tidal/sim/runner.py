@@ -12,6 +12,14 @@ removes pending/starting pods first and drains ready ones: a draining pod gets n
 goes away once its last request finished, or, with ``drain_window_s``, when its drain window ends
 (Kubernetes' termination grace period), losing what it still held (counted as dropped).
 
+A mixed cluster (``SimConfig.classes``) has nodes of several accelerator classes in limited
+numbers: each pod runs on its class's hardware model, the observation carries the replicas per
+class and each class's free GPUs (``placement``, ``accelerators``), and a decision that places
+replicas per class (``decision.details["placement"]``, ``{pool: {class: replicas}}``) is applied per
+class. Requests go to the Ready replica with the fewest requests among those whose KV cache holds
+them (least outstanding requests, as with one class: a slower replica keeps its requests longer,
+so it is sent fewer).
+
 Same inputs and seed -> identical result (the only randomness is the seeded
 cold-start jitter; ties are broken by insertion order).
 """
@@ -22,14 +30,14 @@ import heapq
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, Sequence as Seq
 
 import numpy as np
 
 from tidal.controllers.modeldeployment_observe import IMAGE_CACHED_BELOW_S
-from tidal.policies.interface import (POOL_DECODE, POOL_PREFILL, POOL_UNIFIED, Autoscaler,
-                                      Decision, Observation, PoolObservation, ReplicaStart)
+from tidal.policies.interface import (POOL_DECODE, POOL_PREFILL, POOL_UNIFIED, AcceleratorProfile,
+                                      Autoscaler, Decision, Observation, PoolObservation, ReplicaStart)
 from tidal.sim.cluster import DRAINING, PENDING, READY, STARTING, Cluster, Pod
 from tidal.sim.coldstart import ColdStartParams
 from tidal.sim.engine import (ROLE_DECODE, ROLE_PREFILL, ROLE_UNIFIED, Engine, EngineConfig,
@@ -69,6 +77,19 @@ class SLO:
 
 
 @dataclass(frozen=True)
+class SimClass:
+    """One accelerator class of a mixed cluster: its name (the AcceleratorClass's), simulator hardware
+    (tidal/sim/hardware.py key), node count, and price per GPU-hour (``None``: the hardware table's)."""
+
+    name: str
+    accelerator: str
+    nodes: int
+    gpu_hour_cost_usd: float | None = None
+    gpus_per_node: int | None = None
+    """GPUs per node (``None``: the hardware table's), to model a class with only a few GPUs."""
+
+
+@dataclass(frozen=True)
 class SimConfig:
     model: str = "llama-3.1-8b"
     accelerator: str = "H100-80GB"
@@ -91,6 +112,8 @@ class SimConfig:
     """How long a pod removed by a scale-down may finish its requests before it is killed (tidal's
     rendered pods: preStop delay + ``spec.engine.drainTimeout``); None: until they finish."""
     seed: int = 0
+    classes: tuple[SimClass, ...] = ()
+    """A mixed cluster (module docstring); empty: ``nodes`` nodes of ``accelerator``, one class."""
 
     @property
     def pools(self) -> tuple[str, ...]:
@@ -152,14 +175,26 @@ class Simulation:
         self.requests = requests
         self.autoscaler = autoscaler
         self.model = get_model(config.model)
-        self.accelerator = get_accelerator(config.accelerator)
-        self.perf = StepTimeModel(self.model, self.accelerator, config.tp)
-        self.kv_tokens = kv_capacity_tokens(self.model, self.accelerator, config.tp)
+        self.mixed = len(config.classes) > 0
+        self.classes = config.classes or (SimClass(config.accelerator, config.accelerator, config.nodes,
+                                                   config.gpu_hour_cost_usd),)
+        self._hardware = {c.name: get_accelerator(c.accelerator) for c in self.classes}
+        for c in self.classes:
+            if c.gpus_per_node is not None:
+                self._hardware[c.name] = replace(self._hardware[c.name], gpus_per_node=c.gpus_per_node)
+        self._perf = {n: StepTimeModel(self.model, hw, config.tp) for n, hw in self._hardware.items()}
+        self._kv = {n: kv_capacity_tokens(self.model, hw, config.tp) for n, hw in self._hardware.items()}
+        first = self.classes[0].name
+        self.accelerator = self._hardware[first]
+        self.perf = self._perf[first]
+        self.kv_tokens = max(self._kv.values())
         self.rng = np.random.default_rng(config.seed)
         self.cluster = Cluster(self.accelerator, self.model, nodes=config.nodes,
                                cold_start=config.cold_start, rng=self.rng,
                                image_cached=config.image_cached,
-                               weights_cached=config.weights_cached)
+                               weights_cached=config.weights_cached,
+                               classes=[(c.name, self._hardware[c.name], c.nodes) for c in self.classes]
+                               if self.mixed else None)
         self.pools = config.pools
         self._metrics = {p: PoolMetrics(config.metrics_window_s) for p in self.pools}
         self._gateway: dict[str, deque[Sequence]] = {p: deque() for p in self.pools}
@@ -196,6 +231,9 @@ class Simulation:
 
     # -- routing ----------------------------------------------------------------------
     def _route(self, seq: Sequence, pool: str, now_s: float) -> None:
+        if self.mixed:
+            self._route_mixed(seq, pool, now_s)
+            return
         ready = self._ready[pool]
         if not ready:
             self._gateway[pool].append(seq)
@@ -209,8 +247,32 @@ class Simulation:
         best.engine.submit(seq, now_s)  # type: ignore[union-attr]
         self._kick(best)
 
+    def _route_mixed(self, seq: Sequence, pool: str, now_s: float) -> bool:
+        """Fewest requests over the Ready replicas whose KV cache holds the request; none -> it waits
+        at the gateway. Returns whether it was routed."""
+        need = seq.prompt_tokens + seq.output_tokens
+        best, best_load = None, math.inf
+        for pod in self._ready[pool]:
+            if self._kv[pod.klass] < need:
+                continue
+            load = pod.engine.num_requests  # type: ignore[union-attr]
+            if load < best_load:
+                best, best_load = pod, load
+        if best is None:
+            self._gateway[pool].append(seq)
+            return False
+        best.engine.submit(seq, now_s)  # type: ignore[union-attr]
+        self._kick(best)
+        return True
+
     def _flush_gateway(self, pool: str, now_s: float) -> None:
         queue = self._gateway[pool]
+        if self.mixed:
+            waiting = list(queue)
+            queue.clear()
+            for seq in waiting:
+                self._route_mixed(seq, pool, now_s)  # what fits no Ready replica goes back, in order
+            return
         while queue and self._ready[pool]:
             self._route(queue.popleft(), pool, now_s)
 
@@ -262,7 +324,8 @@ class Simulation:
 
     # -- pods -------------------------------------------------------------------------------
     def _make_engine(self, pod: Pod) -> Engine:
-        return Engine(pod.id, self.perf, self.kv_tokens, _PoolListener(self, pod.pool, pod),
+        klass = pod.klass if self.mixed else self.classes[0].name
+        return Engine(pod.id, self._perf[klass], self._kv[klass], _PoolListener(self, pod.pool, pod),
                       self.cfg.engine, role=_ROLE[pod.pool])
 
     def _start_pending(self, now_s: float) -> None:
@@ -293,34 +356,43 @@ class Simulation:
         self._outstanding -= len(lost)
         self._terminate(pod, now_s)
 
-    def _apply(self, desired: Mapping[str, int], now_s: float) -> None:
+    def _apply(self, desired: Mapping[str, int], now_s: float,
+               placement: Mapping[str, Mapping[str, int]] | None = None) -> None:
+        """Replicas per pool, or, on a mixed cluster with ``placement``, per pool and class."""
         for pool in self.pools:
-            if pool not in desired:
-                continue
-            want = max(0, int(desired[pool]))
-            pending = self.cluster.pods_in(pool, PENDING)
-            starting = self.cluster.pods_in(pool, STARTING)
-            ready = self.cluster.pods_in(pool, READY)
-            current = len(pending) + len(starting) + len(ready)
-            if want > current:
-                for _ in range(want - current):
-                    self.cluster.create_pod(pool, self.cfg.tp, now_s)
-                self._start_pending(now_s)
-            elif want < current:
-                excess = current - want
-                victims = (sorted(pending, key=lambda p: -p.id) + sorted(starting, key=lambda p: -p.id)
-                           + sorted(ready, key=lambda p: (p.engine.num_requests, -p.id)))
-                for pod in victims[:excess]:
-                    if pod.phase in (PENDING, STARTING):
-                        self.cluster.terminate(pod, now_s)
-                    else:
-                        self._ready[pool].remove(pod)
-                        self.cluster.begin_drain(pod, now_s)
-                        if pod.engine.num_requests == 0:  # type: ignore[union-attr]
-                            self._terminate(pod, now_s)
-                        elif self.cfg.drain_window_s is not None:
-                            self._push(now_s + self.cfg.drain_window_s, _EV_KILL, pod)
-                self._start_pending(now_s)
+            if self.mixed and placement is not None and pool in placement:
+                for klass, n in placement[pool].items():
+                    if klass in self._hardware:
+                        self._apply_pool(pool, max(0, int(n)), now_s, klass)
+            elif pool in desired:
+                self._apply_pool(pool, max(0, int(desired[pool])), now_s, self.classes[0].name if self.mixed else None)
+
+    def _apply_pool(self, pool: str, want: int, now_s: float, klass: str | None) -> None:
+        """``want`` replicas of ``pool`` (of ``klass`` only, when given)."""
+        mine = (lambda pods: pods) if klass is None else (lambda pods: [p for p in pods if p.klass == klass])
+        pending = mine(self.cluster.pods_in(pool, PENDING))
+        starting = mine(self.cluster.pods_in(pool, STARTING))
+        ready = mine(self.cluster.pods_in(pool, READY))
+        current = len(pending) + len(starting) + len(ready)
+        if want > current:
+            for _ in range(want - current):
+                self.cluster.create_pod(pool, self.cfg.tp, now_s, klass)
+            self._start_pending(now_s)
+        elif want < current:
+            excess = current - want
+            victims = (sorted(pending, key=lambda p: -p.id) + sorted(starting, key=lambda p: -p.id)
+                       + sorted(ready, key=lambda p: (p.engine.num_requests, -p.id)))
+            for pod in victims[:excess]:
+                if pod.phase in (PENDING, STARTING):
+                    self.cluster.terminate(pod, now_s)
+                else:
+                    self._ready[pool].remove(pod)
+                    self.cluster.begin_drain(pod, now_s)
+                    if pod.engine.num_requests == 0:  # type: ignore[union-attr]
+                        self._terminate(pod, now_s)
+                    elif self.cfg.drain_window_s is not None:
+                        self._push(now_s + self.cfg.drain_window_s, _EV_KILL, pod)
+            self._start_pending(now_s)
 
     # -- observation --------------------------------------------------------------------
     def _in_flight(self, pool: str) -> tuple[int, int]:
@@ -332,6 +404,28 @@ class Simulation:
         return running, waiting
 
     def observe(self, now_s: float) -> Observation:
+        obs = self._observe_pools(now_s)
+        if not self.mixed:
+            return obs
+        placement = {pool: {c.name: 0 for c in self.classes} for pool in self.pools}
+        for pod in self.cluster.pods_in_any_pool(PENDING, STARTING, READY):
+            placement[pod.pool][pod.klass] += 1
+        accelerators = {}
+        for c in self.classes:
+            hw = self._hardware[c.name]
+            price = c.gpu_hour_cost_usd if c.gpu_hour_cost_usd is not None else hw.gpu_hour_cost_usd
+            accelerators[c.name] = AcceleratorProfile(c.name, price, hw.peak_bf16_flops / 1e12,
+                                                      hw.memory_bandwidth_bps / 1e9, float(hw.memory_bytes),
+                                                      free_gpus=self.cluster.free_gpus(c.name))
+        return Observation(now_s=now_s, pools=obs.pools, starts=obs.starts, accelerators=accelerators,
+                           placement=placement)
+
+    def _with_classes(self, obs: Observation) -> Observation:
+        """``obs`` with the mixed cluster's placement and free GPUs (the first decision's view)."""
+        full = self.observe(0.0)
+        return replace(obs, accelerators=full.accelerators, placement=full.placement)
+
+    def _observe_pools(self, now_s: float) -> Observation:
         pools = {}
         q = self.cfg.slo.percentile
         for pool in self.pools:
@@ -368,7 +462,8 @@ class Simulation:
                 if cs is None or pod.prewarmed or pod.scheduled_s is None:
                     continue
                 out.append(ReplicaStart(
-                    f"pod-{pod.id}", pool, self.cfg.accelerator, pod.node.name if pod.node else None,
+                    f"pod-{pod.id}", pool, pod.klass if self.mixed else self.cfg.accelerator,
+                    pod.node.name if pod.node else None,
                     scheduling_s=pod.scheduled_s - pod.created_s + cs.scheduling_s, image_pull_s=cs.image_s,
                     weights_load_s=0.0, engine_init_s=cs.weights_s + cs.engine_init_s,
                     image_cached=cs.image_s < IMAGE_CACHED_BELOW_S))
@@ -382,7 +477,7 @@ class Simulation:
         obs = self.observe(now_s)
         decision, self._policy_state = self.autoscaler.decide(obs, self._policy_state)
         self._record(now_s, obs, decision)
-        self._apply(decision.desired_replicas, now_s)
+        self._apply(decision.desired_replicas, now_s, decision.details.get("placement"))
 
     def _record(self, now_s: float, obs: Observation, decision: Decision) -> None:
         tl = self.timeline
@@ -415,17 +510,24 @@ class Simulation:
         horizon = last_arrival + self.cfg.drain_horizon_s
         # The deployment exists at its initial size when replay starts (pre-warmed pods).
         initial = self.cfg.initial_replicas
+        layout: Mapping[str, Mapping[str, int]] | None = None
         if initial is None:
             obs0 = Observation(now_s=0.0, pools={p: PoolObservation(ready_replicas=0)
                                                  for p in self.pools})
+            if self.mixed:
+                obs0 = self._with_classes(obs0)
             decision, self._policy_state = self.autoscaler.decide(obs0, None)
             initial = decision.desired_replicas
+            layout = decision.details.get("placement") if self.mixed else None
         for pool in self.pools:
-            for _ in range(int(initial.get(pool, 0))):
-                pod = self.cluster.create_pod(pool, self.cfg.tp, 0.0)
-                if self.cluster.start_prewarmed(pod, 0.0):
-                    pod.engine = self._make_engine(pod)
-                    self._ready[pool].append(pod)
+            by_class = (dict(layout[pool]) if layout is not None and pool in layout
+                        else {None: int(initial.get(pool, 0))})
+            for klass, count in by_class.items():
+                for _ in range(int(count)):
+                    pod = self.cluster.create_pod(pool, self.cfg.tp, 0.0, klass)
+                    if self.cluster.start_prewarmed(pod, 0.0):
+                        pod.engine = self._make_engine(pod)
+                        self._ready[pool].append(pod)
         self._start_pending(0.0)
         self._push(self.cfg.tick_s, _EV_TICK)
         i = 0

@@ -39,6 +39,13 @@ def build_result(sim: "Simulation", wall_s: float) -> "SimResult":
     gpu_hours = sim.cluster.gpu_seconds(now) / 3600.0
     price = (cfg.gpu_hour_cost_usd if cfg.gpu_hour_cost_usd is not None
              else sim.accelerator.gpu_hour_cost_usd)
+    by_class: dict[str, dict[str, float]] = {}
+    if sim.mixed:  # each class at its own price
+        for c in sim.classes:
+            hours = sum(p.gpu_seconds(now) for p in pods if p.klass == c.name) / 3600.0
+            rate = c.gpu_hour_cost_usd if c.gpu_hour_cost_usd is not None else sim._hardware[c.name].gpu_hour_cost_usd
+            by_class[c.name] = {"gpu_hours": hours, "cost_usd": hours * rate,
+                                "pods_created": sum(1 for p in pods if p.klass == c.name)}
     cold = [p for p in pods if p.cold_start is not None and p.ready_s is not None]
     engines = [p.engine for p in pods if p.engine is not None]
     lookups = sum(e.prefix_cache.lookups_blocks for e in engines if e.prefix_cache)
@@ -61,7 +68,8 @@ def build_result(sim: "Simulation", wall_s: float) -> "SimResult":
         "tpot_p50_s": _pct(tpot[multi], 0.5), "tpot_p99_s": _pct(tpot[multi], 0.99),
         "e2e_p50_s": _pct(e2e, 0.5), "e2e_p99_s": _pct(e2e, 0.99),
         "output_tokens": int(out.sum()), "prompt_tokens": int(prompt.sum()),
-        "gpu_hours": gpu_hours, "cost_usd": gpu_hours * price,
+        "gpu_hours": gpu_hours,
+        "cost_usd": sum(v["cost_usd"] for v in by_class.values()) if by_class else gpu_hours * price,
         "cold_starts": len(cold),
         "cold_start_mean_s": (float(np.mean([p.cold_start.total_s for p in cold]))
                               if cold else None),
@@ -75,6 +83,8 @@ def build_result(sim: "Simulation", wall_s: float) -> "SimResult":
         "kv_capacity_tokens": sim.kv_tokens,
         "perf_source": sim.perf.source,
     }
+    if by_class:
+        summary["by_class"] = by_class
     requests = {"request_id": rid, "arrival_s": arrival, "first_token_s": first,
                 "finish_s": finish, "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e,
                 "prompt_tokens": prompt, "output_tokens": out, "cached_tokens": cached,
@@ -82,7 +92,7 @@ def build_result(sim: "Simulation", wall_s: float) -> "SimResult":
     pod_rows = [{"id": p.id, "pool": p.pool, "phase": p.phase, "created_s": p.created_s,
                  "scheduled_s": p.scheduled_s, "ready_s": p.ready_s, "drain_s": p.drain_s,
                  "terminated_s": p.terminated_s, "dropped_requests": p.dropped_requests, "prewarmed": p.prewarmed,
-                 "image_cached": p.image_cached, "weights_cached": p.weights_cached,
+                 "image_cached": p.image_cached, "weights_cached": p.weights_cached, "class": p.klass,
                  "cold_start_s": p.cold_start.total_s if p.cold_start else None}
                 for p in pods]
     return SimResult(summary=summary, timeline=sim.timeline, decisions=sim.decisions,

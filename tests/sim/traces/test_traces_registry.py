@@ -15,6 +15,7 @@ from tidal.sim.traces import (
     load_demo_trace,
     load_trace,
     rate_scale,
+    superpose,
     time_window,
 )
 
@@ -128,3 +129,20 @@ def test_missing_trace_file_is_a_not_found_error(tmp_path) -> None:
     for loader in (load_azure_llm, load_mooncake, load_servegen_client):
         with pytest.raises(TraceNotFoundError, match="nothing.csv"):
             loader(tmp_path / "nothing.csv")
+
+
+@given(arrivals=arrival_lists, copies=st.integers(1, 5))
+def test_superpose_multiplies_the_load_over_the_same_span(arrivals: list[float], copies: int) -> None:
+    requests = [LLMRequest(a, prompt_tokens=i + 1, output_tokens=1, request_id=i) for i, a in enumerate(arrivals)]
+    stacked = superpose(requests, copies)
+    assert len(stacked) == copies * len(requests)
+    assert [r.request_id for r in stacked] == list(range(len(stacked)))
+    assert [r.arrival_s for r in stacked] == sorted(r.arrival_s for r in stacked)
+    span = max(arrivals, default=0.0)
+    assert all(0.0 <= r.arrival_s <= span for r in stacked)
+    assert sorted(r.prompt_tokens for r in stacked) == sorted(r.prompt_tokens for r in requests for _ in range(copies))
+
+
+def test_superpose_rejects_no_copies() -> None:
+    with pytest.raises(ValueError, match="copies"):
+        superpose(load_demo_trace(), 0)

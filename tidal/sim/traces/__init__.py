@@ -40,7 +40,7 @@ from tidal.sim.traces.registry import (
 )
 from tidal.sim.traces.servegen import load_servegen_client, sample_servegen_requests
 from tidal.sim.traces.tokens import EmpiricalTokenSampler, TokenSampler, azure_conv_token_sampler
-from tidal.sim.traces.transforms import rate_scale, time_window
+from tidal.sim.traces.transforms import rate_scale, superpose, time_window
 
 __all__ = [
     "DEFAULT_AGENT_MODEL",
@@ -69,6 +69,7 @@ __all__ = [
     "load_servegen_client",
     "load_trace",
     "rate_scale",
+    "superpose",
     "sample_function_arrays",
     "sample_function_invocations",
     "sample_servegen_requests",

@@ -38,3 +38,21 @@ def time_window(
         for r in requests
         if start_s <= r.arrival_s < end_s
     ]
+
+
+def superpose(requests: Sequence[LLMRequest], copies: int) -> list[LLMRequest]:
+    """``copies`` copies of the trace over the same span, copy ``k`` shifted by ``k / copies`` of the
+    span and wrapped around its end: ``copies`` times the load with the trace's own burst structure
+    and request mix, at its own clock (unlike :func:`rate_scale`, cold starts keep their weight
+    against the trace's time scale). Request ids are renumbered in arrival order."""
+    if copies < 1:
+        raise ValueError(f"copies must be >= 1, got {copies!r}")
+    if not requests:
+        return []
+    span = max(r.arrival_s for r in requests)
+    if span <= 0:
+        return [dataclasses.replace(r) for r in requests]
+    shifted = [dataclasses.replace(r, arrival_s=(r.arrival_s + k * span / copies) % span)
+               for k in range(copies) for r in requests]
+    shifted.sort(key=lambda r: r.arrival_s)
+    return [dataclasses.replace(r, request_id=i) for i, r in enumerate(shifted)]
