@@ -116,10 +116,11 @@ def entry_observation(md: ModelDeployment, pools: Mapping[str, PoolObservation],
     A pool at zero replicas is observed whole: nothing runs; the entry pool has the held requests
     waiting and the activator's rate as its request and entry rate; another entry-path pool at zero
     (P/D decode) has nothing arriving (the activator holds every request until the whole path is
-    Ready). A pool with replicas keeps its engine metrics; the entry pool's entry rate is the
-    larger of the engines' and the activator's (never their sum: a held request is counted by the
-    activator on arrival and by the engine once forwarded) and the held requests are added to its
-    waiting ones."""
+    Ready). A pool with replicas keeps its engine metrics, except that the entry pool's request,
+    peak and entry rates are the larger of the engines' and the activator's (never their sum: a
+    held request is counted by the activator on arrival and by the engine once forwarded; while it
+    starts, the held requests are the demand) and the held requests are added to its waiting
+    ones. Unknown engine values stay unknown (the core holds on them)."""
     path = entry_path(md)
     out = dict(pools)
     for pool in path:
@@ -132,9 +133,10 @@ def entry_observation(md: ModelDeployment, pools: Mapping[str, PoolObservation],
                                 peak_request_rate_rps=demand.peak_rps if is_entry else 0.0,
                                 prompt_tokens_rps=0.0, output_tokens_rps=0.0, unobserved_replicas=0)
         elif is_entry:
-            engines = obs.request_rate_rps
-            waiting = obs.waiting_requests
+            engines, peak, waiting = obs.request_rate_rps, obs.peak_request_rate_rps, obs.waiting_requests
             out[pool] = replace(
                 obs, entry_request_rate_rps=demand.rate_rps if engines is None else max(engines, demand.rate_rps),
+                request_rate_rps=None if engines is None else max(engines, demand.rate_rps),
+                peak_request_rate_rps=None if peak is None else max(peak, demand.peak_rps),
                 waiting_requests=None if waiting is None else waiting + demand.held)
     return out
