@@ -423,6 +423,8 @@ class ModelDeploymentController:
         self._announce(body, rt, wd, applied)
         if demand is not None:
             self._route_entry(md, rt, body, {p: r.observation.ready_replicas for p, r in replicas.items()})
+        elif self.settings.activator_service is not None and rt.routed is not False:
+            self._unroute_entry(md, rt, body)  # no longer fronted (spec changed), or unknown after a restart
         conditions = [
             ready_condition(wd.decision.desired_replicas, replicas),
             metrics_condition(report),
@@ -519,6 +521,18 @@ class ModelDeploymentController:
                 rt.routed = False
         except Exception as exc:  # noqa: BLE001 - the next tick routes again
             log.warning("%s/%s: routing the entry through the activator: %s", namespace, name,
+                        describe_api_error(exc))
+
+    def _unroute_entry(self, md: ModelDeployment, rt: WorkloadRuntime, body: Any) -> None:
+        """A ModelDeployment the activator does not front has no activator slice (one delete per
+        workload after a restart or a spec change; a 404 is the usual answer)."""
+        try:
+            if delete_endpoint_slice(self.clients, rt.namespace, entry_slice_name(rt.name)):
+                _event(body, "Normal", "RoutedToReplicas", "the workload can no longer be at zero: the activator "
+                       f"left Service {rt.name}'s path")
+            rt.routed = False
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            log.warning("%s/%s: removing the activator from the entry: %s", rt.namespace, rt.name,
                         describe_api_error(exc))
 
     def entry_at_zero(self, body: Mapping[str, Any], deployments: Iterable[ChildDeployment]) -> bool:
