@@ -133,6 +133,51 @@ class KubeBackends:
         return await asyncio.to_thread(self._ready, workload)
 
 
+SOURCE_NAMESPACE_TTL_S = 10.0
+"""How long the namespace of a client pod IP is remembered (tidal's choice): a pod IP is reused only
+after its pod is gone, and a bare-Host client sends many requests."""
+
+
+class KubeSourceNamespaces:
+    """The namespace of the client pod a request comes from, by its IP (the field selector
+    ``status.podIP``, cluster-wide, which the cluster-wide activator ClusterRole's ``list pods``
+    allows; with ``watchNamespaces`` the list is refused and bare Hosts get 404). Host-network
+    pods share their node's IP and are no answer; neither is an IP two pods claim."""
+
+    def __init__(self, api: k8s.ApiClient, request_timeout_s: float = REQUEST_TIMEOUT_S,
+                 ttl_s: float = SOURCE_NAMESPACE_TTL_S, clock: Any = None) -> None:
+        import time
+
+        self._core = k8s.CoreV1Api(api)
+        self._timeout_s = request_timeout_s
+        self._ttl_s = ttl_s
+        self._clock = clock or time.monotonic
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    def _lookup(self, address: str) -> str | None:
+        cached = self._cache.get(address)
+        if cached is not None and self._clock() - cached[0] < self._ttl_s:
+            return cached[1]
+        try:
+            pods = self._core.list_pod_for_all_namespaces(field_selector=f"status.podIP={address}",
+                                                          _request_timeout=self._timeout_s).items
+        except ApiException as exc:
+            if exc.status == 403:
+                return None  # a namespaced install: no cluster-wide pod list
+            raise
+        namespaces = {p.metadata.namespace for p in pods
+                      if not (p.spec and p.spec.host_network)
+                      and (p.status is None or p.status.phase not in ("Succeeded", "Failed"))}
+        found = namespaces.pop() if len(namespaces) == 1 else None
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[address] = (self._clock(), found)
+        return found
+
+    async def namespace_of(self, address: str) -> str | None:
+        return await asyncio.to_thread(self._lookup, address)
+
+
 class KubeDemandSink:
     """Demand as the annotation ``demand.activator.tidal.dev/<replica>`` on the workload (the
     ServerlessFunction or ModelDeployment; a JSON merge patch: this replica's key only)."""
