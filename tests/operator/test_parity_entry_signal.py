@@ -133,6 +133,8 @@ def test_parked_and_woken_by_the_entry_signal_the_same_in_both_shells(
         next(c for c in codes if "scale-to-zero" in c)):]), "... and wake"
     assert result.summary["activator_held"] >= WAKE_REQUESTS // 2 and result.summary["finished"] == len(busy) + len(wake)
     assert any(held > 0 for _, _, held in steps), "the activator held requests at a tick"
+    assert any(obs.now_s % DEFAULT_INTERVAL_S for obs, _, _ in steps), \
+        "a decision between ticks: the demand handler's, at the first held request"
 
     # 2. The simulator shell on the recorded sequence.
     shell, state = ModelDeploymentAutoscaler(workload), None
@@ -161,7 +163,8 @@ def test_parked_and_woken_by_the_entry_signal_the_same_in_both_shells(
         engines.pods = pods
         tick_body = {**body, "metadata": {**body["metadata"], "annotations": _annotations(arrivals, held, obs.now_s)}}
         patch: dict[str, Any] = {}
-        result_ = operator.tick(tick_body, patch, status, classes, deployments, pods)
+        result_ = operator.tick(tick_body, patch, status, classes, deployments, pods)  # the timer's or
+        # the demand handler's: the same call
         assert result_ is not None and not result_.problems, result_
         status = patch.get("status", status)
         operated.append(result_.decision)

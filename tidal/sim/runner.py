@@ -37,6 +37,7 @@ from tidal.sim.engine import (ROLE_DECODE, ROLE_PREFILL, ROLE_UNIFIED, Engine, E
 from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.metrics import PoolMetrics
 from tidal.sim.perf_model import StepTimeModel, kv_capacity_tokens
+from tidal.activator.settings import DEMAND_SIGNAL_INTERVAL_S
 from tidal.sim.serverless.platform import ActivatorModel
 
 MODE_UNIFIED = "unified"
@@ -95,8 +96,10 @@ class SimConfig:
     """The activator in front of the workload's entry (docs/activator.md): a request that arrives
     while the entry cannot serve (no Ready replica of every entry-path pool: unified, or prefill
     and decode) is held until it can, refused past ``queue_limit`` held requests or after
-    ``hold_timeout_s`` (counted, never run). None: requests wait at the entry pool however long it
-    takes (no limits)."""
+    ``hold_timeout_s`` (counted, never run). Held requests for an entry pool without pods make the
+    autoscaler decide at once (at most every ``DEMAND_SIGNAL_INTERVAL_S``), as the operator does on
+    the activator's demand annotation. None: requests wait at the entry pool however long it takes
+    (no limits) and wake it at the next tick."""
     seed: int = 0
 
     @property
@@ -122,7 +125,7 @@ class SimResult:
 
 
 _ROLE = {POOL_UNIFIED: ROLE_UNIFIED, POOL_PREFILL: ROLE_PREFILL, POOL_DECODE: ROLE_DECODE}
-_EV_ENGINE, _EV_READY, _EV_KV, _EV_TICK, _EV_KILL, _EV_HOLD_TIMEOUT = 0, 1, 2, 3, 4, 5
+_EV_ENGINE, _EV_READY, _EV_KV, _EV_TICK, _EV_KILL, _EV_HOLD_TIMEOUT, _EV_DEMAND = 0, 1, 2, 3, 4, 5, 6
 
 
 class _PoolListener:
@@ -182,6 +185,7 @@ class Simulation:
         self._held: deque[int] = deque()
         self._held_seqs: dict[int, Sequence] = {}
         self._held_tokens = 0
+        self._last_demand_s = -math.inf
         self.activator_arrivals: list[float] = []
         """Arrival times of the requests that found the entry unable to serve (what the activator
         reports in its demand annotation, refused ones included)."""
@@ -254,6 +258,25 @@ class Simulation:
         self._held.append(self._held_tokens)
         self._held_seqs[self._held_tokens] = seq
         self._push(now_s + activator.hold_timeout_s, _EV_HOLD_TIMEOUT, self._held_tokens)
+        if not self._entry_pool_has_pods() and now_s - self._last_demand_s >= DEMAND_SIGNAL_INTERVAL_S:
+            # The activator's demand annotation: the operator decides at once (tidal_md_demand).
+            self._last_demand_s = now_s
+            self._push(now_s, _EV_DEMAND)
+
+    def _entry_pool_has_pods(self) -> bool:
+        pool = self.pools[0]
+        return any(self.cluster.count(pool, phase) for phase in (PENDING, STARTING, READY))
+
+    def _demand_tick(self, now_s: float) -> None:
+        """A decision between ticks, as the operator's demand handler makes one when the activator
+        reports requests for an entry pool without replicas: the same observation as a tick, but no
+        metrics bucket closes (the operator's scrapes do not move either)."""
+        if self._entry_pool_has_pods():
+            return
+        obs = self.observe(now_s)
+        decision, self._policy_state = self.autoscaler.decide(obs, self._policy_state)
+        self._record(now_s, obs, decision)
+        self._apply(decision.desired_replicas, now_s)
 
     def _hold_timeout(self, token: int) -> None:
         seq = self._held_seqs.pop(token, None)
@@ -508,6 +531,8 @@ class Simulation:
                     self._on_pod_ready(a, t)
                 elif kind == _EV_HOLD_TIMEOUT:
                     self._hold_timeout(a)
+                elif kind == _EV_DEMAND:
+                    self._demand_tick(t)
                 else:
                     self._tick(t)
                     if i < n or self._outstanding > 0:
