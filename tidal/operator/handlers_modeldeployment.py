@@ -116,7 +116,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
             (the same tick, so the same decision: the core wakes the pools on the entry's demand)."""
             key = (namespace, name)
             deployments = _values(tidal_md_deployments, key)
-            if not controller.entry_at_zero(body, deployments):
+            if not controller.wake_now(body, deployments):
                 return
             grants = _values(tidal_fairshare_grants, key)
             controller.tick(body, patch, _plain(status), _ClassLookup(tidal_accelerator_classes), deployments,

@@ -535,14 +535,16 @@ class ModelDeploymentController:
             log.warning("%s/%s: removing the activator from the entry: %s", rt.namespace, rt.name,
                         describe_api_error(exc))
 
-    def entry_at_zero(self, body: Mapping[str, Any], deployments: Iterable[ChildDeployment]) -> bool:
-        """Whether a fronted ModelDeployment's entry pool has no replica at all (the demand handler
-        decides at once then, instead of at the next tick)."""
+    def wake_now(self, body: Mapping[str, Any], deployments: Iterable[ChildDeployment]) -> bool:
+        """Whether the demand handler should decide now instead of at the next tick: the activator
+        fronts this ModelDeployment, its entry pool has no replica at all, and the activator reports
+        requests (held now, or arrived within the metrics window)."""
         try:
             md = _parse(body)
         except InvalidResource:
             return False
-        if self.settings.activator_service is None or not fronted_by_activator(md):
+        demand = self.entry_demand(md, body, self.clock())
+        if demand is None or (demand.rate_rps <= 0 and demand.held <= 0):
             return False
         name = md.metadata.name
         entry = entry_path(md)[0]
