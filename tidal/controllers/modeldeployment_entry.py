@@ -28,6 +28,7 @@ Pure: the operator does the I/O.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
@@ -104,7 +105,7 @@ def entry_demand(annotations: Mapping[str, str] | None, *, now_s: float, window_
     for k in range(buckets):
         hi, lo = now_s - k * interval_s, max(start, now_s - (k + 1) * interval_s)
         if hi > lo:
-            peak = max(peak, sum(1 for t in arrivals if lo <= t < hi) / (hi - lo))
+            peak = max(peak, (bisect_left(arrivals, hi) - bisect_left(arrivals, lo)) / (hi - lo))
     held = sum(r.held for r in found if r.sent_s > now_s - interval_s)
     return EntryDemand(len(arrivals) / window_s, peak, held)
 
