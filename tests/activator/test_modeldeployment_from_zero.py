@@ -10,6 +10,10 @@ can park the pool again afterwards. Everything that waits polls with a deadline.
 
 A second ModelDeployment never gets a replica (its kubelet never comes): its held requests are
 refused with 503 past the queue limit at once and past the hold timeout later, and counted.
+
+The second test runs a disaggregated ModelDeployment at zero: the router (the backend process
+stands in for it) is Ready throughout, the prefill pod becomes Ready before the decode pod, and no
+held request is forwarded before the decode pod is Ready too.
 """
 
 from __future__ import annotations
@@ -250,6 +254,126 @@ async def test_a_modeldeployment_from_zero_holds_wakes_forwards_and_parks_again(
         print(f"\nwoken after {woken_after_s:.3f}s; engine ready after {ready_s - first_sent:.3f}s; "
               f"held requests finished within {extra:.3f}s of the engine listening, {after_pod:.3f}s of its pod "
               f"reported Ready")
+    finally:
+        kubelet.stop()
+        await runner.cleanup()
+        activator_api.close()
+
+
+PD_MD = "pd"
+PD_REQUESTS = 60
+PREFILL_AFTER_S, DECODE_AFTER_S = 0.5, 2.0
+"""After the engine stand-in listens: the prefill pod is Ready this much later, the decode pod later
+still (the router is Ready first: it is always running)."""
+
+
+class PdKubelet:
+    """P/D: the router pod (the backend process stands in for it) is Ready from the start; once the
+    operator scales both pools up, a prefill and then a decode pod become Ready (no processes: only
+    the router is spoken to)."""
+
+    def __init__(self, api: client.ApiClient, port: int) -> None:
+        self.apps, self.core = client.AppsV1Api(api), client.CoreV1Api(api)
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.decode_ready_s = 0.0
+
+    def replicas(self, pool: str) -> int:
+        try:
+            return self.apps.read_namespaced_deployment(f"{PD_MD}-{pool}-{ACC}", NS).spec.replicas or 0
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return -1
+            raise
+
+    def _pod(self, name: str, labels: dict[str, str], port: int) -> None:
+        self.core.create_namespaced_pod(NS, {"metadata": {"name": name, "labels": labels}, "spec": {
+            "nodeName": "node-a",
+            "containers": [{"name": "c", "image": "i", "ports": [{"name": "http", "containerPort": port}]}]}})
+        self.core.patch_namespaced_pod_status(name, NS, {"status": {
+            "phase": "Running", "podIP": "127.0.0.1",
+            "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}]}})
+
+    def _ready_deployment(self, name: str) -> None:
+        self.apps.patch_namespaced_deployment_status(name, NS, {"status": {
+            "replicas": 1, "readyReplicas": 1, "availableReplicas": 1}})
+
+    async def start_router(self) -> None:
+        from tidal.controllers.labels import ROUTER_LABEL
+
+        await eventually(lambda: self.apps.list_namespaced_deployment(
+            NS, field_selector=f"metadata.name={PD_MD}-router").items)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.activator.backend_process", "0", str(self.port)], cwd=REPO_ROOT)
+        await eventually(lambda: listening(self.port))
+        await asyncio.to_thread(self._pod, f"{PD_MD}-router-x1", {ROUTER_LABEL: PD_MD}, self.port)
+        await asyncio.to_thread(self._ready_deployment, f"{PD_MD}-router")
+
+    async def run_pools(self) -> None:
+        await eventually(lambda: self.replicas("prefill") >= 1 and self.replicas("decode") >= 1)
+        for pool, after_s in (("prefill", PREFILL_AFTER_S), ("decode", DECODE_AFTER_S - PREFILL_AFTER_S)):
+            await asyncio.sleep(after_s)  # the modelled start of each pool's engine, not synchronisation
+            if pool == "decode":
+                self.decode_ready_s = time.monotonic()  # no decode pod before this instant
+            await asyncio.to_thread(self._pod, f"{PD_MD}-{pool}-x1",
+                                    {DEPLOYMENT_LABEL: PD_MD, POOL_LABEL: pool, ACCELERATOR_LABEL: ACC}, 8000)
+            await asyncio.to_thread(self._ready_deployment, f"{PD_MD}-{pool}-{ACC}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+async def test_a_disaggregated_modeldeployment_is_held_until_router_prefill_and_decode_are_ready(
+    kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
+) -> None:
+    install_crds(kube_client)
+    core, custom = client.CoreV1Api(kube_client), client.CustomObjectsApi(kube_client)
+    core.create_namespace({"metadata": {"name": ACTIVATOR_NS}})
+    custom.create_cluster_custom_object(GROUP, VERSION, "acceleratorclasses", accelerator_class(ACC, 2.5))
+    activator_api = client.ApiClient(kube_client.configuration)
+    activator_api.user_agent = ACTIVATOR_USER_AGENT
+    backends = KubeBackends(activator_api)
+    activator = Activator(ActivatorSettings(queue_limit=QUEUE_LIMIT, hold_timeout_s=HOLD_TIMEOUT_S,
+                                            replica_name="activator-0"),
+                          backends, KubeDemandSink(activator_api, backends, "activator-0"))
+    runner, url = await start_app(activator.app())
+    client.DiscoveryV1Api(kube_client).create_namespaced_endpoint_slice(
+        ACTIVATOR_NS, activator_endpoint_slice(int(url.rsplit(":", 1)[1])))
+    settings = OperatorSettings(interval_s=TICK_S, metrics_window_s=5.0, state_save_interval_s=0.0,
+                                activator_service=f"{ACTIVATOR_NS}/{ACTIVATOR_SVC}")
+    registry = operator_registry(kube_api, handlers_modeldeployment.register, settings, clients,
+                                 prometheus=IdleEngines(kube_client))
+    kubelet = PdKubelet(kube_client, free_port())
+    pools = {"prefill": {"minReplicas": 0, "maxReplicas": 2}, "decode": {"minReplicas": 0, "maxReplicas": 2}}
+    try:
+        with run_operator(registry):
+            custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, model_deployment(
+                PD_MD, namespace=NS, classes=(ACC,), mode="disaggregated", pools=pools,
+                autoscaling={"predictor": "none"}))
+            await kubelet.start_router()
+            # The router is Ready, but no pool has a replica: the entry is routed to the activator.
+            await eventually(lambda: slice_exists(kube_client, entry_slice_name(PD_MD)))
+            pools_task = asyncio.create_task(kubelet.run_pools())
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                             timeout=aiohttp.ClientTimeout(total=DEADLINE_S)) as http:
+                async def call(i: int) -> tuple[int, str, float]:
+                    async with http.get(url + f"/work?r={i}", headers={"Host": f"{PD_MD}.{NS}"}) as response:
+                        return response.status, await response.text(), time.monotonic()
+
+                results = await asyncio.gather(*(call(i) for i in range(PD_REQUESTS)))
+                await pools_task
+            # Router, prefill and decode Ready: the operator takes the activator out of the path.
+            await eventually(lambda: not slice_exists(kube_client, entry_slice_name(PD_MD)))
+        assert calls_outside_chart_rbac(kube_api, other_kind="serverlessfunctions") == []
+        assert [status for status, _, _ in results].count(200) == PD_REQUESTS, "zero dropped requests"
+        assert all(text.startswith("done /work?r=") for _, text, _ in results)
+        first_done = min(done for _, _, done in results)
+        assert first_done >= kubelet.decode_ready_s, "held until the decode pool was Ready too, not only prefill"
+        assert max(done for _, _, done in results) - kubelet.decode_ready_s < 3.0
+        labels = {"namespace": NS, "service": PD_MD}
+        assert sample(activator.metrics.registry, "tidal_activator_rejected_total", reason="timeout", **labels) == 0
     finally:
         kubelet.stop()
         await runner.cleanup()
