@@ -242,7 +242,10 @@ async def test_a_modeldeployment_from_zero_holds_wakes_forwards_and_parks_again(
         extra = max(done - ready_s for _, done in held)
         after_pod = max(done - kubelet.reported_s for _, done in held)
         assert after_pod < 3.0, f"held requests finished {after_pod:.2f}s after the engine pod was Ready"
-        assert woken_after_s < 2.5, f"the operator scaled up {woken_after_s:.2f}s after the first request"
+        # The demand handler decides at once (tests/operator/test_entry_routing.py checks when it
+        # does); here the 1 s tick would too, so this bounds the reaction, loosely: the activator,
+        # 750 client connections and the kubelet's polls share one event loop on a loaded machine.
+        assert woken_after_s < 5.0, f"the operator scaled up {woken_after_s:.2f}s after the first request"
         # The workload that never gets a replica: 503 + Retry-After past the limit (at once) and past
         # the timeout (later), each counted; nothing else.
         cold_labels = {"namespace": NS, "service": COLD}

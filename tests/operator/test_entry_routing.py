@@ -123,3 +123,31 @@ def test_the_activator_finds_the_pd_entry_endpoints_only_with_both_pools_ready(h
     assert backends._ready(ref) == ("http://10.1.0.1:8000",), "the router, once the whole path is Ready"
     # A function's Service and a pool Service are told apart from the entry by their labels.
     assert target_of(client.V1Service(metadata=client.V1ObjectMeta(labels={DEPLOYMENT_LABEL: NAME}))) is None
+
+
+def test_the_demand_handler_decides_at_once_only_for_held_requests_at_an_empty_entry_pool(
+        harness: OperatorHarness) -> None:
+    from tidal.activator.demand import DemandReport, annotation_key
+
+    h = harness
+    clients = KubeClients(h.api)
+    now = [1000.0]
+    settings = OperatorSettings(health_port=0, metrics_port=0, state_save_interval_s=0.0, log_format="plain",
+                                activator_service=f"{ACTIVATOR_NS}/{ACTIVATOR_SVC}")
+    operator = ModelDeploymentController(settings, clients, OperatorMetrics(),
+                                         WorkloadCache(StateStore(clients, settings.field_manager)),
+                                         clock=lambda: now[0])
+    body = model_deployment(NAME, classes=(ACC,), autoscaling={"predictor": "none"}, **PD)
+    body["metadata"].update(uid="u-1")
+    held = {annotation_key("activator-0"): DemandReport((999.5,), 1, 999.5).to_json()}
+    at_zero, _ = _cluster({"prefill": 0, "decode": 0})
+    assert not operator.wake_now(body, at_zero), "no demand reported"
+    body["metadata"]["annotations"] = held
+    assert operator.wake_now(body, at_zero)
+    assert not operator.wake_now(body, _cluster({"prefill": 1, "decode": 0})[0]), "the entry pool has a replica"
+    now[0] = 1100.0
+    assert not operator.wake_now(body, at_zero), "old news: nothing held, nothing arrived in the window"
+    now[0] = 1000.0
+    unfronted = {**body, "spec": {**body["spec"], "pools": {"prefill": {"minReplicas": 1, "maxReplicas": 2},
+                                                            "decode": {"minReplicas": 1, "maxReplicas": 2}}}}
+    assert not operator.wake_now(unfronted, at_zero), "the activator does not front it"
