@@ -79,3 +79,11 @@ def test_forwarded_headers_drop_hop_by_hop_and_connection_named() -> None:
     headers = [("Host", "fn.ns"), ("Connection", "keep-alive, X-Private"), ("X-Private", "1"),
                ("Transfer-Encoding", "chunked"), ("Accept", "text/event-stream"), ("Upgrade", "h2c")]
     assert forwarded_headers(headers) == [("Host", "fn.ns"), ("Accept", "text/event-stream")]
+
+
+def test_bare_service_from_host() -> None:
+    from tidal.activator.queueing import bare_service_from_host
+
+    assert bare_service_from_host("fn") == "fn" and bare_service_from_host("FN:8080") == "fn"
+    for host in ("fn.team-a", "10.0.0.1", "[::1]:80", "localhost", "", None, "-bad", "a" * 64):
+        assert bare_service_from_host(host) is None, host

@@ -206,3 +206,27 @@ async def test_a_request_whose_instance_vanished_is_held_again() -> None:
         response = await request
         assert response.status == 200
         response.release()
+
+
+class _Namespaces:
+    """The client pods the test knows: IP -> namespace."""
+
+    def __init__(self, pods: dict[str, str]) -> None:
+        self.pods = pods
+
+    async def namespace_of(self, address: str) -> str | None:
+        return self.pods.get(address)
+
+
+async def test_a_bare_service_host_is_resolved_in_the_client_pods_namespace(rig: Rig) -> None:
+    """``Host: fn`` from a pod in team-a (its DNS search path resolved ``fn`` there) is team-a/fn;
+    from an address that is no pod's, 404 saying what to send."""
+    rig.wake()
+    rig.activator.namespaces = _Namespaces({"127.0.0.1": "team-a"})
+    async with rig.client.get(rig.url + "/echo", headers={"Host": "fn"}) as response:
+        assert response.status == 200 and (await response.json())["path"] == "/echo"
+    async with rig.client.get(rig.url + "/echo", headers={"Host": "fn:8080"}) as response:
+        assert response.status == 200
+    rig.activator.namespaces = _Namespaces({})
+    async with rig.client.get(rig.url + "/echo", headers={"Host": "fn"}) as response:
+        assert response.status == 404 and "<service>.<namespace>" in await response.text()

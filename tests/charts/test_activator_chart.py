@@ -50,14 +50,15 @@ def test_activator_rbac_is_least_privilege() -> None:
     objects = render(VALUES)
     assert grants(objects, "tidal-activator", "tidal-system") == {
         Grant(None, "", "services", "get"), Grant(None, "", "pods", "list"),
-        Grant(None, "tidal.dev", "serverlessfunctions", "patch")}
+        Grant(None, "tidal.dev", "serverlessfunctions", "patch"), Grant(None, "tidal.dev", "modeldeployments", "patch")}
     operator = grants(objects, "tidal", "tidal-system")
     assert Grant("tidal-system", "discovery.k8s.io", "endpointslices", "list") in operator
     assert {Grant(None, "discovery.k8s.io", "endpointslices", v) for v in ("create", "patch", "delete")} <= operator
     namespaced = render(VALUES, sets=("watchNamespaces={team-a}",))
     assert grants(namespaced, "tidal-activator", "tidal-system") == {
         Grant("team-a", "", "services", "get"), Grant("team-a", "", "pods", "list"),
-        Grant("team-a", "tidal.dev", "serverlessfunctions", "patch")}
+        Grant("team-a", "tidal.dev", "serverlessfunctions", "patch"),
+        Grant("team-a", "tidal.dev", "modeldeployments", "patch")}
 
 
 def test_one_activator_replica_is_refused() -> None:

@@ -307,3 +307,43 @@ def test_scale_to_zero_parks_after_the_idle_window_and_wakes_on_demand() -> None
         wd = tick(t, 2, None)
         assert wd.decision.desired_replicas == {"unified": 2}
     assert wd.decision.reasons[-1].code == "scale-to-zero-no-entry-signal"
+
+
+def test_disaggregated_scale_to_zero_parks_and_wakes_prefill_and_decode_together_on_the_entry_signal() -> None:
+    """In P/D mode a request at the entry needs a prefill *and* a decode replica: both wake on the
+    entry pool's signal (the activator holds requests until both are Ready), not decode after
+    prefill has served (which, behind the activator, would never happen)."""
+    md = _md(mode="disaggregated", autoscaling={"predictor": "none", "scaleToZero": True, "scaleToZeroAfter": "1m"},
+             pools={"prefill": {"minReplicas": 1, "maxReplicas": 4}, "decode": {"minReplicas": 2, "maxReplicas": 6}})
+    state: CoreState | None = None
+
+    def tick(now: float, replicas: dict[str, int], entry: float, held: float = 0.0) -> Any:
+        nonlocal state
+        pools = {p: PoolObservation(ready_replicas=n, running_requests=0.0,
+                                    waiting_requests=held if p == "prefill" else 0.0, request_rate_rps=0.0,
+                                    entry_request_rate_rps=entry if p == "prefill" else 0.0)
+                 for p, n in replicas.items()}
+        wd, state = decide_workload(md, _obs(now, pools, {p: {"a": n} for p, n in replicas.items()}), state)
+        return wd
+
+    running = {"prefill": 1, "decode": 2}
+    assert tick(0.0, running, 0.0).decision.desired_replicas == running
+    parked = tick(70.0, running, 0.0)
+    assert parked.decision.desired_replicas == {"prefill": 0, "decode": 0}
+    zero = {"prefill": 0, "decode": 0}
+    assert tick(80.0, zero, 0.0).decision.desired_replicas == zero
+    woken = tick(90.0, zero, 0.05, held=3.0)
+    assert woken.decision.desired_replicas["prefill"] >= 1 and woken.decision.desired_replicas["decode"] >= 2
+    # Without the scaleToZero park, minReplicas 0 on both pools: the decode pool at zero wakes on the
+    # entry's demand too, and says so.
+    md0 = _md(mode="disaggregated", autoscaling={"predictor": "none"},
+              pools={"prefill": {"minReplicas": 0, "maxReplicas": 4}, "decode": {"minReplicas": 0, "maxReplicas": 6}})
+    at_zero = {p: PoolObservation(ready_replicas=0, running_requests=0.0, waiting_requests=0.0, request_rate_rps=0.0,
+                                  entry_request_rate_rps=0.0) for p in zero}
+    wd, _ = decide_workload(md0, _obs(0.0, at_zero, {p: {"a": 0} for p in zero}, False), None)
+    assert wd.decision.desired_replicas == zero
+    assert [r.code for r in wd.decision.reasons if r.pool] == ["idle-at-zero", "idle-at-zero"]
+    at_zero["prefill"] = replace(at_zero["prefill"], entry_request_rate_rps=0.1)
+    wd, _ = decide_workload(md0, _obs(0.0, at_zero, {p: {"a": 0} for p in zero}, False), None)
+    assert wd.decision.desired_replicas == {"prefill": 1, "decode": 1}
+    assert [r.code for r in wd.decision.reasons if r.pool] == ["scale-from-zero", "scale-from-zero"]

@@ -104,6 +104,8 @@ _FIELD_GETTERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "metadata.namespace": lambda o: o.get("metadata", {}).get("namespace", ""),
     "spec.nodeName": lambda o: (o.get("spec") or {}).get("nodeName", ""),
     "status.phase": lambda o: (o.get("status") or {}).get("phase", ""),
+    "status.podIP": lambda o: (o.get("status") or {}).get("podIP", ""),
+    "spec.hostNetwork": lambda o: str(bool((o.get("spec") or {}).get("hostNetwork"))).lower(),
 }
 # Events are stored as written (core/v1 involvedObject or events.k8s.io/v1 regarding); both
 # spellings select on either form.

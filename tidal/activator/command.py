@@ -28,7 +28,7 @@ def activator(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
 ) -> None:
     """Hold requests for workloads at zero, wake them, forward when an instance is ready (docs/activator.md)."""
-    from tidal.activator.kube import KubeBackends, KubeDemandSink
+    from tidal.activator.kube import KubeBackends, KubeDemandSink, KubeSourceNamespaces
     from tidal.activator.server import Activator, serve
     from tidal.activator.settings import ActivatorSettings
     from tidal.operator.kube import KubeClients
@@ -44,7 +44,8 @@ def activator(
         raise typer.Exit(2) from exc
     clients = KubeClients.from_config(kubeconfig)
     backends = KubeBackends(clients.api)
-    activator_ = Activator(settings, backends, KubeDemandSink(clients.api, backends, replica))
+    activator_ = Activator(settings, backends, KubeDemandSink(clients.api, backends, replica),
+                           namespaces=KubeSourceNamespaces(clients.api))
 
     async def main() -> None:
         stop = asyncio.Event()

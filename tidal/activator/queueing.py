@@ -45,6 +45,20 @@ def workload_from_host(host: str | None) -> WorkloadRef | None:
     return WorkloadRef(namespace=parts[1], service=parts[0])
 
 
+def bare_service_from_host(host: str | None) -> str | None:
+    """The Service a bare ``<service>`` Host names (a client resolved the short name through its
+    own namespace's DNS search path), else None: an FQDN, an IP literal or no Host."""
+    if not host:
+        return None
+    name = host.strip().lower()
+    if name.startswith("["):
+        return None
+    name = name.rsplit(":", 1)[0] if ":" in name else name
+    if "." in name or not re.fullmatch(_LABEL, name) or len(name) > 63 or name == "localhost":
+        return None
+    return name
+
+
 class Admission(enum.Enum):
     FORWARD = "forward"
     """A ready endpoint is known and nobody is held before this request: forward now."""

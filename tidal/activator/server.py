@@ -41,6 +41,7 @@ from tidal.activator.queueing import (
     Admission,
     WorkloadRef,
     admit,
+    bare_service_from_host,
     connect_retry_delay_s,
     forwarded_headers,
     pick_endpoint,
@@ -61,6 +62,12 @@ class Backends(Protocol):
     async def ready_endpoints(self, workload: WorkloadRef) -> tuple[str, ...]:
         """Base URLs (``http://ip:port``) of the workload's ready instances; () when none.
         Raises ``LookupError`` when the Service is not a workload the activator fronts."""
+
+
+class SourceNamespaces(Protocol):
+    async def namespace_of(self, address: str) -> str | None:
+        """The namespace of the pod that has IP ``address``, None when it is not one pod's (a node
+        or host-network address, an unknown or ambiguous IP, or the lookup is not allowed)."""
 
 
 class DemandSink(Protocol):
@@ -124,6 +131,7 @@ class Activator:
         demand: DemandSink,
         *,
         metrics: ActivatorMetrics | None = None,
+        namespaces: SourceNamespaces | None = None,
         monotonic_s: Callable[[], float] = time.monotonic,
         wall_clock_s: Callable[[], float] = time.time,
     ) -> None:
@@ -131,6 +139,7 @@ class Activator:
         self.backends = backends
         self.demand = demand
         self.metrics = metrics or ActivatorMetrics()
+        self.namespaces = namespaces
         self._now = monotonic_s
         self._wall = wall_clock_s
         self._gates: dict[WorkloadRef, Gate] = {}
@@ -185,13 +194,27 @@ class Activator:
         return gate
 
     # -- requests ---------------------------------------------------------------------------
+    async def _bare_host_ref(self, request: web.Request) -> WorkloadRef | None:
+        """A bare ``<service>`` Host: the client resolved it in its own namespace (the DNS search
+        path), so the Service is in the namespace of the pod the request comes from."""
+        service = bare_service_from_host(request.host)
+        if service is None or self.namespaces is None or not request.remote:
+            return None
+        try:
+            namespace = await self.namespaces.namespace_of(request.remote)
+        except Exception as exc:  # noqa: BLE001 - answered with the 404 that says what to send
+            log.warning("namespace of %s: %s", request.remote, exc)
+            return None
+        return WorkloadRef(namespace, service) if namespace else None
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        ref = workload_from_host(request.host)
+        ref = workload_from_host(request.host) or await self._bare_host_ref(request)
         if ref is None:
             return web.Response(
                 status=404,
-                text=f"tidal activator: Host {request.host!r} names no Service; send requests to "
-                     "<service>.<namespace> (or <service>.<namespace>.svc.cluster.local)\n")
+                text=f"tidal activator: Host {request.host!r} names no Service (a bare <service> needs a "
+                     "client pod the activator can find by its IP); send requests to <service>.<namespace> "
+                     "(or <service>.<namespace>.svc.cluster.local)\n")
         gate = self.gate(ref)
         arrived_s = self._now()
         # Endpoints older than the TTL are not trusted (the function may have gone to zero since):

@@ -204,7 +204,7 @@ class AutoscalingSpec(ApiModel):
     prewarm: bool = True
     """With policy tidal: size for the forecast request rate (median) one predicted p90 cold start ahead when it exceeds the observed rate, so replicas are ready when demand arrives."""
     scale_to_zero: bool = False
-    """Every pool to zero after ``scaleToZeroAfter`` without requests, even if minReplicas > 0, until requests reach the entry again. Needs the entry's request rate, which the operator does not read yet: there it keeps minReplicas and says so in the decision's reasons."""
+    """Every pool to zero after ``scaleToZeroAfter`` without requests, even if minReplicas > 0, until requests reach the entry again. Needs the request rate at the workload's entry, which the operator reads from the activator (operator flag --activator-service, chart activator.enabled; docs/activator.md); without it the operator keeps minReplicas and says so in the decision's reasons."""
     scale_to_zero_after: Duration = DEFAULT_SCALE_TO_ZERO_AFTER
     """Time without requests (none arriving, none in flight) before scaling to zero when scaleToZero is true."""
     scale_down_delay: Duration = DEFAULT_SCALE_DOWN_DELAY

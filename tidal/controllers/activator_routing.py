@@ -68,6 +68,16 @@ def wake_instances(spec: ServerlessFunctionSpec, held_requests: int) -> int:
 def render_activator_slice(fn: ServerlessFunction, uid: str, endpoints: ActivatorEndpoints) -> dict[str, Any]:
     """The EndpointSlice that adds the activator to the function's Service."""
     name = fn.metadata.name or ""
+    return render_service_activator_slice(
+        namespace=fn.metadata.namespace, service=service_name(name), labels=function_labels(name),
+        owner=owner_reference(KIND, name, uid), endpoints=endpoints)
+
+
+def render_service_activator_slice(*, namespace: str | None, service: str, labels: dict[str, str],
+                                   owner: dict[str, Any], endpoints: ActivatorEndpoints) -> dict[str, Any]:
+    """The EndpointSlice ``<service>-activator`` that adds the activator's addresses to ``service``
+    (port name ``http``, as every Service tidal renders for a workload names its port), owned by
+    the workload so it goes away with it. Shared by ServerlessFunctions and ModelDeployments."""
     families = {ipaddress.ip_address(a).version for a in endpoints.addresses}
     if len(families) > 1:
         raise ValueError(f"activator addresses mix IPv4 and IPv6: {list(endpoints.addresses)}")
@@ -76,15 +86,15 @@ def render_activator_slice(fn: ServerlessFunction, uid: str, endpoints: Activato
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": activator_slice_name(name),
-            "namespace": fn.metadata.namespace,
+            "name": f"{service}-activator",
+            "namespace": namespace,
             "labels": {
                 **MANAGED_BY,
-                **function_labels(name),
-                SERVICE_NAME_LABEL: service_name(name),
+                **labels,
+                SERVICE_NAME_LABEL: service,
                 SLICE_MANAGED_BY_LABEL: SLICE_MANAGER,
             },
-            "ownerReferences": [owner_reference(KIND, name, uid)],
+            "ownerReferences": [owner],
         },
         "addressType": address_type,
         "endpoints": [

@@ -259,6 +259,17 @@ def _at_zero(pool: str, bounds: PoolSpec, obs: PoolObservation, want: int, reaso
     return want, Reason(REASON_IDLE_AT_ZERO, "no requests at the entry; staying at zero replicas", pool)
 
 
+def _with_entry_demand(obs: PoolObservation, entry: PoolObservation) -> PoolObservation:
+    """A pool at zero behind the entry pool (P/D decode) is needed by every request that reaches the
+    entry, so it wakes on the entry's demand too, together with the entry pool (one cold start, not
+    two in a row; the activator holds requests until the whole path is Ready)."""
+    if obs is entry:
+        return obs
+    rates = [r for r in (obs.entry_request_rate_rps, entry.entry_request_rate_rps) if r is not None]
+    return replace(obs, entry_request_rate_rps=max(rates) if rates else None,
+                   waiting_requests=(obs.waiting_requests or 0.0) + (entry.waiting_requests or 0.0))
+
+
 def _policy_observation(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Observation,
                         forecast: ForecastView | None) -> Observation:
     """What the pool policy sees: every pool (absent ones as empty), and the forecast to pre-warm for:
@@ -344,7 +355,7 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
                                                                      f"{want} replica(s)", pool)]
         reason, extra = mine[0], mine[1:]
         if obs.current_replicas == 0 and want == 0:
-            want, reason = _at_zero(pool, bounds, obs, want, reason)
+            want, reason = _at_zero(pool, bounds, _with_entry_demand(obs, seen.pools[next(iter(pools))]), want, reason)
         want, reason, pending = _pending_guard(pool, obs, want, reason)
         if pending is not None:
             limits.append(pending)

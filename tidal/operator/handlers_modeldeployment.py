@@ -87,7 +87,10 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, backoff=retry, id="tidal_md_reconcile")
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, backoff=retry, id="tidal_md_reconcile")
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=retry, id="tidal_md_reconcile")
+    # field="spec": the children follow the spec only; the activator's demand annotations are
+    # handled by tidal_md_demand.
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, backoff=retry, id="tidal_md_reconcile",
+                    field="spec")
     def tidal_md_reconcile(body: Any, patch: Any, status: Any, retry: int, **_: Any) -> None:
         controller.reconcile(body, patch, _plain(status), retry)
 
@@ -101,6 +104,23 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings, client
         controller.tick(body, patch, _plain(status), _ClassLookup(tidal_accelerator_classes),
                         _values(tidal_md_deployments, key), _values(tidal_md_pods, key),
                         grant_gpus=min(grants) if grants else None)
+
+    if settings.activator_service is not None:
+
+        @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="tidal_md_demand",
+                        field="metadata.annotations", when=not_deleted)
+        def tidal_md_demand(body: Any, patch: Any, status: Any, namespace: str, name: str,
+                            tidal_md_deployments: Any, tidal_md_pods: Any, tidal_accelerator_classes: Any,
+                            tidal_fairshare_grants: Any, **_: Any) -> None:
+            """The activator holds requests for an entry at zero: decide now, not at the next tick
+            (the same tick, so the same decision: the core wakes the pools on the entry's demand)."""
+            key = (namespace, name)
+            deployments = _values(tidal_md_deployments, key)
+            if not controller.wake_now(body, deployments):
+                return
+            grants = _values(tidal_fairshare_grants, key)
+            controller.tick(body, patch, _plain(status), _ClassLookup(tidal_accelerator_classes), deployments,
+                            _values(tidal_md_pods, key), grant_gpus=min(grants) if grants else None)
 
     # Only DELETED events reach this handler (kopf logs every handler call at INFO, so an unfiltered
     # one logged a line per watch event of every live object); it stops the object's tick timer.

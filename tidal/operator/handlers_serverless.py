@@ -49,9 +49,7 @@ from tidal.api.serverlessfunction import ServerlessFunction, ServerlessFunctionS
 from tidal.api.types import ObjectMeta
 from tidal.api.validation import InvalidResource, parse_spec
 from tidal.controllers.activator_routing import (
-    SERVICE_NAME_LABEL,
     ActivatorEndpoints,
-    activator_endpoints_from_slices,
     activator_slice_name,
     render_activator_slice,
     routes_to_activator,
@@ -80,6 +78,7 @@ from tidal.operator.finalizers import (
     timers_need_no_finalizer,
 )
 from tidal.operator.handlers_accelerators import Clock, utcnow
+from tidal.operator.activator_slices import delete_endpoint_slice, read_activator_endpoints
 from tidal.operator.kube import KubeClients, apply_object, describe_api_error
 from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.prometheus import FailureKind, PrometheusMetrics, PrometheusSettings
@@ -215,15 +214,6 @@ def load_state(clients: KubeClients, namespace: str, name: str) -> KeepAliveStat
     return state_from_dict(state_from_configmap(config_map.data))
 
 
-def read_activator_endpoints(clients: KubeClients, service: str) -> ActivatorEndpoints | None:
-    """The activator's ready addresses from its Service's EndpointSlices (``namespace/name``)."""
-    namespace, name = service.split("/", 1)
-    slices = k8s.DiscoveryV1Api(clients.api).list_namespaced_endpoint_slice(
-        namespace, label_selector=f"{SERVICE_NAME_LABEL}={name}", _request_timeout=clients.request_timeout_s
-    )
-    return activator_endpoints_from_slices([clients.api.sanitize_for_serialization(s) for s in slices.items])
-
-
 class ActivatorAddresses:
     """The activator's addresses, read at most once per ``ttl_s`` for all functions (one list call
     per interval, not one per function at zero). Local to one registered operator."""
@@ -244,15 +234,7 @@ class ActivatorAddresses:
 
 def delete_activator_slice(clients: KubeClients, namespace: str, name: str) -> bool:
     """Delete the function's activator EndpointSlice; False when there was none."""
-    try:
-        k8s.DiscoveryV1Api(clients.api).delete_namespaced_endpoint_slice(
-            activator_slice_name(name), namespace, _request_timeout=clients.request_timeout_s
-        )
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
+    return delete_endpoint_slice(clients, namespace, activator_slice_name(name))
 
 
 def _condition_true(status: Mapping[str, Any], kind: str) -> bool:

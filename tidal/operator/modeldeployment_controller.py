@@ -17,6 +17,7 @@ Failure policy (docs/architecture.md, "Failure behaviour"):
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping
@@ -58,6 +59,17 @@ from tidal.controllers.modeldeployment_status import (
     status_patch,
 )
 from tidal.controllers.slo_attainment import Attainment, workload_attainment
+from tidal.controllers.modeldeployment_entry import (
+    EntryDemand,
+    entry_demand,
+    entry_observation,
+    entry_path,
+    entry_ready,
+    entry_slice_name,
+    fronted_by_activator,
+    render_entry_activator_slice,
+)
+from tidal.controllers.pd_router import router_name
 from tidal.core.modeldeployment import (
     WorkloadDecision,
     accelerator_profile,
@@ -66,6 +78,8 @@ from tidal.core.modeldeployment import (
     missing_classes_limit,
     split_override,
 )
+from tidal.controllers.activator_routing import ActivatorEndpoints
+from tidal.operator.activator_slices import delete_endpoint_slice, read_activator_endpoints
 from tidal.operator.kube import KubeClients, apply_object, describe_api_error, is_transient, list_items
 from tidal.operator.prune import prune_children
 from tidal.operator.scale_targets import ScaleTargetProblem, list_pods, read_scale, write_replicas
@@ -142,6 +156,8 @@ class ModelDeploymentController:
                          namespaces=settings.namespaces)
             if isinstance(prometheus, PrometheusMetrics) else prometheus)
         self.clock = clock
+        self._activator_lock = threading.Lock()
+        self._activator_read: tuple[float, ActivatorEndpoints | None] = (float("-inf"), None)
 
     # --- reconcile (create / update / resume) ---------------------------------------------------
 
@@ -365,12 +381,17 @@ class ModelDeploymentController:
         children = [d for d in deployments if d.workload == name]
         own_pods = [p for p in pods if p.workload == name]
         replicas = observe_replicas(pools, children, own_pods)
+        demand = self.entry_demand(md, body, now)
         try:
             expected = ready_pod_names(own_pods, now, self.settings.metrics_window_s)
-            observation, report = self._observe_metrics(md, namespace, name, replicas, expected, now, target_pods)
+            observation, report = self._observe_metrics(md, namespace, name, replicas, expected, now, target_pods,
+                                                        demand)
         except Exception as exc:  # noqa: BLE001 - a tick never crashes on data: hold and say why
             log.exception("%s/%s: reading metrics failed; holding replicas", namespace, name)
-            observation = Observation(now, {p: r.observation for p, r in replicas.items()}, metrics_available=False)
+            pools_seen = {p: r.observation for p, r in replicas.items()}
+            if demand is not None:
+                pools_seen = entry_observation(md, pools_seen, demand)
+            observation = Observation(now, pools_seen, metrics_available=False)
             report = MetricsReport(False, "MetricsReadFailed",
                                    f"reading metrics failed ({type(exc).__name__}: {exc}); holding replicas")
         rt.state.tick += 1
@@ -401,6 +422,10 @@ class ModelDeploymentController:
             applied = self._apply_to_targets(md, namespace, wd, current, problems)
         rt.recent_applies.update({key: (current.get(key, 0), wd.by_child[key], rt.state.tick) for key in applied})
         self._announce(body, rt, wd, applied)
+        if demand is not None:
+            self._route_entry(md, rt, body, {p: r.observation.ready_replicas for p, r in replicas.items()})
+        elif self.settings.activator_service is not None and rt.routed is not False:
+            self._unroute_entry(md, rt, body)  # no longer fronted (spec changed), or unknown after a restart
         conditions = [
             ready_condition(wd.decision.desired_replicas, replicas),
             metrics_condition(report),
@@ -435,10 +460,111 @@ class ModelDeploymentController:
             log.warning("%s/%s: could not save state: %s", namespace, name, describe_api_error(exc))
         return TickResult(wd, latency, tuple(applied), tuple(problems))
 
+    # --- the entry behind the activator (docs/activator.md, "ModelDeployments") -------------------
+
+    def entry_demand(self, md: ModelDeployment, body: Mapping[str, Any], now: float) -> EntryDemand | None:
+        """The activator's demand at this ModelDeployment's entry, when the activator fronts it
+        (``--activator-service`` and the workload can be at zero); None otherwise (no entry signal)."""
+        if self.settings.activator_service is None or not fronted_by_activator(md):
+            return None
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        return entry_demand(annotations, now_s=now, window_s=self.settings.metrics_window_s,
+                            interval_s=self.settings.interval_s)
+
+    def _activator_endpoints(self) -> ActivatorEndpoints | None:
+        """The activator's ready addresses, read at most once per interval for all workloads."""
+        assert self.settings.activator_service is not None
+        with self._activator_lock:
+            at, value = self._activator_read
+            if value is None or time.monotonic() - at >= self.settings.interval_s:
+                value = read_activator_endpoints(self.clients, self.settings.activator_service)
+                self._activator_read = (time.monotonic(), value)
+            return value
+
+    def _routers_ready(self, md: ModelDeployment, namespace: str) -> int:
+        if md.spec.mode != "disaggregated":
+            return 0
+        try:
+            router = self.clients.apps.read_namespaced_deployment(
+                router_name(md.metadata.name or ""), namespace, _request_timeout=self.clients.request_timeout_s)
+        except ApiException as exc:
+            if exc.status == 404:
+                return 0
+            raise
+        return int((router.status and router.status.ready_replicas) or 0)
+
+    def _route_entry(self, md: ModelDeployment, rt: WorkloadRuntime, body: Any, ready: Mapping[str, int]) -> None:
+        """Route the entry Service to the activator while the entry cannot serve (an EndpointSlice
+        applied when the activator's addresses change), back once it can (the slice deleted); an
+        Event on each switch. A failure is logged and retried next tick: the Service keeps its own
+        endpoints whatever happens here."""
+        namespace, name = rt.namespace, rt.name
+        try:
+            routers = self._routers_ready(md, namespace) if all(ready.get(p, 0) > 0 for p in entry_path(md)) else 0
+            if not entry_ready(md, ready, routers):
+                endpoints = self._activator_endpoints()
+                if endpoints is None:
+                    log.warning("%s/%s: the entry cannot serve and the activator %s has no ready endpoint: "
+                                "requests fail until a replica is ready", namespace, name,
+                                self.settings.activator_service)
+                    return
+                if rt.routed != endpoints:
+                    apply_object(self.clients, render_entry_activator_slice(md, rt.uid, endpoints),
+                                 field_manager=self.settings.field_manager)
+                if not isinstance(rt.routed, ActivatorEndpoints):
+                    _event(body, "Normal", "RoutedToActivator", "the entry has no ready replica path: Service "
+                           f"{name} traffic goes to the activator {self.settings.activator_service}")
+                rt.routed = endpoints
+            elif rt.routed is not False:
+                if delete_endpoint_slice(self.clients, namespace, entry_slice_name(name)):
+                    _event(body, "Normal", "RoutedToReplicas",
+                           "the entry is ready: the activator left Service " + f"{name}'s path")
+                rt.routed = False
+        except Exception as exc:  # noqa: BLE001 - the next tick routes again
+            log.warning("%s/%s: routing the entry through the activator: %s", namespace, name,
+                        describe_api_error(exc))
+
+    def _unroute_entry(self, md: ModelDeployment, rt: WorkloadRuntime, body: Any) -> None:
+        """A ModelDeployment the activator does not front has no activator slice (one delete per
+        workload after a restart or a spec change; a 404 is the usual answer)."""
+        try:
+            if delete_endpoint_slice(self.clients, rt.namespace, entry_slice_name(rt.name)):
+                _event(body, "Normal", "RoutedToReplicas", "the workload can no longer be at zero: the activator "
+                       f"left Service {rt.name}'s path")
+            rt.routed = False
+        except Exception as exc:  # noqa: BLE001 - the next tick tries again
+            log.warning("%s/%s: removing the activator from the entry: %s", rt.namespace, rt.name,
+                        describe_api_error(exc))
+
+    def wake_now(self, body: Mapping[str, Any], deployments: Iterable[ChildDeployment]) -> bool:
+        """Whether the demand handler should decide now instead of at the next tick: the activator
+        fronts this ModelDeployment, its entry pool has no replica at all, and the activator reports
+        requests (held now, or arrived within the metrics window)."""
+        try:
+            md = _parse(body)
+        except InvalidResource:
+            return False
+        demand = self.entry_demand(md, body, self.clock())
+        if demand is None or (demand.rate_rps <= 0 and demand.held <= 0):
+            return False
+        name = md.metadata.name
+        entry = entry_path(md)[0]
+        return sum(d.spec_replicas for d in deployments if d.workload == name and d.key.pool == entry) == 0
+
     def _observe_metrics(self, md: ModelDeployment, namespace: str, name: str,
                          replicas: Mapping[str, PoolReplicas], ready_pods: Mapping[str, frozenset[str]] | None,
                          now: float, target_pods: Mapping[str, tuple[str, ...]] | None = None,
-                         ) -> tuple[Observation, MetricsReport]:
+                         demand: EntryDemand | None = None) -> tuple[Observation, MetricsReport]:
+        observation, report = self._observe_engines(md, namespace, name, replicas, ready_pods, now, target_pods,
+                                                    demand)
+        if demand is not None:
+            observation = replace(observation, pools=entry_observation(md, observation.pools, demand))
+        return observation, report
+
+    def _observe_engines(self, md: ModelDeployment, namespace: str, name: str,
+                         replicas: Mapping[str, PoolReplicas], ready_pods: Mapping[str, frozenset[str]] | None,
+                         now: float, target_pods: Mapping[str, tuple[str, ...]] | None = None,
+                         demand: EntryDemand | None = None) -> tuple[Observation, MetricsReport]:
         """Each pool's metrics, validated per pod (tidal/operator/metric_validation.py).
 
         ``ready_pods`` names each pool's Ready pods (``None`` when no pods are visible, e.g. before
@@ -459,6 +585,10 @@ class ModelDeploymentController:
         reason = "MetricsRead"
         available = True
         for pool, obs in pools.items():
+            if obs.current_replicas == 0 and obs.ready_replicas == 0 and demand is not None \
+                    and pool in entry_path(md):
+                read[pool] = obs  # nothing running, and every request reaches the activator: observed
+                continue
             if obs.current_replicas == 0 and obs.ready_replicas == 0:
                 read[pool] = obs  # nothing running: no series to read
                 available = False

@@ -60,6 +60,9 @@ class WorkloadRuntime:
     last_target_problem: str | None = None
     """The scale-target problem last announced by a Warning Event (target mode), so a problem that
     persists is announced once, not every tick."""
+    routed: Any = None
+    """The entry's routing through the activator as this operator last applied it: ``None``
+    (unknown, e.g. after a restart), ``False`` (not routed) or the activator's addresses."""
     resumed: bool = False
     """Restored from a state ConfigMap and not ticked since: the first tick resumes the windows
     (``tidal.policies.utilization.resume_window``) so a restart never shortens them."""

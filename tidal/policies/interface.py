@@ -63,7 +63,8 @@ class PoolObservation:
     entry_request_rate_rps: float | None = None
     """Requests per second arriving at the pool's entry (its Service, gateway or activator), which
     can be read while the pool has no replicas; the demand signal that wakes a pool at zero.
-    ``None``: the shell has no such signal (the operator has none yet, docs/autoscaling.md)."""
+    ``None``: the shell has no such signal (the operator without the activator; with it, the
+    activator's held arrivals, tidal/controllers/modeldeployment_entry.py)."""
 
     @property
     def arrival_rate_rps(self) -> float | None:

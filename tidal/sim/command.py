@@ -24,6 +24,7 @@ from tidal.sim.engine import DEFAULT_ENGINE_VERSION, ENGINE_VERSIONS, EngineConf
 from tidal.sim.hardware import ACCELERATORS, MODELS, QUANT_SUFFIXES, get_accelerator
 from tidal.sim.modeldeployment import ManifestError, ModelDeploymentAutoscaler, load_manifests, prepare, sim_config
 from tidal.sim.report import summary_rows, write_html_report
+from tidal.sim.serverless.platform import ActivatorModel
 from tidal.sim.runner import MODE_DISAGGREGATED, MODE_UNIFIED, SLO, SimConfig, Simulation
 
 DEFAULT_POLICY = "fixed:4"
@@ -139,6 +140,14 @@ def simulate(
     max_num_seqs: Optional[int] = typer.Option(
         None, min=1, help="Engine limit on running sequences (vLLM --max-num-seqs); default: "
         "the engine version's default for the GPU (vLLM V1: 1024 / 256 as above)."),
+    activator_queue_limit: int = typer.Option(
+        ActivatorModel.queue_limit, min=1, help="With -f: requests the activator holds while the entry "
+        "has no ready replica path before refusing (503); tidal activator --queue-limit."),
+    activator_timeout: float = typer.Option(
+        ActivatorModel.hold_timeout_s, min=0.001, help="With -f: seconds a request is held for the entry "
+        "to become ready before it is refused (503); tidal activator --hold-timeout."),
+    activator: bool = typer.Option(True, help="With -f: model the activator in front of the entry "
+                                   "(docs/activator.md); --no-activator: requests wait however long it takes."),
     engine_speed: float = typer.Option(
         1.0, help="Simulated engine speed relative to its performance model: 0.7 makes every "
         "iteration 1/0.7 as long (an engine slower than the profile a policy was given)."),
@@ -159,7 +168,9 @@ def simulate(
             raise typer.BadParameter(str(exc), param_hint="-f") from None
         engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, workload.hardware,
                                     engine_speed)
-        config = sim_config(workload, engine=engine, **common)
+        config = sim_config(workload, engine=engine,
+                            activator=ActivatorModel(activator_queue_limit, activator_timeout) if activator else False,
+                            **common)
         autoscaler = ModelDeploymentAutoscaler(workload, interval_s=tick)
         console.print(f"ModelDeployment {md.metadata.name}: class {workload.accelerator_class} simulated as "
                       f"{workload.hardware}, model {md.spec.model.name} as {workload.model}, TP{workload.tp}")

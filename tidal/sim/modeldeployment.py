@@ -36,6 +36,7 @@ from tidal.operator.settings import DEFAULT_INTERVAL_S, DEFAULT_METRICS_WINDOW_S
 from tidal.policies.interface import AcceleratorProfile, Decision, Observation
 from tidal.sim.hardware import ACCELERATORS, MODELS, TFLOPS
 from tidal.sim.runner import SLO, SimClass, SimConfig
+from tidal.sim.serverless.platform import ActivatorModel
 
 UNBOUNDED_SLO_S = math.inf
 """A target the spec leaves out (``slo.ttft`` or ``slo.tpot``) never fails a request."""
@@ -138,8 +139,10 @@ def prepare(md: ModelDeployment, classes: Mapping[str, AcceleratorClass], hardwa
 def sim_config(wl: SimulatedWorkload, **overrides: Any) -> SimConfig:
     """SimConfig from the spec: mode, TP, SLO targets and percentile, the class's hourlyCost per GPU-hour,
     the drain window of the pods tidal renders (preStop delay + ``spec.engine.drainTimeout``), the
-    operator's default tick interval and metrics window (tidal/operator/settings.py). ``overrides``
-    that are ``None`` are ignored."""
+    operator's default tick interval and metrics window (tidal/operator/settings.py), and the
+    activator in front of the entry with ``tidal activator``'s defaults (docs/activator.md: what
+    wakes a pool at zero in a cluster; ``activator=False`` removes its limits). ``overrides`` that
+    are ``None`` are ignored."""
     slo = wl.md.spec.slo
     values: dict[str, Any] = dict(
         model=wl.model, accelerator=wl.hardware, tp=wl.tp, mode=wl.md.spec.mode,
@@ -147,8 +150,11 @@ def sim_config(wl: SimulatedWorkload, **overrides: Any) -> SimConfig:
         drain_window_s=float(PRESTOP_DELAY_S + drain_seconds(wl.md)),
         slo=SLO(ttft_s=parse_duration_s(slo.ttft) if slo.ttft else UNBOUNDED_SLO_S,
                 tpot_s=parse_duration_s(slo.tpot) if slo.tpot else UNBOUNDED_SLO_S,
-                percentile=slo.percentile / 100.0))
+                percentile=slo.percentile / 100.0),
+        activator=ActivatorModel())
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values["activator"] is False:
+        values["activator"] = None
     values.setdefault("gpu_hour_cost_usd", wl.accelerators[wl.accelerator_class].hourly_cost)
     return SimConfig(**values)
 

@@ -45,6 +45,8 @@ from tidal.sim.engine import (ROLE_DECODE, ROLE_PREFILL, ROLE_UNIFIED, Engine, E
 from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.metrics import PoolMetrics
 from tidal.sim.perf_model import StepTimeModel, kv_capacity_tokens
+from tidal.activator.settings import DEMAND_SIGNAL_INTERVAL_S
+from tidal.sim.serverless.platform import ActivatorModel
 
 MODE_UNIFIED = "unified"
 MODE_DISAGGREGATED = "disaggregated"
@@ -111,6 +113,14 @@ class SimConfig:
     drain_window_s: float | None = None
     """How long a pod removed by a scale-down may finish its requests before it is killed (tidal's
     rendered pods: preStop delay + ``spec.engine.drainTimeout``); None: until they finish."""
+    activator: ActivatorModel | None = None
+    """The activator in front of the workload's entry (docs/activator.md): a request that arrives
+    while the entry cannot serve (no Ready replica of every entry-path pool: unified, or prefill
+    and decode) is held until it can, refused past ``queue_limit`` held requests or after
+    ``hold_timeout_s`` (counted, never run). Held requests for an entry pool without pods make the
+    autoscaler decide at once (at most every ``DEMAND_SIGNAL_INTERVAL_S``), as the operator does on
+    the activator's demand annotation. None: requests wait at the entry pool however long it takes
+    (no limits) and wake it at the next tick."""
     seed: int = 0
     classes: tuple[SimClass, ...] = ()
     """A mixed cluster (module docstring); empty: ``nodes`` nodes of ``accelerator``, one class."""
@@ -138,7 +148,7 @@ class SimResult:
 
 
 _ROLE = {POOL_UNIFIED: ROLE_UNIFIED, POOL_PREFILL: ROLE_PREFILL, POOL_DECODE: ROLE_DECODE}
-_EV_ENGINE, _EV_READY, _EV_KV, _EV_TICK, _EV_KILL = 0, 1, 2, 3, 4
+_EV_ENGINE, _EV_READY, _EV_KV, _EV_TICK, _EV_KILL, _EV_HOLD_TIMEOUT, _EV_DEMAND = 0, 1, 2, 3, 4, 5, 6
 
 
 class _PoolListener:
@@ -205,6 +215,18 @@ class Simulation:
         self._finished: list[Sequence] = []
         self._rejected: list[Sequence] = []
         self._dropped: list[Sequence] = []
+        # The activator (cfg.activator): held requests in arrival order by token; a timed-out one
+        # leaves the dict and is skipped when the queue is released.
+        self._held: deque[int] = deque()
+        self._held_seqs: dict[int, Sequence] = {}
+        self._held_tokens = 0
+        self._last_demand_s = -math.inf
+        self.activator_arrivals: list[float] = []
+        """Arrival times of the requests that found the entry unable to serve (what the activator
+        reports in its demand annotation, refused ones included)."""
+        self.activator_waits: list[float] = []
+        self.refused_queue_full: list[Sequence] = []
+        self.refused_timeout: list[Sequence] = []
         self._outstanding = 0
         self._policy_state: Any = None
         self.timeline: dict[str, list] = {"t_s": [], "arrival_rps": []}
@@ -276,6 +298,62 @@ class Simulation:
         while queue and self._ready[pool]:
             self._route(queue.popleft(), pool, now_s)
 
+    # -- the activator ----------------------------------------------------------------------
+    def entry_ready(self) -> bool:
+        """Whether a request at the entry can be served now: a Ready replica of every pool."""
+        return all(self._ready[p] for p in self.pools)
+
+    @property
+    def activator_held(self) -> int:
+        """Requests the activator holds now."""
+        return len(self._held_seqs)
+
+    def _hold(self, seq: Sequence, now_s: float) -> None:
+        activator = self.cfg.activator
+        assert activator is not None
+        self.activator_arrivals.append(now_s)
+        if len(self._held_seqs) >= activator.queue_limit:
+            self.refused_queue_full.append(seq)   # 503 at once, never runs
+            return
+        self._outstanding += 1
+        self._held_tokens += 1
+        self._held.append(self._held_tokens)
+        self._held_seqs[self._held_tokens] = seq
+        self._push(now_s + activator.hold_timeout_s, _EV_HOLD_TIMEOUT, self._held_tokens)
+        if not self._entry_pool_has_pods() and now_s - self._last_demand_s >= DEMAND_SIGNAL_INTERVAL_S:
+            # The activator's demand annotation: the operator decides at once (tidal_md_demand).
+            self._last_demand_s = now_s
+            self._push(now_s, _EV_DEMAND)
+
+    def _entry_pool_has_pods(self) -> bool:
+        pool = self.pools[0]
+        return any(self.cluster.count(pool, phase) for phase in (PENDING, STARTING, READY))
+
+    def _demand_tick(self, now_s: float) -> None:
+        """A decision between ticks, as the operator's demand handler makes one when the activator
+        reports requests for an entry pool without replicas: the same observation as a tick, but no
+        metrics bucket closes (the operator's scrapes do not move either)."""
+        if self._entry_pool_has_pods():
+            return
+        obs = self.observe(now_s)
+        decision, self._policy_state = self.autoscaler.decide(obs, self._policy_state)
+        self._record(now_s, obs, decision)
+        self._apply(decision.desired_replicas, now_s)
+
+    def _hold_timeout(self, token: int) -> None:
+        seq = self._held_seqs.pop(token, None)
+        if seq is not None:                 # still held: 503, never runs
+            self.refused_timeout.append(seq)
+            self._outstanding -= 1
+
+    def _release_held(self, now_s: float) -> None:
+        """The entry became ready: forward every held request, first arrived first."""
+        while self._held and self.entry_ready():
+            seq = self._held_seqs.pop(self._held.popleft(), None)
+            if seq is not None:
+                self.activator_waits.append(now_s - seq.arrival_s)
+                self._route(seq, self.pools[0], now_s)
+
     # -- request lifecycle ---------------------------------------------------------------
     def _on_arrival(self, req: RequestLike, now_s: float) -> None:
         seq = Sequence(req)
@@ -284,6 +362,9 @@ class Simulation:
         self._metrics[first_pool].current.arrivals += 1
         if seq.prompt_tokens + seq.output_tokens > self.kv_tokens:
             self._rejected.append(seq)      # vLLM rejects requests longer than its KV cache
+            return
+        if self.cfg.activator is not None and not self.entry_ready():
+            self._hold(seq, now_s)
             return
         self._outstanding += 1
         self._route(seq, first_pool, now_s)
@@ -339,6 +420,8 @@ class Simulation:
         pod.engine = self._make_engine(pod)
         self._ready[pod.pool].append(pod)
         self._flush_gateway(pod.pool, now_s)
+        if self._held:
+            self._release_held(now_s)
 
     def _terminate(self, pod: Pod, now_s: float) -> None:
         if pod in self._ready[pod.pool]:
@@ -396,11 +479,12 @@ class Simulation:
 
     # -- observation --------------------------------------------------------------------
     def _in_flight(self, pool: str) -> tuple[int, int]:
-        """Requests running and waiting in ``pool``: on its engines and held at its gateway."""
+        """Requests running and waiting in ``pool``: on its engines, at its gateway, and (the entry
+        pool) held by the activator."""
         serving = self.cluster.pods_in(pool, READY, DRAINING)
         running = sum(len(p.engine.running) for p in serving)  # type: ignore[union-attr]
         waiting = (sum(len(p.engine.waiting) for p in serving)  # type: ignore[union-attr]
-                   + len(self._gateway[pool]))
+                   + len(self._gateway[pool]) + (len(self._held_seqs) if pool == self.pools[0] else 0))
         return running, waiting
 
     def observe(self, now_s: float) -> Observation:
@@ -556,6 +640,10 @@ class Simulation:
                     self._kill(a, t)
                 elif kind == _EV_READY:
                     self._on_pod_ready(a, t)
+                elif kind == _EV_HOLD_TIMEOUT:
+                    self._hold_timeout(a)
+                elif kind == _EV_DEMAND:
+                    self._demand_tick(t)
                 else:
                     self._tick(t)
                     if i < n or self._outstanding > 0:

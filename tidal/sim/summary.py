@@ -58,7 +58,14 @@ def build_result(sim: "Simulation", wall_s: float) -> "SimResult":
         "requests": n_total, "finished": n_fin, "rejected": len(sim._rejected),
         # Lost when a scale-down's drain window (SimConfig.drain_window_s) ended before they finished.
         "dropped": len(sim._dropped),
-        "unfinished": n_total - n_fin - len(sim._rejected) - len(sim._dropped),
+        "unfinished": (n_total - n_fin - len(sim._rejected) - len(sim._dropped) - len(sim.refused_queue_full)
+                       - len(sim.refused_timeout)),
+        # The activator (SimConfig.activator): requests that found the entry unable to serve.
+        "activator_held": len(sim.activator_waits) + len(sim.refused_timeout),
+        "activator_wait_p50_s": _pct(np.asarray(sim.activator_waits), 0.5),
+        "activator_wait_p99_s": _pct(np.asarray(sim.activator_waits), 0.99),
+        "rejected_queue_full": len(sim.refused_queue_full),
+        "rejected_timeout": len(sim.refused_timeout),
         "simulated_s": now,
         "ttft_slo_s": cfg.slo.ttft_s, "tpot_slo_s": cfg.slo.tpot_s,
         "ttft_attainment": float(met_ttft.mean()) if n_fin else None,

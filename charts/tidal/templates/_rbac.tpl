@@ -105,7 +105,7 @@ KopfPeering in watched namespaces. Every verb here is one the operator was seen 
   verbs: ["list", "watch"]
 {{- if .Values.activator.enabled }}
 - scope: namespaced
-  why: while a ServerlessFunction has no ready instance, an EndpointSlice adds the activator to its Service (server-side applied; deleted once an instance is ready)
+  why: while a ServerlessFunction has no ready instance, or a ModelDeployment that can be at zero has no ready replica path, an EndpointSlice adds the activator to its (entry) Service (server-side applied; deleted once it is ready)
   apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["create", "patch", "delete"]
