@@ -6,6 +6,7 @@ import json
 import pathlib
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -467,3 +468,76 @@ def test_learned_idle_times_survive_an_operator_restart(
         # Restored: the new idle time adds to the two learned before the restart.
         eventually(lambda: _histogram_total(kube_client, "periodic") == 3)
     assert runner.exit_code == 0
+
+
+def _learnt_starts(api: client.ApiClient, name: str) -> list[float]:
+    data = client.CoreV1Api(api).read_namespaced_config_map(f"{name}-keepalive", NS).data
+    return json.loads(data["state.json"]).get("coldStarts", {}).get("samplesS", [])
+
+
+def _started_pod(api: client.ApiClient, function_name: str, pod: str, ready_after_s: int) -> None:
+    """Play the scheduler and kubelet: a pod of the function scheduled 1 s after its creation, its
+    container running after 2 s, Ready after ``ready_after_s``."""
+    core = client.CoreV1Api(api)
+    created = core.create_namespaced_pod(NS, {
+        "metadata": {"name": pod, "labels": {"tidal.dev/function": function_name}},
+        "spec": {"containers": [{"name": "function", "image": "ghcr.io/example/fn:1"}],
+                 "nodeName": "node-a"}})
+    t0 = created.metadata.creation_timestamp
+
+    def at(seconds: int) -> str:
+        return (t0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    core.patch_namespaced_pod_status(pod, NS, {"status": {
+        "phase": "Running",
+        "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": at(1)},
+                       {"type": "Ready", "status": "True", "lastTransitionTime": at(ready_after_s)}],
+        "containerStatuses": [{"name": "function", "ready": True, "restartCount": 0,
+                               "image": "ghcr.io/example/fn:1", "imageID": "",
+                               "state": {"running": {"startedAt": at(2)}}}]}})
+
+
+def test_cold_starts_are_learnt_from_pods_and_survive_an_operator_restart(
+    kube_api: KubeApiServer,
+    kube_client: client.ApiClient,
+    clients: KubeClients,
+) -> None:
+    """The operator learns each instance's start (creation -> Ready) from its pod once, persists
+    the starts with the keep-alive state, and does not count a pod again after a restart."""
+    install_crds(kube_client)
+    apps = client.AppsV1Api(kube_client)
+    settings = OperatorSettings(interval_s=TICK_S)
+
+    def ready(n: int) -> None:  # play the Deployment controller
+        apps.patch_namespaced_deployment_status(
+            "starter", NS, {"status": {"replicas": n, "readyReplicas": n, "availableReplicas": n}})
+
+    load = Load()
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=load
+    )
+    with run_operator(registry):
+        client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, function("starter", slo={"latency": "1s"})
+        )
+        eventually(lambda: apps.read_namespaced_deployment("starter", NS))
+        _wait_ticks(load, 1)
+        _started_pod(kube_client, "starter", "starter-a", 4)
+        ready(1)
+        assert eventually(lambda: _learnt_starts(kube_client, "starter") == [4.0])
+    _started_pod(kube_client, "starter", "starter-b", 6)
+    ready(2)
+
+    load = Load()
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=load
+    )
+    with run_operator(registry) as runner:
+        # Restored: pod a's start is not counted twice, pod b's is added.
+        assert eventually(lambda: _learnt_starts(kube_client, "starter") == [4.0, 6.0])
+        _wait_ticks(load, 2)
+        assert _learnt_starts(kube_client, "starter") == [4.0, 6.0]
+    assert runner.exit_code == 0
+    state = json.loads(client.CoreV1Api(kube_client).read_namespaced_config_map(
+        "starter-keepalive", NS).data["state.json"])
+    assert len(state["coldStarts"]["counted"]) == 2
