@@ -55,12 +55,13 @@ DTYPE_BYTES = {"float16": 2.0, "bfloat16": 2.0, "fp8": 1.0, "int8": 1.0, "int4":
 
 # --- serverless function cold start (tidal/core/function_coldstart.py) -----------------------------
 
-FUNCTION_COLD_START_S = 0.64
+FUNCTION_COLD_START_S = 0.95
 """Cold start of a function instance assumed before any start of the function was seen: the median
 of Huawei Cloud's Region 1 cold starts as tidal's simulator models them (Joosen et al., "Serverless
 Cold Starts and Where to Find Them", EuroSys'25; tidal/sim/serverless/coldstart.py ``HUAWEI_R1``,
-the sum of its component medians 0.002 + 0.04 + 0.6 s). Both shells start from it: it is the
-pre-warm lead and the cold start compared with ``spec.slo.latency`` until a start is observed."""
+whose sum has median 0.95 s, docs/simulator.md), so the simulator's default model starts where its
+learning converges. Both shells start from it: it is the pre-warm lead and the cold start compared
+with ``spec.slo.latency`` until a start is observed."""
 FUNCTION_COLD_START_SAMPLES = 32
 """Recent instance starts a function's cold start is learnt from (bounded state, persisted with the
 keep-alive state); the median of 32 follows a changed image or node pool within 16 starts."""
