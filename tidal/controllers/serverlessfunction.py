@@ -3,7 +3,9 @@ keep-alive/pre-warm policy, and the status the operator writes.
 
 Pure: the operator applies what this returns with server-side apply (field manager ``tidal``), so
 re-rendering the same inputs is a no-op. The instance count comes from
-:class:`tidal.policies.keepalive.KeepAlivePolicy`, the same object the serverless simulator runs.
+:func:`tidal.core.serverlessfunction.decide_function` running the
+:class:`tidal.policies.keepalive.KeepAlivePolicy` :func:`policy_for` builds, as in the serverless
+simulator; :func:`instance_starts` reads the starts it learns the cold start from off the pods.
 """
 
 from __future__ import annotations
