@@ -106,36 +106,38 @@ def test_a_learnt_start_is_worth_persisting() -> None:
     assert function_worth_persisting(same, learnt)
 
 
-def _idle_cycles(period_s: float, cycles: int, tick_s: float = 15.0) -> list[Observation]:
-    """A function invoked for one tick every ``period_s``, with one instance start per cycle from
-    the second on (the first decisions run before any start was seen)."""
-    out = []
-    for k in range(int(cycles * period_s / tick_s)):
-        t = k * tick_s
-        active = (t % period_s) < tick_s
-        pool = PoolObservation(ready_replicas=1 if active else 0,
-                               request_rate_rps=1.0 if active else 0.0,
-                               running_requests=1.0 if active else 0.0)
-        starts = (start(f"pod-{k}", 2.0 + (k % 3)),) if active and t >= period_s else ()
+def _recorded_sequence(tick_s: float = 15.0) -> list[Observation]:
+    """A function idle 2 minutes between invocations, one time in ten 20 minutes, observed every
+    ``tick_s``; each invocation after the first finds a new instance whose start took 2-4 s."""
+    out, t = [], 0.0
+    for k, gap in enumerate(([120.0] * 9 + [1200.0]) * 4):
+        pool = PoolObservation(ready_replicas=1, request_rate_rps=1.0, running_requests=1.0)
+        starts = (start(f"pod-{k}", 2.0 + k % 3),) if k else ()
         out.append(Observation(t, {POOL_FUNCTION: pool}, starts=starts))
+        for dt in range(int(tick_s), int(gap), int(tick_s)):
+            idle = PoolObservation(ready_replicas=1, request_rate_rps=0.0, running_requests=0.0)
+            out.append(Observation(t + dt, {POOL_FUNCTION: idle}))
+        t += gap
     return out
 
 
 def test_operator_and_simulator_shells_decide_alike_on_the_same_observations() -> None:
     """Parity: the operator's call (policy_for from the spec) and the simulator's autoscaler
     (LearningKeepAlive, as `tidal simulate-functions --slo 500ms --slo-percentile 99` builds it)
-    give the same decisions and learn the same cold start from the same recorded observations."""
-    fn_spec = spec("500ms", 99.0, concurrencyTarget=1, memory="1280Mi")
+    give the same decisions and learn the same cold start from the same recorded observations,
+    the SLO floor included (tests/operator/test_handlers_serverless.py runs the operator's real
+    tick)."""
+    fn_spec = spec("500ms", 99.0, concurrencyTarget=1, memory="16Gi")
     operator_policy = lambda lead: policy_for(fn_spec, cold_start_s=lead, activity_window_s=60.0)  # noqa: E731
     simulator = LearningKeepAlive(
-        KeepAlivePolicy(concurrency_target=1.0, max_instances=100, memory_mb=1280.0,
+        KeepAlivePolicy(concurrency_target=1.0, max_instances=100, memory_mb=16 * 1024.0,
                         activity_window_s=60.0),
         slo_latency_s=0.5, slo_percentile=99.0,
     )
     op_state: object = None
     sim_state: object = None
-    leads = set()
-    for observation in _idle_cycles(600.0, 12):
+    leads, messages = set(), []
+    for observation in _recorded_sequence():
         op_decision, op_state = decide_function(operator_policy, observation, op_state)
         sim_decision, sim_state = simulator.decide(observation, sim_state)
         assert op_decision == sim_decision
@@ -143,8 +145,10 @@ def test_operator_and_simulator_shells_decide_alike_on_the_same_observations() -
         assert op_state.starts == sim_state.starts
         assert op_state.keepalive == sim_state.keepalive
         leads.add(op_state.policy.cold_start_s if op_state.policy else None)
+        messages += [r.message for r in op_decision.reasons]
     assert FUNCTION_COLD_START_S in leads and 3.0 in leads  # default first, then learnt median
     assert op_state.policy is not None and op_state.policy.slo_tail_percentile == 99.0
+    assert any("spec.slo" in m for m in messages)  # the floor lengthened the learned window
 
 
 def test_the_learnt_windows_follow_an_slo_floor_that_comes_into_force() -> None:
