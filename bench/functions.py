@@ -9,7 +9,7 @@ second, max RSS and the cold-start / memory comparison. Needs ../shared (says so
 and exits otherwise).
 
     .venv/bin/python bench/functions.py [--functions 200] [--minutes 60] [--start 0] [--warmup 0]
-        [--seed 0] [--policy SPEC ...]
+        [--seed 0] [--slo +1s|DURATION] [--slo-percentile 99] [--policy SPEC ...]
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import resource
 import sys
 import time
 
-from tidal.policies.guards import ObservationGuard
+from tidal.api.serverlessfunction import DEFAULT_SLO_PERCENTILE
+from tidal.core.serverlessfunction import LearningKeepAlive
 from tidal.policies.interface import Autoscaler
-from tidal.policies.keepalive import KeepAlivePolicy
-from tidal.sim.functions_command import parse_function_policy
+from tidal.sim.functions_command import parse_function_policy, parse_slo
 from tidal.sim.serverless import FunctionSimConfig, FunctionSimulation, load_workload
 from tidal.sim.traces import TraceNotFoundError
 
@@ -40,10 +40,9 @@ def build_policy(spec: str, config: FunctionSimConfig) -> Autoscaler:
     if spec != PAPER:
         return parse_function_policy(spec, config)
     auto = parse_function_policy("auto", config)
-    inner = getattr(auto, "inner", auto)  # behind the ObservationGuard both shells use
-    assert isinstance(inner, KeepAlivePolicy)
-    return ObservationGuard(dataclasses.replace(inner, cold_start_cost_gb_s=None,
-                                                few_samples_keep_alive_s=None, name=PAPER))
+    assert isinstance(auto, LearningKeepAlive)  # the operator's decision (tidal/core)
+    return dataclasses.replace(auto, base=dataclasses.replace(
+        auto.base, cold_start_cost_gb_s=None, few_samples_keep_alive_s=None, name=PAPER))
 
 
 def main() -> int:
@@ -53,6 +52,11 @@ def main() -> int:
     parser.add_argument("--start", type=int, default=0, help="first measured minute of the day")
     parser.add_argument("--warmup", type=int, default=0, help="unmeasured minutes before it")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--slo", default=None,
+                        help="latency SLO as tidal simulate-functions --slo (+1s: run time plus "
+                        "1 s, the default; 0.5s: absolute, as spec.slo.latency)")
+    parser.add_argument("--slo-percentile", type=float, default=DEFAULT_SLO_PERCENTILE,
+                        help="percentile of an absolute --slo (spec.slo.percentile)")
     parser.add_argument("--policy", action="append", dest="policies",
                         help=f"policy to compare (repeatable; default: {', '.join(POLICIES)})")
     args = parser.parse_args()
@@ -69,6 +73,9 @@ def main() -> int:
           f"{args.start} (+{args.warmup} min warm-up), {workload.invocations} invocations "
           f"replayed, sampled in {time.perf_counter() - t0:.2f} s")
     config = FunctionSimConfig(seed=args.seed)
+    if args.slo is not None:
+        config = dataclasses.replace(config, slo=parse_slo(args.slo, args.slo_percentile))
+    print(f"SLO {config.slo.describe()}")
     results = []
     for spec in policies:
         result = FunctionSimulation(workload, build_policy(spec, config), config).run()

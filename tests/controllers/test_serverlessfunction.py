@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 from tidal.api.serverlessfunction import ServerlessFunction
 from tidal.controllers.serverlessfunction import (
     compute_status,
+    instance_starts,
     instances_to_render,
     invalid_status,
     policy_for,
     render_children,
 )
+from tidal.core.serverlessfunction import start_seconds
 from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -172,3 +174,39 @@ def test_rendered_service_uses_the_service_name() -> None:
     service = render_service(fn, "uid-1")
     assert service["metadata"]["name"] == service_name("api.v1")
     assert service["spec"]["selector"] == {"tidal.dev/function": "api.v1"}
+
+
+def _pod(uid: str, created: str, scheduled: str | None, started: str | None, ready: str | None) -> dict[str, Any]:
+    conditions = []
+    if scheduled:
+        conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": scheduled})
+    conditions.append({"type": "Ready", "status": "True" if ready else "False",
+                       **({"lastTransitionTime": ready} if ready else {})})
+    return {
+        "metadata": {"name": f"fn-{uid}", "namespace": "ns", "uid": uid, "creationTimestamp": created,
+                     "labels": {"tidal.dev/function": "fn"}},
+        "spec": {"nodeName": "node-a"},
+        "status": {"conditions": conditions, "containerStatuses": (
+            [{"name": "function", "state": {"running": {"startedAt": started}}}] if started else [])},
+    }
+
+
+def test_instance_starts_come_from_ready_pods_timestamps() -> None:
+    pods = [
+        _pod("a", "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", "2026-01-01T00:00:03Z",
+             "2026-01-01T00:00:04Z"),
+        _pod("b", "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", "2026-01-01T00:00:03Z", None),
+        _pod("c", "2026-01-01T00:00:00Z", None, None, None),
+    ]
+    starts = instance_starts("fn", pods)
+    assert [s.uid for s in starts] == ["a"]
+    (a,) = starts
+    assert a.pool == POOL_FUNCTION and a.node == "node-a"
+    assert start_seconds(a) == 4.0 and a.scheduling_s == 1.0 and a.image_pull_s == 2.0
+
+
+def test_policy_follows_the_slo_only_when_the_cold_start_exceeds_it() -> None:
+    spec = function(slo={"latency": "1s", "percentile": 95}).spec
+    assert policy_for(spec, cold_start_s=0.8).slo_tail_percentile is None
+    slow = policy_for(spec, cold_start_s=3.0)
+    assert slow.cold_start_s == 3.0 and slow.slo_tail_percentile == 95

@@ -6,6 +6,7 @@ import json
 import pathlib
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -467,3 +468,171 @@ def test_learned_idle_times_survive_an_operator_restart(
         # Restored: the new idle time adds to the two learned before the restart.
         eventually(lambda: _histogram_total(kube_client, "periodic") == 3)
     assert runner.exit_code == 0
+
+
+def _learnt_starts(api: client.ApiClient, name: str) -> list[float]:
+    data = client.CoreV1Api(api).read_namespaced_config_map(f"{name}-keepalive", NS).data
+    return json.loads(data["state.json"]).get("coldStarts", {}).get("samplesS", [])
+
+
+def _started_pod(api: client.ApiClient, function_name: str, pod: str, ready_after_s: int) -> None:
+    """Play the scheduler and kubelet: a pod of the function scheduled 1 s after its creation, its
+    container running after 2 s, Ready after ``ready_after_s``."""
+    core = client.CoreV1Api(api)
+    created = core.create_namespaced_pod(NS, {
+        "metadata": {"name": pod, "labels": {"tidal.dev/function": function_name}},
+        "spec": {"containers": [{"name": "function", "image": "ghcr.io/example/fn:1"}],
+                 "nodeName": "node-a"}})
+    t0 = created.metadata.creation_timestamp
+
+    def at(seconds: int) -> str:
+        return (t0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    core.patch_namespaced_pod_status(pod, NS, {"status": {
+        "phase": "Running",
+        "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": at(1)},
+                       {"type": "Ready", "status": "True", "lastTransitionTime": at(ready_after_s)}],
+        "containerStatuses": [{"name": "function", "ready": True, "restartCount": 0,
+                               "image": "ghcr.io/example/fn:1", "imageID": "",
+                               "state": {"running": {"startedAt": at(2)}}}]}})
+
+
+def test_cold_starts_are_learnt_from_pods_and_survive_an_operator_restart(
+    kube_api: KubeApiServer,
+    kube_client: client.ApiClient,
+    clients: KubeClients,
+) -> None:
+    """The operator learns each instance's start (creation -> Ready) from its pod once, persists
+    the starts with the keep-alive state, and does not count a pod again after a restart."""
+    install_crds(kube_client)
+    apps = client.AppsV1Api(kube_client)
+    settings = OperatorSettings(interval_s=TICK_S)
+
+    def ready(n: int) -> None:  # play the Deployment controller
+        apps.patch_namespaced_deployment_status(
+            "starter", NS, {"status": {"replicas": n, "readyReplicas": n, "availableReplicas": n}})
+
+    load = Load()
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=load
+    )
+    with run_operator(registry):
+        client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, function("starter", slo={"latency": "1s"})
+        )
+        eventually(lambda: apps.read_namespaced_deployment("starter", NS))
+        _wait_ticks(load, 1)
+        _started_pod(kube_client, "starter", "starter-a", 4)
+        ready(1)
+        assert eventually(lambda: _learnt_starts(kube_client, "starter") == [4.0])
+    _started_pod(kube_client, "starter", "starter-b", 6)
+    ready(2)
+
+    load = Load()
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=load
+    )
+    with run_operator(registry) as runner:
+        # Restored: pod a's start is not counted twice, pod b's is added.
+        assert eventually(lambda: _learnt_starts(kube_client, "starter") == [4.0, 6.0])
+        _wait_ticks(load, 2)
+        assert _learnt_starts(kube_client, "starter") == [4.0, 6.0]
+    assert runner.exit_code == 0
+    state = json.loads(client.CoreV1Api(kube_client).read_namespaced_config_map(
+        "starter-keepalive", NS).data["state.json"])
+    assert len(state["coldStarts"]["counted"]) == 2
+
+
+PARITY_STEP_S = 300.0
+PARITY_TICKS = 28
+
+
+def test_operator_tick_and_simulator_shell_decide_alike_on_one_recorded_sequence(
+    kube_api: KubeApiServer,
+    kube_client: client.ApiClient,
+    clients: KubeClients,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What you simulate is what you run, for functions: a recorded sequence (an invocation every
+    20 minutes, each waking a new instance whose pod was Ready 3-5 s after its creation) drives the
+    operator's real tick against the test API server (metrics, Deployment status and pods played by
+    the test, the tick's clock at the sample time) and the simulator's autoscaler
+    (LearningKeepAlive) on the observations the sequence implies. Both must learn the same cold
+    start (beyond spec.slo's 1 s, so the SLO floor is in force) and decide identically."""
+    from tidal.api.serverlessfunction import ServerlessFunctionSpec
+    from tidal.api.types import parse_duration_s
+    from tidal.controllers.serverlessfunction import initial_instances, policy_for
+    from tidal.core.serverlessfunction import LearningKeepAlive, start_seconds
+    from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
+
+    install_crds(kube_client)
+    apps, core = client.AppsV1Api(kube_client), client.CoreV1Api(kube_client)
+    t0 = 1_800_000_000.0
+    burst = [i % 4 == 0 for i in range(PARITY_TICKS + 1)]
+    start_s = {i: 3 + (i // 4) % 3 for i in range(4, PARITY_TICKS, 4)}
+    tick = {"i": -1}
+    uids: dict[int, str] = {}
+    recorded: list[tuple[Observation, Any]] = []
+
+    def metrics(namespace: str, name: str, instances: int, ready: int) -> FunctionMetrics:
+        """Tick i's invocations; plays the cluster: tick i's new pod now (the tick lists pods
+        after this call), tick i+1's ready count (read before its call)."""
+        tick["i"] += 1
+        i = tick["i"]
+        if i in start_s:
+            _started_pod(kube_client, name, f"{name}-{i}", start_s[i])
+            uids[i] = core.read_namespaced_pod(f"{name}-{i}", NS).metadata.uid
+        if i < PARITY_TICKS:
+            n = int(burst[i + 1])
+            apps.patch_namespaced_deployment_status(
+                name, NS, {"status": {"replicas": n, "readyReplicas": n, "availableReplicas": n}})
+        active = i < PARITY_TICKS and burst[i]
+        return FunctionMetrics(True, "recorded", float(active), float(active))
+
+    real_decide = handlers_serverless.decide_function
+
+    def recording_decide(policy_of: Any, observation: Observation, state: Any) -> Any:
+        decision, new_state = real_decide(policy_of, observation, state)
+        recorded.append((observation, decision))
+        return decision, new_state
+
+    monkeypatch.setattr(handlers_serverless, "decide_function", recording_decide)
+    settings = OperatorSettings(interval_s=TICK_S)
+    registry = operator_registry(
+        kube_api, handlers_serverless.register, settings, clients, function_metrics=metrics,
+        wall_clock_s=lambda: t0 + max(tick["i"], 0) * PARITY_STEP_S,
+    )
+    body = function("parity", slo={"latency": "1s"}, concurrencyTarget=1)
+    with run_operator(registry) as runner:
+        client.CustomObjectsApi(kube_client).create_namespaced_custom_object(
+            GROUP, VERSION, NS, PLURAL, body
+        )
+        eventually(lambda: len(recorded) >= PARITY_TICKS, timeout_s=PARITY_TICKS * TICK_S * 4)
+    assert runner.exit_code == 0
+
+    spec = ServerlessFunctionSpec.model_validate(body["spec"])
+    simulator = LearningKeepAlive(
+        policy_for(spec, activity_window_s=0.0),
+        slo_latency_s=parse_duration_s(spec.slo.latency), slo_percentile=spec.slo.percentile,
+    )
+    state: Any = None
+    current = initial_instances(spec)
+    desired_seen = set()
+    for i, (observed, decision) in enumerate(recorded[:PARITY_TICKS]):
+        ready = int(burst[i]) if i else 0  # the Deployment reports nothing ready at first
+        pool = PoolObservation(ready_replicas=min(ready, current),
+                               starting_replicas=max(0, current - ready),
+                               request_rate_rps=float(burst[i]), running_requests=float(burst[i]))
+        # The operator lists every pod; the simulator reports the instances that became ready.
+        new = tuple(s for s in observed.starts if s.uid == uids.get(i))
+        assert [start_seconds(s) for s in new] == ([float(start_s[i])] if i in start_s else [])
+        assert {s.uid for s in observed.starts} <= set(uids.values())
+        expected = Observation(t0 + i * PARITY_STEP_S, {POOL_FUNCTION: pool}, starts=new)
+        assert observed.now_s == expected.now_s and observed.pools == expected.pools, f"tick {i}"
+        sim_decision, state = simulator.decide(expected, state)
+        assert sim_decision == decision, f"tick {i}"
+        current = decision.desired_replicas[POOL_FUNCTION]
+        desired_seen.add(current)
+    assert desired_seen == {0, 1}  # scaled to zero between invocations and back
+    assert state.starts.samples_s == tuple(float(start_s[i]) for i in sorted(start_s))
+    assert state.policy is not None and state.policy.slo_tail_percentile == 99.0

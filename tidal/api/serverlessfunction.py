@@ -12,6 +12,9 @@ DEFAULT_CONCURRENCY_TARGET = 100
 """Knative Serving: container-concurrency-target-default is 100 in the config-autoscaler ConfigMap."""
 DEFAULT_MAX_INSTANCES = 100
 """KEDA ScaledObject: maxReplicaCount defaults to 100."""
+DEFAULT_SLO_PERCENTILE = 99.0
+"""spec.slo.percentile when omitted (tidal's choice): cold starts are rare events, so a function's
+latency SLO names the far tail, where they show."""
 DEFAULT_FUNCTION_PORT = 8080
 """Knative's default container port (the PORT environment variable is 8080)."""
 
@@ -30,11 +33,11 @@ class ContainerSpec(ApiModel):
 
 
 class FunctionSLOSpec(ApiModel):
-    """Latency target including any cold start the request waited for. Not acted on yet: the keep-alive and pre-warm policy does not read it."""
+    """Latency target including any cold start the request waited for. When the function's cold start (the median of its observed starts) exceeds ``latency``, every invocation that waits one misses the target, so the learned keep-alive covers at least ``percentile`` of the function's idle times."""
 
     latency: Duration
     """End-to-end latency target at the percentile, cold start included, e.g. ``2s``."""
-    percentile: float = Field(default=99.0, gt=0, lt=100)
+    percentile: float = Field(default=DEFAULT_SLO_PERCENTILE, gt=0, lt=100)
     """Percentile of invocations the target refers to, strictly between 0 and 100."""
 
 

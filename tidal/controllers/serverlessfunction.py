@@ -3,7 +3,9 @@ keep-alive/pre-warm policy, and the status the operator writes.
 
 Pure: the operator applies what this returns with server-side apply (field manager ``tidal``), so
 re-rendering the same inputs is a no-op. The instance count comes from
-:class:`tidal.policies.keepalive.KeepAlivePolicy`, the same object the serverless simulator runs.
+:func:`tidal.core.serverlessfunction.decide_function` running the
+:class:`tidal.policies.keepalive.KeepAlivePolicy` :func:`policy_for` builds, as in the serverless
+simulator; :func:`instance_starts` reads the starts it learns the cold start from off the pods.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +27,10 @@ from tidal.api.types import Condition, parse_duration_s, parse_quantity_bytes
 from tidal.controllers.conditions import set_condition
 from tidal.controllers.labels import FUNCTION_LABEL, MANAGED_BY
 from tidal.controllers.modeldeployment import owner_reference
-from tidal.policies.interface import POOL_FUNCTION, Decision
+from tidal.controllers.modeldeployment_observe import pod_summary, start_times
+from tidal.core.serverlessfunction import slo_tail_percentile
+from tidal.policies.defaults import FUNCTION_COLD_START_S
+from tidal.policies.interface import POOL_FUNCTION, Decision, ReplicaStart
 from tidal.policies.keepalive import KeepAlivePolicy
 
 KIND = "ServerlessFunction"
@@ -91,9 +96,15 @@ def label_selector(name: str) -> str:
 
 
 def policy_for(
-    spec: ServerlessFunctionSpec, *, cold_start_s: float = 0.0, activity_window_s: float = 0.0
+    spec: ServerlessFunctionSpec,
+    *,
+    cold_start_s: float = FUNCTION_COLD_START_S,
+    activity_window_s: float = 0.0,
 ) -> KeepAlivePolicy:
-    """The keep-alive policy configured by the spec (``keepAlive: auto`` learns the windows)."""
+    """The keep-alive policy configured by the spec (``keepAlive: auto`` learns the windows) for a
+    function whose instances start in ``cold_start_s`` (learnt by
+    :func:`tidal.core.serverlessfunction.decide_function`): the pre-warm lead, and when it exceeds
+    ``spec.slo.latency`` the learned window covers ``spec.slo.percentile`` of the idle times."""
     keep_alive_s = None if spec.keep_alive == "auto" else parse_duration_s(spec.keep_alive)
     return KeepAlivePolicy(
         # The learned window prices a cold start in GB-seconds of idle memory.
@@ -106,6 +117,9 @@ def policy_for(
         prewarm=spec.prewarm == "auto",
         cold_start_s=cold_start_s,
         activity_window_s=activity_window_s,
+        slo_tail_percentile=slo_tail_percentile(
+            parse_duration_s(spec.slo.latency), spec.slo.percentile, cold_start_s
+        ),
     )
 
 
@@ -231,6 +245,24 @@ def state_from_configmap(data: Mapping[str, str] | None) -> Any:
 
 def render_children(fn: ServerlessFunction, uid: str, replicas: int) -> list[dict[str, Any]]:
     return [render_deployment(fn, uid, replicas), render_service(fn, uid)]
+
+
+def instance_starts(name: str, pods: Iterable[Mapping[str, Any]]) -> tuple[ReplicaStart, ...]:
+    """The starts of the function's pods that became Ready (camelCase pod dicts): creation ->
+    PodScheduled -> containers running -> Ready, as for ModelDeployment replicas
+    (:func:`tidal.controllers.modeldeployment_observe.start_times`). A pod still starting, or one
+    missing a timestamp, has no start yet. The readiness probe's delay is part of it: a request
+    waits for it too."""
+    out = []
+    for obj in pods:
+        pod = pod_summary(obj, name, POOL_FUNCTION, "")
+        times = start_times(pod)
+        if times is None or not pod.uid:
+            continue
+        out.append(ReplicaStart(pod.uid, POOL_FUNCTION, "", pod.node, times.scheduling_s,
+                                times.image_pull_s, 0.0, times.after_start_s,
+                                image_cached=times.image_cached))
+    return tuple(out)
 
 
 def cold_starts_added(current: int, desired: int) -> int:

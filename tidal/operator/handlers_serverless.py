@@ -10,10 +10,14 @@
   the next tick retries. Every API call carries ``clients.request_timeout_s``.
 * timer (``settings.interval_s``): read the Deployment and the function's metrics, run
   :class:`tidal.policies.keepalive.KeepAlivePolicy`, re-apply the Deployment when the instance
-  count changes (with a ``Scaled`` event), and patch the status when it changed. The policy's
-  state lives in the per-object kopf ``memo``; it is persisted in the ConfigMap
-  ``<name>-keepalive`` when it learns an idle time or the function goes idle, and restored from it
-  after an operator restart.
+  count changes (with a ``Scaled`` event), and patch the status when it changed. The decision is
+  :func:`tidal.core.serverlessfunction.decide_function`, the simulator's too: when the instance
+  counts changed or an instance is starting, the tick lists the function's pods and hands the
+  starts of those that became Ready (creation -> scheduled -> running -> Ready) to it, which
+  learns the function's cold start (median of the recent starts: the pre-warm lead, compared
+  with ``spec.slo.latency``). The policy's state lives in the per-object kopf ``memo``; it is
+  persisted, learnt starts included, in the ConfigMap ``<name>-keepalive`` when it learns an idle
+  time or a start or the function goes idle, and restored from it after an operator restart.
 * with an activator (``settings.activator_service``, docs/activator.md): each tick also reads the
   arrivals the activator reported in the function's ``demand.activator.tidal.dev/*`` annotations
   and passes them to the policy as exact arrivals (:func:`tidal.controllers.function_activity.function_pool`),
@@ -66,6 +70,8 @@ from tidal.controllers.serverlessfunction import (
     name_problem,
     policy_for,
     render_children,
+    instance_starts,
+    label_selector,
     render_deployment,
     render_state_configmap,
     state_configmap_name,
@@ -84,16 +90,16 @@ from tidal.operator.metrics import OperatorMetrics
 from tidal.operator.prometheus import FailureKind, PrometheusMetrics, PrometheusSettings
 from tidal.operator.promql import FUNCTION_IN_FLIGHT_METRIC, FUNCTION_REQUESTS_METRIC
 from tidal.operator.settings import OperatorSettings
-from tidal.policies.guards import ObservationGuard
 from tidal.policies.interface import POOL_FUNCTION, Observation, PoolObservation
 from tidal.sim.serverless.observation import FunctionPoolObservation
-from tidal.policies.keepalive import (
-    KeepAliveState,
-    resumed,
-    state_from_dict,
-    state_to_dict,
-    worth_persisting,
+from tidal.core.serverlessfunction import (
+    FunctionState,
+    decide_function,
+    function_state_from_dict,
+    function_state_to_dict,
+    function_worth_persisting,
 )
+from tidal.policies.keepalive import resumed
 
 GROUP, VERSION, PLURAL = "tidal.dev", "v1alpha1", "serverlessfunctions"
 APPLY_RETRY_MAX_FACTOR = 8
@@ -101,6 +107,9 @@ APPLY_RETRY_MAX_FACTOR = 8
 times it (10, 20, 40, 80 s with the default 10 s): a 422 from a policy or a quota clears when a human
 fixes it, and must not be retried in a tight loop meanwhile."""
 MEMO_KEY = "tidal_keepalive_state"
+COUNTS_KEY = "tidal_function_instance_counts"
+"""(instances, ready) at the previous tick: the function's pods are listed for new starts only when
+this changes or an instance is starting, not at every tick."""
 ARRIVALS_CURSOR_KEY = "tidal_activator_arrivals_cursor"
 """The latest activator arrival the keep-alive policy has seen (wall-clock seconds)."""
 LAST_TICK_KEY = "tidal_activator_last_tick_s"
@@ -201,8 +210,9 @@ def read_deployment(clients: KubeClients, namespace: str, name: str) -> tuple[in
     )
 
 
-def load_state(clients: KubeClients, namespace: str, name: str) -> KeepAliveState | None:
-    """The keep-alive state persisted in the function's ConfigMap, None when there is none (yet)."""
+def load_state(clients: KubeClients, namespace: str, name: str) -> FunctionState | None:
+    """The keep-alive state and learnt starts persisted in the function's ConfigMap, None when
+    there is none (yet)."""
     try:
         config_map = clients.core.read_namespaced_config_map(
             state_configmap_name(name), namespace, _request_timeout=clients.request_timeout_s
@@ -211,7 +221,15 @@ def load_state(clients: KubeClients, namespace: str, name: str) -> KeepAliveStat
         if exc.status == 404:
             return None
         raise
-    return state_from_dict(state_from_configmap(config_map.data))
+    return function_state_from_dict(state_from_configmap(config_map.data))
+
+
+def read_instance_pods(clients: KubeClients, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The function's pods (camelCase dicts), for the starts they show."""
+    pods = clients.core.list_namespaced_pod(
+        namespace, label_selector=label_selector(name), _request_timeout=clients.request_timeout_s
+    )
+    return [clients.api.sanitize_for_serialization(p) for p in pods.items]
 
 
 class ActivatorAddresses:
@@ -402,17 +420,23 @@ def register(
             unobserved_replicas=metrics.unobserved_instances,
         )
         now_s = wall_clock_s()
-        policy = ObservationGuard(policy_for(fn_spec, activity_window_s=activity_window_s))
         state = memo.get(MEMO_KEY)
-        if not isinstance(state, KeepAliveState):
+        if not isinstance(state, FunctionState):
             state = await asyncio.to_thread(load_state, clients, namespace, name)
-            if state is not None:  # a restart: never shorten a keep-alive (keepalive.resumed)
-                state = resumed(state, now_s, current)
+            if state is not None and state.keepalive is not None:
+                # a restart: never shorten a keep-alive (keepalive.resumed)
+                state = FunctionState(resumed(state.keepalive, now_s, current), state.starts)
+        starts = ()
+        if current != ready or memo.get(COUNTS_KEY) != (current, ready):
+            # An instance started or is starting: its pod's timestamps say how long it took.
+            pods = await asyncio.to_thread(read_instance_pods, clients, namespace, name)
+            starts = instance_starts(name, pods)
+        keepalive_state = state.keepalive if state is not None else None
         if activator is not None:
             # The activator's held arrivals since the last tick: exact arrivals for the policy.
             annotations = dict(meta.get("annotations") or {})
             cursor = arrivals_cursor_s(memo.get(ARRIVALS_CURSOR_KEY),
-                                       last_seen_s=state.last_seen_s if state is not None else None,
+                                       last_seen_s=keepalive_state.last_seen_s if keepalive_state else None,
                                        now_s=now_s, interval_s=settings.interval_s)
             arrivals = new_arrivals(annotations, cursor)
             activity = TickActivity(
@@ -420,19 +444,28 @@ def register(
                 held=held_now(annotations, newer_than_s=memo.get(LAST_TICK_KEY, now_s - settings.interval_s)),
             )
             pool = function_pool(pool, activity, instances=current,
-                                 idle_since_s=state.idle_since_s if state is not None else None)
-        observation = Observation(now_s, {POOL_FUNCTION: pool}, metrics_available=metrics.available)
+                                 idle_since_s=keepalive_state.idle_since_s if keepalive_state else None)
+        observation = Observation(now_s, {POOL_FUNCTION: pool}, metrics_available=metrics.available,
+                                  starts=starts)
         started = time.perf_counter()
-        decision, new_state = policy.decide(observation, state)
+        decision, new_state = decide_function(
+            lambda cold_start_s: policy_for(
+                fn_spec, cold_start_s=cold_start_s, activity_window_s=activity_window_s
+            ),
+            observation,
+            state,
+        )
         latency_s = time.perf_counter() - started
-        if worth_persisting(state, new_state):
+        persisted = function_state_to_dict(new_state)
+        if persisted is not None and function_worth_persisting(state, new_state):
             config_map = render_state_configmap(
-                function_of(name, namespace, fn_spec), uid, state_to_dict(new_state)
+                function_of(name, namespace, fn_spec), uid, persisted
             )
             await asyncio.to_thread(apply_object, clients, config_map, settings.field_manager)
         memo[MEMO_KEY] = (
             new_state  # only after it is persisted, so a failed write is retried next tick
         )
+        memo[COUNTS_KEY] = (current, ready)
         if activator is not None:
             memo[ARRIVALS_CURSOR_KEY] = (
                 pool.last_arrival_s

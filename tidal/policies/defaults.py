@@ -53,6 +53,22 @@ DTYPE_BYTES = {"float16": 2.0, "bfloat16": 2.0, "fp8": 1.0, "int8": 1.0, "int4":
 """Bytes per parameter of each weight precision, for the weights size (cold-start feature) when
 ``spec.model.weightsSize`` is absent."""
 
+# --- serverless function cold start (tidal/core/function_coldstart.py) -----------------------------
+
+FUNCTION_COLD_START_S = 0.95
+"""Cold start of a function instance assumed before any start of the function was seen: the median
+of Huawei Cloud's Region 1 cold starts as tidal's simulator models them (Joosen et al., "Serverless
+Cold Starts and Where to Find Them", EuroSys'25; tidal/sim/serverless/coldstart.py ``HUAWEI_R1``,
+whose sum has median 0.95 s, docs/simulator.md), so the simulator's default model starts where its
+learning converges. Both shells start from it: it is the pre-warm lead and the cold start compared
+with ``spec.slo.latency`` until a start is observed."""
+FUNCTION_COLD_START_SAMPLES = 32
+"""Recent instance starts a function's cold start is learnt from (bounded state, persisted with the
+keep-alive state); the median of 32 follows a changed image or node pool within 16 starts."""
+FUNCTION_COUNTED_STARTS = 64
+"""Instance (pod) uids whose start was already learnt, so no start counts twice (also across an
+operator restart); more than a function's instances becoming Ready between two ticks."""
+
 # --- KV-cache TTL ----------------------------------------------------------------------------------------
 
 KV_BREAK_EVEN_HOLD_S = 10.0

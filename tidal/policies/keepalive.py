@@ -40,6 +40,10 @@ tidal's deviations, each measured on the serverless simulator (docs/simulator.md
 * **Forecast.** We forecast out-of-range idle times with the median of the recent ones instead
   of ARIMA (no statsmodels at run time; the median is ARIMA's forecast for a stationary series
   without autocorrelation).
+* **SLO floor.** With ``slo_tail_percentile`` (``spec.slo`` when the function's cold start exceeds
+  its latency target, so every invocation that waits one misses it) the learned window covers at
+  least that percentile of the idle times (:func:`slo_floor_bins`); the cost-chosen end stays when
+  it is longer.
 
 ``KeepAlivePolicy(cold_start_cost_gb_s=None, few_samples_keep_alive_s=None)`` is the paper's
 policy (p5/p99, 4 h fallback) applied per rank.
@@ -301,6 +305,41 @@ def _prewarm_option(
     return head_bin, end_bin, held + cold_start_cost_s * unloaded_misses + tail_cost
 
 
+def slo_floor_bins(
+    counts: Sequence[int],
+    out_of_range: int,
+    head_bin: int,
+    tail_bin: int,
+    *,
+    percentile: float,
+    hold_s: float,
+    bin_s: float,
+    cold_start_cost_s: float | None,
+) -> tuple[int, int]:
+    """``(head bin, tail bin)`` of a window that lets at most ``100 - percentile`` % of the idle
+    times (out-of-range ones included) end in a cold start: ``spec.slo`` when every cold start
+    misses the latency target (tidal's choice; the paper has no SLO).
+
+    Idle times that end while a pre-warmed function is unloaded (from the hold to the head) use
+    the budget first; when they alone exceed it the function stays loaded instead (head 0, the
+    later of both ends). The tail is then at least the bin of the remaining percentile. Only
+    lengthens: the head moves to 0 or stays, the tail moves later or stays."""
+    total = sum(counts) + out_of_range
+    if total <= 0:
+        return head_bin, tail_bin
+    gap_pct = 0.0
+    if head_bin > 0:
+        hold_bin = math.ceil(hold_s / bin_s)
+        gap_pct = 100.0 * sum(counts[hold_bin:head_bin]) / total
+        if percentile + gap_pct > 100.0:
+            stay_bin = tail_bin
+            if cold_start_cost_s is not None:
+                stay_bin = _cheapest_end(counts, out_of_range, 0, bin_s, cold_start_cost_s)[0]
+            head_bin, tail_bin, gap_pct = 0, max(tail_bin, stay_bin), 0.0
+    floor_bin = _percentile_bin((*counts, out_of_range), min(100.0, percentile + gap_pct))
+    return head_bin, max(tail_bin, min(floor_bin, len(counts) - 1))
+
+
 def keepalive_window(
     idle_histogram: Sequence[int] | IdleHistogram,
     *,
@@ -315,6 +354,7 @@ def keepalive_window(
     cold_start_cost_s: float | None = None,
     few_samples_keep_alive_s: float | None = None,
     hold_s: float = 0.0,
+    slo_tail_percentile: float | None = None,
 ) -> KeepAliveWindow:
     """Pre-warm and keep-alive windows from an idle-time histogram (the hybrid histogram policy).
 
@@ -327,7 +367,9 @@ def keepalive_window(
     loaded from the invocation and unloading after ``hold_s`` (the caller keeps every instance
     that long) to pre-warm at the head of the idle times the hold does not cover, whichever costs
     less (:func:`_prewarm_option`); ``few_samples_keep_alive_s`` replaces the range as the
-    keep-alive used before ``min_samples`` idle times are known.
+    keep-alive used before ``min_samples`` idle times are known. ``slo_tail_percentile`` makes
+    the learned window (histogram or flat fallback) cover at least that percentile of the idle
+    times (:func:`slo_floor_bins`).
     """
     if isinstance(idle_histogram, IdleHistogram):
         counts: Sequence[int] = idle_histogram.counts
@@ -369,6 +411,11 @@ def keepalive_window(
             end_bin = cheapest_end_bin(counts, out_of_range, 0, bin_s, cold_start_cost_s)
             keep_s = (end_bin + 1) * bin_s
             why = f", the cheapest end for a cold start worth {cold_start_cost_s:g}s"
+        if slo_tail_percentile is not None:
+            floor_bin = _percentile_bin((*counts, out_of_range), slo_tail_percentile)
+            if (min(floor_bin, len(counts) - 1) + 1) * bin_s > keep_s:
+                keep_s = (min(floor_bin, len(counts) - 1) + 1) * bin_s
+                why += f", lengthened to p{slo_tail_percentile:g} of the idle times for spec.slo"
         return KeepAliveWindow(
             0.0,
             keep_s,
@@ -396,6 +443,16 @@ def keepalive_window(
                 else f"keep until {(tail_bin + 1) * bin_s:g}s"
             )
         )
+    if slo_tail_percentile is not None:
+        floored = slo_floor_bins(
+            counts, out_of_range, head_bin, tail_bin, percentile=slo_tail_percentile,
+            hold_s=hold_s, bin_s=bin_s, cold_start_cost_s=cold_start_cost_s,
+        )
+        if floored != (head_bin, tail_bin):
+            head_bin, tail_bin = floored
+            why += (f"; spec.slo: at most {100 - slo_tail_percentile:g}% of idle times may end "
+                    f"in a cold start: " + ("stay loaded, " if not head_bin else "")
+                    + f"end at {(tail_bin + 1) * bin_s:g}s")
     head_s = head_bin * bin_s  # lower edge: pre-warm early
     tail_s = (tail_bin + 1) * bin_s  # upper edge: keep long enough
     prewarm_s = head_s * (1.0 - margin)
@@ -496,7 +553,10 @@ class KeepAlivePolicy:
     ``head_percentile`` / ``tail_percentile`` are the paper's pre-warm and keep-alive percentiles
     (the tail is used only without ``cold_start_cost_gb_s``; bench/keepalive_pareto.py sweeps both
     policies' knobs); ``learning_follows_cost`` scales the keep-alive while learning with the
-    cold-start price (:meth:`learning_keep_alive_s`; unchanged at the default price).
+    cold-start price (:meth:`learning_keep_alive_s`; unchanged at the default price);
+    ``slo_tail_percentile`` (set from ``spec.slo`` when the predicted cold start exceeds its latency,
+    tidal/core/serverlessfunction.py) makes the learned window cover that percentile of the idle
+    times, never shortening it (:func:`slo_floor_bins`).
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -514,6 +574,7 @@ class KeepAlivePolicy:
     head_percentile: float = HEAD_PERCENTILE
     tail_percentile: float = TAIL_PERCENTILE
     learning_follows_cost: bool = True
+    slo_tail_percentile: float | None = None
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -528,6 +589,8 @@ class KeepAlivePolicy:
             raise ValueError("keep_alive_s (spec.keepAlive) must be >= 0")
         if not 0 <= self.head_percentile <= self.tail_percentile <= 100:
             raise ValueError("need 0 <= head_percentile <= tail_percentile <= 100")
+        if self.slo_tail_percentile is not None and not 0 < self.slo_tail_percentile < 100:
+            raise ValueError("slo_tail_percentile (spec.slo.percentile) must be in (0, 100)")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
         if (
@@ -579,6 +642,7 @@ class KeepAlivePolicy:
             cold_start_cost_s=self.cold_start_cost_s(memory_mb),
             few_samples_keep_alive_s=self.learning_keep_alive_s(),
             hold_s=self.stable_window_s,
+            slo_tail_percentile=self.slo_tail_percentile,
         )
 
     def learning_keep_alive_s(self) -> float | None:

@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tidal.api.serverlessfunction import DEFAULT_SLO_PERCENTILE
 from tidal.api.types import parse_duration_s
 from tidal.policies.baselines.fixed import FixedReplicas
 from tidal.policies.baselines.keepalive_fixed import FixedKeepAlive
-from tidal.policies.guards import ObservationGuard
 from tidal.policies.interface import POOL_FUNCTION, Autoscaler
 from tidal.policies.utilization import UtilizationTarget
 from tidal.sim.serverless.coldstart import DEFAULT_PRESET, PRESETS, parse_cold_start
@@ -90,26 +90,28 @@ def parse_function_policy(spec: str, config: FunctionSimConfig) -> Autoscaler:
 
 def _auto_policy(spec: str, config: FunctionSimConfig, *, prewarm: bool) -> Autoscaler:
     try:
+        from tidal.core.serverlessfunction import LearningKeepAlive
         from tidal.policies.keepalive import KeepAlivePolicy
     except ImportError as exc:
         raise typer.BadParameter(f"policy {spec!r}: tidal.policies.keepalive is not available "
                                  f"({exc}); use fixed-keepalive or no-keepalive",
                                  param_hint="--policy") from None
-    model = config.cold_start
-    # Pre-warm lead: the median cold start, the sum of the component medians (a
-    # component absent half the time or more adds nothing to the median).
-    lead_s = sum(c.median_s for c in model.components() if c.p_present > 0.5)
-    # Behind the guard the operator's ServerlessFunction tick uses too (a no-op on the simulator's
-    # clean observations), so both shells run the same decision path.
-    return ObservationGuard(KeepAlivePolicy(
-        concurrency_target=float(config.concurrency),
-        max_instances=config.max_instances or AUTO_MAX_INSTANCES,
-        prewarm=prewarm,
-        cold_start_s=lead_s,
-        # Invocations show up in the observation through the windowed rate.
-        activity_window_s=config.metrics_window_s,
-        name=spec,
-    ))
+    # The operator's decision (tidal/core/serverlessfunction.py): the pre-warm lead is the median
+    # of the starts seen (the shared default before the first), and --slo, when an absolute
+    # latency the lead exceeds, floors the keep-alive at --slo-percentile of the idle times, as
+    # spec.slo does. Behind the guard the operator uses too (a no-op on clean observations).
+    return LearningKeepAlive(
+        KeepAlivePolicy(
+            concurrency_target=float(config.concurrency),
+            max_instances=config.max_instances or AUTO_MAX_INSTANCES,
+            prewarm=prewarm,
+            # Invocations show up in the observation through the windowed rate.
+            activity_window_s=config.metrics_window_s,
+            name=spec,
+        ),
+        slo_latency_s=config.slo.latency_s,
+        slo_percentile=config.slo.percentile,
+    )
 
 
 def parse_trace(spec: str) -> dict[str, Any]:
@@ -136,12 +138,13 @@ def parse_trace(spec: str) -> dict[str, Any]:
     return options
 
 
-def parse_slo(text: str) -> FunctionSLO:
-    """``+1s``: run time plus a budget; ``2s``: absolute end-to-end latency."""
+def parse_slo(text: str, percentile: float = DEFAULT_SLO_PERCENTILE) -> FunctionSLO:
+    """``+1s``: run time plus a budget; ``2s``: absolute end-to-end latency (as spec.slo.latency),
+    at ``percentile`` (spec.slo.percentile)."""
     try:
         if text.startswith("+"):
-            return FunctionSLO(slack_s=_duration(text[1:]))
-        return FunctionSLO(latency_s=_duration(text))
+            return FunctionSLO(slack_s=_duration(text[1:]), percentile=percentile)
+        return FunctionSLO(latency_s=_duration(text), percentile=percentile)
     except ValueError as exc:
         raise typer.BadParameter(f"{exc}; use +DURATION (budget over the run time, e.g. +1s) "
                                  "or DURATION (end-to-end, e.g. 2s)", param_hint="--slo") from None
@@ -191,7 +194,13 @@ def simulate_functions(
     cold_start: str = typer.Option(DEFAULT_PRESET, help="Cold-start model: "
                                    + ", ".join(PRESETS) + " or fixed:SECONDS."),
     slo: str = typer.Option(f"+{DEFAULT_SLO_SLACK_S:g}s", help="Latency SLO: +DURATION over "
-                            "each invocation's run time, or an absolute DURATION."),
+                            "each invocation's run time, or an absolute DURATION (as "
+                            "ServerlessFunction spec.slo.latency: the auto policy then keeps "
+                            "functions whose cold start exceeds it for --slo-percentile of their "
+                            "idle times)."),
+    slo_percentile: float = typer.Option(DEFAULT_SLO_PERCENTILE,
+                                         help="Percentile of an absolute --slo, strictly "
+                                         "between 0 and 100 (spec.slo.percentile)."),
     tick: float = typer.Option(DEFAULT_TICK_S, min=0.1, help="Autoscaler tick interval (s)."),
     activator_queue_limit: int = typer.Option(
         ActivatorModel.queue_limit, min=1, help="Invocations the activator holds per function with no "
@@ -217,7 +226,7 @@ def simulate_functions(
                                  "the day's 1440 minutes", param_hint="--minutes")
     config = FunctionSimConfig(concurrency=concurrency, max_instances=max_instances,
                                tick_s=tick, metrics_window_s=DEFAULT_METRICS_WINDOW_S,
-                               cold_start=model, slo=parse_slo(slo), seed=seed,
+                               cold_start=model, slo=parse_slo(slo, slo_percentile), seed=seed,
                                activator=ActivatorModel(activator_queue_limit, activator_timeout)
                                if activator else None)
     policies = [parse_function_policy(p, config) for p in policy]

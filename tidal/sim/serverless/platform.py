@@ -18,8 +18,10 @@ models a platform without one (every invocation waits however long it takes).
 
 At every tick (``tick_s``, HPA's 15 s as in ``tidal.sim.runner``) the runner
 builds a :class:`FunctionPoolObservation` per function (pool ``"function"``),
-calls ``autoscaler.decide(observation, state)`` with that function's own state
-and applies the decision:
+with the instances that became ready since the previous tick in
+``Observation.starts`` (their cold start as the total of a ``ReplicaStart``, as
+the operator reads it from a pod), calls ``autoscaler.decide(observation,
+state)`` with that function's own state and applies the decision:
 
 - ``desired_replicas["function"]`` is the number of instances wanted now. If
   the function has fewer, new ones are started at once (pre-warm); if it has
@@ -53,8 +55,9 @@ from typing import Any, Callable
 import numpy as np
 
 from tidal.activator.settings import HOLD_TIMEOUT_S, QUEUE_LIMIT
+from tidal.api.serverlessfunction import DEFAULT_SLO_PERCENTILE
 from tidal.policies.baselines.keepalive_fixed import DETAIL_IDLE_TIMEOUT_S
-from tidal.policies.interface import POOL_FUNCTION, Autoscaler, Observation
+from tidal.policies.interface import POOL_FUNCTION, Autoscaler, Observation, ReplicaStart
 from tidal.sim.serverless.coldstart import HUAWEI_R1, FunctionColdStartModel
 from tidal.sim.serverless.observation import FunctionPoolObservation
 from tidal.sim.serverless.workload import FunctionWorkload
@@ -93,10 +96,15 @@ class FunctionSLO:
 
     latency_s: float | None = None
     slack_s: float = DEFAULT_SLO_SLACK_S
+    percentile: float = DEFAULT_SLO_PERCENTILE
+    """Of an absolute target (spec.slo.percentile): what tidal's auto policy keeps functions for
+    when their cold start exceeds the target (attainment is reported as a fraction either way)."""
 
     def __post_init__(self) -> None:
         if self.latency_s is not None and self.latency_s < 0:
             raise ValueError(f"SLO latency must be >= 0 s, got {self.latency_s}")
+        if not 0 < self.percentile < 100:
+            raise ValueError(f"SLO percentile must be in (0, 100), got {self.percentile}")
         if self.slack_s < 0:
             raise ValueError(f"SLO slack must be >= 0 s, got {self.slack_s}")
 
@@ -106,7 +114,7 @@ class FunctionSLO:
         return duration_s + self.slack_s
 
     def describe(self) -> str:
-        return (f"latency <= {self.latency_s:g} s" if self.latency_s is not None
+        return (f"p{self.percentile:g} latency <= {self.latency_s:g} s" if self.latency_s is not None
                 else f"latency <= run time + {self.slack_s:g} s")
 
 
@@ -178,7 +186,7 @@ class _Function:
     __slots__ = ("idx", "memory_mb", "rng", "free", "starting_free", "idle", "queue", "live",
                  "n_ready", "n_starting", "running", "waiting", "floor", "idle_timeout_s",
                  "state", "window", "arrivals_tick", "cold_tick", "last_arrival_s",
-                 "idle_since_s", "gaps", "peak_tick")
+                 "idle_since_s", "gaps", "peak_tick", "starts")
 
     def __init__(self, idx: int, memory_mb: float, seed: int, window_ticks: int) -> None:
         self.idx = idx
@@ -203,6 +211,7 @@ class _Function:
         self.idle_since_s: float | None = None
         self.gaps: list[float] = []
         self.peak_tick = 0
+        self.starts: list[ReplicaStart] = []
 
 
 @dataclass
@@ -450,6 +459,9 @@ class FunctionSimulation:
         inst.phase = _READY_PHASE
         fn.n_starting -= 1
         fn.n_ready += 1
+        # What the operator reads from a pod's timestamps; only the total is modelled.
+        fn.starts.append(ReplicaStart(str(inst.id), POOL_FUNCTION, "", None, 0.0, 0.0, 0.0,
+                                      inst.cold_start_s))
         if inst in fn.starting_free:
             _discard(fn.starting_free, inst)
         pending, inst.pending = inst.pending, []
@@ -506,9 +518,9 @@ class FunctionSimulation:
             idle_gaps_s=tuple(fn.gaps), peak_in_flight_since_last_tick=max(
                 fn.peak_tick, fn.running + fn.waiting), memory_mb=fn.memory_mb,
             concurrency=self.cfg.concurrency)
-        fn.gaps = []
+        starts, fn.gaps, fn.starts = tuple(fn.starts), [], []
         fn.peak_tick = fn.running + fn.waiting
-        return Observation(now_s=t, pools={POOL_FUNCTION: pool})
+        return Observation(now_s=t, pools={POOL_FUNCTION: pool}, starts=starts)
 
     def _on_tick(self, t: float) -> None:
         arrivals = cold = 0
