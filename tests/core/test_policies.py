@@ -182,3 +182,17 @@ def test_every_reason_for_a_pool_is_kept() -> None:
     wd, _ = decide_workload(_md(), _obs(0.0, _busy(running_requests=-1.0)), None)
     codes = [r.code for r in wd.decision.reasons if r.pool == "unified"]
     assert codes[0] == "slo-goodput" and "hold-invalid-metrics" in codes, codes
+
+
+def test_hpa_with_min_replicas_zero_decides_and_is_woken_only_by_demand() -> None:
+    """Kubernetes' HPA needs minReplicas >= 1 and leaves a target at 0 replicas alone: a pool that may
+    be at zero keeps at least one replica under load and stays at zero until demand reaches it."""
+    md = _md(pools={"unified": {"minReplicas": 0, "maxReplicas": 16}},
+             autoscaling={"predictor": "none", "policy": "hpa"})
+    busy, _ = decide_workload(md, _obs(0.0, _busy(ready=2)), None)
+    assert busy.decision.desired_replicas["unified"] >= 1
+    idle, _ = decide_workload(md, _obs(0.0, PoolObservation(ready_replicas=0, request_rate_rps=0.0,
+                                                             entry_request_rate_rps=0.0)), None)
+    assert idle.decision.desired_replicas["unified"] == 0
+    woken, _ = decide_workload(md, _obs(0.0, PoolObservation(ready_replicas=0, entry_request_rate_rps=2.0)), None)
+    assert woken.decision.desired_replicas["unified"] == 1

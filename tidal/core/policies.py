@@ -133,7 +133,9 @@ def _baseline(policy: str, pools: Mapping[str, PoolSpec], observation: Observati
     for pool, b in pools.items():
         if policy == POLICY_HPA:
             behavior = Behavior(scale_down=replace(DEFAULT_SCALE_DOWN, stabilization_window_s=delay_s))
-            rules[pool] = KubernetesHPA(min_replicas=b.min_replicas, max_replicas=b.max_replicas,
+            # The HPA's minReplicas is at least 1 (without the HPAScaleToZero gate); a pool at zero is
+            # left to the core's wake-from-zero below, as Kubernetes disables an HPA at 0 replicas.
+            rules[pool] = KubernetesHPA(min_replicas=max(b.min_replicas, 1), max_replicas=b.max_replicas,
                                         target_per_pod=TARGET_INFLIGHT_PER_REPLICA, behavior=behavior)
         else:
             rules[pool] = KnativeKPA(min_replicas=b.min_replicas, max_replicas=b.max_replicas,
@@ -142,6 +144,11 @@ def _baseline(policy: str, pools: Mapping[str, PoolSpec], observation: Observati
     memory = state.baseline.get(policy, {}) if isinstance(state.baseline.get(policy), dict) else {}
     state.baseline = {policy: memory}  # another policy's memory is dropped when the spec switches
     out = _per_pool(rules, observation, memory)
+    if policy == POLICY_HPA:
+        for pool, b in pools.items():
+            seen = observation.pools.get(pool)
+            if b.min_replicas == 0 and (seen is None or seen.current_replicas == 0):
+                out.desired[pool] = 0
     over = frozenset(p for p, b in pools.items() if out.desired[p] == b.max_replicas
                      and _inflight(observation, p) > b.max_replicas * TARGET_INFLIGHT_PER_REPLICA)
     return replace(out, over_max=over)
