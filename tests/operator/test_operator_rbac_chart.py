@@ -18,7 +18,6 @@ from tests.charts.chart_support import render
 from tests.charts.rbac_rules import grants
 from tests.operator.conftest import (
     OPERATOR_NS,
-    REACTION_TIMEOUT_S,
     REPO_ROOT,
     OperatorHarness,
     eventually,
@@ -82,8 +81,7 @@ def exercise_every_resource(h: OperatorHarness) -> None:
     h.patch_md("rbac", {"spec": {"replicas": 2}})
     # The tenant is governed by a FairSharePolicy, which caps even spec.replicas: the second replica
     # waits for the policy to grant what the ModelDeployment now asks for (two ticks, one per kind).
-    eventually(lambda: h.apps.read_namespaced_deployment("rbac-unified-gpu-a", OPERATOR_NS).spec.replicas == 2,
-               timeout_s=2 * REACTION_TIMEOUT_S)
+    eventually(lambda: h.apps.read_namespaced_deployment("rbac-unified-gpu-a", OPERATOR_NS).spec.replicas == 2)
     eventually(lambda: core.read_namespaced_config_map("rbac-tidal-state", OPERATOR_NS))
     # A mode switch removes the unified pool: its Deployment and Service are pruned.
     h.patch_md("rbac", {"spec": {"mode": "disaggregated", "replicas": None, "pools": {
