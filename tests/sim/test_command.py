@@ -91,3 +91,24 @@ def test_zero_duration_blames_duration(tmp_path) -> None:
     assert result.exit_code == 2
     out = " ".join(result.output.split())
     assert "--duration" in out and "--trace" not in out, result.output
+
+
+def test_simulate_a_mixed_cluster_from_the_manifests(tmp_path) -> None:
+    summary = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["simulate", "-f", str(EXAMPLES / "modeldeployment-unified.yaml"),
+                                      "-f", str(EXAMPLES / "accelerator-classes.yaml"), "--trace", "demo",
+                                      "--rate-scale", "3", "--duration", "240", "--class-nodes", "h100-80gb=1x1",
+                                      "--class-nodes", "a100-80gb=1", "--report", str(tmp_path / "r.html"),
+                                      "--json", str(summary), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(summary.read_text())
+    by = data["by_class"]
+    assert set(by) == {"h100-80gb", "a100-80gb"} and by["h100-80gb"]["gpu_hours"] > 0
+    assert data["cost_usd"] == pytest.approx(by["h100-80gb"]["gpu_hours"] * 4.0 + by["a100-80gb"]["gpu_hours"] * 2.5)
+    assert "class a100-80gb: GPU-hours" in _flat(result.output)
+    bad = CliRunner().invoke(app, ["simulate", "-f", str(EXAMPLES / "modeldeployment-unified.yaml"),
+                                   "-f", str(EXAMPLES / "accelerator-classes.yaml"), "--class-nodes", "h100-80gb",
+                                   "--report", str(tmp_path / "r.html")])
+    assert bad.exit_code != 0 and "CLASS=NODES" in _flat(bad.output)
+    alone = CliRunner().invoke(app, ["simulate", "--class-nodes", "h100-80gb=1", "--report", str(tmp_path / "r.html")])
+    assert alone.exit_code != 0 and "-f" in _flat(alone.output)

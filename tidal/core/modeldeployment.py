@@ -65,6 +65,7 @@ from tidal.core.placement import (
     planner_mix,
 )
 from tidal.core.policies import POLICY_TIDAL, PoolsDecision, decide_pools
+from tidal.policies.planner import PoolPlan
 from tidal.policies.capacity import Correction, replicas_needed
 from tidal.predictors.coldstart import StartContext, StartPhases
 from tidal.predictors.pauses import SessionPausePredictor
@@ -333,13 +334,12 @@ def _in_preferred_replicas(md: ModelDeployment, seen: Observation, state: CoreSt
 
 def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Observation, state: CoreState,
                preference: list[str], forecast: ForecastView | None,
-               ) -> tuple[dict[str, int], list[Reason], list[Reason], Mapping[str, float] | None]:
+               ) -> tuple[dict[str, int], list[Reason], list[Reason], Mapping[str, PoolPlan] | None]:
     """Replicas per pool from the spec's policy (tidal/core/policies.py), the SLO planner's in
     replicas of the most preferred class (:func:`_in_preferred_replicas`), then, per pool: wake from
     zero on demand, the pending-pod guard, and a CapacityLimited reason past ``maxReplicas``. The
-    last value, when the planner sized the pools: per pool, the load its count serves where the count
-    is the planner's own ``ceil(load / goodput)`` (placement then fills that load, not the count's
-    rounded-up capacity, tidal/core/placement.py); ``None`` otherwise."""
+    last value: the planner's plans when it sized the pools (placement fills their goodput), else
+    ``None``."""
     delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
     accelerator = observation.accelerators.get(preference[0]) if preference else None
     seen = _policy_observation(md, pools, observation, forecast)
@@ -364,36 +364,38 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
                                  pool))
         desired[pool] = want
         reasons += [reason, *extra]
-    if not out.sized_by_goodput:
-        return desired, reasons + general, limits, None
-    loads = {p: plan.load_rps for p, plan in out.plans.items()
-             if desired.get(p) == plan.replicas == replicas_needed(plan.load_rps, plan.goodput_rps)}
-    return desired, reasons + general, limits, loads
+    return desired, reasons + general, limits, (out.plans if out.sized_by_goodput else None)
 
 
 def _place(md: ModelDeployment, observation: Observation, state: CoreState, preference: list[str],
-           desired: dict[str, int], loads: Mapping[str, float] | None, capped: bool, cold_start_s: float | None,
+           desired: dict[str, int], plans: Mapping[str, PoolPlan] | None, capped: bool, cold_start_s: float | None,
            ) -> tuple[dict[str, PoolPlacement], list[Reason], list[Reason]]:
     """Each pool's replicas over the classes (tidal/core/placement.py): by goodput when the planner
-    sized the pool (its count is replicas of the most preferred class; ``loads``: the load behind a
-    count that is the planner's own), else by count; free GPUs are shared by the pools in spec order. Returns the placements, reasons (moves) and limits (full
+    sized the pool (its count is replicas of the most preferred class, at its plan's goodput; where
+    the count is the planner's own ``ceil(load / goodput)``, the load itself is filled, not the
+    count's rounding up to whole replicas), else by count; free GPUs are shared by the pools in spec
+    order. Returns the placements, reasons (moves) and limits (full
     classes)."""
     pools = pools_of(md)
     accs = observation.accelerators
     goodputs: dict[str, dict[str, float]] = {}
-    if loads is not None and len(preference) > 1:
+    if plans is not None and len(preference) > 1:
         goodputs = _class_goodputs(md, observation, state, preference)
     free = {c: accs[c].free_gpus for c in preference}
     placements, reasons, limits = {}, [], []
     for pool, want in desired.items():
         gpus = pools[pool].gpus_per_replica
         current = observation.placement.get(pool, {})
-        rates = {c: goodputs[c][pool] for c in preference} if goodputs else {}
-        if not rates or min(rates.values()) <= 0:
-            rates = {c: 1.0 for c in preference}
-        capacity = want * rates[preference[0]] if preference else 0.0
-        if goodputs and loads is not None and pool in loads and not capped:
-            capacity = min(capacity, loads[pool])  # the load itself, not its rounding up to whole replicas
+        plan = (plans or {}).get(pool)
+        rates = {c: 1.0 for c in preference}  # by count
+        capacity = float(want)
+        if goodputs and plan is not None and plan.goodput_rps > 0 and all(goodputs[c][pool] > 0 for c in preference):
+            # The planner's goodput for the preferred class; the others in proportion to their profiles.
+            ref = goodputs[preference[0]][pool]
+            rates = {c: plan.goodput_rps * goodputs[c][pool] / ref for c in preference}
+            capacity = want * plan.goodput_rps
+            if not capped and want == plan.replicas == replicas_needed(plan.load_rps, plan.goodput_rps):
+                capacity = min(capacity, plan.load_rps)
         room = {c: None if f is None else max(f, 0) // gpus for c, f in free.items()}
         obs = observation.pools.get(pool)
         moving = obs is not None and (obs.starting_replicas + obs.pending_replicas) > 0
@@ -482,7 +484,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     if none_fit:
         limits.extend(unfit)  # no allowed class can meet the SLO: CapacityLimited
     override = split_override(md.spec.replicas, pools) if md.spec.replicas is not None else None
-    loads: Mapping[str, float] | None = None
+    plans: Mapping[str, PoolPlan] | None = None
     if override is not None:
         for pool in pools:
             desired[pool] = override.per_pool[pool]
@@ -490,7 +492,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         state.recommendations = {}  # the window restarts when autoscaling resumes
         state.idle_since_s, state.parked = None, False
     else:
-        desired, reasons, more, loads = _autoscale(md, pools, observation, state, preference, forecast)
+        desired, reasons, more, plans = _autoscale(md, pools, observation, state, preference, forecast)
         limits.extend(more)
         reasons = _scale_to_zero(md, observation, state, desired, reasons)
     gpus = {p: b.gpus_per_replica for p, b in pools.items()}
@@ -510,7 +512,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         limits.append(Reason(REASON_NO_ACCELERATOR,
                              f"none of the AcceleratorClasses in spec.placement.acceleratorClasses exists ({names})"))
     rule_replicas = dict(desired)
-    placements, moved, full = _place(md, observation, state, preference, desired, loads,
+    placements, moved, full = _place(md, observation, state, preference, desired, plans,
                                      capped is not None, cold)
     reasons.extend(moved)
     limits.extend(full)

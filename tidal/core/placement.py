@@ -48,7 +48,11 @@ from tidal.policies.capacity import (
     idle_violation,
     slo_targets,
 )
-from tidal.policies.defaults import PLACEMENT_MOVE_HORIZON_S
+from tidal.policies.defaults import (
+    PLACEMENT_BISECTION_STEPS,
+    PLACEMENT_GOODPUT_RESOLUTION,
+    PLACEMENT_MOVE_HORIZON_S,
+)
 from tidal.policies.interface import POOL_UNIFIED, AcceleratorProfile, Reason
 from tidal.policies.placement import STRATEGY_FASTEST, preference_order
 from tidal.policies.planner import DEFAULT_MIX
@@ -102,19 +106,31 @@ def _goodput_rps(role: str, shape: ModelShape, accelerator: AcceleratorProfile, 
                  slo: SLOTargets, correction: Correction) -> tuple[float, bool]:
     """(goodput per replica, whether even an idle replica misses the SLO); cached: the ranking asks
     for every class each tick, and the inputs repeat while the mix holds."""
-    g = goodput(role, build_profile(shape, accelerator, tp), mix, slo, correction)
+    g = goodput(role, build_profile(shape, accelerator, tp), mix, slo, correction, PLACEMENT_BISECTION_STEPS)
     return g.rate_rps, g.limit == LIMIT_INFEASIBLE
+
+
+def _coarse(value: float) -> float:
+    """``value`` on a log grid of :data:`PLACEMENT_GOODPUT_RESOLUTION` steps (0 stays 0)."""
+    if value <= 0:
+        return 0.0
+    step = math.log1p(PLACEMENT_GOODPUT_RESOLUTION)
+    return round(math.exp(round(math.log(value) / step) * step), 9)
 
 
 def class_goodput(md: ModelDeployment, accelerator: AcceleratorProfile, mix: RequestMix,
                   corrections: Mapping[str, Correction] | None = None) -> dict[str, float]:
     """Goodput per replica of each pool of ``md`` on ``accelerator`` (req/s; 0 when even an idle
-    replica misses the SLO), with the pool's profile correction when given."""
+    replica misses the SLO), with the pool's profile correction when given. The mix and corrections
+    are taken at :data:`PLACEMENT_GOODPUT_RESOLUTION`: placement compares classes, and ticks whose
+    mix moved less than that reuse the cached result."""
     shape, slo = model_shape(md.spec.model), slo_targets(md.spec.slo)
     bare = replace(accelerator, free_gpus=None)  # free GPUs change every tick, the profile does not
+    mix = RequestMix(_coarse(mix.prompt_tokens), _coarse(mix.output_tokens))
     out = {}
     for pool, spec in pools_of(md).items():
-        corr = (corrections or {}).get(pool, Correction())
+        given = (corrections or {}).get(pool, Correction())
+        corr = Correction(_coarse(given.prefill), _coarse(given.decode))
         rate, infeasible = _goodput_rps(_role(pool), shape, bare, spec.gpus_per_replica, mix, slo, corr)
         out[pool] = 0.0 if infeasible else rate
     return out
@@ -207,8 +223,10 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
                 out[c] -= 1
                 total -= 1
                 have -= goodput_rps[c]
-    if total < lo:
-        out[preference[0]] += lo - total
+    if total < lo:  # minReplicas: on the most preferred class with room (else the most preferred)
+        first = next((c for c in preference if room.get(c) is None or room[c] - (out[c] - current.get(c, 0)) > 0),
+                     preference[0])
+        out[first] += lo - total
     return PoolPlacement(out, tuple(full))
 
 

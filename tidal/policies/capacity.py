@@ -237,9 +237,10 @@ def _saturation_rps(model: LatencyModel, profile: PerformanceProfile, mix: Reque
 
 
 def goodput(role: str, profile: PerformanceProfile, mix: RequestMix, slo: SLOTargets,
-            correction: Correction = Correction()) -> Goodput:
+            correction: Correction = Correction(), steps: int = BISECTION_STEPS) -> Goodput:
     """Highest rate one ``role`` replica serves within ``slo``; if none does, the rate at
-    :data:`SATURATION_UTILIZATION` of its capacity, flagged :data:`LIMIT_INFEASIBLE`."""
+    :data:`SATURATION_UTILIZATION` of its capacity, flagged :data:`LIMIT_INFEASIBLE`. ``steps``:
+    bisection steps (precision ``2^-steps`` of the bracket; fewer where a coarse answer does)."""
     model = LATENCY_MODELS[role]
     q = slo.percentile
     if _violation(model(profile, mix, 0.0, correction, q), slo, profile) is not None:
@@ -248,7 +249,7 @@ def goodput(role: str, profile: PerformanceProfile, mix: RequestMix, slo: SLOTar
     lo, hi = 0.0, 1e-3
     while _violation(model(profile, mix, hi, correction, q), slo, profile) is None and hi < 1e9:
         lo, hi = hi, hi * 2.0
-    for _ in range(BISECTION_STEPS):
+    for _ in range(steps):
         mid = (lo + hi) / 2.0
         if _violation(model(profile, mix, mid, correction, q), slo, profile) is None:
             lo = mid

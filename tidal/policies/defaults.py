@@ -103,3 +103,11 @@ PLACEMENT_MOVE_HORIZON_S = 3600.0
 replica's cold start only if the hourly saving over this time exceeds it. One hour is tidal's choice
 (not measured): longer than the minutes a load peak lasts, shorter than the diurnal cycle over which
 a pool shrinks anyway."""
+PLACEMENT_GOODPUT_RESOLUTION = 0.02
+"""Placement computes each class's goodput at the request mix and profile corrections rounded to 2 %
+steps (log grid): it compares classes and splits replicas, which a 2 % change of the mix does not
+move, and steady ticks then reuse the cached goodputs (four classes cost ~1 ms a tick uncached).
+The planner's own sizing uses the exact values. tidal's choice."""
+PLACEMENT_BISECTION_STEPS = 10
+"""Bisection steps of placement's goodput per class: 2^-10 (0.1 %) of the bracket, finer than
+:data:`PLACEMENT_GOODPUT_RESOLUTION`; the planner's own goodput keeps capacity.py's 24."""

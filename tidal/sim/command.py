@@ -22,7 +22,8 @@ from tidal.policies.interface import POOL_DECODE, POOL_PREFILL, POOL_UNIFIED, Au
 from tidal.policies.utilization import UtilizationTarget
 from tidal.sim.engine import DEFAULT_ENGINE_VERSION, ENGINE_VERSIONS, EngineConfig
 from tidal.sim.hardware import ACCELERATORS, MODELS, QUANT_SUFFIXES, get_accelerator
-from tidal.sim.modeldeployment import ManifestError, ModelDeploymentAutoscaler, load_manifests, prepare, sim_config
+from tidal.sim.modeldeployment import (ManifestError, ModelDeploymentAutoscaler, load_manifests, mixed_config,
+                                       prepare, sim_config)
 from tidal.sim.report import summary_rows, write_html_report
 from tidal.sim.serverless.platform import ActivatorModel
 from tidal.sim.runner import MODE_DISAGGREGATED, MODE_UNIFIED, SLO, SimConfig, Simulation
@@ -99,6 +100,25 @@ def _engine_config(version: str, max_num_batched_tokens: Optional[int],
     return config
 
 
+def _class_nodes(values: list[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """``CLASS=NODES`` or ``CLASS=NODESxGPUS`` -> nodes and GPUs per node by class."""
+    nodes, gpus = {}, {}
+    for value in values:
+        name, _, count = value.partition("=")
+        n, _, g = count.partition("x")
+        try:
+            nodes[name] = int(n)
+            if g:
+                gpus[name] = int(g)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r}: expected CLASS=NODES or CLASS=NODESxGPUS, e.g. h100-80gb=1x2",
+                                     param_hint="--class-nodes") from None
+        if not name or nodes[name] < 0 or gpus.get(name, 1) < 1:
+            raise typer.BadParameter(f"{value!r}: expected CLASS=NODES or CLASS=NODESxGPUS with NODES >= 0 and "
+                                     "GPUS >= 1", param_hint="--class-nodes")
+    return nodes, gpus
+
+
 def simulate(
     files: list[Path] = typer.Option([], "--filename", "-f",
                                      help="ModelDeployment manifest, plus AcceleratorClass manifests (repeat -f): "
@@ -151,6 +171,10 @@ def simulate(
     engine_speed: float = typer.Option(
         1.0, help="Simulated engine speed relative to its performance model: 0.7 makes every "
         "iteration 1/0.7 as long (an engine slower than the profile a policy was given)."),
+    class_nodes: list[str] = typer.Option(
+        [], "--class-nodes", help="With -f: simulate a mixed cluster, CLASS=NODES or CLASS=NODESxGPUS per "
+        "AcceleratorClass (repeat), e.g. --class-nodes h100-80gb=1x2 --class-nodes l4=2; each class on its "
+        "nearest hardware at its hourlyCost, the core placing per class from their free GPUs."),
 ) -> None:
     """Replay a trace on a simulated cluster under an autoscaling policy, or under a ModelDeployment (-f)."""
     console = Console()
@@ -168,13 +192,23 @@ def simulate(
             raise typer.BadParameter(str(exc), param_hint="-f") from None
         engine = _engine_config(engine_version, max_num_batched_tokens, max_num_seqs, workload.hardware,
                                     engine_speed)
-        config = sim_config(workload, engine=engine,
-                            activator=ActivatorModel(activator_queue_limit, activator_timeout) if activator else False,
-                            **common)
+        held = ActivatorModel(activator_queue_limit, activator_timeout) if activator else False
+        if class_nodes:
+            nodes_by, gpus_by = _class_nodes(class_nodes)
+            try:
+                config = mixed_config(workload, classes, nodes_by, gpus_by, engine=engine, activator=held,
+                                      **{k: v for k, v in common.items() if k != "nodes"})
+            except ManifestError as exc:
+                raise typer.BadParameter(str(exc), param_hint="--class-nodes") from None
+        else:
+            config = sim_config(workload, engine=engine, activator=held, **common)
         autoscaler = ModelDeploymentAutoscaler(workload, interval_s=tick)
         console.print(f"ModelDeployment {md.metadata.name}: class {workload.accelerator_class} simulated as "
                       f"{workload.hardware}, model {md.spec.model.name} as {workload.model}, TP{workload.tp}")
     else:
+        if class_nodes:
+            raise typer.BadParameter("a mixed cluster needs the ModelDeployment and its AcceleratorClasses (-f)",
+                                     param_hint="--class-nodes")
         if mode not in (MODE_UNIFIED, MODE_DISAGGREGATED):
             raise typer.BadParameter(f"mode must be {MODE_UNIFIED} or {MODE_DISAGGREGATED}",
                                      param_hint="--mode")

@@ -55,7 +55,10 @@ def format_value(key: str, fmt: str, value: object) -> str:
 
 def summary_rows(result: SimResult) -> list[tuple[str, str]]:
     s = result.summary
-    return [(label, format_value(key, fmt, s.get(key))) for key, label, fmt in SUMMARY_ROWS]
+    rows = [(label, format_value(key, fmt, s.get(key))) for key, label, fmt in SUMMARY_ROWS]
+    for name, by in (s.get("by_class") or {}).items():  # a mixed cluster: each class at its price
+        rows.append((f"class {name}: GPU-hours / cost (USD)", f"{by['gpu_hours']:.2f} / {by['cost_usd']:.2f}"))
+    return rows
 
 
 def _png(fig) -> str:

@@ -141,6 +141,8 @@ def test_superpose_multiplies_the_load_over_the_same_span(arrivals: list[float],
     span = max(arrivals, default=0.0)
     assert all(0.0 <= r.arrival_s <= span for r in stacked)
     assert sorted(r.prompt_tokens for r in stacked) == sorted(r.prompt_tokens for r in requests for _ in range(copies))
+    times = [r.arrival_s for r in stacked]
+    assert all(any(t == a for t in times) for a in arrivals), "copy 0 is the trace itself"
 
 
 def test_superpose_rejects_no_copies() -> None:

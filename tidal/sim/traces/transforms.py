@@ -50,9 +50,11 @@ def superpose(requests: Sequence[LLMRequest], copies: int) -> list[LLMRequest]:
     if not requests:
         return []
     span = max(r.arrival_s for r in requests)
-    if span <= 0:
-        return [dataclasses.replace(r) for r in requests]
-    shifted = [dataclasses.replace(r, arrival_s=(r.arrival_s + k * span / copies) % span)
+
+    def wrapped(t: float) -> float:
+        return t - span if t > span else t
+
+    shifted = [dataclasses.replace(r, arrival_s=wrapped(r.arrival_s + k * span / copies))
                for k in range(copies) for r in requests]
     shifted.sort(key=lambda r: r.arrival_s)
     return [dataclasses.replace(r, request_id=i) for i, r in enumerate(shifted)]
