@@ -3,8 +3,9 @@
 A FairSharePolicy grants each workload of a tenant at most so many GPUs
 (tidal/controllers/fairsharepolicy.py); the core never asks for more. When the pools want more
 GPUs than granted, every pool keeps its ``minReplicas`` and the rest of the grant is shared in
-proportion to what each pool asked above it (largest remainder, so a disaggregated workload keeps
-its prefill/decode ratio as closely as integers allow). Never below ``minReplicas``: a floor the user set is not the fair share's to take, and the FairSharePolicy
+proportion to what each pool asked above it, one replica at a time to the pool furthest below its
+share (so a disaggregated workload keeps its prefill/decode ratio as closely as integers allow, and
+a larger grant never gives any pool fewer replicas). Never below ``minReplicas``: a floor the user set is not the fair share's to take, and the FairSharePolicy
 accounts for it as demand. Pure.
 """
 
@@ -25,17 +26,21 @@ def cap_to_grant(desired: Mapping[str, int], gpus_per_replica: Mapping[str, int]
     asked = sum(n * gpus_per_replica[p] for p, n in want.items())
     if grant_gpus is None or asked <= grant_gpus:
         return want, None
-    floor_gpus = sum(floors[p] * gpus_per_replica[p] for p in want)
-    budget = max(grant_gpus - floor_gpus, 0)
-    extra = {p: max(n - floors[p], 0) for p, n in want.items()}
-    extra_gpus = sum(n * gpus_per_replica[p] for p, n in extra.items())
-    raw = {p: n * budget / extra_gpus if extra_gpus else 0.0 for p, n in extra.items()}
-    capped = {p: floors[p] + min(extra[p], math.floor(v)) for p, v in raw.items()}
+    capped = {p: min(floors[p], n) for p, n in want.items()}
     used = sum(n * gpus_per_replica[p] for p, n in capped.items())
-    for p in sorted(raw, key=lambda q: -(raw[q] - math.floor(raw[q]))):
-        if capped[p] < want[p] and used + gpus_per_replica[p] <= grant_gpus:
-            capped[p] += 1
-            used += gpus_per_replica[p]
+    extra = {p: max(n - floors[p], 0) for p, n in want.items()}
+    # One replica at a time to the pool furthest below its share of what it asked (ties: the larger
+    # ask, then the name), stopping at the first that does not fit: the allocation for a grant is a
+    # prefix of the allocation for any larger grant, so more GPUs never give any pool fewer replicas.
+    while True:
+        open_pools = [p for p in want if capped[p] < want[p]]
+        if not open_pools:
+            break
+        p = min(open_pools, key=lambda q: ((capped[q] - floors[q]) / extra[q], -extra[q], q))
+        if used + gpus_per_replica[p] > grant_gpus:
+            break
+        capped[p] += 1
+        used += gpus_per_replica[p]
     split = ", ".join(f"{p} {want[p]} -> {n}" for p, n in capped.items())
     floor_note = "; minReplicas keeps it above the grant" if used > grant_gpus else ""
     return capped, Reason(REASON_GRANT, f"wants {asked} GPU(s), the FairSharePolicy grants {grant_gpus}: "
