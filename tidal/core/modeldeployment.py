@@ -402,8 +402,7 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
     sized the pool (its count is replicas of the most preferred class, at its plan's goodput; where
     the count is the planner's own ``ceil(load / goodput)``, the load itself is filled, not the
     count's rounding up to whole replicas), else by count; free GPUs are shared by the pools in spec
-    order. Returns the placements, reasons (moves) and limits (full
-    classes)."""
+    order. Returns the placements, reasons (moves) and limits (full classes)."""
     pools = pools_of(md)
     accs = observation.accelerators
     goodputs: dict[str, dict[str, float]] = {}
@@ -447,7 +446,8 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
         for c, got, wanted in placed.full:
             limits.append(Reason(REASON_CLASS_FULL, f"AcceleratorClass {c!r} ran out: {accs[c].free_gpus} GPU(s) "
                                  f"free (status.free), pool {pool} wanted {wanted} more replica(s) of "
-                                 f"{gpus} GPU(s) there and got {got}; the rest went to the next class", pool))
+                                 f"{gpus} GPU(s) there and got {got}; the rest went to the next class with room, "
+                                 "if any (what none has room for is not started)", pool))
         if placed.move is not None:
             src, dst, old, new = placed.move
             reasons.append(Reason(REASON_MOVE, f"pool {pool}: starting {new} replica(s) on {dst!r} to replace "
