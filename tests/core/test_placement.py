@@ -163,7 +163,7 @@ def test_place_pool_serves_the_capacity_within_room_and_bounds(capacity: float, 
     assert all(n >= 0 for n in out.values())
     assert total <= max(hi, sum(cur.values())) and total >= min(lo, total)
     if have < capacity and sum(cur.values()) <= hi:  # growing: running replicas stay, new ones only where there is room
-        assert all(out[c] >= cur[c] for c in names)
+        assert all(out[c] >= cur[c] for c in names) or total == hi, "only a pool at maxReplicas swaps"
         grown = {c: out[c] - cur[c] for c in names}
         assert all(room[c] is None or grown[c] <= room[c] for c in names) or total <= lo
         if total < hi and all(r is None for r in rooms):
@@ -287,3 +287,19 @@ def test_pack_places_like_cheapest() -> None:
                                    placement={"acceleratorClasses": ["l4", "l40s", "a100"], "strategy": "pack"}),
                             classes, planner_mix(None))
     assert pack.preference == cheapest.preference and pack.cost_per_goodput == cheapest.cost_per_goodput
+
+
+@pytest.mark.parametrize("metrics", [False, True])
+def test_a_pool_split_over_classes_is_held_as_it_runs(metrics: bool) -> None:
+    """Missing metrics hold a pool; so does the planner's scale-down window. Replicas of other classes
+    are shown to the planner in (rounded) preferred-class units, but a hold keeps every class's count
+    exactly: never a scale-down on missing metrics, never a replica added or removed by rounding."""
+    md = _mixed(8, 1, ["l40s", "h100"])
+    classes = {"h100": replace(H100_CHEAP, free_gpus=8), "l40s": replace(L40S, free_gpus=8)}
+    state = None
+    for t, rate in ((0.0, 100.0), (15.0, 60.0)):  # the second tick is inside the scale-down window
+        obs = Observation(t, {"unified": _busy(4, rate)}, metrics_available=metrics or t == 0.0,
+                          accelerators=classes, placement={"unified": {"h100": 1, "l40s": 3}})
+        wd, state = decide_workload(md, obs, state)
+    assert {k.accelerator: n for k, n in wd.by_child.items()} == {"h100": 1, "l40s": 3}
+    assert wd.decision.desired_replicas == {"unified": 4}

@@ -65,6 +65,8 @@ from tidal.core.placement import (
     planner_mix,
 )
 from tidal.core.policies import POLICY_TIDAL, PoolsDecision, decide_pools
+from tidal.policies.guards import REASON_HOLD_INVALID, REASON_HOLD_PARTIAL
+from tidal.policies.utilization import REASON_HOLD_NO_METRICS, REASON_STABILIZED, REASON_WITHIN_TOLERANCE
 from tidal.policies.planner import PoolPlan
 from tidal.policies.capacity import Correction, replicas_needed
 from tidal.predictors.coldstart import StartContext, StartPhases
@@ -189,6 +191,18 @@ def split_override(requested: int, pools: Mapping[str, PoolSpec]) -> Override:
     return Override(requested, out, message)
 
 
+def _incumbent(observation: Observation) -> str | None:
+    """The class most of the workload's replicas run on (``None``: none run, or a tie)."""
+    held: dict[str, int] = {}
+    for by in observation.placement.values():
+        for c, n in by.items():
+            held[c] = held.get(c, 0) + max(0, n)
+    ranked = sorted(held.items(), key=lambda item: -item[1])
+    if not ranked or ranked[0][1] == 0 or (len(ranked) > 1 and ranked[1][1] == ranked[0][1]):
+        return None
+    return ranked[0][0]
+
+
 def _learn_starts(md: ModelDeployment, starts: tuple[ReplicaStart, ...], state: CoreState) -> tuple[ReplicaStart, ...]:
     seen = set(state.counted_starts)
     learned = []
@@ -303,21 +317,22 @@ def _class_goodputs(md: ModelDeployment, observation: Observation, state: CoreSt
 
 
 def _in_preferred_replicas(md: ModelDeployment, seen: Observation, state: CoreState,
-                           preference: list[str]) -> Observation:
+                           preference: list[str]) -> tuple[Observation, frozenset[str]]:
     """The SLO planner sizes in replicas of the most preferred class; a pool whose replicas run on
     other classes too is shown to it with its replica counts in those units (each class's replicas
     weighted by its goodput relative to the preferred class's, rounded, never below 1 while there are
-    any). Its rate per replica, correction, scale-down window and holds then all speak one unit."""
+    any). Its rate per replica, correction, scale-down window and holds then all speak one unit.
+    Returns the observation and the pools shown in those units."""
     placement = {p: {c: n for c, n in seen.placement.get(p, {}).items() if n > 0 and c in preference}
                  for p in seen.pools}
     if len(preference) < 2 or not any(set(by) - {preference[0]} for by in placement.values()):
-        return seen
+        return seen, frozenset()
     goodputs = _class_goodputs(md, seen, state, preference)
     pools = dict(seen.pools)
     for pool, obs in seen.pools.items():
         by = placement.get(pool, {})
         base = goodputs[preference[0]].get(pool, 0.0)
-        if not by or base <= 0 or any(goodputs[c].get(pool, 0.0) <= 0 for c in by):
+        if not set(by) - {preference[0]} or base <= 0 or any(goodputs[c].get(pool, 0.0) <= 0 for c in by):
             continue
         factor = sum(n * goodputs[c][pool] for c, n in by.items()) / (base * sum(by.values()))
 
@@ -329,25 +344,46 @@ def _in_preferred_replicas(md: ModelDeployment, seen: Observation, state: CoreSt
                               pending_replicas=scaled(obs.pending_replicas),
                               draining_replicas=scaled(obs.draining_replicas),
                               unobserved_replicas=min(scaled(obs.unobserved_replicas), ready))
-    return replace(seen, pools=pools)
+    shown = frozenset(p for p in pools if pools[p] is not seen.pools[p])
+    return replace(seen, pools=pools), shown
+
+
+HOLD_REASONS = frozenset({REASON_HOLD_NO_METRICS, REASON_HOLD_PARTIAL, REASON_HOLD_INVALID, REASON_STABILIZED,
+                          REASON_PENDING, REASON_WITHIN_TOLERANCE})
+"""Reasons a rule keeps a pool at its current size (missing, partial or invalid metrics, the scale-down
+window, Pending pods, the HPA tolerance): a pool counted in rounded preferred-class units is then
+kept exactly as it runs."""
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How ``tidal``'s counts read: ``plans``, the SLO planner's when it sized the pools (placement fills
+    their goodput); ``converted``, pools counted in replicas of the most preferred class (their
+    replicas run on other classes too); ``held``, converted pools a rule kept at their current size
+    (:data:`HOLD_REASONS`; placed as they run: the units are rounded)."""
+
+    plans: Mapping[str, PoolPlan] | None = None
+    converted: frozenset[str] = frozenset()
+    held: frozenset[str] = frozenset()
 
 
 def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: Observation, state: CoreState,
                preference: list[str], forecast: ForecastView | None,
-               ) -> tuple[dict[str, int], list[Reason], list[Reason], Mapping[str, PoolPlan] | None]:
+               ) -> tuple[dict[str, int], list[Reason], list[Reason], "Sizing"]:
     """Replicas per pool from the spec's policy (tidal/core/policies.py), the SLO planner's in
     replicas of the most preferred class (:func:`_in_preferred_replicas`), then, per pool: wake from
     zero on demand, the pending-pod guard, and a CapacityLimited reason past ``maxReplicas``. The
-    last value: the planner's plans when it sized the pools (placement fills their goodput), else
-    ``None``."""
+    last value says in which units the counts are (:class:`Sizing`)."""
     delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
     accelerator = observation.accelerators.get(preference[0]) if preference else None
     seen = _policy_observation(md, pools, observation, forecast)
-    if md.spec.autoscaling.policy == POLICY_TIDAL:
-        seen = _in_preferred_replicas(md, seen, state, preference)
+    converted: frozenset[str] = frozenset()
+    if md.spec.autoscaling.policy == POLICY_TIDAL:  # the planner and its fallback share one window
+        seen, converted = _in_preferred_replicas(md, seen, state, preference)
     out: PoolsDecision = decide_pools(md, pools, seen, state, accelerator, delay_s)
     general = [r for r in out.reasons if r.pool is None]
     desired, reasons, limits = {}, [], []
+    held: set[str] = set()
     for pool, bounds in pools.items():
         obs = seen.pools[pool]
         want = out.desired[pool]
@@ -364,22 +400,25 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
                                  pool))
         desired[pool] = want
         reasons += [reason, *extra]
-    return desired, reasons + general, limits, (out.plans if out.sized_by_goodput else None)
+        if pool in converted and want == obs.current_replicas and reason.code in HOLD_REASONS:
+            held.add(pool)
+    plans = out.plans if out.sized_by_goodput else None
+    return desired, reasons + general, limits, Sizing(plans, converted, frozenset(held))
 
 
 def _place(md: ModelDeployment, observation: Observation, state: CoreState, preference: list[str],
-           desired: dict[str, int], plans: Mapping[str, PoolPlan] | None, capped: bool, cold_start_s: float | None,
-           ) -> tuple[dict[str, PoolPlacement], list[Reason], list[Reason]]:
+           desired: dict[str, int], sizing: Sizing, capped: bool,
+           cold_start_s: float | None) -> tuple[dict[str, PoolPlacement], list[Reason], list[Reason]]:
     """Each pool's replicas over the classes (tidal/core/placement.py): by goodput when the planner
     sized the pool (its count is replicas of the most preferred class, at its plan's goodput; where
     the count is the planner's own ``ceil(load / goodput)``, the load itself is filled, not the
     count's rounding up to whole replicas), else by count; free GPUs are shared by the pools in spec
-    order. Returns the placements, reasons (moves) and limits (full
-    classes)."""
+    order. Returns the placements, reasons (moves) and limits (full classes)."""
     pools = pools_of(md)
     accs = observation.accelerators
     goodputs: dict[str, dict[str, float]] = {}
-    if plans is not None and len(preference) > 1:
+    plans = sizing.plans
+    if (plans is not None or sizing.converted) and len(preference) > 1:
         goodputs = _class_goodputs(md, observation, state, preference)
     free = {c: accs[c].free_gpus for c in preference}
     placements, reasons, limits = {}, [], []
@@ -389,20 +428,27 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
         plan = (plans or {}).get(pool)
         rates = {c: 1.0 for c in preference}  # by count
         capacity = float(want)
-        if goodputs and plan is not None and plan.goodput_rps > 0 and all(goodputs[c][pool] > 0 for c in preference):
-            # The planner's goodput for the preferred class; the others in proportion to their profiles.
+        if goodputs and all(goodputs[c][pool] > 0 for c in preference) and (
+                (plan is not None and plan.goodput_rps > 0) or pool in sizing.converted):
+            # The preferred class at the planner's goodput (else its profile's); the others in
+            # proportion to their profiles.
             ref = goodputs[preference[0]][pool]
-            rates = {c: plan.goodput_rps * goodputs[c][pool] / ref for c in preference}
-            capacity = want * plan.goodput_rps
-            if not capped and want == plan.replicas == replicas_needed(plan.load_rps, plan.goodput_rps):
+            base = plan.goodput_rps if plan is not None and plan.goodput_rps > 0 else ref
+            rates = {c: base * goodputs[c][pool] / ref for c in preference}
+            capacity = want * base
+            if (plan is not None and not capped
+                    and want == plan.replicas == replicas_needed(plan.load_rps, plan.goodput_rps)):
                 capacity = min(capacity, plan.load_rps)
         room = {c: None if f is None else max(f, 0) // gpus for c, f in free.items()}
         obs = observation.pools.get(pool)
         moving = obs is not None and (obs.starting_replicas + obs.pending_replicas) > 0
         hi = want if capped else pools[pool].max_replicas
         lo = min(pools[pool].min_replicas, want)  # scale-to-zero and the grant go below minReplicas
-        placed = place_pool(capacity, current, preference, rates, room, (lo, hi), moving)
-        if goodputs and not moving:
+        if pool in sizing.held and not capped:
+            placed = PoolPlacement({c: max(0, int(current.get(c, 0))) for c in preference})
+        else:
+            placed = place_pool(capacity, current, preference, rates, room, (lo, hi), moving)
+        if goodputs and plan is not None and not moving and pool not in sizing.held:
             cost = {c: accs[c].hourly_cost * gpus for c in preference}
             placed = plan_move(placed, capacity, preference, rates, room, cost, cold_start_s, hi)
         for c, f in free.items():
@@ -411,7 +457,8 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
         for c, got, wanted in placed.full:
             limits.append(Reason(REASON_CLASS_FULL, f"AcceleratorClass {c!r} ran out: {accs[c].free_gpus} GPU(s) "
                                  f"free (status.free), pool {pool} wanted {wanted} more replica(s) of "
-                                 f"{gpus} GPU(s) there and got {got}; the rest went to the next class", pool))
+                                 f"{gpus} GPU(s) there and got {got}; the rest went to the next class with room, "
+                                 "if any (what none has room for is not started)", pool))
         if placed.move is not None:
             src, dst, old, new = placed.move
             reasons.append(Reason(REASON_MOVE, f"pool {pool}: starting {new} replica(s) on {dst!r} to replace "
@@ -467,7 +514,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     state = state if state is not None else CoreState()
     pools = pools_of(md)
     allowed = md.spec.placement.accelerator_classes
-    classes = class_preference(md, observation.accelerators, planner_mix(state))
+    classes = class_preference(md, observation.accelerators, planner_mix(state), _incumbent(observation))
     ordered, preference, unfit = classes.ordered, classes.preference, classes.unfit
     none_fit = bool(ordered) and len(unfit) == len(ordered)
     learned = _learn_starts(md, observation.starts, state)
@@ -484,7 +531,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     if none_fit:
         limits.extend(unfit)  # no allowed class can meet the SLO: CapacityLimited
     override = split_override(md.spec.replicas, pools) if md.spec.replicas is not None else None
-    plans: Mapping[str, PoolPlan] | None = None
+    sizing = Sizing()
     if override is not None:
         for pool in pools:
             desired[pool] = override.per_pool[pool]
@@ -492,7 +539,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         state.recommendations = {}  # the window restarts when autoscaling resumes
         state.idle_since_s, state.parked = None, False
     else:
-        desired, reasons, more, plans = _autoscale(md, pools, observation, state, preference, forecast)
+        desired, reasons, more, sizing = _autoscale(md, pools, observation, state, preference, forecast)
         limits.extend(more)
         reasons = _scale_to_zero(md, observation, state, desired, reasons)
     gpus = {p: b.gpus_per_replica for p, b in pools.items()}
@@ -512,7 +559,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         limits.append(Reason(REASON_NO_ACCELERATOR,
                              f"none of the AcceleratorClasses in spec.placement.acceleratorClasses exists ({names})"))
     rule_replicas = dict(desired)
-    placements, moved, full = _place(md, observation, state, preference, desired, plans,
+    placements, moved, full = _place(md, observation, state, preference, desired, sizing,
                                      capped is not None, cold)
     reasons.extend(moved)
     limits.extend(full)

@@ -1,9 +1,10 @@
 """Placement over accelerator classes: which classes can serve a ModelDeployment, in which order, and
-how a pool's replicas split over them.
+how a pool's replicas split over them (docs/placement.md).
 
-Feasibility: placement never picks a class whose performance profile cannot meet the SLO. A class is left out of the preference order when, on the profile built from the CRs (the model's
-size, the class's datasheet; tidal/policies/profile.py) with each pool's ``gpusPerReplica``, the
-weights leave no KV cache or a lone request of the current mix already misses a target
+Feasibility: placement never picks a class whose performance profile cannot meet the SLO. A class
+is left out of the preference order when, on the profile built from the CRs (the model's size, the
+class's datasheet; tidal/policies/profile.py) with each pool's ``gpusPerReplica``, the weights leave
+no KV cache or a lone request of the current mix already misses a target
 (tidal/policies/capacity.py ``idle_violation``): more replicas of it would not help. When no allowed
 class passes, the order is kept as it is (something must be tried) and every class is reported.
 
@@ -17,16 +18,17 @@ does too. Ties keep ascending ``hourlyCost``, then the spec's order.
 Split (:func:`place_pool`): the SLO planner sizes a pool in replicas of the most preferred class
 (the core shows it the replicas of other classes in those units, weighted by goodput); that many
 replicas are a capacity in requests per second, ``replicas x goodput`` of that class. Replicas stay
-where they run and count with their own class's goodput; missing capacity goes to the most preferred class with free GPUs
-(``AcceleratorProfile.free_gpus``), spilling to the next and reporting the class that ran out
-(what no class has room for is not started: a Pending replica would hold the pool's scale-up);
-surplus leaves the least preferred class first, but not while the pool has replicas starting or
-Pending on more than one class (the replicas a spill or a move started are not undone before they
-serve, nor the ones they replace removed before). A move (:func:`plan_move`) starts replicas on a better class for the
-ones of a worse class only when the hourly saving over :data:`PLACEMENT_MOVE_HORIZON_S` exceeds the
-new replicas' cost during one predicted cold start; the old ones leave as surplus once the new ones
-started. Pure; both shells call it through the core (the simulator shell also to choose what it
-simulates).
+where they run and count with their own class's goodput; missing capacity goes to the most
+preferred class with free GPUs (``AcceleratorProfile.free_gpus``), spilling to the next and
+reporting the class that ran out (what no class has room for is not started: a Pending replica
+would hold the pool's scale-up); surplus leaves the least preferred class first, but not while the
+pool has replicas starting or Pending on more than one class (the replicas a spill or a move
+started are not undone before they serve, nor the ones they replace removed before).
+
+Moves (:func:`plan_move`): replicas start on a better class for those of a worse class only when the
+hourly saving over :data:`PLACEMENT_MOVE_HORIZON_S` exceeds the new replicas' cost during one
+predicted cold start; the old ones leave as surplus once the new ones started. Pure; both shells
+call it through the core (the simulator shell also to choose what it simulates).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from tidal.policies.defaults import (
     PLACEMENT_BISECTION_STEPS,
     PLACEMENT_GOODPUT_RESOLUTION,
     PLACEMENT_MOVE_HORIZON_S,
+    PLACEMENT_RANK_HYSTERESIS,
 )
 from tidal.policies.interface import POOL_UNIFIED, AcceleratorProfile, Reason
 from tidal.policies.placement import STRATEGY_FASTEST, preference_order
@@ -162,16 +165,19 @@ class ClassPreference:
 
 
 def class_preference(md: ModelDeployment, accelerators: Mapping[str, AcceleratorProfile],
-                     mix: RequestMix) -> ClassPreference:
+                     mix: RequestMix, incumbent: str | None = None) -> ClassPreference:
     """The order placement uses (module docstring): feasible classes, ranked by cost per goodput at
-    ``mix`` for ``cheapest`` and ``pack``, by peak FLOP/s for ``fastest``."""
+    ``mix`` for ``cheapest`` and ``pack``, by peak FLOP/s for ``fastest``. ``incumbent`` (the class
+    most of the workload's replicas run on) keeps its rank against a class less than
+    :data:`PLACEMENT_RANK_HYSTERESIS` cheaper: near-ties do not flip with every change of the mix."""
     strategy = md.spec.placement.strategy
     ordered = preference_order(md.spec.placement.accelerator_classes, accelerators, strategy)
     preference, unfit = feasible_preference(md, accelerators, ordered, mix)
     if strategy == STRATEGY_FASTEST or len(preference) < 2 or len(unfit) == len(ordered):
         return ClassPreference(ordered, preference, unfit)
     costs = {n: cost_per_goodput(md, accelerators[n], mix) for n in preference}
-    ranked = sorted(preference, key=lambda n: (costs[n], ordered.index(n)))
+    rank = {n: c * (1.0 - PLACEMENT_RANK_HYSTERESIS) if n == incumbent else c for n, c in costs.items()}
+    ranked = sorted(preference, key=lambda n: (rank[n], ordered.index(n)))
     return ClassPreference(ordered, ranked, unfit, costs)
 
 
@@ -201,8 +207,8 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
     have = sum(out[c] * goodput_rps[c] for c in preference)
     eps = 1e-9 * max(1.0, capacity_rps)
     full = []
-    if have < capacity_rps - eps and total < hi:
-        for c in preference:
+    if have < capacity_rps - eps and total <= hi:
+        for c in preference if total < hi else ():
             need = math.ceil((capacity_rps - have) / goodput_rps[c] - 1e-9)
             free = room.get(c)
             k = min(need, hi - total, need if free is None else max(free, 0))
@@ -213,6 +219,18 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
             have += k * goodput_rps[c]
             if have >= capacity_rps - eps or total >= hi:
                 break
+        # At maxReplicas and still short: swap replicas of the least preferred classes for replicas
+        # of a more preferred one with room (the pool cannot grow, only serve more per replica).
+        for c in reversed(preference):
+            better = [b for b in preference[:preference.index(c)] if goodput_rps[b] > goodput_rps[c]]
+            while out[c] > 0 and total >= hi and have < capacity_rps - eps and better:
+                b = next((b for b in better if room.get(b) is None
+                          or room[b] - (out[b] - current.get(b, 0)) > 0), None)
+                if b is None:
+                    break
+                out[c] -= 1
+                out[b] += 1
+                have += goodput_rps[b] - goodput_rps[c]
     else:
         # While replicas start, surplus spread over classes is a move or a spill in flight: keep it.
         mixed = sum(1 for c in preference if out[c] > 0) > 1

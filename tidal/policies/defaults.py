@@ -111,3 +111,7 @@ The planner's own sizing uses the exact values. tidal's choice."""
 PLACEMENT_BISECTION_STEPS = 10
 """Bisection steps of placement's goodput per class: 2^-10 (0.1 %) of the bracket, finer than
 :data:`PLACEMENT_GOODPUT_RESOLUTION`; the planner's own goodput keeps capacity.py's 24."""
+PLACEMENT_RANK_HYSTERESIS = 0.05
+"""The class most of a workload's replicas run on keeps first place until another is 5 % cheaper
+per goodput: the ranking follows the request mix, and near-ties would otherwise flip with it (each
+flip changes where new replicas go and the unit the planner sizes in). tidal's choice."""
