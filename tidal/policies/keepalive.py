@@ -315,6 +315,7 @@ def keepalive_window(
     cold_start_cost_s: float | None = None,
     few_samples_keep_alive_s: float | None = None,
     hold_s: float = 0.0,
+    prewarm_by_cost: bool = True,
 ) -> KeepAliveWindow:
     """Pre-warm and keep-alive windows from an idle-time histogram (the hybrid histogram policy).
 
@@ -327,7 +328,9 @@ def keepalive_window(
     loaded from the invocation and unloading after ``hold_s`` (the caller keeps every instance
     that long) to pre-warm at the head of the idle times the hold does not cover, whichever costs
     less (:func:`_prewarm_option`); ``few_samples_keep_alive_s`` replaces the range as the
-    keep-alive used before ``min_samples`` idle times are known.
+    keep-alive used before ``min_samples`` idle times are known. ``prewarm_by_cost`` False keeps the
+    paper's head instead of that comparison (pre-warm at ``head_percentile`` of all idle times when
+    it lies past ``hold_s``; stay loaded otherwise), with the end still cost-chosen from there.
     """
     if isinstance(idle_histogram, IdleHistogram):
         counts: Sequence[int] = idle_histogram.counts
@@ -382,11 +385,15 @@ def keepalive_window(
     why = ""
     if cold_start_cost_s is not None:
         head_bin, tail_bin, cost = 0, *_cheapest_end(counts, out_of_range, 0, bin_s, cold_start_cost_s)
-        prewarm = _prewarm_option(
-            counts, out_of_range, hold_s, head_percentile, bin_s, cold_start_cost_s
-        )
-        if prewarm is not None and prewarm[2] < cost:
-            head_bin, tail_bin, cost = prewarm
+        if prewarm_by_cost:
+            prewarm = _prewarm_option(
+                counts, out_of_range, hold_s, head_percentile, bin_s, cold_start_cost_s
+            )
+            if prewarm is not None and prewarm[2] < cost:
+                head_bin, tail_bin, cost = prewarm
+        elif head_pct_s * (1.0 - margin) > hold_s:
+            head_bin = _percentile_bin(counts, head_percentile)
+            tail_bin, cost = _cheapest_end(counts, out_of_range, head_bin, bin_s, cold_start_cost_s)
         why = (
             f"; cheapest for a cold start worth {cold_start_cost_s:g}s: "
             + (
@@ -514,6 +521,8 @@ class KeepAlivePolicy:
     head_percentile: float = HEAD_PERCENTILE
     tail_percentile: float = TAIL_PERCENTILE
     learning_follows_cost: bool = True
+    trust_samples: int = TRUST_SAMPLES
+    prewarm_by_cost: bool = True
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -528,6 +537,8 @@ class KeepAlivePolicy:
             raise ValueError("keep_alive_s (spec.keepAlive) must be >= 0")
         if not 0 <= self.head_percentile <= self.tail_percentile <= 100:
             raise ValueError("need 0 <= head_percentile <= tail_percentile <= 100")
+        if self.trust_samples < 0:
+            raise ValueError("trust_samples must be >= 0")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
         if (
@@ -579,6 +590,7 @@ class KeepAlivePolicy:
             cold_start_cost_s=self.cold_start_cost_s(memory_mb),
             few_samples_keep_alive_s=self.learning_keep_alive_s(),
             hold_s=self.stable_window_s,
+            prewarm_by_cost=self.prewarm_by_cost,
         )
 
     def learning_keep_alive_s(self) -> float | None:
@@ -597,7 +609,8 @@ class KeepAlivePolicy:
 
     def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
         """``learned``, but never ending before :meth:`learning_keep_alive_s` until the histogram
-        holds :data:`TRUST_SAMPLES` idle times from at least :data:`TRUST_HISTORY_S` of watching."""
+        holds ``trust_samples`` (:data:`TRUST_SAMPLES`) idle times from at least
+        :data:`TRUST_HISTORY_S` of watching."""
         floor_s = self.learning_keep_alive_s()
         if floor_s is None or learned.end_s >= floor_s:
             return learned
@@ -605,7 +618,7 @@ class KeepAlivePolicy:
         if state.anchor_s is not None and state.last_seen_s is not None:
             watched_s = state.last_seen_s - state.anchor_s
         samples = state.histogram.total
-        if samples >= TRUST_SAMPLES and watched_s >= TRUST_HISTORY_S:
+        if samples >= self.trust_samples and watched_s >= TRUST_HISTORY_S:
             return learned
         return KeepAliveWindow(
             learned.prewarm_s,
