@@ -14,7 +14,10 @@ minute 240 after a 4 h warm-up, seed 0) on the serverless simulator under each k
   (``few_samples_keep_alive_s``): tidal's second knob;
 * ``tidal-trust5``: the learned windows trusted after the paper's 5 idle times instead of 20
   (``trust_samples``), and ``tidal-trust5-paperhead`` with, besides, the paper's pre-warm head
-  (``prewarm_by_cost=False``): the knobs that reach the hybrid's largest budgets;
+  (``prewarm_by_cost=False``), and ``tidal-floor-rank1``: the keep-alive while learning for a
+  function's first instance only (``learning_floor_all_ranks=False``; a one-off burst's other
+  instances follow the learned window) with the paper's head: the knobs that reach the hybrid's
+  largest budgets;
 
 each behind the ObservationGuard both shells use, and writes every point (cold-start fraction of
 invocations, idle GB-seconds = wasted GB-hours x 3600, total GB-hours), the Pareto front of each
@@ -60,6 +63,8 @@ TRUST5_COLD_START_COSTS_GB_S = (6000.0, 12000.0, 24000.0, 48000.0)
 """Prices with the learned windows trusted after the paper's 5 idle times (the largest budgets)."""
 TRUST5_PAPER_HEAD_COLD_START_COSTS_GB_S = (12000.0, 24000.0)
 """Prices with 5 idle times trusted and the paper's pre-warm head."""
+FLOOR_RANK1_COLD_START_COSTS_GB_S = (12000.0, 16000.0, 24000.0, 48000.0)
+"""Prices with the keep-alive while learning for the first instance only (and the paper's head)."""
 TIDAL = "tidal (every setting)"
 
 
@@ -82,6 +87,10 @@ def build(family: str, knob: float, config: FunctionSimConfig) -> ObservationGua
         # ...and pre-warming at the paper's head (p5 of all idle times) instead of by cost.
         policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, trust_samples=MIN_IDLE_SAMPLES,
                                      prewarm_by_cost=False, name=f"trust5ph-{knob:g}GBs")
+    elif family == "tidal-floor-rank1":
+        # The keep-alive while learning for the function's first instance only, paper's head.
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_floor_all_ranks=False,
+                                     prewarm_by_cost=False, name=f"floorrank1-{knob:g}GBs")
     elif family == "tidal-floor-4h":
         # The keep-alive while learning at the hybrid's 4 h range, the price of a cold start swept.
         policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_follows_cost=False,
@@ -114,7 +123,7 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = {"tidal": "tab:blue", "hybrid": "tab:orange", "tidal-fixed-floor": "tab:gray",
                "tidal-floor-4h": "tab:green", "tidal-trust5": "tab:purple",
-               "tidal-trust5-paperhead": "tab:brown"}
+               "tidal-trust5-paperhead": "tab:brown", "tidal-floor-rank1": "tab:red"}
     for family, colour in colours.items():
         pts = [p for p in points if p["family"] == family]
         if not pts:
@@ -189,6 +198,7 @@ def main() -> int:
     jobs += [("tidal-floor-4h", c, opts) for c in FLOOR_4H_COLD_START_COSTS_GB_S]
     jobs += [("tidal-trust5", c, opts) for c in TRUST5_COLD_START_COSTS_GB_S]
     jobs += [("tidal-trust5-paperhead", c, opts) for c in TRUST5_PAPER_HEAD_COLD_START_COSTS_GB_S]
+    jobs += [("tidal-floor-rank1", c, opts) for c in FLOOR_RANK1_COLD_START_COSTS_GB_S]
     out = Path(args.out)
     earlier: list[dict[str, Any]] = []
     if args.only:

@@ -458,6 +458,27 @@ def test_prewarm_by_cost_off_keeps_the_papers_head_with_the_cost_chosen_end() ->
     assert KeepAlivePolicy(prewarm_by_cost=False).learn(hist).prewarm_s == pytest.approx(216.0)
 
 
+def test_learning_floor_for_the_first_instance_only() -> None:
+    """``learning_floor_all_ranks`` False: while learning, a one-off burst's extra instances follow
+    the learned window and only the function's first instance is kept through the floor (a burst
+    of 485 instances with 11 idle times held them all for 2.7 h in the Pareto bench)."""
+    from tidal.policies.keepalive import DEFAULT_KEEP_ALIVE_S
+
+    def kept_after_burst(policy: KeepAlivePolicy) -> list[int]:
+        state, out = None, []
+        for t in range(0, 900, 15):
+            peak = 5 if t < 60 else 0
+            d, state = policy.decide(fn_obs(t, peak=peak, gaps=(20.0,) * 6 if t == 30 else ()), state)
+            out.append(d.desired_replicas[POOL_FUNCTION])
+        return out
+
+    every = kept_after_burst(KeepAlivePolicy(concurrency_target=1))
+    first = kept_after_burst(KeepAlivePolicy(concurrency_target=1, learning_floor_all_ranks=False))
+    at = int(300 // 15)  # 5 minutes in: past the learned 1-minute window, inside the 10-minute floor
+    assert every[at] == 5 and first[at] == 1
+    assert every[int((DEFAULT_KEEP_ALIVE_S + 120) // 15)] == 0 == first[int((DEFAULT_KEEP_ALIVE_S + 120) // 15)]
+
+
 def test_trust_samples_sets_how_many_idle_times_the_learned_window_waits_for() -> None:
     """``trust_samples`` (the Pareto bench sweeps the paper's 5 against the default 20): with 8 idle
     times from 25 minutes of watching, the learned 1-minute window is used at 5, not at 20."""

@@ -523,6 +523,7 @@ class KeepAlivePolicy:
     learning_follows_cost: bool = True
     trust_samples: int = TRUST_SAMPLES
     prewarm_by_cost: bool = True
+    learning_floor_all_ranks: bool = True
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -558,14 +559,16 @@ class KeepAlivePolicy:
     def _clamp(self, n: int) -> int:
         return min(max(n, self.floor), self.max_instances)
 
-    def window(self, state: KeepAliveState) -> KeepAliveWindow:
-        """The windows this policy uses now (fixed, or learned from the state's histogram)."""
+    def window(self, state: KeepAliveState, learning_floor: bool = True) -> KeepAliveWindow:
+        """The windows this policy uses now (fixed, or learned from the state's histogram; without
+        the keep-alive while learning when ``learning_floor`` is False)."""
         if self.keep_alive_s is not None:
             return KeepAliveWindow(
                 0.0, self.keep_alive_s, "fixed", f"spec.keepAlive {self.keep_alive_s:g}s"
             )
         learned = state.learned or self.learn(state.histogram, state.memory_mb)
-        learned = self._while_learning(learned, state)
+        if learning_floor:
+            learned = self._while_learning(learned, state)
         if self.prewarm:
             return learned
         return KeepAliveWindow(0.0, learned.end_s, learned.mode, learned.message + "; pre-warm off")
@@ -737,10 +740,15 @@ class KeepAlivePolicy:
         at the instances that exist saved 1-2 % GB-hours but cost more cold starts than the fixed
         10-minute keep-alive on 2 of 7 workloads; a timeout two ticks longer cost more memory."""
         window = self.window(st)
+        floored = window
+        if not self.learning_floor_all_ranks and self.keep_alive_s is None:
+            window = self.window(st, learning_floor=False)
         hold_s = self.hold_s(window)
         prewarm_from_s = self.prewarm_from_s(window)
         kept = _ranks_aged(st.ranks, now, 0.0, hold_s)
         prewarmed = _ranks_aged(st.ranks, now, max(prewarm_from_s, hold_s), window.end_s)
+        if floored is not window and not kept and st.ranks and now - st.ranks[-1][0] < floored.end_s:
+            kept = 1  # the function's first instance, through the keep-alive while learning
         desired = self._clamp(max(need, kept + prewarmed))
         idle_s = 0.0 if need else max(0.0, now - self._idle_since(st))
         if need:
