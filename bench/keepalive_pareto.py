@@ -134,6 +134,19 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
             f = fronts[TIDAL if family == "tidal" else family]
             ax.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
                     color=colour, marker="o", label=f"{'tidal, every setting' if family == 'tidal' else family} front")
+    # The largest budgets crowd together: the same fronts, zoomed, in an inset (linear scales).
+    hybrid_front = fronts.get("hybrid", [])
+    if hybrid_front:
+        top = hybrid_front[-1]
+        inset = ax.inset_axes((0.42, 0.42, 0.3, 0.3))
+        for name, colour in ((TIDAL, "tab:blue"), ("hybrid", "tab:orange")):
+            f = [p for p in fronts[name] if p["idle_gb_s"] >= 0.85 * top["idle_gb_s"]]
+            inset.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
+                       color=colour, marker="o", markersize=3)
+        inset.set_xlim(0.85 * top["idle_gb_s"] / 1e6, 1.2 * top["idle_gb_s"] / 1e6)
+        inset.set_ylim(0.9 * 100 * top["cold_start_ratio"], 2.0 * 100 * top["cold_start_ratio"])
+        inset.tick_params(labelsize=6)
+        inset.grid(alpha=0.3)
     on_front = {id(p) for f in (fronts[TIDAL], fronts.get("hybrid", [])) for p in f}
     for p in points:
         if id(p) in on_front:
