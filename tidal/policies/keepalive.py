@@ -503,7 +503,14 @@ class KeepAlivePolicy:
     ``head_percentile`` / ``tail_percentile`` are the paper's pre-warm and keep-alive percentiles
     (the tail is used only without ``cold_start_cost_gb_s``; bench/keepalive_pareto.py sweeps both
     policies' knobs); ``learning_follows_cost`` scales the keep-alive while learning with the
-    cold-start price (:meth:`learning_keep_alive_s`; unchanged at the default price).
+    cold-start price (:meth:`learning_keep_alive_s`; unchanged at the default price);
+    ``trust_samples`` is how many idle times a learned window shorter than the keep-alive while
+    learning waits for (:data:`TRUST_SAMPLES`; the paper trusts its histogram at 5);
+    ``prewarm_by_cost`` False pre-warms at the paper's head instead of choosing by cost
+    (:func:`keepalive_window`); ``learning_floor_all_ranks`` False holds only the function's first
+    instance through the keep-alive while learning, a burst's other instances following the
+    learned window. bench/keepalive_pareto.py sweeps the last three at the largest budgets; their
+    defaults are the policy as the operator runs it.
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -747,8 +754,12 @@ class KeepAlivePolicy:
         prewarm_from_s = self.prewarm_from_s(window)
         kept = _ranks_aged(st.ranks, now, 0.0, hold_s)
         prewarmed = _ranks_aged(st.ranks, now, max(prewarm_from_s, hold_s), window.end_s)
-        if floored is not window and not kept and st.ranks and now - st.ranks[-1][0] < floored.end_s:
-            kept = 1  # the function's first instance, through the keep-alive while learning
+        if floored is not window and not kept and st.ranks:
+            # The function's first instance (the rank needed last) through the keep-alive while
+            # learning, unless its pre-warm window already counts it.
+            age_s = now - st.ranks[-1][0]
+            if age_s < floored.end_s and not max(prewarm_from_s, hold_s) <= age_s < window.end_s:
+                kept = 1
         desired = self._clamp(max(need, kept + prewarmed))
         idle_s = 0.0 if need else max(0.0, now - self._idle_since(st))
         if need:
