@@ -12,6 +12,12 @@ minute 240 after a 4 h warm-up, seed 0) on the serverless simulator under each k
 * ``tidal-fixed-floor``: the same with the keep-alive while learning held at 10 minutes
   (``learning_follows_cost=False``), and ``tidal-floor-4h`` with it at the hybrid's 4 h range
   (``few_samples_keep_alive_s``): tidal's second knob;
+* ``tidal-trust5``: the learned windows trusted after the paper's 5 idle times instead of 20
+  (``trust_samples``), and ``tidal-trust5-paperhead`` with, besides, the paper's pre-warm head
+  (``prewarm_by_cost=False``), and ``tidal-floor-rank1``: the keep-alive while learning for a
+  function's first instance only (``learning_floor_all_ranks=False``; a one-off burst's other
+  instances follow the learned window) with the paper's head: the knobs that reach the hybrid's
+  largest budgets;
 
 each behind the ObservationGuard both shells use, and writes every point (cold-start fraction of
 invocations, idle GB-seconds = wasted GB-hours x 3600, total GB-hours), the Pareto front of each
@@ -38,7 +44,8 @@ from typing import Any
 
 from tidal.bench.pareto import below_at_budgets, front
 from tidal.policies.guards import ObservationGuard
-from tidal.policies.keepalive import COLD_START_COST_GB_S, HISTOGRAM_RANGE_S, KeepAlivePolicy
+from tidal.policies.keepalive import (COLD_START_COST_GB_S, HISTOGRAM_RANGE_S, MIN_IDLE_SAMPLES,
+                                     KeepAlivePolicy)
 from tidal.sim.functions_command import parse_function_policy
 from tidal.sim.serverless import FunctionSimConfig, FunctionSimulation, load_workload
 from tidal.sim.traces import TraceNotFoundError
@@ -52,6 +59,12 @@ FIXED_FLOOR_COLD_START_COSTS_GB_S = (3000.0, 6000.0, 12000.0, 16000.0, 24000.0, 
 """Prices for the fixed-floor variant (below 3000 GB-s it is within 1 % of ``tidal``)."""
 FLOOR_4H_COLD_START_COSTS_GB_S = (1500.0, 3000.0, 6000.0, 12000.0)
 """Prices with the keep-alive while learning at the hybrid's 4 h range."""
+TRUST5_COLD_START_COSTS_GB_S = (6000.0, 12000.0, 24000.0, 48000.0)
+"""Prices with the learned windows trusted after the paper's 5 idle times (the largest budgets)."""
+TRUST5_PAPER_HEAD_COLD_START_COSTS_GB_S = (12000.0, 24000.0)
+"""Prices with 5 idle times trusted and the paper's pre-warm head."""
+FLOOR_RANK1_COLD_START_COSTS_GB_S = (12000.0, 16000.0, 24000.0, 48000.0)
+"""Prices with the keep-alive while learning for the first instance only (and the paper's head)."""
 TIDAL = "tidal (every setting)"
 
 
@@ -66,6 +79,18 @@ def build(family: str, knob: float, config: FunctionSimConfig) -> ObservationGua
         # The learning-period floor stays at 10 minutes whatever the cold-start price.
         policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_follows_cost=False,
                                      name=f"fixedfloor-{knob:g}GBs")
+    elif family == "tidal-trust5":
+        # The learned windows trusted after the paper's 5 idle times (MIN_IDLE_SAMPLES) instead of 20.
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, trust_samples=MIN_IDLE_SAMPLES,
+                                     name=f"trust5-{knob:g}GBs")
+    elif family == "tidal-trust5-paperhead":
+        # ...and pre-warming at the paper's head (p5 of all idle times) instead of by cost.
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, trust_samples=MIN_IDLE_SAMPLES,
+                                     prewarm_by_cost=False, name=f"trust5ph-{knob:g}GBs")
+    elif family == "tidal-floor-rank1":
+        # The keep-alive while learning for the function's first instance only, paper's head.
+        policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_floor_all_ranks=False,
+                                     prewarm_by_cost=False, name=f"floorrank1-{knob:g}GBs")
     elif family == "tidal-floor-4h":
         # The keep-alive while learning at the hybrid's 4 h range, the price of a cold start swept.
         policy = dataclasses.replace(inner, cold_start_cost_gb_s=knob, learning_follows_cost=False,
@@ -97,7 +122,8 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
 
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = {"tidal": "tab:blue", "hybrid": "tab:orange", "tidal-fixed-floor": "tab:gray",
-               "tidal-floor-4h": "tab:green"}
+               "tidal-floor-4h": "tab:green", "tidal-trust5": "tab:purple",
+               "tidal-trust5-paperhead": "tab:brown", "tidal-floor-rank1": "tab:red"}
     for family, colour in colours.items():
         pts = [p for p in points if p["family"] == family]
         if not pts:
@@ -108,6 +134,19 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
             f = fronts[TIDAL if family == "tidal" else family]
             ax.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
                     color=colour, marker="o", label=f"{'tidal, every setting' if family == 'tidal' else family} front")
+    # The largest budgets crowd together: the same fronts, zoomed, in an inset (linear scales).
+    hybrid_front = fronts.get("hybrid", [])
+    if hybrid_front:
+        top = hybrid_front[-1]
+        inset = ax.inset_axes((0.42, 0.42, 0.3, 0.3))
+        for name, colour in ((TIDAL, "tab:blue"), ("hybrid", "tab:orange")):
+            f = [p for p in fronts[name] if p["idle_gb_s"] >= 0.85 * top["idle_gb_s"]]
+            inset.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
+                       color=colour, marker="o", markersize=3)
+        inset.set_xlim(0.85 * top["idle_gb_s"] / 1e6, 1.2 * top["idle_gb_s"] / 1e6)
+        inset.set_ylim(0.9 * 100 * top["cold_start_ratio"], 2.0 * 100 * top["cold_start_ratio"])
+        inset.tick_params(labelsize=6)
+        inset.grid(alpha=0.3)
     on_front = {id(p) for f in (fronts[TIDAL], fronts.get("hybrid", [])) for p in f}
     for p in points:
         if id(p) in on_front:
@@ -170,6 +209,9 @@ def main() -> int:
     jobs += [("tidal", c, opts) for c in TIDAL_COLD_START_COSTS_GB_S]
     jobs += [("tidal-fixed-floor", c, opts) for c in FIXED_FLOOR_COLD_START_COSTS_GB_S]
     jobs += [("tidal-floor-4h", c, opts) for c in FLOOR_4H_COLD_START_COSTS_GB_S]
+    jobs += [("tidal-trust5", c, opts) for c in TRUST5_COLD_START_COSTS_GB_S]
+    jobs += [("tidal-trust5-paperhead", c, opts) for c in TRUST5_PAPER_HEAD_COLD_START_COSTS_GB_S]
+    jobs += [("tidal-floor-rank1", c, opts) for c in FLOOR_RANK1_COLD_START_COSTS_GB_S]
     out = Path(args.out)
     earlier: list[dict[str, Any]] = []
     if args.only:

@@ -4,7 +4,8 @@ Two workloads: the synthetic agent sessions (tidal/sim/traces/agent.py, 600 sess
 categories, closed-loop pauses) and the Mooncake synthetic trace's sessions recovered from prefix
 hashes (tidal/sim/traces/sessions.py, no categories, pauses = arrival gap after the replayed
 finish). For each: the accounting replay (tidal/bench/kv_ttl.py ``account_suite``: the TTL
-decision with KV memory contended, net benefit in tokens of prefill) and, with ``--engine``, the
+decision with KV memory contended, net benefit in tokens of prefill; with the best TTL per
+category in hindsight as the ceiling of any distribution-based TTL) and, with ``--engine``, the
 same policies pinning in the simulated engine's prefix cache (``run_suite``). Prints markdown
 tables and the verdict on the issue's target (net >= 90 % of the oracle's, above every fixed TTL).
 Needs ../shared/traces for Mooncake (skipped with a message otherwise).
@@ -85,9 +86,13 @@ def main() -> int:
         print(table(rows, COLUMNS))
         ttls = ", ".join(f"{k} {v:.1f} s" for k, v in info["tidal_ttls_s"].items())
         print(f"\ntidal's last TTLs: {ttls}")
+        best = ", ".join(f"{k} {v:.1f} s" for k, v in info["hindsight_ttls_s"].items())
+        print(f"best TTLs in hindsight: {best}")
         met = verdict(rows)
         print(f"target: net >= 90 % of oracle {'met' if met['of_oracle'] else 'NOT met'}; "
-              f"above every fixed TTL {'met' if met['beats_every_fixed'] else 'NOT met'}")
+              f"above every fixed TTL {'met' if met['beats_every_fixed'] else 'NOT met'}; "
+              f"(not the issue's) >= 90 % of the best TTL per category in hindsight "
+              f"{'met' if met['of_hindsight'] else 'NOT met'}")
         out[name] = {"accounting": rows, "info": info, "verdict": met}
         if args.engine:
             engine_rows = run_suite(requests, parents, setup, per_category=agentic)

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from tidal.bench.kv_ttl import (KVBenchSetup, TurnEnd, account_policy, account_suite, run_suite,
-                                session_parents, turn_graph, verdict)
+from tidal.bench.kv_ttl import (KVBenchSetup, TidalChooser, TurnEnd, TurnGraph, account_policy,
+                                account_suite, hindsight_ttls, run_suite, session_parents, turn_graph,
+                                verdict)
 from tidal.sim.traces import synthetic_agent_sessions
 
 SETUP = KVBenchSetup(replicas=2)
@@ -28,7 +29,7 @@ def rows(agent):
 def test_lru_pins_nothing_and_longer_fixed_ttls_trade_memory_for_hits(rows) -> None:
     table, info = rows
     by = {r["policy"]: r for r in table}
-    assert list(by) == ["lru", "fixed-10s", "fixed-60s", "fixed-300s", "tidal", "oracle"]
+    assert list(by) == ["lru", "fixed-10s", "fixed-60s", "fixed-300s", "hindsight", "tidal", "oracle"]
     assert by["lru"]["pinned_token_s"] == 0 and by["lru"]["net_benefit_tokens"] == 0
     fixed = [by[f"fixed-{t}s"] for t in (10, 60, 300)]
     assert [r["pinned_token_s"] for r in fixed] == sorted(r["pinned_token_s"] for r in fixed)
@@ -45,12 +46,52 @@ def test_the_oracle_is_never_beaten(rows) -> None:
     assert table[-1]["of_oracle"] == 1.0
 
 
+def test_hindsight_is_the_best_ttl_per_category_and_never_beats_the_oracle(rows) -> None:
+    table, info = rows
+    by = {r["policy"]: r for r in table}
+    fixed = [by[f"fixed-{t}s"]["net_benefit_tokens"] for t in (10, 60, 300)]
+    assert by["hindsight"]["net_benefit_tokens"] >= max(0.0, *fixed) - 1e-6
+    assert by["hindsight"]["net_benefit_tokens"] <= by["oracle"]["net_benefit_tokens"] + 1e-6
+    assert set(info["hindsight_ttls_s"]) == set(info["tidal_ttls_s"])
+
+
+def test_hindsight_pins_only_what_pays() -> None:
+    # Category "quick" comes back after 1 s (worth a pin at 10 s break-even); "gone" never does.
+    graph = TurnGraph({1: 0}, {0: 1.0}, {0: "quick"}, {1: 4096})
+    ends = [TurnEnd(0, 0.0, 4096, 1.0, 1, "quick", None, None),
+            TurnEnd(2, 0.0, 4096, math.inf, None, None, None, None)]
+    best = hindsight_ttls(ends, graph, 0.1, lambda e: e.next_tool or "gone")
+    assert 1.0 <= best["quick"] < 1.2 and best["gone"] == 0.0
+
+
+def test_turns_still_waiting_keep_the_chooser_from_pinning_on_early_short_pauses() -> None:
+    # A few sessions came back within 2 s; ninety others have waited 30 s so far. Learnt from the
+    # ended pauses alone the TTL would pin (every known pause is short); they are censored pauses.
+    tidal = TidalChooser(TurnGraph({}, {}, {}, {}), price_per_s=0.1, per_category=False)
+    for rid in range(10):
+        tidal.turn_ended(rid, 0.0, None)
+        tidal.learn(2.0, 2.0, None, rid)
+    assert tidal.choice(None, None).ttl_s > 0  # what the ended pauses alone say
+    tidal = TidalChooser(TurnGraph({}, {}, {}, {}), price_per_s=0.1, per_category=False)
+    for rid in range(100):
+        tidal.turn_ended(rid, 0.0, None)
+    for rid in range(10):
+        tidal.learn(2.0, 2.0, None, rid)
+    assert tidal.choice(None, 30.0).ttl_s == 0.0
+    tidal.expire(300.0)  # the engine replay's horizon: a turn waiting maxTTL is a long pause
+    assert not tidal._waiting
+
+
 def test_verdict_reads_the_target() -> None:
     rows = [{"policy": "lru", "net_benefit_tokens": 0.0}, {"policy": "fixed-10s", "net_benefit_tokens": 5.0},
             {"policy": "tidal", "net_benefit_tokens": 9.5}, {"policy": "oracle", "net_benefit_tokens": 10.0}]
     assert verdict(rows) == {"of_oracle": True, "beats_every_fixed": True}
     rows[2]["net_benefit_tokens"] = 4.0
     assert verdict(rows) == {"of_oracle": False, "beats_every_fixed": False}
+    # A ceiling of 0 for any TTL (no TTL pays in hindsight): matching it is all a TTL can do.
+    rows = [{"policy": "fixed-10s", "net_benefit_tokens": -5.0}, {"policy": "hindsight", "net_benefit_tokens": 0.0},
+            {"policy": "tidal", "net_benefit_tokens": 0.0}, {"policy": "oracle", "net_benefit_tokens": 2.0}]
+    assert verdict(rows) == {"of_oracle": False, "beats_every_fixed": True, "of_hindsight": True}
 
 
 def test_learning_is_causal_and_sees_sessions_that_never_return(agent) -> None:

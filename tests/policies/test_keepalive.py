@@ -443,6 +443,61 @@ def test_short_windows_wait_for_enough_history() -> None:
     assert policy.window(state).end_s < DEFAULT_KEEP_ALIVE_S
 
 
+def test_prewarm_by_cost_off_keeps_the_papers_head_with_the_cost_chosen_end() -> None:
+    # 3 % of idle times fall between the stable window and the 5th percentile (240 s): at a dear
+    # cold start the cost rule stays loaded through them; the paper's head unloads and pre-warms.
+    hist = histogram_of([90.0] * 3 + [250.0] * 60 + [1000.0] * 37)
+    by_cost = keepalive_window(hist, cold_start_cost_s=10_000.0, hold_s=60.0)
+    paper_head = keepalive_window(hist, cold_start_cost_s=10_000.0, hold_s=60.0, prewarm_by_cost=False)
+    assert by_cost.prewarm_s == 0.0
+    assert paper_head.prewarm_s == pytest.approx(240.0 * 0.9)
+    assert paper_head.end_s == pytest.approx(by_cost.end_s)  # the same cost-chosen end
+    # When the paper's head is inside the hold it stays loaded, as the cost rule does.
+    short = histogram_of([20.0] * 10 + [250.0] * 90)
+    assert keepalive_window(short, cold_start_cost_s=10_000.0, hold_s=60.0, prewarm_by_cost=False).prewarm_s == 0.0
+    assert KeepAlivePolicy(prewarm_by_cost=False).learn(hist).prewarm_s == pytest.approx(216.0)
+
+
+def test_learning_floor_for_the_first_instance_only() -> None:
+    """``learning_floor_all_ranks`` False: while learning, a one-off burst's extra instances follow
+    the learned window and only the function's first instance is kept through the floor (a burst
+    of 485 instances with 11 idle times held them all for 2.7 h in the Pareto bench)."""
+    from tidal.policies.keepalive import DEFAULT_KEEP_ALIVE_S
+
+    def kept_after_burst(policy: KeepAlivePolicy) -> list[int]:
+        state, out = None, []
+        for t in range(0, 900, 15):
+            peak = 5 if t < 60 else 0
+            d, state = policy.decide(fn_obs(t, peak=peak, gaps=(20.0,) * 6 if t == 30 else ()), state)
+            out.append(d.desired_replicas[POOL_FUNCTION])
+        return out
+
+    every = kept_after_burst(KeepAlivePolicy(concurrency_target=1))
+    first = kept_after_burst(KeepAlivePolicy(concurrency_target=1, learning_floor_all_ranks=False))
+    at = int(300 // 15)  # 5 minutes in: past the learned 1-minute window, inside the 10-minute floor
+    assert every[at] == 5 and first[at] == 1
+    assert every[int((DEFAULT_KEEP_ALIVE_S + 120) // 15)] == 0 == first[int((DEFAULT_KEEP_ALIVE_S + 120) // 15)]
+
+
+def test_trust_samples_sets_how_many_idle_times_the_learned_window_waits_for() -> None:
+    """``trust_samples`` (the Pareto bench sweeps the paper's 5 against the default 20): with 8 idle
+    times from 25 minutes of watching, the learned 1-minute window is used at 5, not at 20."""
+    from tidal.policies.keepalive import DEFAULT_KEEP_ALIVE_S, MIN_IDLE_SAMPLES, TRUST_HISTORY_S
+
+    def end_after(policy: KeepAlivePolicy) -> float:
+        state = None
+        for t in range(0, int(TRUST_HISTORY_S) + 300, 15):
+            busy = t % 180 == 0 and t < 180 * 8
+            _, state = policy.decide(fn_obs(t, peak=1 if busy else 0, gaps=(30.0,) if busy else ()), state)
+        assert isinstance(state, KeepAliveState) and 5 <= state.histogram.total < 20
+        return policy.window(state).end_s
+
+    assert end_after(KeepAlivePolicy(concurrency_target=1)) >= DEFAULT_KEEP_ALIVE_S
+    assert end_after(KeepAlivePolicy(concurrency_target=1, trust_samples=MIN_IDLE_SAMPLES)) < DEFAULT_KEEP_ALIVE_S
+    with pytest.raises(ValueError, match="trust_samples"):
+        KeepAlivePolicy(trust_samples=-1)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 600), st.integers(0, 300)), min_size=1, max_size=120))
 def test_rank_steps_stay_ordered_and_bounded(steps: list[tuple[int, int]]) -> None:

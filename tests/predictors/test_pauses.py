@@ -78,3 +78,42 @@ def test_bad_input_names_the_field():
         SessionPausePredictor(0.0)
     with pytest.raises(ValueError, match="kind"):
         SessionPausePredictor.from_state({"kind": "cold_start", "version": 1})
+
+
+def test_without_waits_kaplan_meier_is_the_normalised_histogram():
+    from tidal.predictors.pauses import N_BINS, kaplan_meier
+
+    w = np.random.default_rng(1).random(N_BINS)
+    assert kaplan_meier(w, np.zeros(N_BINS)) == pytest.approx(w / w.sum())
+
+
+def test_waiting_turns_are_longer_pauses_than_the_ones_known_early():
+    # A minute into a workload only short pauses have ended; 90 turns still waiting (40 s so far)
+    # say most pauses are longer: the censoring-aware CDF puts the mass beyond their wait.
+    p = SessionPausePredictor()
+    for i in range(10):
+        p.observe(60.0, 2.0)
+    naive = p.cdf_function()
+    censored = p.cdf_function(waiting_s=[40.0] * 90)
+    assert naive(5.0) > 0.7
+    assert censored(5.0) == pytest.approx(10 / (10 + 90 + 2), abs=0.03)
+    assert censored(40.0) == pytest.approx(censored(5.0), abs=0.02)  # nobody waiting ended before 40 s
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pauses=st.lists(st.floats(0, 1e5, allow_nan=False), max_size=30),
+    waits=st.lists(st.floats(0, 1e5, allow_nan=False), max_size=30),
+    extra=st.floats(0, 1e5, allow_nan=False),
+    x=st.floats(0, 1e5, allow_nan=False),
+)
+def test_a_longer_or_extra_wait_never_raises_the_cdf(pauses, waits, extra, x):
+    p = SessionPausePredictor()
+    for i, pause in enumerate(pauses):
+        p.observe(float(i), pause)
+    base = p.cdf_function(waiting_s=waits)(x)
+    assert 0.0 <= base <= 1.0 + 1e-12
+    assert p.cdf_function(waiting_s=[*waits, extra])(x) <= base + 1e-9
+    if waits:
+        longer = [waits[0] + extra, *waits[1:]]
+        assert p.cdf_function(waiting_s=longer)(x) <= base + 1e-9

@@ -355,6 +355,7 @@ def keepalive_window(
     few_samples_keep_alive_s: float | None = None,
     hold_s: float = 0.0,
     slo_tail_percentile: float | None = None,
+    prewarm_by_cost: bool = True,
 ) -> KeepAliveWindow:
     """Pre-warm and keep-alive windows from an idle-time histogram (the hybrid histogram policy).
 
@@ -369,7 +370,9 @@ def keepalive_window(
     less (:func:`_prewarm_option`); ``few_samples_keep_alive_s`` replaces the range as the
     keep-alive used before ``min_samples`` idle times are known. ``slo_tail_percentile`` makes
     the learned window (histogram or flat fallback) cover at least that percentile of the idle
-    times (:func:`slo_floor_bins`).
+    times (:func:`slo_floor_bins`). ``prewarm_by_cost`` False keeps the
+    paper's head instead of that comparison (pre-warm at ``head_percentile`` of all idle times when
+    it lies past ``hold_s``; stay loaded otherwise), with the end still cost-chosen from there.
     """
     if isinstance(idle_histogram, IdleHistogram):
         counts: Sequence[int] = idle_histogram.counts
@@ -429,11 +432,15 @@ def keepalive_window(
     why = ""
     if cold_start_cost_s is not None:
         head_bin, tail_bin, cost = 0, *_cheapest_end(counts, out_of_range, 0, bin_s, cold_start_cost_s)
-        prewarm = _prewarm_option(
-            counts, out_of_range, hold_s, head_percentile, bin_s, cold_start_cost_s
-        )
-        if prewarm is not None and prewarm[2] < cost:
-            head_bin, tail_bin, cost = prewarm
+        if prewarm_by_cost:
+            prewarm = _prewarm_option(
+                counts, out_of_range, hold_s, head_percentile, bin_s, cold_start_cost_s
+            )
+            if prewarm is not None and prewarm[2] < cost:
+                head_bin, tail_bin, cost = prewarm
+        elif head_pct_s * (1.0 - margin) > hold_s:
+            head_bin = _percentile_bin(counts, head_percentile)
+            tail_bin, cost = _cheapest_end(counts, out_of_range, head_bin, bin_s, cold_start_cost_s)
         why = (
             f"; cheapest for a cold start worth {cold_start_cost_s:g}s: "
             + (
@@ -556,7 +563,14 @@ class KeepAlivePolicy:
     cold-start price (:meth:`learning_keep_alive_s`; unchanged at the default price);
     ``slo_tail_percentile`` (set from ``spec.slo`` when the predicted cold start exceeds its latency,
     tidal/core/serverlessfunction.py) makes the learned window cover that percentile of the idle
-    times, never shortening it (:func:`slo_floor_bins`).
+    times, never shortening it (:func:`slo_floor_bins`);
+    ``trust_samples`` is how many idle times a learned window shorter than the keep-alive while
+    learning waits for (:data:`TRUST_SAMPLES`; the paper trusts its histogram at 5);
+    ``prewarm_by_cost`` False pre-warms at the paper's head instead of choosing by cost
+    (:func:`keepalive_window`); ``learning_floor_all_ranks`` False holds only the function's first
+    instance through the keep-alive while learning, a burst's other instances following the
+    learned window. bench/keepalive_pareto.py sweeps the last three at the largest budgets; their
+    defaults are the policy as the operator runs it.
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -575,6 +589,9 @@ class KeepAlivePolicy:
     tail_percentile: float = TAIL_PERCENTILE
     learning_follows_cost: bool = True
     slo_tail_percentile: float | None = None
+    trust_samples: int = TRUST_SAMPLES
+    prewarm_by_cost: bool = True
+    learning_floor_all_ranks: bool = True
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -591,6 +608,8 @@ class KeepAlivePolicy:
             raise ValueError("need 0 <= head_percentile <= tail_percentile <= 100")
         if self.slo_tail_percentile is not None and not 0 < self.slo_tail_percentile < 100:
             raise ValueError("slo_tail_percentile (spec.slo.percentile) must be in (0, 100)")
+        if self.trust_samples < 0:
+            raise ValueError("trust_samples must be >= 0")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
         if (
@@ -610,14 +629,16 @@ class KeepAlivePolicy:
     def _clamp(self, n: int) -> int:
         return min(max(n, self.floor), self.max_instances)
 
-    def window(self, state: KeepAliveState) -> KeepAliveWindow:
-        """The windows this policy uses now (fixed, or learned from the state's histogram)."""
+    def window(self, state: KeepAliveState, learning_floor: bool = True) -> KeepAliveWindow:
+        """The windows this policy uses now (fixed, or learned from the state's histogram; without
+        the keep-alive while learning when ``learning_floor`` is False)."""
         if self.keep_alive_s is not None:
             return KeepAliveWindow(
                 0.0, self.keep_alive_s, "fixed", f"spec.keepAlive {self.keep_alive_s:g}s"
             )
         learned = state.learned or self.learn(state.histogram, state.memory_mb)
-        learned = self._while_learning(learned, state)
+        if learning_floor:
+            learned = self._while_learning(learned, state)
         if self.prewarm:
             return learned
         return KeepAliveWindow(0.0, learned.end_s, learned.mode, learned.message + "; pre-warm off")
@@ -643,6 +664,7 @@ class KeepAlivePolicy:
             few_samples_keep_alive_s=self.learning_keep_alive_s(),
             hold_s=self.stable_window_s,
             slo_tail_percentile=self.slo_tail_percentile,
+            prewarm_by_cost=self.prewarm_by_cost,
         )
 
     def learning_keep_alive_s(self) -> float | None:
@@ -661,7 +683,8 @@ class KeepAlivePolicy:
 
     def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
         """``learned``, but never ending before :meth:`learning_keep_alive_s` until the histogram
-        holds :data:`TRUST_SAMPLES` idle times from at least :data:`TRUST_HISTORY_S` of watching."""
+        holds ``trust_samples`` (:data:`TRUST_SAMPLES`) idle times from at least
+        :data:`TRUST_HISTORY_S` of watching."""
         floor_s = self.learning_keep_alive_s()
         if floor_s is None or learned.end_s >= floor_s:
             return learned
@@ -669,7 +692,7 @@ class KeepAlivePolicy:
         if state.anchor_s is not None and state.last_seen_s is not None:
             watched_s = state.last_seen_s - state.anchor_s
         samples = state.histogram.total
-        if samples >= TRUST_SAMPLES and watched_s >= TRUST_HISTORY_S:
+        if samples >= self.trust_samples and watched_s >= TRUST_HISTORY_S:
             return learned
         return KeepAliveWindow(
             learned.prewarm_s,
@@ -788,10 +811,19 @@ class KeepAlivePolicy:
         at the instances that exist saved 1-2 % GB-hours but cost more cold starts than the fixed
         10-minute keep-alive on 2 of 7 workloads; a timeout two ticks longer cost more memory."""
         window = self.window(st)
+        floored = window
+        if not self.learning_floor_all_ranks and self.keep_alive_s is None:
+            window = self.window(st, learning_floor=False)
         hold_s = self.hold_s(window)
         prewarm_from_s = self.prewarm_from_s(window)
         kept = _ranks_aged(st.ranks, now, 0.0, hold_s)
         prewarmed = _ranks_aged(st.ranks, now, max(prewarm_from_s, hold_s), window.end_s)
+        if floored is not window and not kept and st.ranks:
+            # The function's first instance (the rank needed last) through the keep-alive while
+            # learning, unless its pre-warm window already counts it.
+            age_s = now - st.ranks[-1][0]
+            if age_s < floored.end_s and not max(prewarm_from_s, hold_s) <= age_s < window.end_s:
+                kept = 1
         desired = self._clamp(max(need, kept + prewarmed))
         idle_s = 0.0 if need else max(0.0, now - self._idle_since(st))
         if need:

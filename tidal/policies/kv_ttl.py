@@ -44,7 +44,7 @@ functions.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -238,9 +238,16 @@ def auto_ttl(
     price_per_s: float,
     pauses: SessionPausePredictor | None = None,
     category: str | None = None,
+    waiting_s: Sequence[float] = (),
 ) -> KVTTLChoice:
     """``kvCache.ttl: auto``: the TTL from ``pauses`` (the session-pause predictor's learned
     distribution of ``category``; the predictor's prior when None) under ``max_ttl_s``
-    (``kvCache.maxTTL``) at ``price_per_s`` (:func:`deployment_price_per_s`)."""
+    (``kvCache.maxTTL``) at ``price_per_s`` (:func:`deployment_price_per_s`).
+
+    ``waiting_s``: how long each turn of ``category`` still waiting for its next turn has waited.
+    Pauses are learnt when they end, so the short ones are known first; without the waiting turns
+    (right-censored pauses) a learner that has run for a minute knows only sub-minute pauses and
+    pins for sessions that mostly are not coming back soon (the Mooncake replay, docs/kv-ttl.md)."""
     predictor = pauses if pauses is not None else SessionPausePredictor()
-    return choose_ttl(predictor.cdf_function(category), price_per_s=price_per_s, max_ttl_s=max_ttl_s)
+    return choose_ttl(predictor.cdf_function(category, waiting_s), price_per_s=price_per_s,
+                      max_ttl_s=max_ttl_s)

@@ -7,12 +7,20 @@ are kept in a log-spaced histogram per category (a tool name or request class)
 and overall. Histograms decay exponentially in time so the distribution
 follows changing behaviour. A category with little data is shrunk towards the
 overall distribution, which in turn is shrunk towards a broad prior.
+
+A pause is known only when it ends, so a learner fed pauses as they end sees
+the short ones first: a minute into a workload every pause it knows is shorter
+than a minute, while the sessions still away are the long ones. Callers that
+know which turns are still waiting pass how long each has waited
+(``waiting_s``); the distribution is then the Kaplan-Meier estimate over the
+histogram's bins, with every waiting turn a right-censored pause (longer than
+its wait). Without waits it is the plain normalised histogram.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +54,34 @@ def _prior_hist() -> np.ndarray:
     h[0] += cdf[0]
     h[-1] += 1 - cdf[-1]
     return h / h.sum()
+
+
+def _wait_counts(waiting_s: Sequence[float]) -> np.ndarray:
+    """Waiting turns per bin (the bin their wait so far falls in)."""
+    counts = np.zeros(N_BINS)
+    if len(waiting_s):
+        waits = np.maximum(np.asarray(waiting_s, dtype=float), MIN_PAUSE_S)
+        if not np.all(np.isfinite(waits)):
+            raise ValueError("waiting_s: every wait must be a finite number of seconds")
+        index = np.clip(np.searchsorted(_EDGES, waits, side="right") - 1, 0, N_BINS - 1)
+        np.add.at(counts, index, 1.0)
+    return counts
+
+
+def kaplan_meier(pauses: np.ndarray, waiting: np.ndarray) -> np.ndarray:
+    """Bin probabilities from ``pauses`` (weight of pauses that ended, per bin) and ``waiting``
+    (turns per bin still waiting after a wait in that bin: right-censored).
+
+    Per bin: hazard = pauses ended in it / weight still at risk at its start (every pause and wait
+    in it or later; a wait counts as at risk through its own bin, so its bin's hazard is, if
+    anything, understated). Mass that is still waiting past the last bin's events lands in the
+    last bin (longer than any TTL). With no waits this is ``pauses / pauses.sum()``."""
+    at_risk = np.cumsum((pauses + waiting)[::-1])[::-1]
+    hazard = np.divide(pauses, at_risk, out=np.zeros(N_BINS), where=at_risk > 0)
+    survival = np.concatenate([[1.0], np.cumprod(1.0 - hazard)])
+    p = survival[:-1] * hazard
+    p[-1] += survival[-1]
+    return p / p.sum()
 
 
 class _Hist:
@@ -90,15 +126,20 @@ class SessionPausePredictor:
             h.decay_to(now_s, self.half_life_s)
             h.w[b] += 1.0
 
-    def distribution(self, category: str | None = None) -> np.ndarray:
-        """Bin probabilities: category shrunk to overall, overall shrunk to the prior."""
-        overall = self._all.w + PRIOR_WEIGHT * _prior_hist()
-        overall = overall / overall.sum()
+    def distribution(self, category: str | None = None, waiting_s: Sequence[float] = ()) -> np.ndarray:
+        """Bin probabilities: category shrunk to overall, overall shrunk to the prior.
+
+        ``waiting_s``: how long each turn of ``category`` (every turn when None) that is still
+        waiting for its next turn has waited; they enter as right-censored pauses
+        (:func:`kaplan_meier`) of the category's histogram, or of the overall one when the
+        category has none."""
+        waiting = _wait_counts(waiting_s)
+        overall_w = self._all.w + PRIOR_WEIGHT * _prior_hist()
         h = self._cat.get(category) if category is not None else None
         if h is None:
-            return overall
-        mix = h.w + SHRINK_WEIGHT * overall
-        return mix / mix.sum()
+            return kaplan_meier(overall_w, waiting)
+        overall = overall_w / overall_w.sum()
+        return kaplan_meier(h.w + SHRINK_WEIGHT * overall, waiting)
 
     def cdf(self, x_s: float, category: str | None = None) -> float:
         """P(pause <= x_s), log-linear inside a bin."""
@@ -108,10 +149,12 @@ class SessionPausePredictor:
         c = np.concatenate([[0.0], np.cumsum(p)])
         return float(min(1.0, np.interp(math.log(min(x_s, MAX_PAUSE_S)), _LOG_EDGES, c)))
 
-    def cdf_function(self, category: str | None = None) -> Callable[[float], float]:
+    def cdf_function(self, category: str | None = None,
+                     waiting_s: Sequence[float] = ()) -> Callable[[float], float]:
         """``cdf`` for one category, with the distribution computed once (for callers that
-        evaluate it at many points, as the KV-TTL policy does)."""
-        c = np.concatenate([[0.0], np.cumsum(self.distribution(category))])
+        evaluate it at many points, as the KV-TTL policy does); ``waiting_s`` as in
+        :meth:`distribution`."""
+        c = np.concatenate([[0.0], np.cumsum(self.distribution(category, waiting_s))])
 
         def cdf(x_s: float) -> float:
             if x_s < MIN_PAUSE_S:
