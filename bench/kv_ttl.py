@@ -10,7 +10,7 @@ same policies pinning in the simulated engine's prefix cache (``run_suite``). Pr
 tables and the verdict on the issue's target (net >= 90 % of the oracle's, above every fixed TTL).
 Needs ../shared/traces for Mooncake (skipped with a message otherwise).
 
-    .venv/bin/python bench/kv_ttl.py [--seed 0] [--replicas 4] [--engine] [--json out.json]
+    .venv/bin/python bench/kv_ttl.py [--seed 0] [--replicas 4] [--engine] [--json out.json] [--plot PNG]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from tidal.bench.kv_ttl import (KVBenchSetup, account_suite, run_suite, session_parents, verdict)
@@ -60,12 +61,41 @@ def table(rows: list[dict[str, Any]], columns: tuple) -> str:
     return "\n".join(lines)
 
 
+def plot_png(results: dict[str, list[dict[str, Any]]], out: Path) -> None:
+    """Net benefit (prefill tokens saved minus KV memory held, in prefill tokens) of every chooser,
+    one panel per workload."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], results.items()):
+        names = [str(r["policy"]) for r in rows]
+        values = [float(r["net_benefit_tokens"]) * 1e-6 for r in rows]
+        colours = ["tab:blue" if n.startswith("tidal") else "black" if n.startswith("oracle") else "tab:gray"
+                   for n in names]
+        ax.barh(range(len(rows)), values, color=colours)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.axvline(0, color="black", lw=0.6)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("net benefit (M prefill tokens, symlog; right is better)")
+        ax.set_title(name)
+        ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--replicas", type=int, default=4, help="replicas of the replay (default 4)")
     parser.add_argument("--engine", action="store_true", help="also pin in the simulated engine")
     parser.add_argument("--json", help="write every row here")
+    parser.add_argument("--plot", type=Path, default=None, help="also write this PNG (accounting replay)")
     args = parser.parse_args()
     setup = KVBenchSetup(replicas=args.replicas, seed=args.seed)
     workloads = []
@@ -102,6 +132,9 @@ def main() -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(out, handle, indent=1, default=str)
+    if args.plot is not None:
+        plot_png({name: part["accounting"] for name, part in out.items()}, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 

@@ -3,7 +3,7 @@ in limited numbers) against H100-only, cheapest-only and the hourly-cost order, 
 2023 conversation and code traces (method: tidal/bench/placement.py, docs/bench.md). ~1 minute.
 Needs ../shared (says so and exits otherwise).
 
-    .venv/bin/python bench/placement.py [--duration S] [--copies 4] [--seed 0] [--traces-dir DIR]
+    .venv/bin/python bench/placement.py [--duration S] [--copies 4] [--seed 0] [--traces-dir DIR] [--plot PNG]
 """
 
 from __future__ import annotations
@@ -15,9 +15,36 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from tidal.bench.placement import COPIES, RULES, TRACE_NAMES, markdown, run, verdict
+from tidal.bench.placement import COPIES, RULES, TRACE_NAMES, Row, markdown, run, verdict
 from tidal.bench.settings import TARGET_ATTAINMENT
 from tidal.sim.traces import TraceNotFoundError
+
+
+def plot_png(rows: list[Row], out: Path) -> None:
+    """Cost per hour against attainment, one marker per rule, one panel per trace."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    traces = list(dict.fromkeys(r.trace for r in rows))
+    fig, axes = plt.subplots(1, len(traces), figsize=(5.5 * len(traces), 4), squeeze=False)
+    markers = {"tidal": ("tab:blue", "o"), "h100-only": ("black", "s"), "cheapest-only": ("tab:orange", "v"),
+               "hourly-order": ("tab:gray", "D")}
+    for ax, trace in zip(axes[0], traces):
+        for r in (r for r in rows if r.trace == trace):
+            colour, marker = markers.get(r.rule, ("tab:gray", "x"))
+            ax.scatter(r.cost_per_hour, 100 * r.attainment, color=colour, marker=marker, s=60, label=r.rule)
+        ax.axhline(100 * TARGET_ATTAINMENT, color="tab:red", lw=0.8, ls="--", label="target")
+        ax.set_xlabel("cost per hour ($)")
+        ax.set_ylabel("requests meeting TTFT and TPOT (%)")
+        ax.set_title(f"{trace} (upper left is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
 
 
 def main() -> int:
@@ -31,6 +58,7 @@ def main() -> int:
                         help='GPUs of each class in the mixed cluster, e.g. \'{"h100": 2, "l40s": 4}\'')
     parser.add_argument("--traces-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--plot", type=Path, default=None, help="also write this PNG")
     args = parser.parse_args()
     wall0 = time.perf_counter()
     rows = []
@@ -53,6 +81,9 @@ def main() -> int:
     print(markdown(rows))
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    if args.plot is not None:
+        plot_png(rows, args.plot)
+        print(f"wrote {args.plot}")
     print(f"{time.perf_counter() - wall0:.1f} s wall")
     return 0
 
