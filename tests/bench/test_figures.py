@@ -57,3 +57,21 @@ def test_fair_share_plot(tmp_path: Path) -> None:
     out = tmp_path / "fairshare.png"
     _script("fairshare").plot_png(scenario, run(scenario), out)
     assert out.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_placement_plot(tmp_path: Path) -> None:
+    from tidal.bench.placement import Row
+
+    rows = [Row("azure-conv", rule, "h100", cost, att, {"h100": 1.0}, 1.0)
+            for rule, cost, att in (("tidal", 6.0, 1.0), ("h100-only", 6.2, 1.0), ("cheapest-only", 38.0, 0.93))]
+    out = tmp_path / "placement.png"
+    _script("placement").plot_png(rows, out)
+    assert out.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_kv_ttl_plot(tmp_path: Path) -> None:
+    rows = [{"policy": "tidal", "net_benefit_tokens": 3.4e7}, {"policy": "fixed-300s", "net_benefit_tokens": -1.7e8},
+            {"policy": "oracle", "net_benefit_tokens": 3.7e7}, {"policy": "lru", "net_benefit_tokens": 0.0}]
+    out = tmp_path / "kv.png"
+    _script("kv_ttl").plot_png({"agent": rows, "mooncake": rows}, out)
+    assert out.read_bytes().startswith(PNG_MAGIC)
