@@ -317,3 +317,29 @@ def test_a_name_controlled_by_another_owner_is_taken() -> None:
     assert taken_names(ours, ours, UID) == []  # our own objects are never taken
     assert taken_names(theirs, ours, UID) == sorted(("Service", c["metadata"]["name"]) for c in theirs)
     assert taken_names(unowned, ours, UID) == [("Service", "llama-8b-chat")]
+
+
+def _with_strategy(md, strategy: str):
+    raw = md.model_dump(by_alias=True, exclude_none=True)
+    raw["spec"]["placement"]["strategy"] = strategy
+    return parse_resource(raw)
+
+
+def test_pack_prefers_nodes_that_already_run_tidal_engines_and_keeps_the_users_pod_affinity() -> None:
+    assert "podAffinity" not in engine_pod(UNIFIED)["spec"]["affinity"], "cheapest sets no pod affinity"
+    packed = engine_pod(_with_strategy(UNIFIED, "pack"))["spec"]["affinity"]
+    (term,) = packed["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["weight"] == 100
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"] == {"matchExpressions": [{"key": POOL_LABEL, "operator": "Exists"}]}
+    assert packed["nodeAffinity"] == engine_pod(UNIFIED)["spec"]["affinity"]["nodeAffinity"]
+    mine = {"weight": 10, "podAffinityTerm": {"topologyKey": "topology.kubernetes.io/zone",
+                                              "labelSelector": {"matchLabels": {"app": "cache"}}}}
+    user = with_engine(_with_strategy(UNIFIED, "pack"), pod={"affinity": {"podAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [mine]}}})
+    terms = engine_pod(user)["spec"]["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert terms[0]["weight"] == 10 and terms[1]["weight"] == 100
+    for md in (_with_strategy(UNIFIED, "pack"), user):
+        replicas = {ChildKey(p, a): 1 for p in pools_of(md) for a in md.spec.placement.accelerator_classes}
+        for child in render_children(md, UID, ACCELERATORS, replicas, kv_ttl_s=None):
+            kubernetes_validate.validate(child, "1.33.0", strict=True)

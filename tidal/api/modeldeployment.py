@@ -186,7 +186,7 @@ class PlacementSpec(ApiModel):
     )
     """AcceleratorClass names allowed for this model, at least one, no duplicates."""
     strategy: Literal["cheapest", "fastest", "pack"] = "cheapest"
-    """``cheapest``: lowest cost per request served (hourlyCost x GPUs / goodput) among classes meeting the SLO; ``fastest``: highest peak FLOP/s; ``pack``: as ``cheapest`` (packing onto nodes is the scheduler's, docs/placement.md)."""
+    """``cheapest``: lowest cost per request served (hourlyCost x GPUs / goodput) among classes meeting the SLO; ``fastest``: highest peak FLOP/s; ``pack``: ranks as ``cheapest`` and adds a preferred pod affinity to nodes already running tidal engine pods, so replicas fill used nodes before empty ones (docs/placement.md)."""
 
     @field_validator("accelerator_classes")
     @classmethod

@@ -163,6 +163,30 @@ def _affinity(accelerator: AcceleratorClass, user: Mapping[str, Any] | None) -> 
     return affinity or None
 
 
+PACK_AFFINITY_WEIGHT = 100
+"""Weight of ``placement.strategy: pack``'s preferred pod affinity: the highest the API allows
+(1-100), so the scheduler's scoring favours a node that already runs a tidal engine over an empty one
+unless other preferences outweigh it (Kubernetes docs, "Assigning Pods to Nodes", inter-pod affinity)."""
+HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
+"""The well-known node label that makes each node its own topology domain."""
+
+
+def _pack_affinity(affinity: dict[str, Any] | None) -> dict[str, Any]:
+    """``affinity`` plus a preferred pod affinity to nodes already running tidal engine pods (any
+    workload's): replicas fill nodes that are in use before empty ones, which leaves whole nodes free
+    for multi-GPU replicas instead of one free GPU on each of several nodes. The user's pod affinity
+    is kept; the term is appended to its preferred list."""
+    out = dict(affinity or {})
+    pod_affinity = dict(out.get("podAffinity") or {})
+    preferred = list(pod_affinity.get("preferredDuringSchedulingIgnoredDuringExecution") or [])
+    preferred.append({"weight": PACK_AFFINITY_WEIGHT, "podAffinityTerm": {
+        "labelSelector": {"matchExpressions": [{"key": POOL_LABEL, "operator": "Exists"}]},
+        "namespaceSelector": {}, "topologyKey": HOSTNAME_TOPOLOGY_KEY}})
+    pod_affinity["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
+    out["podAffinity"] = pod_affinity
+    return out
+
+
 def _merge_by(rendered: list[dict[str, Any]], user: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     """Strategic merge of two lists keyed by ``key``: user entries replace rendered ones with the
     same key, new ones are appended, order is rendered-first."""
@@ -242,6 +266,8 @@ def render_pod_template(md: ModelDeployment, key: ChildKey, accelerator: Acceler
         "securityContext": pod_security,
     }
     affinity = _affinity(accelerator, pod.affinity)
+    if md.spec.placement.strategy == "pack":
+        affinity = _pack_affinity(affinity)
     if affinity:
         pod_spec["affinity"] = affinity
     if pod.node_selector:
