@@ -100,6 +100,7 @@ def test_a_pool_at_zero_is_observed_whole_and_a_running_one_keeps_its_metrics() 
     seen = entry_observation(pd, zero, EntryDemand(0.5, 1.2, 7))
     assert seen["prefill"] == PoolObservation(ready_replicas=0, running_requests=0.0, waiting_requests=7.0,
                                               request_rate_rps=0.5, entry_request_rate_rps=0.5,
+                                              in_flight_change_rps=0.0,
                                               peak_request_rate_rps=1.2, prompt_tokens_rps=0.0,
                                               output_tokens_rps=0.0)
     assert seen["decode"].request_rate_rps == 0.0 and seen["decode"].waiting_requests == 0.0
@@ -111,8 +112,13 @@ def test_a_pool_at_zero_is_observed_whole_and_a_running_one_keeps_its_metrics() 
     starting = {"unified": PoolObservation(ready_replicas=0, starting_replicas=1, running_requests=0.0,
                                            waiting_requests=0.0, request_rate_rps=0.0, peak_request_rate_rps=0.0)}
     seen = entry_observation(_md(), starting, EntryDemand(0.1, 0.5, 6))
-    assert (seen["unified"].request_rate_rps, seen["unified"].peak_request_rate_rps,
+    assert (seen["unified"].entry_request_rate_rps, seen["unified"].peak_request_rate_rps,
             seen["unified"].waiting_requests) == (0.1, 0.5, 6.0), "while it starts, the held requests are the load"
+    assert seen["unified"].request_rate_rps == 0.0, "the request rate stays the engines' completions"
+    piling = {"unified": PoolObservation(ready_replicas=1, running_requests=4.0, waiting_requests=2.0,
+                                         request_rate_rps=0.2, in_flight_change_rps=0.3)}
+    seen = entry_observation(_md(), piling, EntryDemand(0.1, 0.5, 0))
+    assert seen["unified"].entry_request_rate_rps == 0.5, "the engines' arrivals: completions plus the growth"
     unknown = {"unified": PoolObservation(ready_replicas=2)}
     seen = entry_observation(_md(), unknown, EntryDemand(0.1, 0.5, 2))
     assert seen["unified"].entry_request_rate_rps == 0.1 and seen["unified"].waiting_requests is None

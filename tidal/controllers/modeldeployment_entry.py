@@ -115,13 +115,14 @@ def entry_observation(md: ModelDeployment, pools: Mapping[str, PoolObservation],
     """The entry path's pools with the activator's demand, for a ModelDeployment it fronts.
 
     A pool at zero replicas is observed whole: nothing runs; the entry pool has the held requests
-    waiting and the activator's rate as its request and entry rate; another entry-path pool at zero
-    (P/D decode) has nothing arriving (the activator holds every request until the whole path is
-    Ready). A pool with replicas keeps its engine metrics, except that the entry pool's request,
-    peak and entry rates are the larger of the engines' and the activator's (never their sum: a
-    held request is counted by the activator on arrival and by the engine once forwarded; while it
-    starts, the held requests are the demand) and the held requests are added to its waiting
-    ones. Unknown engine values stay unknown (the core holds on them)."""
+    waiting and the activator's rate as its request and entry rate (and no change in flight: the
+    activator's arrivals are the arrivals); another entry-path pool at zero (P/D decode) has nothing
+    arriving (the activator holds every request until the whole path is Ready). A pool with replicas
+    keeps its engine metrics, except that the entry pool's peak and entry rates are the larger of the
+    engines' arrival estimate (``PoolObservation.arrival_rate_rps``) and the activator's (never their
+    sum: a held request is counted by the activator on arrival and by the engine once forwarded;
+    while it starts, the held requests are the demand) and the held requests are added to its
+    waiting ones; its request rate stays the engines' completions. Unknown engine values stay unknown (the core holds on them)."""
     path = entry_path(md)
     out = dict(pools)
     for pool in path:
@@ -130,14 +131,13 @@ def entry_observation(md: ModelDeployment, pools: Mapping[str, PoolObservation],
         if obs.current_replicas == 0 and obs.ready_replicas == 0:
             rate = demand.rate_rps if is_entry else 0.0
             out[pool] = replace(obs, running_requests=0.0, waiting_requests=float(demand.held if is_entry else 0),
-                                request_rate_rps=rate, entry_request_rate_rps=rate,
+                                request_rate_rps=rate, entry_request_rate_rps=rate, in_flight_change_rps=0.0,
                                 peak_request_rate_rps=demand.peak_rps if is_entry else 0.0,
                                 prompt_tokens_rps=0.0, output_tokens_rps=0.0, unobserved_replicas=0)
         elif is_entry:
-            engines, peak, waiting = obs.request_rate_rps, obs.peak_request_rate_rps, obs.waiting_requests
+            engines, peak, waiting = obs.arrival_rate_rps, obs.peak_request_rate_rps, obs.waiting_requests
             out[pool] = replace(
                 obs, entry_request_rate_rps=demand.rate_rps if engines is None else max(engines, demand.rate_rps),
-                request_rate_rps=None if engines is None else max(engines, demand.rate_rps),
                 peak_request_rate_rps=None if peak is None else max(peak, demand.peak_rps),
                 waiting_requests=None if waiting is None else waiting + demand.held)
     return out

@@ -76,6 +76,12 @@ class PoolMetrics:
             return None
         return (in_flight - self.closed[0].in_flight_at_start) / self.window_span_s(now_s, start_s)
 
+    def peak_arrival_count_rate(self) -> float | None:
+        """Highest count of arrivals in one bucket per second (what the activator's per-interval peak
+        counts for a pool at zero); ``None`` before the first tick."""
+        spans = [(b.arrivals, b.end_s - b.start_s) for b in self.closed if b.end_s - b.start_s > 0]
+        return max((a / span for a, span in spans), default=None)
+
     def peak_rate(self) -> float | None:
         """Highest arrival rate of one bucket (one tick, as the operator's peak is over one scrape
         interval) in the window, estimated as the operator estimates it: the bucket's completions

@@ -531,7 +531,25 @@ class Simulation:
                 tpot_s=m.latency_percentile("tpot_s", q),
                 # arrivals are counted where requests enter the pool, with or without pods
                 entry_request_rate_rps=m.arrival_rate(now_s, 0.0), peak_request_rate_rps=m.peak_rate())
+            if self.cfg.activator is not None and self._no_pods(pool):
+                pools[pool] = self._activator_view(pool, pools[pool], m, now_s)
         return Observation(now_s=now_s, pools=pools, starts=self._starts())
+
+    def _no_pods(self, pool: str) -> bool:
+        return not self.cluster.pods_in(pool, PENDING, STARTING, READY, DRAINING)
+
+    def _activator_view(self, pool: str, obs: PoolObservation, m: PoolMetrics, now_s: float) -> PoolObservation:
+        """A pool without pods behind the activator, as the operator observes it
+        (tidal/controllers/modeldeployment_entry.py ``entry_observation``): no engine reports
+        anything, so the activator's held arrivals are the entry pool's request rate, entry rate and
+        peak (counted per tick), nothing runs, the held requests wait; another pool of the path has
+        nothing arriving (the activator holds every request until the whole path is Ready)."""
+        entry = pool == self.pools[0]
+        rate = m.arrival_rate(now_s, 0.0) if entry else 0.0
+        peak = m.peak_arrival_count_rate() if entry else 0.0
+        return replace(obs, request_rate_rps=rate, entry_request_rate_rps=rate, peak_request_rate_rps=peak,
+                       in_flight_change_rps=0.0, prompt_tokens_rps=0.0, output_tokens_rps=0.0,
+                       running_requests=0.0, waiting_requests=obs.waiting_requests if entry else 0.0)
 
     def _starts(self) -> tuple[ReplicaStart, ...]:
         """Cold starts of the pods serving now, as the operator reads them from pod timestamps
