@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tidal.core.serverlessfunction import slo_tail_percentile
@@ -66,6 +66,8 @@ def _misses(h: IdleHistogram, w: KeepAliveWindow, hold: float) -> int:
 
 @settings(max_examples=300, deadline=None)
 @given(histograms, costs, holds, percentiles)
+@example(h=IdleHistogram(counts=tuple({0: 1, 1: 20}.get(i, 0) for i in range(BINS)), out_of_range=1),
+         cost=None, hold=0.0, pct=91.0)  # the gap before the pre-warm plus the out-of-range idle time
 def test_at_most_the_slo_budget_of_idle_times_end_in_a_cold_start(h, cost, hold, pct) -> None:
     w = window(h, cost, hold, pct)
     budget = (100.0 - pct) / 100.0 * h.total

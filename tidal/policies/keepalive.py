@@ -321,17 +321,18 @@ def slo_floor_bins(
     misses the latency target (tidal's choice; the paper has no SLO).
 
     Idle times that end while a pre-warmed function is unloaded (from the hold to the head) use
-    the budget first; when they alone exceed it the function stays loaded instead (head 0, the
-    later of both ends). The tail is then at least the bin of the remaining percentile. Only
+    the budget first, and those beyond the histogram's range always miss; when the two together
+    exceed it the function stays loaded instead (head 0, the later of both ends). The tail is then at least the bin of the remaining percentile. Only
     lengthens: the head moves to 0 or stays, the tail moves later or stays."""
     total = sum(counts) + out_of_range
     if total <= 0:
         return head_bin, tail_bin
     gap_pct = 0.0
+    beyond_pct = 100.0 * out_of_range / total  # idle times past the histogram: no window covers them
     if head_bin > 0:
         hold_bin = math.ceil(hold_s / bin_s)
         gap_pct = 100.0 * sum(counts[hold_bin:head_bin]) / total
-        if percentile + gap_pct > 100.0:
+        if percentile + gap_pct > 100.0 - beyond_pct:
             stay_bin = tail_bin
             if cold_start_cost_s is not None:
                 stay_bin = _cheapest_end(counts, out_of_range, 0, bin_s, cold_start_cost_s)[0]
