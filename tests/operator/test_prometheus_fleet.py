@@ -111,7 +111,7 @@ def _query_requests(fleet: Fleet) -> float:
 
 @pytest.mark.parametrize("workloads", [5, 500])
 def test_queries_per_interval_do_not_grow_with_the_workload_count(engine_fleet: Fleet, workloads: int) -> None:
-    """Any number of workloads ticking within one interval cost eight queries per dialect."""
+    """Any number of workloads ticking within one interval cost one query per observation field per dialect."""
     adapter = PrometheusMetrics(PrometheusSettings(url=engine_fleet.prometheus.url))
     fleet = FleetMetrics(adapter, max_age_s=60.0)
     names = [("team-a", "llama", "unified", "vllm"), ("team-b", "qwen", "prefill", "sglang")]
