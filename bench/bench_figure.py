@@ -13,6 +13,8 @@ import csv
 import sys
 from pathlib import Path
 
+from tidal.bench.figures import pyplot, save_png
+
 HIGHLIGHT = ("tidal", "oracle", "static-peak")
 """Policies drawn in their own colour and named in the legend; the rivals share one grey marker each."""
 ATTAINMENT_FLOOR = 0.5
@@ -30,10 +32,7 @@ def read_cells(folder: Path) -> dict[str, list[dict[str, str]]]:
 
 
 def plot(by_setup: dict[str, list[dict[str, str]]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(by_setup), figsize=(6 * len(by_setup), 4.5), squeeze=False)
     colours = {"tidal": "tab:blue", "oracle": "black", "static-peak": "tab:green"}
@@ -64,10 +63,7 @@ def plot(by_setup: dict[str, list[dict[str, str]]], out: Path) -> None:
         ax.set_title(f"{setup}: 5 traces x 2 modes")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save_png(fig, out)
 
 
 def main() -> int:

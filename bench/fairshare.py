@@ -15,15 +15,13 @@ from pathlib import Path
 
 from tidal.bench.fairshare import Outcome, Scenario, build_scenario, markdown, run
 from tidal.sim.traces import TraceNotFoundError
+from tidal.bench.figures import pyplot, save_png
 
 
 def plot_png(scenario: Scenario, outcomes: list[Outcome], out: Path) -> None:
     """Each tenant's demand served under each allocator (tenants by weight), and the allocators'
     guarantee violations and forced moves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     order = sorted(range(len(scenario.tenants)), key=lambda i: (scenario.tenants[i].weight, i))
@@ -46,10 +44,7 @@ def plot_png(scenario: Scenario, outcomes: list[Outcome], out: Path) -> None:
     right.set_yticklabels(names)
     right.set_title("Lower is better")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save_png(fig, out)
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ from tidal.sim.traces.mooncake import load_mooncake
 from tidal.sim.traces.registry import AGENT_DEFAULT_SESSIONS, MOONCAKE_FILE
 from tidal.sim.traces.locations import traces_dir
 from tidal.sim.traces.sessions import link_prefix_sessions, parent_requests
+from tidal.bench.figures import pyplot, save_png
 
 COLUMNS = (("policy", "policy", "{}"), ("reprefill_tokens", "re-prefill Mtok", "{:.2f}", 1e-6),
            ("pinned_token_s", "pinned Gtok-s", "{:.3f}", 1e-9), ("hit_ratio", "hit", "{:.2f}"),
@@ -64,10 +65,7 @@ def table(rows: list[dict[str, Any]], columns: tuple) -> str:
 def plot_png(results: dict[str, list[dict[str, Any]]], out: Path) -> None:
     """Net benefit (prefill tokens saved minus KV memory held, in prefill tokens) of every chooser,
     one panel per workload."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
     for ax, (name, rows) in zip(axes[0], results.items()):
@@ -83,10 +81,7 @@ def plot_png(results: dict[str, list[dict[str, Any]]], out: Path) -> None:
         ax.set_xlabel("net benefit (M prefill tokens, symlog; right is better)")
         ax.set_title(name)
         ax.grid(alpha=0.3, axis="x")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save_png(fig, out)
 
 
 def main() -> int:

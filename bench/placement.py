@@ -18,14 +18,12 @@ from pathlib import Path
 from tidal.bench.placement import COPIES, RULES, TRACE_NAMES, Row, markdown, run, verdict
 from tidal.bench.settings import TARGET_ATTAINMENT
 from tidal.sim.traces import TraceNotFoundError
+from tidal.bench.figures import pyplot, save_png
 
 
 def plot_png(rows: list[Row], out: Path) -> None:
     """Cost per hour against attainment, one marker per rule, one panel per trace."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     traces = list(dict.fromkeys(r.trace for r in rows))
     fig, axes = plt.subplots(1, len(traces), figsize=(5.5 * len(traces), 4), squeeze=False)
@@ -41,10 +39,7 @@ def plot_png(rows: list[Row], out: Path) -> None:
         ax.set_title(f"{trace} (upper left is better)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save_png(fig, out)
 
 
 def main() -> int:
