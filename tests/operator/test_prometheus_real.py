@@ -102,20 +102,23 @@ def test_rates_and_gauges_match_served_load(adapter, engine_fleet: Fleet, namesp
                                             dialect) -> None:
     pods = engine_fleet.pods_of(deployment)
 
-    def every_pod_counted() -> tuple[float, Any]:
+    names = dialect_named(dialect)
+    where = {"namespace": namespace, "tidal_dev_deployment": deployment, "tidal_dev_pool": pool}
+
+    def every_pod_counted() -> tuple[float, Any, float]:
         # On starved CPUs a pod's scrapes can stall past the 5 s window, so rate() has fewer than two
-        # of its samples and drops it for one read: read again until each pod has a rate.
+        # of its samples and drops it for one read, or covers only part of the window and
+        # extrapolates short of the samples' own slope: read again until each pod has a rate that
+        # covers the window (a read whose rate never matches the served load fails at the deadline).
         at = time.time()
         read_now = read(adapter, namespace, deployment, pool, dialect, at_s=at)
         assert read_now.complete, read_now.message()
         assert all(read_now.pods.get(p.pod) and read_now.pods[p.pod].request_rate_rps is not None for p in pods)
-        return at, read_now
+        served_now = served(engine_fleet, names.request_count, at, **where)
+        assert read_now.request_rate_rps == pytest.approx(served_now, rel=RATE_RTOL)
+        return at, read_now, served_now
 
-    at, metrics = eventually(every_pod_counted, timeout_s=30.0)
-
-    names = dialect_named(dialect)
-    where = {"namespace": namespace, "tidal_dev_deployment": deployment, "tidal_dev_pool": pool}
-    served_rps = served(engine_fleet, names.request_count, at, **where)
+    at, metrics, served_rps = eventually(every_pod_counted, timeout_s=30.0)
     nominal_rps = sum(p.rate_rps for p in pods)
     mean_prompt = sum(PROMPT_TOKENS_CYCLE) / len(PROMPT_TOKENS_CYCLE)
     assert served_rps == pytest.approx(nominal_rps, rel=LOAD_RTOL), "the replayed load is not flowing"
