@@ -66,7 +66,7 @@ bench-decision: $(STAMP)
 
 # KV-cache TTL: tidal's ttl: auto against LRU, fixed TTLs and the oracle (docs/bench.md, "KV-cache TTL").
 bench-kv-ttl: $(STAMP)
-	$(BIN)/python bench/kv_ttl.py --engine
+	$(BIN)/python bench/kv_ttl.py
 
 # Keep-alive Pareto fronts, tidal's auto against the hybrid histogram policy (docs/bench.md); ~30 min.
 bench-keepalive-pareto: $(STAMP)

@@ -1,6 +1,8 @@
 """Placement across accelerator classes: tidal's placement on a mixed cluster (H100, A100, L40S, L4
 in limited numbers) against H100-only, cheapest-only and the hourly-cost order, on the Azure LLM
 2023 conversation and code traces (method: tidal/bench/placement.py, docs/bench.md). ~1 minute.
+``tidal bench --suites placement`` runs the default settings; this script also takes other clusters,
+rules and copies.
 Needs ../shared (says so and exits otherwise).
 
     .venv/bin/python bench/placement.py [--duration S] [--copies 4] [--seed 0] [--traces-dir DIR] [--plot PNG]
@@ -18,28 +20,7 @@ from pathlib import Path
 from tidal.bench.placement import COPIES, RULES, TRACE_NAMES, Row, markdown, run, verdict
 from tidal.bench.settings import TARGET_ATTAINMENT
 from tidal.sim.traces import TraceNotFoundError
-from tidal.bench.figures import pyplot, save_png
-
-
-def plot_png(rows: list[Row], out: Path) -> None:
-    """Cost per hour against attainment, one marker per rule, one panel per trace."""
-    plt = pyplot()
-
-    traces = list(dict.fromkeys(r.trace for r in rows))
-    fig, axes = plt.subplots(1, len(traces), figsize=(5.5 * len(traces), 4), squeeze=False)
-    markers = {"tidal": ("tab:blue", "o"), "h100-only": ("black", "s"), "cheapest-only": ("tab:orange", "v"),
-               "hourly-order": ("tab:gray", "D")}
-    for ax, trace in zip(axes[0], traces):
-        for r in (r for r in rows if r.trace == trace):
-            colour, marker = markers.get(r.rule, ("tab:gray", "x"))
-            ax.scatter(r.cost_per_hour, 100 * r.attainment, color=colour, marker=marker, s=60, label=r.rule)
-        ax.axhline(100 * TARGET_ATTAINMENT, color="tab:red", lw=0.8, ls="--", label="target")
-        ax.set_xlabel("cost per hour ($)")
-        ax.set_ylabel("requests meeting TTFT and TPOT (%)")
-        ax.set_title(f"{trace} (upper left is better)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    save_png(fig, out)
+from tidal.bench.suites.placement import figure_png
 
 
 def main() -> int:
@@ -77,7 +58,8 @@ def main() -> int:
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     if args.plot is not None:
-        plot_png(rows, args.plot)
+        args.plot.parent.mkdir(parents=True, exist_ok=True)
+        args.plot.write_bytes(figure_png(rows))
         print(f"wrote {args.plot}")
     print(f"{time.perf_counter() - wall0:.1f} s wall")
     return 0

@@ -1,4 +1,4 @@
-"""The README's figures: bench/bench_figure.py from a bench output folder, the fair-share plot."""
+"""The README's figures: bench/bench_figure.py from a bench output folder, and the suites' figures."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from types import ModuleType
 import numpy as np
 
 from tidal.bench.fairshare import Scenario, Tenant, run
+from tidal.bench.suites import fair_share, kv_ttl, placement
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -54,9 +55,7 @@ def test_bench_figure_says_what_to_run_on_an_empty_folder(tmp_path: Path, capsys
 def test_fair_share_plot(tmp_path: Path) -> None:
     tenants = (Tenant("a", 1.0, 1, (1,)), Tenant("b", 3.0, 0, (2,)))
     scenario = Scenario(tenants, np.array([[4, 6], [2, 8], [5, 5]]), capacity_gpus=8, replica_s_per_request=1.0)
-    out = tmp_path / "fairshare.png"
-    _script("fairshare").plot_png(scenario, run(scenario), out)
-    assert out.read_bytes().startswith(PNG_MAGIC)
+    assert fair_share.figure_png(scenario, run(scenario)).startswith(PNG_MAGIC)
 
 
 def test_placement_plot(tmp_path: Path) -> None:
@@ -64,14 +63,10 @@ def test_placement_plot(tmp_path: Path) -> None:
 
     rows = [Row("azure-conv", rule, "h100", cost, att, {"h100": 1.0}, 1.0)
             for rule, cost, att in (("tidal", 6.0, 1.0), ("h100-only", 6.2, 1.0), ("cheapest-only", 38.0, 0.93))]
-    out = tmp_path / "placement.png"
-    _script("placement").plot_png(rows, out)
-    assert out.read_bytes().startswith(PNG_MAGIC)
+    assert placement.figure_png(rows).startswith(PNG_MAGIC)
 
 
 def test_kv_ttl_plot(tmp_path: Path) -> None:
     rows = [{"policy": "tidal", "net_benefit_tokens": 3.4e7}, {"policy": "fixed-300s", "net_benefit_tokens": -1.7e8},
             {"policy": "oracle", "net_benefit_tokens": 3.7e7}, {"policy": "lru", "net_benefit_tokens": 0.0}]
-    out = tmp_path / "kv.png"
-    _script("kv_ttl").plot_png({"agent": rows, "mooncake": rows}, out)
-    assert out.read_bytes().startswith(PNG_MAGIC)
+    assert kv_ttl.figure_png({"agent": rows, "mooncake": rows}).startswith(PNG_MAGIC)

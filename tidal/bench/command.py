@@ -1,4 +1,5 @@
-"""``tidal bench``: the policy comparison on real traces. Registered on the CLI by tidal/cli.py.
+"""``tidal bench``: the policy comparison on real traces and the suites of tidal/bench/suites (KV-cache
+TTL, placement, fair share, keep-alive). Registered on the CLI by tidal/cli.py.
 
 Option values are checked before anything runs; a bad value is reported with the option's
 name and the accepted values.
@@ -17,11 +18,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tidal.bench.policies import POLICIES, PolicyBuildError, PolicySpec, parse_policy_spec
 from tidal.bench.report import write_reports
 from tidal.bench.run import MODES, BenchPlan, check_traces, run_plan, with_oracle_ratio
+from tidal.bench.suites import (POLICIES_SUITE, SUITE_NAMES, SUITES, SuiteInputError, SuiteOptions,
+                                SuiteResult, check_inputs)
+from tidal.bench.suites.output import suite_markdown, write_suite, write_summary
 from tidal.bench.settings import (DEFAULT_OUT_DIR, DEFAULT_WORKERS, QUICK_DURATION_S,
                                   QUICK_SETUPS)
 from tidal.bench.workloads import SETUPS, TRACES, perturbed
 from tidal.sim.traces import TraceFormatError, TraceNotFoundError, UnknownTraceError
-
 
 
 def _items(text: str) -> list[str]:
@@ -63,6 +66,9 @@ def _seeds(text: str) -> tuple[int, ...]:
 
 
 def bench(
+    suites: str = typer.Option(",".join(SUITE_NAMES), help="Comma-separated suites to run: "
+                               + ", ".join(SUITE_NAMES) + f" ({POLICIES_SUITE}: the policy comparison "
+                               "the options below shape; the others run on the first of --seeds)."),
     traces_dir: Optional[Path] = typer.Option(
         None, "--traces-dir", help="Folder laid out like ../shared/traces (default: that one)."),
     traces: str = typer.Option(",".join(TRACES), help="Comma-separated: " + ", ".join(TRACES)),
@@ -85,7 +91,9 @@ def bench(
         "simulator's model (e.g. 0.4): a profile-based policy starts out wrong by +-F and must "
         "correct itself online; every other policy meets the same engine."),
 ) -> None:
-    """Compare autoscaling policies on real traces against static-peak and a clairvoyant oracle."""
+    """Compare autoscaling policies on real traces against static-peak and a clairvoyant oracle, and run
+    the KV-cache TTL, placement, fair-share and keep-alive suites."""
+    chosen = _choose(suites, list(SUITE_NAMES), "--suites")
     if traces_dir is not None and not traces_dir.is_dir():
         raise typer.BadParameter(f"{traces_dir} is not a folder; give a folder laid out like "
                                  "../shared/traces", param_hint="--traces-dir")
@@ -108,12 +116,44 @@ def bench(
         raise typer.BadParameter(f"no policy of --policies runs in the chosen modes ({only})",
                                  param_hint="--modes")
     try:
+        check_inputs(chosen, traces_dir)
+    except SuiteInputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--traces-dir") from None
+    console = Console()
+    wall0 = time.perf_counter()
+    if POLICIES_SUITE in chosen:
+        _run_policies(plan, out, quick=quick, workers=workers, progress=progress, console=console)
+    options = SuiteOptions(traces_dir=traces_dir, seed=plan.seeds[0], quick=quick, workers=workers)
+    results = [_run_suite(name, options, out) for name in chosen if name != POLICIES_SUITE]
+    if results:
+        written = write_summary(results, out)
+        typer.echo(f"suite targets: {written}")
+    typer.echo(f"{', '.join(chosen)} in {time.perf_counter() - wall0:.1f} s wall ({workers} workers); "
+               f"wrote under {out}")
+
+
+def _run_suite(name: str, options: SuiteOptions, out: Path) -> SuiteResult:
+    """Run one suite, print its section and write its files; a missing trace names --traces-dir."""
+    started = time.perf_counter()
+    try:
+        result = SUITES[name](options)
+    except SuiteInputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--traces-dir") from None
+    write_suite(result, out)
+    typer.echo(suite_markdown(result))
+    typer.echo(f"{name}: {time.perf_counter() - started:.1f} s wall\n")
+    return result
+
+
+def _run_policies(plan: BenchPlan, out: Path, *, quick: bool, workers: int, progress: bool,
+                  console: Console) -> None:
+    """The policy comparison: every (setup, trace, mode, policy, seed) cell, tables and bench.html."""
+    try:
         check_traces(plan)
     except (TraceNotFoundError, TraceFormatError, UnknownTraceError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--traces-dir") from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--traces") from None
-    console = Console()
     wall0 = time.perf_counter()
     try:
         if progress:

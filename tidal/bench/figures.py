@@ -1,4 +1,4 @@
-"""Writing the bench scripts' PNG figures (bench/*.py ``--plot``; the README shows them).
+"""Rendering the bench's PNG figures (``tidal bench`` suites, bench/*.py ``--plot``; the README shows them).
 
 matplotlib is imported on first use with the Agg backend, so importing a bench module stays cheap
 and no display is needed.
@@ -6,6 +6,7 @@ and no display is needed.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,16 @@ def pyplot() -> Any:
     return plt
 
 
+def png_bytes(fig: Any) -> bytes:
+    """Lay ``fig`` out, render it as PNG and release it."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI)
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
 def save_png(fig: Any, out: Path) -> None:
     """Lay ``fig`` out, write it to ``out`` (creating the folder) and release it."""
-    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=FIGURE_DPI)
-    pyplot().close(fig)
+    out.write_bytes(png_bytes(fig))
