@@ -41,8 +41,8 @@ def test_pending_pod_serves_nothing() -> None:
     observed_pending = []
     orig = sim.observe
 
-    def spy(now_s):
-        obs = orig(now_s)
+    def spy(now_s, in_flight=None):
+        obs = orig(now_s, in_flight)
         observed_pending.append(obs.pools["unified"].pending_replicas)
         return obs
 

@@ -31,7 +31,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Mapping, Sequence as Seq
+from typing import Any, Callable, Mapping, Optional, Sequence as Seq
 
 import numpy as np
 
@@ -487,8 +487,10 @@ class Simulation:
                    + len(self._gateway[pool]) + (len(self._held_seqs) if pool == self.pools[0] else 0))
         return running, waiting
 
-    def observe(self, now_s: float) -> Observation:
-        obs = self._observe_pools(now_s)
+    def observe(self, now_s: float, in_flight: Optional[dict[str, tuple[int, int]]] = None) -> Observation:
+        """What the operator would observe now; ``in_flight`` (running, waiting per pool) when the
+        caller has just counted it (``_tick``), else counted here."""
+        obs = self._observe_pools(now_s, in_flight or {})
         if not self.mixed:
             return obs
         placement = {pool: {c.name: 0 for c in self.classes} for pool in self.pools}
@@ -509,13 +511,13 @@ class Simulation:
         full = self.observe(0.0)
         return replace(obs, accelerators=full.accelerators, placement=full.placement)
 
-    def _observe_pools(self, now_s: float) -> Observation:
+    def _observe_pools(self, now_s: float, in_flight: dict[str, tuple[int, int]]) -> Observation:
         pools = {}
         q = self.cfg.slo.percentile
         for pool in self.pools:
             m = self._metrics[pool]
             rate, prompt_rps, output_rps = m.rates(now_s, 0.0)
-            running, waiting = self._in_flight(pool)
+            running, waiting = in_flight[pool] if pool in in_flight else self._in_flight(pool)
             ready = self.cluster.pods_in(pool, READY)
             kv = (float(np.mean([p.engine.kv_usage_ratio for p in ready]))  # type: ignore
                   if ready else None)
@@ -572,11 +574,12 @@ class Simulation:
         return tuple(out)
 
     def _tick(self, now_s: float) -> None:
+        in_flight = {pool: self._in_flight(pool) for pool in self._metrics}
         for pool, m in self._metrics.items():
-            m.close(now_s, float(sum(self._in_flight(pool))))
+            m.close(now_s, float(sum(in_flight[pool])))
         self._arrivals_window.close(now_s)
         self._latency_window.close(now_s)
-        obs = self.observe(now_s)
+        obs = self.observe(now_s, in_flight)
         decision, self._policy_state = self.autoscaler.decide(obs, self._policy_state)
         self._record(now_s, obs, decision)
         self._apply(decision.desired_replicas, now_s, decision.details.get("placement"))
