@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -113,3 +116,45 @@ async def start_app(app: web.Application) -> tuple[web.AppRunner, str]:
 def sample(registry: Any, name: str, **labels: str) -> float:
     value = registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+class BackendProcess:
+    """The stand-in engine or function instance (tests/activator/backend_process.py) in a process of
+    its own, as a kubelet would start it: it listens on ``port`` after ``start_s`` seconds."""
+
+    def __init__(self, port: int, start_s: float) -> None:
+        self.port, self.start_s = port, start_s
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self, deadline_s: float) -> None:
+        """Start the process and wait until it listens, failing after ``deadline_s``."""
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.activator.backend_process", f"{self.start_s:g}", str(self.port)],
+            cwd=REPO_ROOT)
+        end = time.monotonic() + deadline_s
+        while not await asyncio.to_thread(listening, self.port):
+            if time.monotonic() > end:
+                raise AssertionError(f"the backend process did not listen on {self.port} within {deadline_s}s")
+            await asyncio.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)

@@ -19,15 +19,15 @@ held request is forwarded before the decode pod is Ready too.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from kubernetes import client
 
-from tests.activator.support import sample, start_app
+from tests.activator.support import BackendProcess, free_port, sample, start_app
 from tests.activator.test_scale_from_zero import (
     ACTIVATOR_NS,
     ACTIVATOR_SVC,
@@ -35,14 +35,11 @@ from tests.activator.test_scale_from_zero import (
     activator_endpoint_slice,
     calls_outside_chart_rbac,
     eventually,
-    free_port,
-    listening,
 )
 from tests.kubeapi import KubeApiServer
 from tests.operator.conftest import accelerator_class, model_deployment
 from tests.operator.test_handlers_accelerators import (  # noqa: F401 - fixtures
     GROUP,
-    REPO_ROOT,
     TICK_S,
     VERSION,
     clients,
@@ -92,7 +89,7 @@ class EngineKubelet:
     def __init__(self, api: client.ApiClient, port: int) -> None:
         self.apps, self.core = client.AppsV1Api(api), client.CoreV1Api(api)
         self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
+        self.backend = BackendProcess(port, BACKEND_START_S)
         self.started_s = self.ready_s = self.reported_s = 0.0
 
     def replicas(self) -> int:
@@ -106,10 +103,7 @@ class EngineKubelet:
     async def run(self) -> None:
         await eventually(lambda: self.replicas() >= 1)
         self.started_s = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.activator.backend_process", str(BACKEND_START_S), str(self.port)],
-            cwd=REPO_ROOT)
-        await eventually(lambda: listening(self.port))
+        await self.backend.start(DEADLINE_S)
         self.ready_s = time.monotonic()
         await asyncio.to_thread(self._report_ready)
         self.reported_s = time.monotonic()
@@ -134,9 +128,7 @@ class EngineKubelet:
         self.stop()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        self.backend.stop()
 
 
 def slice_exists(api: client.ApiClient, name: str) -> bool:
@@ -154,13 +146,30 @@ def reasons(custom: Any, name: str) -> list[str]:
     return [r.get("code", "") for r in (status.get("lastDecision") or {}).get("reasons") or []]
 
 
-async def test_a_modeldeployment_from_zero_holds_wakes_forwards_and_parks_again(
-    kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
-) -> None:
+@dataclass
+class ActivatorUnderTest:
+    """The activator serving at ``url`` and the operator's registry pointed at it."""
+
+    registry: Any
+    activator: Activator
+    runner: web.AppRunner
+    url: str
+    api: client.ApiClient
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+        self.api.close()
+
+
+async def activator_and_operator(kube_api: KubeApiServer, kube_client: client.ApiClient,
+                                 clients: KubeClients) -> ActivatorUnderTest:
+    """The CRDs and the AcceleratorClass installed, the activator serving (with its own user agent)
+    behind its Service's EndpointSlice, and the operator's registry for ModelDeployments, pointed
+    at it."""
     install_crds(kube_client)
-    core, custom = client.CoreV1Api(kube_client), client.CustomObjectsApi(kube_client)
-    core.create_namespace({"metadata": {"name": ACTIVATOR_NS}})
-    custom.create_cluster_custom_object(GROUP, VERSION, "acceleratorclasses", accelerator_class(ACC, 2.5))
+    client.CoreV1Api(kube_client).create_namespace({"metadata": {"name": ACTIVATOR_NS}})
+    client.CustomObjectsApi(kube_client).create_cluster_custom_object(
+        GROUP, VERSION, "acceleratorclasses", accelerator_class(ACC, 2.5))
     activator_api = client.ApiClient(kube_client.configuration)
     activator_api.user_agent = ACTIVATOR_USER_AGENT
     backends = KubeBackends(activator_api)
@@ -168,13 +177,25 @@ async def test_a_modeldeployment_from_zero_holds_wakes_forwards_and_parks_again(
                                             replica_name="activator-0"),
                           backends, KubeDemandSink(activator_api, backends, "activator-0"))
     runner, url = await start_app(activator.app())
-    activator_port = int(url.rsplit(":", 1)[1])
     client.DiscoveryV1Api(kube_client).create_namespaced_endpoint_slice(
-        ACTIVATOR_NS, activator_endpoint_slice(activator_port))
+        ACTIVATOR_NS, activator_endpoint_slice(activator_port(url)))
     settings = OperatorSettings(interval_s=TICK_S, metrics_window_s=5.0, state_save_interval_s=0.0,
                                 activator_service=f"{ACTIVATOR_NS}/{ACTIVATOR_SVC}")
     registry = operator_registry(kube_api, handlers_modeldeployment.register, settings, clients,
                                  prometheus=IdleEngines(kube_client))
+    return ActivatorUnderTest(registry, activator, runner, url, activator_api)
+
+
+def activator_port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+async def test_a_modeldeployment_from_zero_holds_wakes_forwards_and_parks_again(
+    kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
+) -> None:
+    under_test = await activator_and_operator(kube_api, kube_client, clients)
+    registry, activator, url = under_test.registry, under_test.activator, under_test.url
+    core, custom = client.CoreV1Api(kube_client), client.CustomObjectsApi(kube_client)
     kubelet = EngineKubelet(kube_client, free_port())
     zero_pool = {"unified": {"minReplicas": 0, "maxReplicas": 4}}
     autoscaling = {"predictor": "none", "scaleToZero": True, "scaleToZeroAfter": "5s",
@@ -189,7 +210,7 @@ async def test_a_modeldeployment_from_zero_holds_wakes_forwards_and_parks_again(
                 await eventually(lambda n=name: slice_exists(kube_client, entry_slice_name(n)))
             routed = client.DiscoveryV1Api(kube_client).read_namespaced_endpoint_slice(entry_slice_name(MD), NS)
             assert routed.metadata.labels["kubernetes.io/service-name"] == MD
-            assert routed.ports[0].port == activator_port and routed.endpoints[0].addresses == ["127.0.0.1"]
+            assert routed.ports[0].port == activator_port(url) and routed.endpoints[0].addresses == ["127.0.0.1"]
             assert kubelet.replicas() == 0
             await eventually(lambda: "idle-at-zero" in reasons(custom, MD))
 
@@ -259,8 +280,7 @@ async def test_a_modeldeployment_from_zero_holds_wakes_forwards_and_parks_again(
               f"reported Ready")
     finally:
         kubelet.stop()
-        await runner.cleanup()
-        activator_api.close()
+        await under_test.close()
 
 
 PD_MD = "pd"
@@ -278,7 +298,7 @@ class PdKubelet:
     def __init__(self, api: client.ApiClient, port: int) -> None:
         self.apps, self.core = client.AppsV1Api(api), client.CoreV1Api(api)
         self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
+        self.backend = BackendProcess(port, 0.0)
         self.decode_ready_s = 0.0
 
     def replicas(self, pool: str) -> int:
@@ -306,9 +326,7 @@ class PdKubelet:
 
         await eventually(lambda: self.apps.list_namespaced_deployment(
             NS, field_selector=f"metadata.name={PD_MD}-router").items)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.activator.backend_process", "0", str(self.port)], cwd=REPO_ROOT)
-        await eventually(lambda: listening(self.port))
+        await self.backend.start(DEADLINE_S)
         await asyncio.to_thread(self._pod, f"{PD_MD}-router-x1", {ROUTER_LABEL: PD_MD}, self.port)
         await asyncio.to_thread(self._ready_deployment, f"{PD_MD}-router")
 
@@ -323,31 +341,15 @@ class PdKubelet:
             await asyncio.to_thread(self._ready_deployment, f"{PD_MD}-{pool}-{ACC}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        self.backend.stop()
 
 
 async def test_a_disaggregated_modeldeployment_is_held_until_router_prefill_and_decode_are_ready(
     kube_api: KubeApiServer, kube_client: client.ApiClient, clients: KubeClients,
 ) -> None:
-    install_crds(kube_client)
+    under_test = await activator_and_operator(kube_api, kube_client, clients)
+    registry, activator, url = under_test.registry, under_test.activator, under_test.url
     core, custom = client.CoreV1Api(kube_client), client.CustomObjectsApi(kube_client)
-    core.create_namespace({"metadata": {"name": ACTIVATOR_NS}})
-    custom.create_cluster_custom_object(GROUP, VERSION, "acceleratorclasses", accelerator_class(ACC, 2.5))
-    activator_api = client.ApiClient(kube_client.configuration)
-    activator_api.user_agent = ACTIVATOR_USER_AGENT
-    backends = KubeBackends(activator_api)
-    activator = Activator(ActivatorSettings(queue_limit=QUEUE_LIMIT, hold_timeout_s=HOLD_TIMEOUT_S,
-                                            replica_name="activator-0"),
-                          backends, KubeDemandSink(activator_api, backends, "activator-0"))
-    runner, url = await start_app(activator.app())
-    client.DiscoveryV1Api(kube_client).create_namespaced_endpoint_slice(
-        ACTIVATOR_NS, activator_endpoint_slice(int(url.rsplit(":", 1)[1])))
-    settings = OperatorSettings(interval_s=TICK_S, metrics_window_s=5.0, state_save_interval_s=0.0,
-                                activator_service=f"{ACTIVATOR_NS}/{ACTIVATOR_SVC}")
-    registry = operator_registry(kube_api, handlers_modeldeployment.register, settings, clients,
-                                 prometheus=IdleEngines(kube_client))
     kubelet = PdKubelet(kube_client, free_port())
     pools = {"prefill": {"minReplicas": 0, "maxReplicas": 2}, "decode": {"minReplicas": 0, "maxReplicas": 2}}
     try:
@@ -379,5 +381,4 @@ async def test_a_disaggregated_modeldeployment_is_held_until_router_prefill_and_
         assert sample(activator.metrics.registry, "tidal_activator_rejected_total", reason="timeout", **labels) == 0
     finally:
         kubelet.stop()
-        await runner.cleanup()
-        activator_api.close()
+        await under_test.close()

@@ -9,9 +9,6 @@ reports a Ready Pod and the Deployment's ready replica). Everything that waits p
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,11 +17,10 @@ import aiohttp
 import pytest
 from kubernetes import client
 
-from tests.activator.support import sample, start_app
+from tests.activator.support import BackendProcess, free_port, sample, start_app
 from tests.kubeapi import KubeApiServer
 from tests.operator.test_handlers_accelerators import (  # noqa: F401 - fixtures
     GROUP,
-    REPO_ROOT,
     TICK_S,
     VERSION,
     clients,
@@ -67,20 +63,6 @@ async def eventually(check: Any, deadline_s: float = DEADLINE_S) -> Any:
         await asyncio.sleep(0.02)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def backend_port() -> Iterator[int]:
     yield free_port()
@@ -102,7 +84,7 @@ class Kubelet:
     def __init__(self, api: client.ApiClient, port: int) -> None:
         self.apps, self.core = client.AppsV1Api(api), client.CoreV1Api(api)
         self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
+        self.backend = BackendProcess(port, BACKEND_START_S)
         self.started_s = self.ready_s = 0.0
 
     def replicas(self) -> int:
@@ -111,10 +93,7 @@ class Kubelet:
     async def run(self) -> None:
         await eventually(lambda: self.replicas() >= 1)
         self.started_s = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.activator.backend_process", str(BACKEND_START_S), str(self.port)],
-            cwd=REPO_ROOT)
-        await eventually(lambda: listening(self.port))
+        await self.backend.start(DEADLINE_S)
         self.ready_s = time.monotonic()
         await asyncio.to_thread(self._report_ready)
 
@@ -128,9 +107,7 @@ class Kubelet:
         self.apps.patch_namespaced_deployment_status(FN, NS, {"status": {"readyReplicas": 1, "replicas": 1}})
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        self.backend.stop()
 
 
 ACTIVATOR_USER_AGENT = "tidal-activator-under-test"
