@@ -5,7 +5,7 @@ first-come-first-served.
 The suite ``tidal bench --suites fair-share`` runs (method and metrics: tidal/bench/fairshare.py,
 docs/bench.md). Needs ../shared (says so and exits otherwise).
 
-    .venv/bin/python bench/fairshare.py [--seed 0] [--quick] [--traces-dir DIR] [--plot docs/img/fairshare.png]
+    .venv/bin/python bench/fairshare.py [--seed 0] [--quick | --days D] [--traces-dir DIR] [--plot docs/img/fairshare.png]
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="the first six hours instead of the day")
+    parser.add_argument("--days", type=float, default=None, help="days of ServeGen to replay (default 1)")
     parser.add_argument("--traces-dir", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="also write this PNG")
     args = parser.parse_args()
     wall0 = time.perf_counter()
     try:
-        result = run(SuiteOptions(traces_dir=args.traces_dir, seed=args.seed, quick=args.quick))
+        result = run(SuiteOptions(traces_dir=args.traces_dir, seed=args.seed, quick=args.quick), days=args.days)
     except SuiteInputError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -66,10 +66,12 @@ def targets(outcomes: Sequence[Outcome]) -> tuple[Target, ...]:
                    f"{tidal.forced_moves_per_hour:.1f} vs {proportional.forced_moves_per_hour:.1f} per hour"))
 
 
-def run(options: SuiteOptions) -> SuiteResult:
+def run(options: SuiteOptions, days: float | None = None) -> SuiteResult:
+    """The allocators on ``days`` of ServeGen (default: one, a quarter with ``quick``)."""
+    if days is None:
+        days = QUICK_DAYS if options.quick else 1.0
     try:
-        scenario = build_scenario(options.traces_dir, seed=options.seed,
-                                  days=QUICK_DAYS if options.quick else 1.0)
+        scenario = build_scenario(options.traces_dir, seed=options.seed, days=days)
     except (FileNotFoundError, TraceNotFoundError) as exc:
         raise SuiteInputError(f"the fair-share suite needs the ServeGen traces: {exc}") from None
     outcomes = run_allocators(scenario)
