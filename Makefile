@@ -73,9 +73,10 @@ bench-keepalive-pareto: $(STAMP)
 	$(BIN)/python bench/keepalive_pareto.py --out reports/keepalive-pareto
 
 # Every policy against static-peak and the clairvoyant oracle on the real traces (docs/bench.md);
-# tables, CSVs and bench.html land in reports/bench.
+# tables, CSVs and bench.html land in reports/bench. `tidal bench` with no --suites also runs the
+# KV-cache TTL, placement, fair-share and keep-alive suites (the bench-* targets below run them alone).
 bench-policies: $(STAMP)
-	$(BIN)/tidal bench --out reports/bench
+	$(BIN)/tidal bench --suites policies --out reports/bench
 
 # Fair share: weighted tenants of ServeGen m-mid clients on a pool at 60 % of their peak (docs/bench.md).
 bench-fairshare: $(STAMP)
