@@ -128,6 +128,7 @@ def _engine_args(md: ModelDeployment, spec: PoolSpec, kv: KvTransferPod | None) 
         tensor_parallel=spec.gpus_per_replica,
         context_tokens=md.spec.model.max_context_tokens,
         shutdown_timeout_s=drain_seconds(md),
+        kv_residency=md.spec.kv_cache.ttl == "auto",  # what `auto` learns pauses from (docs/kv-ttl.md)
     )
     return rendered + list(kv.args if kv else ()) + list(engine.args)
 
