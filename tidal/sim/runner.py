@@ -45,6 +45,7 @@ from tidal.sim.engine import (ROLE_DECODE, ROLE_PREFILL, ROLE_UNIFIED, Engine, E
 from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.metrics import PoolMetrics
 from tidal.sim.perf_model import StepTimeModel, kv_capacity_tokens
+from tidal.sim.prefix_cache import ResidencyHistograms
 from tidal.activator.settings import DEMAND_SIGNAL_INTERVAL_S
 from tidal.sim.serverless.platform import ActivatorModel
 
@@ -182,6 +183,8 @@ class Simulation:
     def __init__(self, requests: Seq[RequestLike], autoscaler: Autoscaler,
                  config: SimConfig = SimConfig()) -> None:
         self.cfg = config
+        self.residency_reported: dict[str, ResidencyHistograms] = {}
+        """Per pool, every KV-block residency value the engines reported in the run (the bench reads it)."""
         self.requests = requests
         self.autoscaler = autoscaler
         self.model = get_model(config.model)
@@ -428,7 +431,9 @@ class Simulation:
         pool's current metrics bucket (as Prometheus scrapes it; nothing when it does not report)."""
         cache = getattr(pod.engine, "prefix_cache", None)
         if cache is not None and cache.residency_sample_rate:
-            self._metrics[pod.pool].add_residency(cache.take_residency())
+            reported = cache.take_residency()
+            self._metrics[pod.pool].add_residency(reported)
+            self.residency_reported.setdefault(pod.pool, ResidencyHistograms()).add(reported)
 
     def _terminate(self, pod: Pod, now_s: float) -> None:
         self._collect_residency(pod)
