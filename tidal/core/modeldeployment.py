@@ -201,18 +201,20 @@ def learn_kv_residency(observation: Observation, state: CoreState) -> list[Reaso
     return reasons
 
 
-def _kv_ttl(md: ModelDeployment, observation: Observation, state: CoreState,
-            preference: list[str]) -> tuple[float | None, list[Reason]]:
-    """The KV TTL to publish, and reasons about its inputs. ``auto`` answers from the pauses learnt
-    from the residency histograms once they hold :data:`KV_SIGNAL_MIN_GAPS` reuse gaps (priced on
-    the most preferred accelerator class), and from the prior until then."""
+def kv_ttl_auto(md: ModelDeployment, observation: Observation, state: CoreState,
+                accelerator: AcceleratorProfile | None) -> tuple[float | None, list[Reason]]:
+    """The KV TTL to publish this tick, and reasons about its inputs: ``spec.kvCache.ttl`` when it is
+    a duration or ``off``; for ``auto``, after learning this tick's residency increments
+    (:func:`learn_kv_residency`), the TTL from the learnt pauses once they hold
+    :data:`KV_SIGNAL_MIN_GAPS` reuse gaps, priced on ``accelerator``, and the prior's until then.
+    The one function both shells (and the KV-TTL bench's signal replay) call."""
     if md.spec.kv_cache.ttl != "auto":
         return kv_ttl_seconds(md), []
     reasons = learn_kv_residency(observation, state)
     pauses = state.kv_pauses
     if pauses is None or pauses.ended_weight() < KV_SIGNAL_MIN_GAPS:
         return kv_ttl_seconds(md), reasons
-    acc = observation.accelerators.get(preference[0]) if preference else None
+    acc = accelerator
     acc_key = None if acc is None else (acc.name, acc.peak_tflops, acc.memory_bandwidth_gbps, acc.memory_bytes)
     key = (state.kv_pauses_version, md.spec.kv_cache.max_ttl, acc_key)
     if state.kv_ttl_cache is None or state.kv_ttl_cache[0] != key:
@@ -577,7 +579,8 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     learned = _learn_starts(md, observation.starts, state)
     cold = _cold_start_s(md, state, preference)
     forecast = _forecast(md, state, observation, cold)
-    kv_ttl, kv_reasons = _kv_ttl(md, observation, state, preference)
+    kv_ttl, kv_reasons = kv_ttl_auto(md, observation, state,
+                                     observation.accelerators.get(preference[0]) if preference else None)
 
     desired: dict[str, int] = {}
     reasons: list[Reason] = []
