@@ -552,7 +552,6 @@ def signal_suite(requests: Sequence[LLMRequest], parents: Mapping[int, int], set
     prior's (``lru``: TTL 0, net 0), tidal learning the pauses themselves (``tidal``) and the best
     single TTL in hindsight."""
     rows, info = account_suite(requests, parents, setup, per_category=False, closed_loop=closed_loop)
-    rows = [r for r in rows if not str(r["policy"]).startswith("fixed-300")]
     residency, _ = residency_of_replay(requests, setup)
     learnt = signal_ttl(residency, price_for(setup))
     graph = turn_graph(requests, parents)
