@@ -113,3 +113,47 @@ def test_engine_replay_pins_in_the_prefix_cache(agent) -> None:
     by = {r["policy"]: r for r in table}
     assert by["lru"]["pinned_token_s"] == 0 < by["fixed-60s"]["pinned_token_s"]
     assert all(r["finished"] == 150 for r in table)
+
+
+def test_signal_ttl_learns_short_gaps_and_trusts_only_enough_of_them() -> None:
+    from tidal.bench.kv_ttl import signal_ttl
+    from tidal.policies.interface import KvResidency
+    from tidal.predictors.kv_residency import VLLM_RESIDENCY_BUCKETS_S
+
+    def hist(values: dict[float, float]) -> tuple[tuple[float, float], ...]:
+        total, out = 0.0, []
+        for le in (*VLLM_RESIDENCY_BUCKETS_S, math.inf):
+            total += values.get(le, 0.0)
+            out.append((le, total))
+        return tuple(out)
+
+    price = 1 / 10.0
+    many = signal_ttl(KvResidency(hist({1.0: 200.0}), hist({600.0: 10.0}), 600.0), price)
+    assert many["ttl_s"] == many["learnt_ttl_s"] > 0 and many["prior_ttl_s"] == 0.0
+    few = signal_ttl(KvResidency(hist({1.0: 10.0}), hist({}), 600.0), price)
+    assert few["learnt_ttl_s"] > 0 and few["ttl_s"] == few["prior_ttl_s"] == 0.0, "below the trust threshold"
+
+
+def test_signal_suite_scores_the_signal_as_the_core_publishes_it() -> None:
+    from tidal.bench.kv_ttl import signal_suite, signal_ttl_timeline, timeline_chooser
+
+    requests = synthetic_agent_sessions(seed=3, sessions=150)
+    parents = session_parents(requests)
+    setup = KVBenchSetup(replicas=1)  # one replica's cache evicts, so the histograms have values
+    table, info = signal_suite(requests, parents, setup, closed_loop=True)
+    by = {r["policy"]: r for r in table}
+    assert {"signal-end", "signal-end-unguarded", "signal-online"} <= set(by)
+    assert info["signal"]["censored"] + info["signal"]["reuse_gaps"] > 0, "the replay evicts and reports"
+    for name in ("signal-end", "signal-online"):
+        assert by[name]["net_benefit_tokens"] <= by["oracle"]["net_benefit_tokens"] + 1e-6
+    timeline = signal_ttl_timeline(requests, setup)
+    assert [t for t, _ in timeline] == sorted(t for t, _ in timeline)
+    pick = timeline_chooser([(10.0, 0.0), (20.0, 3.0)])
+    end = TurnEnd(0, 25.0, 512, 1.0, None, None, None, None)
+    assert pick(end) == 3.0 and pick(replace_end(end, 15.0)) == 0.0 and pick(replace_end(end, 5.0)) == 0.0
+
+
+def replace_end(e, end_s: float):
+    from dataclasses import replace
+
+    return replace(e, end_s=end_s)

@@ -21,10 +21,21 @@ def test_recorded_parser_is_the_pinned_release(name) -> None:
 
 @pytest.mark.parametrize("name", sorted(ENGINES))
 @given(dtype=st.sampled_from(sorted(ENGINE_DTYPES)), tp=st.integers(1, 64), context=st.integers(128, 10_000_000),
-       port=st.integers(1, 65535), drain=st.integers(0, 86_400))
-def test_every_rendered_flag_is_accepted(name, dtype, tp, context, port, drain) -> None:
-    args = engine_args(ENGINES[name], "org/model", port, dtype, tp, context, drain)
+       port=st.integers(1, 65535), drain=st.integers(0, 86_400), kv_residency=st.booleans())
+def test_every_rendered_flag_is_accepted(name, dtype, tp, context, port, drain, kv_residency) -> None:
+    args = engine_args(ENGINES[name], "org/model", port, dtype, tp, context, drain, kv_residency)
     assert problems(name, args) == []
+
+
+def test_vllm_exports_kv_residency_only_when_asked_and_sglang_never() -> None:
+    """``kvCache.ttl: auto`` learns pauses from vLLM's residency histograms, sampled at the rate the
+    simulator uses; SGLang has no such metric, so nothing is rendered for it."""
+    on = engine_args(ENGINES["vllm"], "m", 8000, "bfloat16", 1, 4096, 90, kv_residency=True)
+    off = engine_args(ENGINES["vllm"], "m", 8000, "bfloat16", 1, 4096, 90)
+    assert "--kv-cache-metrics" in on and "--kv-cache-metrics" not in off
+    assert on[on.index("--kv-cache-metrics-sample") + 1] == "0.01"
+    assert engine_args(ENGINES["sglang"], "m", 8000, "bfloat16", 1, 4096, 90, kv_residency=True) == \
+        engine_args(ENGINES["sglang"], "m", 8000, "bfloat16", 1, 4096, 90)
 
 
 def test_vllm_drains_for_the_drain_timeout() -> None:

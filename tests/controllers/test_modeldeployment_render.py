@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from tidal.api.validation import parse_resource
 from tidal.controllers.labels import ACCELERATOR_LABEL, DEPLOYMENT_LABEL, POOL_LABEL
 from tidal.controllers.modeldeployment import (
-    MIN_KUBERNETES_VERSION, PRESTOP_DELAY_S, ChildKey, pools_of, render_children, render_pod_template, stale_children,
+    MIN_KUBERNETES_VERSION, PRESTOP_DELAY_S, ChildKey, pools_of, render_children, render_deployment, render_pod_template,
+    stale_children,
 )
+from tests.controllers.engine_flags import problems
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 UID = "0b6c1f5e-0000-4000-8000-000000000001"
@@ -343,3 +345,25 @@ def test_pack_prefers_nodes_that_already_run_tidal_engines_and_keeps_the_users_p
         replicas = {ChildKey(p, a): 1 for p in pools_of(md) for a in md.spec.placement.accelerator_classes}
         for child in render_children(md, UID, ACCELERATORS, replicas, kv_ttl_s=None):
             kubernetes_validate.validate(child, "1.33.0", strict=True)
+
+
+@pytest.mark.parametrize(("ttl", "exported"), [("auto", True), ("30s", False), ("off", False)])
+def test_vllm_pods_export_kv_residency_only_for_ttl_auto(ttl, exported) -> None:
+    """``kvCache.ttl: auto`` learns pauses from vLLM's KV-block residency histograms
+    (docs/kv-ttl.md): its pods start with ``--kv-cache-metrics``; a fixed or no TTL needs none."""
+    md = UNIFIED.model_copy(deep=True)
+    md.spec.kv_cache.ttl = ttl
+    key = next(iter(ACCELERATORS))
+    args = render_deployment(md, UID, ChildKey("unified", key), ACCELERATORS[key], replicas=1)[
+        "spec"]["template"]["spec"]["containers"][0]["args"]
+    assert ("--kv-cache-metrics" in args) is exported
+    assert problems("vllm", args) == []
+
+
+def test_sglang_pods_have_no_kv_residency_flags() -> None:
+    md = SGLANG.model_copy(deep=True)
+    md.spec.kv_cache.ttl = "auto"
+    key = next(iter(ACCELERATORS))
+    args = render_deployment(md, UID, ChildKey("unified", key), ACCELERATORS[key], replicas=1)[
+        "spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any(a.startswith("--kv-cache-metrics") for a in args)

@@ -40,6 +40,8 @@ def read(running: Mapping[str, float], *, waiting: Mapping[str, float] | None = 
             samples = tuple(_series(p, v, **({STALE_LABEL: "true"} if p in stale else {})) for p, v in running.items())
         elif query.field == "waiting_requests":
             samples = tuple(_series(p, v) for p, v in waiting.items())
+        elif query.residency:
+            samples = ()  # opt-in (vLLM --kv-cache-metrics): absent is not a failure
         elif query.histogram:
             samples = tuple(Sample({"namespace": "ns", "tidal_dev_deployment": "llama", "tidal_dev_pool": "unified",
                                     "le": le}, 1.0) for le in ("1", "+Inf"))

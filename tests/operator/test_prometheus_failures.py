@@ -7,6 +7,7 @@ the URL the adapter is given selects how it misbehaves.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.parse
@@ -16,6 +17,7 @@ from typing import Iterator
 import pytest
 
 from tests.support.prometheus_server import free_loopback_port
+from tidal.operator.promql import KV_HISTOGRAM_LABEL, KV_IDLE_BEFORE_EVICT, KV_REUSE_GAP
 from tidal.operator.prometheus import (  # noqa: I001
     OBSERVATION_FIELDS,
     FailureKind,
@@ -69,6 +71,22 @@ BUCKET_RESPONSES: dict[str, tuple[int, str, bytes]] = {
     "unlabelled-histogram": (200, "application/json", vector("3")),
 }
 """What a mode answers to a histogram (``_bucket``) query, where it differs from RESPONSES."""
+
+
+def kv_buckets(*pairs: tuple[str, str]) -> bytes:
+    """The KV residency query's answer: the same buckets for both histograms, tagged."""
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"le": le, KV_HISTOGRAM_LABEL: tag}, "value": [1700000000.0, value]}
+        for tag in (KV_REUSE_GAP, KV_IDLE_BEFORE_EVICT) for le, value in pairs]}}).encode()
+
+
+KV_BUCKET_RESPONSES: dict[str, tuple[int, str, bytes]] = {
+    "nan": (200, "application/json", kv_buckets(("1", "NaN"), ("+Inf", "NaN"))),
+    "inf": (200, "application/json", kv_buckets(("1", "+Inf"), ("+Inf", "+Inf"))),
+    "fine": (200, "application/json", kv_buckets(("1", "2"), ("+Inf", "5"))),
+    "unlabelled-histogram": (200, "application/json", vector("3")),
+}
+"""What a mode answers to the KV residency query (tagged bucket increments)."""
 FINE_KV_RESPONSE = (200, "application/json", vector("0.5"))
 """The "fine" answer to the KV-cache usage query: a fraction of the pool, as engines export it."""
 
@@ -89,7 +107,9 @@ class MisbehavingPrometheus:
                 if mode == "slow":
                     time.sleep(SLOW_RESPONSE_S)
                     mode = "fine"
-                if histogram and mode in BUCKET_RESPONSES:
+                if KV_HISTOGRAM_LABEL in query and mode in KV_BUCKET_RESPONSES:
+                    status, content_type, body = KV_BUCKET_RESPONSES[mode]
+                elif histogram and mode in BUCKET_RESPONSES:
                     status, content_type, body = BUCKET_RESPONSES[mode]
                 elif mode in ("fine", "unlabelled-histogram") and "cache_usage" in query:
                     status, content_type, body = FINE_KV_RESPONSE  # a ratio: 3 would be rejected
@@ -201,6 +221,9 @@ def test_well_formed_answer_is_used(bad_prometheus) -> None:
     assert metrics.ttft_s == pytest.approx(FINE_P90_S) and metrics.tpot_s == pytest.approx(FINE_P90_S)
     assert metrics.pods["p-0"].request_rate_rps == 3.0
     assert metrics.attainment(3.0, None).ttft == pytest.approx(0.75)  # 1.5 + 1.5 * (3 - 2) / 2 of 3
+    assert metrics.kv_residency is not None
+    assert metrics.kv_residency.reuse_gap == ((1.0, 2.0), (math.inf, 5.0)) == metrics.kv_residency.idle_before_evict
+    assert metrics.kv_residency.window_s == 60
 
 
 def test_histogram_answer_without_le_is_bad_response(bad_prometheus) -> None:
@@ -208,7 +231,8 @@ def test_histogram_answer_without_le_is_bad_response(bad_prometheus) -> None:
     metrics = read_from(bad_prometheus.url("unlabelled-histogram"))
     assert metrics.running_requests == 3.0
     kinds = {f.field: f.kind for f in metrics.failures}
-    assert kinds == {"ttft_s": FailureKind.BAD_RESPONSE, "tpot_s": FailureKind.SKIPPED}
+    assert kinds == {"ttft_s": FailureKind.BAD_RESPONSE, "tpot_s": FailureKind.SKIPPED,
+                     "kv_residency": FailureKind.SKIPPED}
     assert metrics.ttft_s is None and metrics.ttft_buckets is None
     assert metrics.attainment(0.5, 0.05).combined is None
 
@@ -253,7 +277,7 @@ def test_fleet_read_of_unlabelled_series_finds_no_workload(bad_prometheus) -> No
     """Series without the workload labels belong to no workload: EmptyResult, as a per-pool read of
     an unscraped pool; the histograms' missing ``le`` is BadResponse."""
     results, adapter, _ = fleet_read_all(bad_prometheus.url("unlabelled-histogram"))
-    assert adapter.queries_sent == len(OBSERVATION_FIELDS) - 1  # tpot_s skipped after the bad histogram
+    assert adapter.queries_sent == len(OBSERVATION_FIELDS) - 2  # tpot_s, kv_residency skipped after the bad histogram
     kinds = {f.field: f.kind for f in results[0].failures}
     assert kinds["running_requests"] is FailureKind.EMPTY
     assert kinds["ttft_s"] is FailureKind.BAD_RESPONSE and kinds["tpot_s"] is FailureKind.SKIPPED

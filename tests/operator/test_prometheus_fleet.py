@@ -15,13 +15,17 @@ import pytest
 
 from tests.operator.conftest import WINDOW_S, Fleet
 from tidal.operator.prometheus import OBSERVATION_FIELDS, FleetMetrics, PoolMetrics, PrometheusMetrics, PrometheusSettings
-from tidal.operator.promql import VLLM
+from tidal.operator.promql import SGLANG, VLLM, LabelScheme, fleet_queries
 
 pytestmark = pytest.mark.prometheus
 
 REL = 1e-9
 QUERIES_PER_READ = len(OBSERVATION_FIELDS)
-"""One per PoolObservation field (docs/metrics.md)."""
+"""One per PoolObservation field (docs/metrics.md): a vLLM read."""
+SGLANG_QUERIES_PER_READ = len(fleet_queries(SGLANG, LabelScheme(), window_s=60.0))
+"""An SGLang read has no KV residency query (SGLang exports no such histograms)."""
+assert len(fleet_queries(VLLM, LabelScheme(), window_s=60.0)) == QUERIES_PER_READ
+assert SGLANG_QUERIES_PER_READ == QUERIES_PER_READ - 1
 WORKLOADS = (
     # (namespace, deployment, pool, dialect): every pool of the session fleet, plus one that is not scraped.
     ("team-a", "llama", "unified", "vllm"),
@@ -120,8 +124,8 @@ def test_queries_per_interval_do_not_grow_with_the_workload_count(engine_fleet: 
     results = [fleet.read_pool(namespace=ns, deployment=d, pool=p, dialect=dialect, window_s=WINDOW_S,
                                percentile=90.0) for ns, d, p, dialect in names]
     after = _query_requests(engine_fleet)
-    assert adapter.queries_sent == 2 * QUERIES_PER_READ and fleet.reads == 2
-    assert after - before == 2 * QUERIES_PER_READ, "Prometheus saw a different number of queries than we sent"
+    assert adapter.queries_sent == QUERIES_PER_READ + SGLANG_QUERIES_PER_READ and fleet.reads == 2
+    assert after - before == QUERIES_PER_READ + SGLANG_QUERIES_PER_READ, "Prometheus saw a different number of queries than we sent"
     assert results[0].complete and results[1].complete, (results[0].message(), results[1].message())
     assert all(r.request_rate_rps is None for r in results[2:])  # not scraped: EmptyResult, as alone
 

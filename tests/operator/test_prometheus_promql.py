@@ -121,9 +121,9 @@ def test_fleet_queries_are_the_pool_queries_for_every_workload(dialect) -> None:
     assert list(pool) == list(fleet)
     for field, query in fleet.items():
         assert 'app!=""' in query.promql and 'app="llama"' not in query.promql and "ns=" not in query.promql
-        assert (query.per_pod, query.histogram, query.pool_aggregation) == (
-            pool[field].per_pod, pool[field].histogram, pool[field].pool_aggregation)
-        grouping = ("by (ns, app, role, le)" if query.histogram else "by (ns, app, role, pod_name)" if query.per_pod
+        assert (query.per_pod, query.histogram, query.residency, query.pool_aggregation) == (
+            pool[field].per_pod, pool[field].histogram, pool[field].residency, pool[field].pool_aggregation)
+        grouping = ("by (ns, app, role, le)" if query.histogram or query.residency else "by (ns, app, role, pod_name)" if query.per_pod
                     else "by (ns, app, role)")
         assert grouping in query.promql
         for name in re.findall(r'__name__=~"([^"]+)"', pool[field].promql):

@@ -215,7 +215,8 @@ class KVCacheSpec(ApiModel):
     """KV-cache retention between turns of a session."""
 
     ttl: str = Field(default="auto", pattern=r"^(auto|off|([0-9]+(\.[0-9]+)?(ms|s|m|h))+)$", max_length=32)
-    """``auto`` (learned from session pauses), ``off``, or a fixed duration such as ``30s``."""
+    """``auto`` (learned from session pauses: vLLM's KV-block residency histograms, which tidal turns on
+    with ``--kv-cache-metrics``; SGLang has none and stays at 0), ``off``, or a fixed duration such as ``30s``."""
     max_ttl: Duration = Field(default=DEFAULT_KV_MAX_TTL, alias="maxTTL")
     """Longest TTL ``auto`` may choose (a fixed ``ttl`` is used as written). Default: the 5-minute lifetime of hosted prompt caches (Anthropic, OpenAI)."""
 

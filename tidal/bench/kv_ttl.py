@@ -27,22 +27,27 @@ with ``price`` the same hold price the policy is given (1 / break-even hold).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from tidal.api.modeldeployment import ModelSpec
+from tidal.api.modeldeployment import ModelDeployment, ModelSpec
+from tidal.core.modeldeployment import kv_ttl_auto
+from tidal.core.state import CoreState
 from tidal.policies.baselines.fixed import FixedReplicas
-from tidal.policies.interface import POOL_UNIFIED, AcceleratorProfile
-from tidal.policies.defaults import KV_TTL_GRID_POINTS, KV_TTL_MIN_S
+from tidal.policies.interface import POOL_UNIFIED, AcceleratorProfile, KvResidency
+from tidal.policies.defaults import KV_METRICS_SAMPLE_RATE, KV_SIGNAL_MIN_GAPS, KV_TTL_GRID_POINTS, KV_TTL_MIN_S
 from tidal.policies.kv_ttl import KVTTLChoice, choose_ttl, deployment_price_per_s
 from tidal.policies.profile import build_profile
+from tidal.predictors.kv_residency import VLLM_RESIDENCY_BUCKETS_S, learn_residency
 from tidal.predictors.pauses import MAX_PAUSE_S, SessionPausePredictor
 from tidal.sim.engine import EngineConfig, RequestLike
 from tidal.sim.hardware import get_accelerator, get_model
+from tidal.sim.prefix_cache import ResidencyHistograms
 from tidal.sim.runner import SimConfig, Simulation
 from tidal.sim.traces.records import KV_BLOCK_TOKENS, LLMRequest
 
@@ -496,3 +501,121 @@ def run_policy_raw(requests: Sequence[LLMRequest], setup: KVBenchSetup) -> dict[
     cfg = SimConfig(model=setup.model, accelerator=setup.accelerator,
                     initial_replicas={POOL_UNIFIED: setup.replicas}, seed=setup.seed)
     return Simulation(requests, FixedReplicas({POOL_UNIFIED: setup.replicas}, name="lru"), cfg).run().requests
+
+
+# --- the engine signal: what ``ttl: auto`` learns in the operator (vLLM's KV-block residency) --------
+
+
+def residency_of_replay(requests: Sequence[LLMRequest], setup: KVBenchSetup,
+                        sample_rate: float = KV_METRICS_SAMPLE_RATE) -> tuple[KvResidency, float]:
+    """The KV-block residency histograms an LRU engine replay reports over its whole run (vLLM
+    ``--kv-cache-metrics`` at ``sample_rate``; tidal/sim/prefix_cache.py), summed over replicas, as
+    cumulative bucket counts; and the run's length in seconds. Blocks never evicted report nothing,
+    as in vLLM."""
+    cfg = SimConfig(model=setup.model, accelerator=setup.accelerator,
+                    initial_replicas={POOL_UNIFIED: setup.replicas}, seed=setup.seed,
+                    engine=EngineConfig(kv_metrics_sample=sample_rate, kv_metrics_seed=setup.seed))
+    sim = Simulation(requests, FixedReplicas({POOL_UNIFIED: setup.replicas}, name="lru"), cfg)
+    sim.run()
+    total = ResidencyHistograms()
+    for pod in sim.cluster.pods.values():
+        sim._collect_residency(pod)  # what the last tick did not collect yet
+    for reported in sim.residency_reported.values():
+        total.add(reported)
+    bounds = (*VLLM_RESIDENCY_BUCKETS_S, math.inf)
+
+    def cumulative(counts: np.ndarray) -> tuple[tuple[float, float], ...]:
+        return tuple(zip(bounds, (float(c) for c in np.cumsum(counts))))
+
+    duration = max(sim.now_s, 1.0)
+    return KvResidency(cumulative(total.reuse_gap), cumulative(total.idle_before_evict), duration), duration
+
+
+def signal_ttl(residency: KvResidency, price_per_s: float, max_ttl_s: float = TIDAL_MAX_TTL_S,
+               min_gaps: float = KV_SIGNAL_MIN_GAPS) -> dict[str, Any]:
+    """The TTL ``ttl: auto`` publishes after learning ``residency`` (the core's path: reuse gaps as
+    ended pauses at bucket upper edges, idle-before-evict as right-censored at lower edges,
+    tidal/predictors/kv_residency.py), with and without the trust threshold of ``min_gaps``."""
+    predictor = SessionPausePredictor()
+    ended, censored = learn_residency(predictor, residency.window_s, residency)
+    learnt = choose_ttl(predictor.cdf_function(), price_per_s=price_per_s, max_ttl_s=max_ttl_s).ttl_s
+    prior = choose_ttl(SessionPausePredictor().cdf_function(), price_per_s=price_per_s, max_ttl_s=max_ttl_s).ttl_s
+    return {"reuse_gaps": ended, "censored": censored, "learnt_ttl_s": learnt,
+            "ttl_s": learnt if ended >= min_gaps else prior, "prior_ttl_s": prior}
+
+
+def signal_suite(requests: Sequence[LLMRequest], parents: Mapping[int, int], setup: KVBenchSetup,
+                 *, closed_loop: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The accounting replay (:func:`account_suite`, one TTL for every turn: no categories, as the
+    engine signal has none) with the TTL learnt from the engine replay's residency histograms as one
+    more row, ``signal``: the TTL the operator would publish after the whole run. Compared with the
+    prior's (``lru``: TTL 0, net 0), tidal learning the pauses themselves (``tidal``) and the best
+    single TTL in hindsight."""
+    rows, info = account_suite(requests, parents, setup, per_category=False, closed_loop=closed_loop)
+    residency, _ = residency_of_replay(requests, setup)
+    learnt = signal_ttl(residency, price_for(setup))
+    graph = turn_graph(requests, parents)
+    base = run_policy_raw(requests, setup)
+    finish = dict(zip((int(i) for i in base["request_id"]), (float(f) for f in base["finish_s"])))
+    ends = turn_ends(requests, graph, finish, closed_loop=closed_loop)
+    price = price_for(setup)
+    lru = next(r for r in rows if r["policy"] == "lru")["reprefill_tokens"]
+    oracle = next(r for r in rows if r["policy"] == "oracle")["net_benefit_tokens"]
+    timeline = signal_ttl_timeline(requests, setup)
+    fixed_ttl = lambda t: (lambda e: t)  # noqa: E731
+    for name, ttl_of, ttl in (("signal-end-unguarded", fixed_ttl(learnt["learnt_ttl_s"]), learnt["learnt_ttl_s"]),
+                              ("signal-end", fixed_ttl(learnt["ttl_s"]), learnt["ttl_s"]),
+                              ("signal-online", timeline_chooser(timeline), timeline[-1][1] if timeline else 0.0)):
+        acc = account_policy(ends, graph, ttl_of)
+        acc.pop("_missed")
+        net = (lru - acc["reprefill_tokens"]) - price * acc["pinned_token_s"]
+        rows.append({"policy": name, **acc, "ttl_s": ttl, "price_per_s": price, "net_benefit_tokens": net,
+                     "of_oracle": net / oracle if oracle > 0 else math.nan})
+    ttls = [t for _, t in timeline]
+    info["signal_online"] = {"ticks": len(ttls), "ticks_pinning": sum(t > 0 for t in ttls),
+                             "max_ttl_s": max(ttls, default=0.0), "last_ttl_s": ttls[-1] if ttls else 0.0}
+    info["signal"] = learnt
+    info["residency"] = {"reuse_gap": residency.reuse_gap, "idle_before_evict": residency.idle_before_evict}
+    return rows, info
+
+
+def signal_ttl_timeline(requests: Sequence[LLMRequest], setup: KVBenchSetup,
+                        max_ttl_s: float = TIDAL_MAX_TTL_S) -> list[tuple[float, float]]:
+    """(time, TTL) at every tick of an LRU engine replay whose engines report KV-block residency:
+    the TTL ``ttl: auto`` publishes, from the decision core's own function (tidal/core
+    ``kv_ttl_auto``: the same learning, trust threshold and pricing as the operator's tick) fed each
+    tick's window of increments, as the simulator's shell builds them."""
+    model, profile = accelerator_profile_of(setup)
+    md = ModelDeployment.model_validate({"metadata": {"name": "bench", "namespace": "bench"}, "spec": {
+        "model": model.model_dump(by_alias=True, exclude_none=True), "engine": {"image": "vllm"},
+        "slo": {"ttft": "1s"}, "pools": {"unified": {"minReplicas": setup.replicas, "maxReplicas": setup.replicas}},
+        "placement": {"acceleratorClasses": ["bench"]},
+        "kvCache": {"ttl": "auto", "maxTTL": f"{max_ttl_s:g}s"}}})
+    timeline: list[tuple[float, float]] = []
+    state = CoreState()
+    fixed = FixedReplicas({POOL_UNIFIED: setup.replicas}, name="lru")
+    cfg = SimConfig(model=setup.model, accelerator=setup.accelerator,
+                    initial_replicas={POOL_UNIFIED: setup.replicas}, seed=setup.seed,
+                    engine=EngineConfig(kv_metrics_sample=KV_METRICS_SAMPLE_RATE, kv_metrics_seed=setup.seed))
+
+    class _Recording:
+        name = "lru"
+
+        def decide(self, observation: Any, policy_state: Any) -> Any:
+            ttl, _ = kv_ttl_auto(md, replace(observation, interval_s=cfg.tick_s), state, profile)
+            timeline.append((observation.now_s, float(ttl or 0.0)))
+            return fixed.decide(observation, policy_state)
+
+    Simulation(requests, _Recording(), cfg).run()  # type: ignore[arg-type]
+    return timeline
+
+
+def timeline_chooser(timeline: Sequence[tuple[float, float]]) -> Callable[[TurnEnd], float]:
+    """The TTL in force when a turn ends: the last tick's at or before its end (0 before the first)."""
+    times = [t for t, _ in timeline]
+
+    def ttl_of(e: TurnEnd) -> float:
+        i = bisect.bisect_right(times, e.end_s) - 1
+        return timeline[i][1] if i >= 0 else 0.0
+
+    return ttl_of

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from tidal.policies.defaults import KV_METRICS_SAMPLE_RATE
+
 EngineName = Literal["vllm", "sglang"]
 
 BIND_ALL_INTERFACES = "0.0.0.0"
@@ -41,6 +43,10 @@ class EngineCli:
     context_length_flag: str
     extra_flags: tuple[str, ...]
     """Flags every replica needs (SGLang exports Prometheus metrics only with ``--enable-metrics``)."""
+    kv_residency_flags: tuple[str, ...] | None
+    """Flags that make the engine export its sampled KV-block residency histograms, which
+    ``kvCache.ttl: auto`` learns session pauses from (docs/kv-ttl.md); None when the engine has no
+    such metrics."""
     shutdown_timeout_flag: str | None
     """Flag that makes the engine finish in-flight requests on SIGTERM for up to N seconds, or None
     when the engine always drains on SIGTERM and only the pod's grace period bounds it."""
@@ -65,6 +71,10 @@ VLLM = EngineCli(
     tensor_parallel_flag="--tensor-parallel-size",
     context_length_flag="--max-model-len",
     extra_flags=(),
+    # vllm/config/observability.py: --kv-cache-metrics (off by default) turns on
+    # vllm/v1/core/kv_cache_metrics.py, following a --kv-cache-metrics-sample fraction of blocks
+    # (default 0.01, rendered explicitly so the simulator's rate is the engine's).
+    kv_residency_flags=("--kv-cache-metrics", "--kv-cache-metrics-sample", f"{KV_METRICS_SAMPLE_RATE:g}"),
     shutdown_timeout_flag="--shutdown-timeout",
     # vllm/entrypoints/serve/instrumentator/health.py: /health is 200 unless the engine is dead; the
     # HTTP server starts listening only after the weights are loaded, so it doubles as the startup
@@ -87,6 +97,8 @@ SGLANG = EngineCli(
     tensor_parallel_flag="--tp-size",
     context_length_flag="--context-length",
     extra_flags=("--enable-metrics",),
+    # SGLang exports cache hit rates (sglang:cache_hit_rate), with no time in them: no residency flags.
+    kv_residency_flags=None,
     # SGLang has no drain flag: on SIGTERM its tokenizer manager stops accepting requests and waits
     # for the running ones to finish (srt/managers/tokenizer_manager.py sigterm_watchdog), bounded only
     # by the pod's termination grace period.
@@ -122,15 +134,19 @@ def engine_args(
     tensor_parallel: int,
     context_tokens: int,
     shutdown_timeout_s: int,
+    kv_residency: bool = False,
 ) -> list[str]:
     """The container args for one replica (the command is ``engine.command``). User-supplied extra
     arguments go after these, so a user flag given twice wins where the engine's parser lets the last
-    occurrence win (argparse does)."""
+    occurrence win (argparse does). ``kv_residency``: export the KV-block residency histograms
+    (``kvCache.ttl: auto``), where the engine has them."""
     args = [model] if engine.model_flag is None else [engine.model_flag, model]
     args += ["--host", BIND_ALL_INTERFACES, "--port", str(port), "--dtype", ENGINE_DTYPES[dtype]]
     args += [engine.tensor_parallel_flag, str(tensor_parallel)]
     args += [engine.context_length_flag, str(context_tokens)]
     args += list(engine.extra_flags)
+    if kv_residency and engine.kv_residency_flags is not None:
+        args += list(engine.kv_residency_flags)
     if engine.shutdown_timeout_flag is not None:
         args += [engine.shutdown_timeout_flag, str(shutdown_timeout_s)]
     return args

@@ -118,6 +118,13 @@ def kv_transfer_of(md: ModelDeployment, pool: str) -> KvTransferPod | None:
     return kv_transfer_pod(md.spec.engine.metrics_dialect, pool, md.spec.disaggregation.kv_transport)  # type: ignore[arg-type]
 
 
+def exports_kv_residency(md: ModelDeployment) -> bool:
+    """Whether the engine pods export the KV-block residency histograms ``kvCache.ttl: auto`` learns
+    pauses from (docs/kv-ttl.md): vLLM pods of ``ttl: auto``; SGLang has no such metric. The
+    simulator's engines report them exactly when this is true (tidal/sim/modeldeployment.py)."""
+    return md.spec.kv_cache.ttl == "auto" and ENGINES[md.spec.engine.metrics_dialect].kv_residency_flags is not None
+
+
 def _engine_args(md: ModelDeployment, spec: PoolSpec, kv: KvTransferPod | None) -> list[str]:
     engine = md.spec.engine
     rendered = engine_args(
@@ -128,6 +135,7 @@ def _engine_args(md: ModelDeployment, spec: PoolSpec, kv: KvTransferPod | None) 
         tensor_parallel=spec.gpus_per_replica,
         context_tokens=md.spec.model.max_context_tokens,
         shutdown_timeout_s=drain_seconds(md),
+        kv_residency=exports_kv_residency(md),
     )
     return rendered + list(kv.args if kv else ()) + list(engine.args)
 

@@ -6,7 +6,9 @@ decides, in this order:
 1. learn replica starts carried in the observation (cold-start predictor, each uid once);
 2. predict the p90 cold start on the most preferred accelerator class;
 3. feed the entry pool's arrival rate (``PoolObservation.arrival_rate_rps``) to the load forecaster and forecast one cold start ahead;
-4. the KV-cache TTL from ``spec.kvCache.ttl``;
+4. the KV-cache TTL from ``spec.kvCache.ttl``; for ``auto``, from the session pauses learnt from
+   the engines' KV-block residency histograms (``PoolObservation.kv_residency``) once there are
+   enough of them, else the prior's;
 5. replicas per pool: ``spec.replicas`` (manual override, clamped and split over pools), or the
    rule ``spec.autoscaling.policy`` names (tidal/core/policies.py; ``tidal`` is the SLO planner,
    pre-warming for the forecast one cold start ahead) within the pool's bounds, held on missing or
@@ -41,6 +43,7 @@ from tidal.policies.defaults import (
     FORECAST_QUANTILES,
     FORECAST_SERIES_POOL_ORDER,
     FORECAST_STEP_S,
+    KV_SIGNAL_MIN_GAPS,
     KV_TTL_DECIMALS,
     WAKE_FROM_ZERO_REPLICAS,
 )
@@ -65,11 +68,17 @@ from tidal.core.placement import (
     planner_mix,
 )
 from tidal.core.policies import POLICY_TIDAL, PoolsDecision, decide_pools
-from tidal.policies.guards import REASON_HOLD_INVALID, REASON_HOLD_PARTIAL
+from tidal.policies.guards import (
+    REASON_HOLD_INVALID,
+    REASON_HOLD_PARTIAL,
+    REASON_KV_RESIDENCY_INVALID,
+    kv_residency_problem,
+)
 from tidal.policies.utilization import REASON_HOLD_NO_METRICS, REASON_STABILIZED, REASON_WITHIN_TOLERANCE
 from tidal.policies.planner import PoolPlan
 from tidal.policies.capacity import Correction, replicas_needed
 from tidal.predictors.coldstart import StartContext, StartPhases
+from tidal.predictors.kv_residency import learn_residency
 from tidal.predictors.pauses import SessionPausePredictor
 
 REASON_MANUAL = "manual-override"
@@ -162,6 +171,56 @@ def kv_ttl_seconds(md: ModelDeployment, pauses: SessionPausePredictor | None = N
 def _prior_auto_ttl_s(max_ttl_s: float) -> float:
     """``auto`` before any pause is learnt and without an accelerator: a constant per maxTTL."""
     return round(auto_ttl(max_ttl_s, deployment_price_per_s()).ttl_s, KV_TTL_DECIMALS)
+
+
+def learn_kv_residency(observation: Observation, state: CoreState) -> list[Reason]:
+    """Feed every pool's KV-block residency increments (``PoolObservation.kv_residency``) to the
+    state's session-pause predictor; an unusable increment (tidal/policies/guards.py
+    ``kv_residency_problem``) is learnt not at all and named in the returned reasons.
+
+    Each tick's increments cover the metrics window; ticks closer together than the window see
+    overlapping windows, so each is counted with weight ``interval / window`` (at most 1): over a
+    run every reported block counts about once, whatever the tick rate."""
+    reasons = []
+    for pool, obs in observation.pools.items():
+        residency = obs.kv_residency
+        if residency is None:
+            continue
+        problem = kv_residency_problem(residency)
+        if problem is not None:
+            reasons.append(Reason(REASON_KV_RESIDENCY_INVALID, f"KV-block residency histograms not learnt ({problem}); "
+                                  "the KV TTL stays as it was", pool))
+            continue
+        interval = observation.interval_s
+        weight = min(1.0, interval / residency.window_s) if interval is not None and interval > 0 else 1.0
+        if state.kv_pauses is None:
+            state.kv_pauses = SessionPausePredictor()
+        ended, censored = learn_residency(state.kv_pauses, observation.now_s, residency, weight)
+        if ended or censored:
+            state.kv_pauses_version += 1
+    return reasons
+
+
+def kv_ttl_auto(md: ModelDeployment, observation: Observation, state: CoreState,
+                accelerator: AcceleratorProfile | None) -> tuple[float | None, list[Reason]]:
+    """The KV TTL to publish this tick, and reasons about its inputs: ``spec.kvCache.ttl`` when it is
+    a duration or ``off``; for ``auto``, after learning this tick's residency increments
+    (:func:`learn_kv_residency`), the TTL from the learnt pauses once they hold
+    :data:`KV_SIGNAL_MIN_GAPS` reuse gaps, priced on ``accelerator``, and the prior's until then.
+    The one function both shells (and the KV-TTL bench's signal replay) call."""
+    if md.spec.kv_cache.ttl != "auto":
+        return kv_ttl_seconds(md), []
+    reasons = learn_kv_residency(observation, state)
+    pauses = state.kv_pauses
+    if pauses is None or pauses.ended_weight() < KV_SIGNAL_MIN_GAPS:
+        return kv_ttl_seconds(md), reasons
+    acc = accelerator
+    acc_key = None if acc is None else (acc.name, acc.peak_tflops, acc.memory_bandwidth_gbps, acc.memory_bytes)
+    key = (state.kv_pauses_version, md.spec.kv_cache.max_ttl, acc_key)
+    if state.kv_ttl_cache is None or state.kv_ttl_cache[0] != key:
+        # The TTL changes only when the predictor learns (a choice costs ~400 CDF evaluations).
+        state.kv_ttl_cache = (key, kv_ttl_seconds(md, pauses, acc))
+    return state.kv_ttl_cache[1], reasons
 
 
 def missing_classes_limit(missing: list[str]) -> Reason:
@@ -520,7 +579,8 @@ def decide_workload(md: ModelDeployment, observation: Observation,
     learned = _learn_starts(md, observation.starts, state)
     cold = _cold_start_s(md, state, preference)
     forecast = _forecast(md, state, observation, cold)
-    kv_ttl = kv_ttl_seconds(md)
+    kv_ttl, kv_reasons = kv_ttl_auto(md, observation, state,
+                                     observation.accelerators.get(preference[0]) if preference else None)
 
     desired: dict[str, int] = {}
     reasons: list[Reason] = []
@@ -551,6 +611,7 @@ def decide_workload(md: ModelDeployment, observation: Observation,
         limits.append(capped)
     if not none_fit:
         reasons.extend(unfit)  # classes left out while others serve: said, not a capacity limit
+    reasons.extend(kv_reasons)
 
     by_child: dict[ChildKey, int] = {}
     changes: list[tuple[ChildKey, int, int]] = []

@@ -15,6 +15,7 @@ from tidal.policies.defaults import MAX_COUNTED_STARTS
 from tidal.predictors.classical import HoltWintersForecaster, SeasonalNaiveForecaster
 from tidal.predictors.coldstart import ColdStartPredictor
 from tidal.predictors.load import LoadForecaster
+from tidal.predictors.pauses import SessionPausePredictor
 
 PREDICTOR_NAMES = {
     "auto": "auto", "torch": "torch", "holt-winters": "holt_winters", "seasonal-naive": "seasonal_naive", "none": None,
@@ -79,9 +80,15 @@ class CoreState:
     """(grid cell, valid cells, horizon) and the forecast made at the first tick of that cell, reused for
     the cell's later ticks. Persisted: a restarted core must reuse it too, or it would forecast from a
     cell holding more samples than the live core did and decide differently."""
-    # A cache of a pure result, rebuilt after a restart (not persisted).
+    kv_pauses: SessionPausePredictor | None = None
+    """Session pauses learnt from the engines' KV-block residency histograms (``kvCache.ttl: auto``,
+    tidal/predictors/kv_residency.py): reuse gaps as ended pauses, idle-before-evict times as
+    right-censored ones stored beside them. ``None`` until a histogram increment was learnt."""
+    # Caches of pure results, rebuilt after a restart (not persisted).
     cold_start_version: int = field(default=0, compare=False)
     cold_start_cache: tuple[Any, float] | None = field(default=None, compare=False)
+    kv_pauses_version: int = field(default=0, compare=False)
+    kv_ttl_cache: tuple[Any, float | None] | None = field(default=None, compare=False)
 
     def count_start(self, uid: str) -> None:
         self.counted_starts.append(uid)
@@ -108,7 +115,8 @@ class CoreState:
             "policy": {"recommendations": {p: [list(r) for r in w] for p, w in self.recommendations.items()},
                        "forecast": _cache_to_dict(self.forecast_cache),
                        "idleSinceS": self.idle_since_s, "parked": self.parked,
-                       "planner": self.planner, "baseline": self.baseline},
+                       "planner": self.planner, "baseline": self.baseline,
+                       "kvPauses": self.kv_pauses.to_state() if self.kv_pauses is not None else None},
         }
 
     @classmethod
@@ -144,6 +152,12 @@ class CoreState:
                     setattr(state, name, part)
                 elif part is not None:
                     problems.append(f"{name} state unreadable (not an object); re-learning")
+        kv = policy.get("kvPauses") if isinstance(policy, dict) else None
+        if kv is not None:
+            try:
+                state.kv_pauses = SessionPausePredictor.from_state(kv)
+            except (ValueError, KeyError, TypeError) as exc:
+                problems.append(f"KV session-pause state unreadable ({exc}); re-learning")
         cached = policy.get("forecast") if isinstance(policy, dict) else None
         if isinstance(cached, dict):
             state.forecast_cache = _cache_from_dict(cached)

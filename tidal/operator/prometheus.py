@@ -10,8 +10,9 @@ Query text comes from :mod:`tidal.operator.promql`; this module only sends it an
 classifies what came back. Latency percentiles and SLO attainment are computed from
 histogram bucket rates by :mod:`tidal.controllers.slo_attainment`.
 
-Two ways to read: :meth:`PrometheusMetrics.read_pool` sends ten queries for one pool;
-:class:`FleetMetrics` sends the same eight once per dialect for every workload and shares
+Two ways to read: :meth:`PrometheusMetrics.read_pool` sends one query per field it can read for one
+pool (eleven for vLLM, ten for SGLang, which has no KV residency histograms);
+:class:`FleetMetrics` sends the same ones once per dialect for every workload and shares
 the answer between the ticks of one half interval, so the query rate does not grow with the
 number of workloads (docs/metrics.md, "Reads for many workloads").
 """
@@ -44,6 +45,9 @@ from tidal.operator.metric_validation import (
     unobserved_pods,
 )
 from tidal.operator.promql import (
+    KV_HISTOGRAM_LABEL,
+    KV_IDLE_BEFORE_EVICT,
+    KV_REUSE_GAP,
     STALE_LABEL,
     FunctionSelector,
     LabelScheme,
@@ -61,7 +65,7 @@ from tidal.operator.promql import (
     quantile_from_percentile,
     workload_key,
 )
-from tidal.policies.interface import PoolObservation
+from tidal.policies.interface import KvResidency, PoolObservation
 
 DEFAULT_WINDOW_S = 60.0
 """Knative KPA's documented default stable window (config-autoscaler ``stable-window: 60s``).
@@ -87,8 +91,10 @@ OBSERVATION_FIELDS = (
     "in_flight_change_rps",
     "ttft_s",
     "tpot_s",
+    "kv_residency",
 )
-"""The ``PoolObservation`` fields this adapter fills, in query order."""
+"""The ``PoolObservation`` fields this adapter fills, in query order (``kv_residency`` only for a
+dialect that has the histograms: at most one query per field)."""
 
 PER_POD_FIELDS = (
     "request_rate_rps",
@@ -195,6 +201,12 @@ class PoolMetrics:
     """Pool-wide TTFT bucket rates over the window, (le, cumulative req/s); ``ttft_s`` comes from them."""
     tpot_buckets: tuple[Bucket, ...] | None = None
     """Pool-wide inter-token-latency bucket rates over the window, (le, cumulative tokens/s)."""
+    kv_residency: KvResidency | None = None
+    """KV-block residency bucket increments over the window (vLLM ``--kv-cache-metrics``). ``None``
+    without a failure when no series matched: the histograms are opt-in, exported only by vLLM pods
+    started with the flag (tidal renders it for ``kvCache.ttl: auto``). Values are passed on as read;
+    a non-finite or negative increment fails the field as other histograms do, and the core's guard
+    (tidal/policies/guards.py ``kv_residency_problem``) checks the rest (bounds, monotone counts)."""
     pods: Mapping[str, PodMetrics] = field(default_factory=dict)
     """Per pod, the values that passed validation (``None`` for a field the pod did not report
     or that was rejected)."""
@@ -220,7 +232,7 @@ class PoolMetrics:
         return not any(_means_prometheus_unusable(f.kind, f.http_status) or f.kind is FailureKind.SKIPPED
                        for f in self.failures)
 
-    def observation_fields(self) -> dict[str, float | None]:
+    def observation_fields(self) -> dict[str, Any]:
         """Keyword arguments for ``PoolObservation`` / ``dataclasses.replace``."""
         return {name: getattr(self, name) for name in OBSERVATION_FIELDS}
 
@@ -432,7 +444,7 @@ class PrometheusMetrics:
 
     def read_fleet(self, *, dialect: str, window_s: float = DEFAULT_WINDOW_S, at_s: float | None = None,
                    namespaces: Sequence[str] = ()) -> "FleetSnapshot":
-        """One answer per query for every pool of every workload of ``dialect``: ten queries in all.
+        """One answer per query for every pool of every workload of ``dialect``: one query per field.
 
         Failure handling is :meth:`read_pool`'s: a transport failure skips the remaining queries, and
         every pool sees the failed and skipped fields as failures. A 200 answer that is not an
@@ -558,7 +570,7 @@ class _FieldCollector:
     def __init__(self, labels: LabelScheme, window_s: float) -> None:
         self.labels = labels
         self.window_s = window_s
-        self.values: dict[str, float | None] = {}
+        self.values: dict[str, Any] = {}
         self.per_pod: dict[str, dict[str, float | None]] = {}
         self.buckets: dict[str, tuple[Bucket, ...]] = {}
         self.failures: list[QueryFailure] = []
@@ -582,6 +594,9 @@ class _FieldCollector:
                               f"unusable values ({type(exc).__name__}: {_shorten(str(exc))})") from exc
 
     def _add(self, metric_query: MetricQuery, samples: Sequence[Sample], quantile: float | None) -> None:
+        if metric_query.residency:
+            self.values[metric_query.field] = _interpret_residency(samples, self.window_s)
+            return
         if metric_query.histogram:
             assert quantile is not None, "histogram queries need a quantile"
             value, buckets = _interpret_histogram(samples, quantile, self.labels)
@@ -614,8 +629,14 @@ def _skipped(metric_query: MetricQuery, broken: QueryFailure) -> QueryFailure:
 
 
 def _check_shape(metric_query: MetricQuery, samples: Sequence[Sample]) -> None:
-    """Histogram answers must be bucket series: each with an ``le`` that is a number (or +Inf)."""
-    if not metric_query.histogram:
+    """Histogram answers must be bucket series: each with an ``le`` that is a number (or +Inf); KV
+    residency series also say which histogram they are."""
+    if metric_query.residency:
+        for sample in samples:
+            if sample.labels.get(KV_HISTOGRAM_LABEL) not in (KV_REUSE_GAP, KV_IDLE_BEFORE_EVICT):
+                raise _QueryError(FailureKind.BAD_RESPONSE,
+                                  f"KV residency series without a {KV_HISTOGRAM_LABEL} label: {dict(sample.labels)}")
+    elif not metric_query.histogram:
         return
     for sample in samples:
         try:
@@ -651,6 +672,27 @@ def _interpret_histogram(samples: Sequence[Sample], quantile: float,
             f"quantile is {value} (no observations in the window, or no +Inf bucket)",
         )
     return value, buckets
+
+
+def _interpret_residency(samples: Sequence[Sample], window_s: float) -> KvResidency | None:
+    """One pool's KV residency bucket increments; ``None`` when it has none (opt-in metric). Two
+    series for one bound of one histogram (the pool's answer is malformed) are ``BadResponse``."""
+    if not samples:
+        return None
+    by: dict[str, dict[float, float]] = {KV_REUSE_GAP: {}, KV_IDLE_BEFORE_EVICT: {}}
+    for sample in samples:
+        buckets = by[sample.labels[KV_HISTOGRAM_LABEL]]
+        le = float(sample.labels["le"])
+        if le in buckets:
+            raise _QueryError(FailureKind.BAD_RESPONSE, f"two KV residency series for le={le:g}")
+        if not math.isfinite(sample.value):
+            raise _QueryError(FailureKind.NOT_A_NUMBER, "non-finite KV residency bucket increment")
+        if sample.value < 0:
+            raise _QueryError(FailureKind.REJECTED, "negative KV residency bucket increment (increases of "
+                                                    "counters cannot be negative)")
+        buckets[le] = sample.value
+    return KvResidency(reuse_gap=tuple(sorted(by[KV_REUSE_GAP].items())),
+                       idle_before_evict=tuple(sorted(by[KV_IDLE_BEFORE_EVICT].items())), window_s=window_s)
 
 
 def _interpret(metric_query: MetricQuery, samples: Sequence[Sample], labels: LabelScheme,

@@ -164,6 +164,10 @@ class DialectMetrics:
     kv_cache_usage: tuple[str, ...]
     ttft_histogram: tuple[str, ...]
     tpot_histogram: tuple[str, ...]
+    kv_reuse_gap_histogram: tuple[str, ...] = ()
+    """KV-block reuse gaps (vLLM ``--kv-cache-metrics``); empty: the engine has no such metric."""
+    kv_idle_before_evict_histogram: tuple[str, ...] = ()
+    """KV-block idle time before eviction (vLLM ``--kv-cache-metrics``); empty: no such metric."""
 
     def __post_init__(self) -> None:
         for field_name in (
@@ -176,6 +180,11 @@ class DialectMetrics:
             for metric in names:
                 if not _METRIC_NAME.match(metric):
                     raise ValueError(f"dialect {self.name}: {field_name} has invalid metric name {metric!r}")
+        for metric in (*self.kv_reuse_gap_histogram, *self.kv_idle_before_evict_histogram):
+            if not _METRIC_NAME.match(metric):
+                raise ValueError(f"dialect {self.name}: invalid KV residency metric name {metric!r}")
+        if bool(self.kv_reuse_gap_histogram) != bool(self.kv_idle_before_evict_histogram):
+            raise ValueError(f"dialect {self.name}: the KV residency histograms come as a pair")
 
 
 VLLM = DialectMetrics(
@@ -190,6 +199,10 @@ VLLM = DialectMetrics(
     ttft_histogram=("vllm:time_to_first_token_seconds",),
     # vLLM 0.11 renamed time_per_output_token_seconds to inter_token_latency_seconds.
     tpot_histogram=("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"),
+    # Exported only with --kv-cache-metrics (vllm/v1/metrics/loggers.py), which tidal renders for
+    # kvCache.ttl: auto (tidal/controllers/modeldeployment.py).
+    kv_reuse_gap_histogram=("vllm:kv_block_reuse_gap_seconds",),
+    kv_idle_before_evict_histogram=("vllm:kv_block_idle_before_evict_seconds",),
 )
 
 SGLANG = DialectMetrics(
@@ -204,6 +217,7 @@ SGLANG = DialectMetrics(
     ttft_histogram=("sglang:time_to_first_token_seconds",),
     # Newer SGLang exports inter_token_latency_seconds; older releases time_per_output_token_seconds.
     tpot_histogram=("sglang:inter_token_latency_seconds", "sglang:time_per_output_token_seconds"),
+    # No KV-block residency histograms: SGLang's cache metrics are hit rates (sglang:cache_hit_rate).
 )
 
 DIALECTS: Mapping[str, DialectMetrics] = {"vllm": VLLM, "sglang": SGLANG}
@@ -323,6 +337,11 @@ def first_present_by(alternatives: Sequence[str], group: Sequence[str]) -> str:
     return " or ".join(parts)
 
 
+KV_HISTOGRAM_LABEL = "tidal_kv_histogram"
+"""Label :func:`kv_residency_query` puts on each series to say which residency histogram it is."""
+KV_REUSE_GAP = "reuse_gap"
+KV_IDLE_BEFORE_EVICT = "idle_before_evict"
+
 Aggregation = Literal["sum", "mean"]
 QueryShape = Literal["per_pod", "single", "histogram"]
 
@@ -343,6 +362,9 @@ class MetricQuery:
     per_pod: bool
     pool_aggregation: Aggregation = "sum"
     histogram: bool = False
+    residency: bool = False
+    """Bucket *increments* of the KV residency histograms, series told apart by
+    :data:`KV_HISTOGRAM_LABEL` (:func:`kv_residency_query`)."""
 
 
 def counter_rate_query(
@@ -453,11 +475,35 @@ def histogram_buckets_query(
     return MetricQuery(field=field, promql=first_present_by(alternatives, group), per_pod=False, histogram=True)
 
 
+def kv_residency_query(field: str, dialect: DialectMetrics, selector: Selector, labels: LabelScheme, window: str,
+                       group: Sequence[str] = ()) -> MetricQuery | None:
+    """Pool-wide bucket increments over the window of both KV-block residency histograms, in one
+    query (one more per read, not two): ``sum by (le) (increase(..._bucket[w]))`` of each, tagged
+    :data:`KV_HISTOGRAM_LABEL` = :data:`KV_REUSE_GAP` or :data:`KV_IDLE_BEFORE_EVICT`. Increments,
+    not rates: the core learns counts of pauses. ``None`` when the dialect has no such histograms."""
+    if not dialect.kv_reuse_gap_histogram:
+        return None
+
+    def one(histograms: Sequence[str], tag: str) -> str:
+        alternatives = [
+            f"sum {by_clause(*group, 'le')} "
+            f"(increase({series_selector(h, selector, labels, suffix='_bucket')}[{window}]))"
+            for h in histograms
+        ]
+        inner = first_present_by(alternatives, group)
+        return f'label_replace({inner}, "{KV_HISTOGRAM_LABEL}", "{tag}", "", "")'
+
+    promql = (f"({one(dialect.kv_reuse_gap_histogram, KV_REUSE_GAP)}) or "
+              f"({one(dialect.kv_idle_before_evict_histogram, KV_IDLE_BEFORE_EVICT)})")
+    return MetricQuery(field=field, promql=promql, per_pod=False, residency=True)
+
+
 def _queries(
     dialect: DialectMetrics, selector: Selector, labels: LabelScheme, window_s: float,
     group: Sequence[str],
 ) -> tuple[MetricQuery, ...]:
     window = promql_duration(window_s)
+    residency = kv_residency_query("kv_residency", dialect, selector, labels, window, group)
     return (
         gauge_query("running_requests", dialect.running_requests, selector, labels,
                     within_pod="sum", pool_aggregation="sum", window=window, group=group),
@@ -474,6 +520,7 @@ def _queries(
                                selector, labels, window_s, group),
         histogram_buckets_query("ttft_s", dialect.ttft_histogram, selector, labels, window, group),
         histogram_buckets_query("tpot_s", dialect.tpot_histogram, selector, labels, window, group),
+        *((residency,) if residency is not None else ()),
     )
 
 

@@ -95,6 +95,18 @@ KV_TTL_GRID_POINTS = 400
 """Log-spaced TTL candidates between 50 ms and a day: 64 per factor of 10, steps of 3.7 %."""
 KV_TTL_DECIMALS = 1
 """The TTL is reported and rendered to 0.1 s."""
+KV_METRICS_SAMPLE_RATE = 0.01
+"""Fraction of KV blocks vLLM follows for its residency histograms (``--kv-cache-metrics-sample``),
+rendered explicitly on engine pods of ``ttl: auto`` and used by the simulator's engine: vLLM's own
+default (vllm/config/observability.py ``kv_cache_metrics_sample``). Pinned so the simulator and
+the engine sample alike whatever a later vLLM defaults to. At 16-token blocks a 10 k-token
+context has ~6 sampled blocks per turn: enough gaps per minute on a busy replica, and the
+collector's lock is taken on one block in a hundred."""
+KV_SIGNAL_MIN_GAPS = 50.0
+"""Reuse gaps (block-weighted, decayed) the core must have learnt from vLLM's residency
+histograms before ``ttl: auto`` trusts them over the prior (tidal's choice). Below it the prior's
+TTL (0) stands: a handful of gaps from one long session's blocks is one session, not a
+distribution. See docs/kv-ttl.md ("What the operator learns pauses from") for the bench check."""
 
 # --- placement over accelerator classes (tidal/core/placement.py) ------------------------------------
 

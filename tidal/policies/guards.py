@@ -10,6 +10,10 @@ A reactive rule trusts its inputs; an operator cannot. These guards sit between 
   missing pods: they count as idle for a scale-up, as fully loaded for a scale-down).
 - *Unusable counts are unknown, not zero.* A negative or non-finite count or rate that reached a
   policy (from a shell that did not validate) is treated as missing: hold.
+- *Unusable histograms teach nothing.* KV-block residency histogram increments
+  (``PoolObservation.kv_residency``) with a non-finite or negative count, bounds out of order or
+  cumulative counts that fall are unknown (:func:`kv_residency_problem`): the core learns nothing
+  from them, so the KV TTL stays what it was.
 """
 
 from __future__ import annotations
@@ -18,10 +22,15 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tidal.policies.interface import Autoscaler, Decision, Observation, PoolObservation, Reason
+from tidal.policies.interface import Autoscaler, Cumulative, Decision, KvResidency, Observation, PoolObservation, Reason
 
 REASON_HOLD_PARTIAL = "hold-partial-metrics"
 REASON_HOLD_INVALID = "hold-invalid-metrics"
+REASON_KV_RESIDENCY_INVALID = "kv-residency-invalid"
+
+CUMULATIVE_TOLERANCE = 1e-9
+"""Relative slack for a cumulative bucket count below the one before it: float rounding of summed
+``increase()`` results, not a fall."""
 
 
 def usable_count(value: float | None) -> bool:
@@ -36,6 +45,36 @@ COUNT_FIELDS = ("running_requests", "waiting_requests", "request_rate_rps", "pro
 
 SIGNED_FIELDS = ("in_flight_change_rps",)
 """Observation fields that may be negative (a change), but never non-finite."""
+
+
+def _cumulative_problem(name: str, buckets: Cumulative) -> str | None:
+    if not buckets:
+        return f"{name}: no buckets"
+    bounds = [le for le, _ in buckets]
+    counts = [c for _, c in buckets]
+    if any(math.isnan(le) for le in bounds) or any(b >= a for b, a in zip(bounds, bounds[1:])):
+        return f"{name}: bucket bounds (le) not strictly increasing: {bounds}"
+    if bounds[-1] != math.inf:
+        return f"{name}: no +Inf bucket"
+    if not all(math.isfinite(c) for c in counts):
+        return f"{name}: non-finite bucket count"
+    if any(c < 0 for c in counts):
+        return f"{name}: negative bucket count (increases of counters cannot be negative)"
+    for (le, before), (le_next, after) in zip(buckets, buckets[1:]):
+        if after < before - CUMULATIVE_TOLERANCE * max(1.0, abs(before)):
+            return (f"{name}: cumulative count falls from {before:g} (le={le:g}) to {after:g} "
+                    f"(le={le_next:g})")
+    return None
+
+
+def kv_residency_problem(residency: KvResidency) -> str | None:
+    """Why ``residency`` cannot be learnt from (``None``: it can): both histograms must be
+    cumulative bucket counts (bounds increasing up to ``+Inf``, counts finite, not negative, never
+    falling) over a positive finite window."""
+    if not (math.isfinite(residency.window_s) and residency.window_s > 0):
+        return f"window {residency.window_s!r} s is not a positive number of seconds"
+    return (_cumulative_problem("kv_block_reuse_gap_seconds", residency.reuse_gap)
+            or _cumulative_problem("kv_block_idle_before_evict_seconds", residency.idle_before_evict))
 
 
 def sanitized(pool: PoolObservation) -> tuple[PoolObservation, bool]:

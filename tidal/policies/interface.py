@@ -23,6 +23,29 @@ POOL_DECODE = "decode"
 POOL_FUNCTION = "function"
 
 
+Cumulative = tuple[tuple[float, float], ...]
+"""Histogram buckets as Prometheus gives them: ``(le, count of observations <= le)``, by ``le``, the
+last one ``+Inf``."""
+
+
+@dataclass(frozen=True)
+class KvResidency:
+    """Increments, over a metrics window, of vLLM's sampled KV-block residency histograms
+    (``--kv-cache-metrics``; vllm/v1/core/kv_cache_metrics.py): what the core learns session pauses
+    from for ``kvCache.ttl: auto`` (tidal/predictors/kv_residency.py).
+
+    ``reuse_gap``: ``vllm:kv_block_reuse_gap_seconds``, time between consecutive prefix-cache hits of
+    a sampled block (up to three per block, reported when it is evicted). ``idle_before_evict``:
+    ``vllm:kv_block_idle_before_evict_seconds``, time from a sampled block's last access to its
+    eviction. Both summed over the pool's pods, as cumulative bucket counts (not rates)."""
+
+    reuse_gap: Cumulative
+    idle_before_evict: Cumulative
+    window_s: float
+    """The window the increments cover; ticks closer together than it see overlapping windows
+    (the core weights each tick's increments by interval / window)."""
+
+
 @dataclass(frozen=True)
 class PoolObservation:
     """What a shell could see of one pool (all replicas of one role) at one instant.
@@ -65,6 +88,9 @@ class PoolObservation:
     can be read while the pool has no replicas; the demand signal that wakes a pool at zero.
     ``None``: the shell has no such signal (the operator without the activator; with it, the
     activator's held arrivals, tidal/controllers/modeldeployment_entry.py)."""
+    kv_residency: KvResidency | None = None
+    """The pool's KV-block residency histogram increments over the window; ``None``: not read (SGLang,
+    which has no such metric, or vLLM without ``--kv-cache-metrics``)."""
 
     @property
     def arrival_rate_rps(self) -> float | None:

@@ -15,6 +15,12 @@ know which turns are still waiting pass how long each has waited
 (``waiting_s``); the distribution is then the Kaplan-Meier estimate over the
 histogram's bins, with every waiting turn a right-censored pause (longer than
 its wait). Without waits it is the plain normalised histogram.
+
+A learner that sees pauses only in aggregate (the operator reading vLLM's KV-block residency
+histograms, tidal/predictors/kv_residency.py) stores its right-censored pauses beside the ended
+ones (:meth:`SessionPausePredictor.observe_censored`), decayed alike; the overall distribution
+counts them as waiting turns. Weights may be fractional (a histogram increment read over a window
+longer than the tick is counted in proportion).
 """
 
 from __future__ import annotations
@@ -54,6 +60,10 @@ def _prior_hist() -> np.ndarray:
     h[0] += cdf[0]
     h[-1] += 1 - cdf[-1]
     return h / h.sum()
+
+
+def _bin(x_s: float) -> int:
+    return int(np.clip(np.searchsorted(_EDGES, max(x_s, MIN_PAUSE_S), side="right") - 1, 0, N_BINS - 1))
 
 
 def _wait_counts(waiting_s: Sequence[float]) -> np.ndarray:
@@ -105,15 +115,19 @@ class SessionPausePredictor:
             raise ValueError(f"half_life_s: must be > 0 seconds, got {half_life_s!r}")
         self.half_life_s = float(half_life_s)
         self._all = _Hist()
+        self._censored = _Hist()
         self._cat: dict[str, _Hist] = {}
 
-    def observe(self, now_s: float, pause_s: float, category: str | None = None) -> None:
-        """Record a pause of ``pause_s`` that ended at ``now_s``."""
+    def observe(self, now_s: float, pause_s: float, category: str | None = None, weight: float = 1.0) -> None:
+        """Record a pause of ``pause_s`` that ended at ``now_s`` (``weight`` pauses of that length)."""
         if not (math.isfinite(pause_s) and pause_s >= 0):
             raise ValueError(f"pause_s: must be finite and >= 0, got {pause_s!r}")
         if not math.isfinite(now_s):
             raise ValueError(f"now_s: must be a finite time, got {now_s!r}")
-        b = int(np.clip(np.searchsorted(_EDGES, max(pause_s, MIN_PAUSE_S), side="right") - 1, 0, N_BINS - 1))
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"weight: must be finite and >= 0, got {weight!r}")
+        b = _bin(pause_s)
+        self._censored.decay_to(now_s, self.half_life_s)  # both stores stay on one time scale
         targets = [self._all]
         if category is not None:
             if category not in self._cat:
@@ -124,7 +138,29 @@ class SessionPausePredictor:
             targets.append(self._cat[category])
         for h in targets:
             h.decay_to(now_s, self.half_life_s)
-            h.w[b] += 1.0
+            h.w[b] += weight
+
+    def observe_censored(self, now_s: float, waited_s: float, weight: float = 1.0) -> None:
+        """Record, at ``now_s``, ``weight`` pauses known only to be longer than ``waited_s``
+        (right-censored; no category). They stay in the overall distribution as waiting turns,
+        decayed like ended pauses."""
+        if not (math.isfinite(waited_s) and waited_s >= 0):
+            raise ValueError(f"waited_s: must be finite and >= 0, got {waited_s!r}")
+        if not math.isfinite(now_s):
+            raise ValueError(f"now_s: must be a finite time, got {now_s!r}")
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"weight: must be finite and >= 0, got {weight!r}")
+        self._all.decay_to(now_s, self.half_life_s)
+        self._censored.decay_to(now_s, self.half_life_s)
+        self._censored.w[_bin(waited_s)] += weight
+
+    def ended_weight(self) -> float:
+        """Pauses learnt as ended, overall (decayed; the prior not counted)."""
+        return float(self._all.w.sum())
+
+    def censored_weight(self) -> float:
+        """Right-censored pauses stored (decayed)."""
+        return float(self._censored.w.sum())
 
     def distribution(self, category: str | None = None, waiting_s: Sequence[float] = ()) -> np.ndarray:
         """Bin probabilities: category shrunk to overall, overall shrunk to the prior.
@@ -137,7 +173,7 @@ class SessionPausePredictor:
         overall_w = self._all.w + PRIOR_WEIGHT * _prior_hist()
         h = self._cat.get(category) if category is not None else None
         if h is None:
-            return kaplan_meier(overall_w, waiting)
+            return kaplan_meier(overall_w, waiting + self._censored.w)
         overall = overall_w / overall_w.sum()
         return kaplan_meier(h.w + SHRINK_WEIGHT * overall, waiting)
 
@@ -188,6 +224,7 @@ class SessionPausePredictor:
             "kind": self.kind,
             "half_life_s": self.half_life_s,
             "all": h2s(self._all),
+            "censored": h2s(self._censored),
             "categories": {k: h2s(v) for k, v in self._cat.items()},
         }
 
@@ -205,5 +242,7 @@ class SessionPausePredictor:
             return h
 
         p._all = s2h(s["all"])
+        if "censored" in s:  # absent in states written before censored pauses were stored
+            p._censored = s2h(s["censored"])
         p._cat = {k: s2h(v) for k, v in s["categories"].items()}
         return p

@@ -179,6 +179,11 @@ class EngineConfig:
     """Per-turn pin chooser ``(finished request, now_s) -> TTL seconds`` (None or 0: no pin),
     called when a session's turn finishes; replaces ``session_kv_ttl_s`` there (the KV-TTL bench
     runs a policy, fixed TTLs and the oracle through it)."""
+    kv_metrics_sample: float | None = None
+    """vLLM ``--kv-cache-metrics-sample``: the fraction of KV blocks whose residency the prefix cache
+    reports (tidal/sim/prefix_cache.py); ``None``: ``--kv-cache-metrics`` off, nothing reported."""
+    kv_metrics_seed: int = 0
+    """Seed of the residency sampling (with the replica id): a replay reports the same histograms."""
     engine_speed: float = 1.0
     """The simulated engine's speed relative to its performance model: every iteration (and the
     per-step overhead) takes ``1 / engine_speed`` as long. Below 1 the engine is slower than the
@@ -243,7 +248,9 @@ class Engine:
             raise ValueError("KV capacity must hold at least one block")
         self.prefix_cache = (PrefixCache(kv_blocks_per_entry=config.prefix_block_tokens
                                          // config.kv_block_tokens,
-                                         block_tokens=config.prefix_block_tokens)
+                                         block_tokens=config.prefix_block_tokens,
+                                         residency_sample_rate=config.kv_metrics_sample,
+                                         residency_seed=(config.kv_metrics_seed, replica_id))
                              if config.enable_prefix_cache else None)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
@@ -395,7 +402,7 @@ class Engine:
             seq.computed = min(hit * self.cfg.prefix_block_tokens, seq.prefill_target - 1)
             seq.cached_tokens = seq.computed
 
-    def _publish_prefix(self, seq: Sequence) -> None:
+    def _publish_prefix(self, seq: Sequence, now_s: float) -> None:
         """After a prompt is computed, its full hash blocks become shared cache entries."""
         if self.prefix_cache is None or not seq.req.hash_ids:
             return
@@ -405,7 +412,7 @@ class Engine:
             return
         new_refs = list(seq.shared_refs)
         for h in seq.req.hash_ids[have:n]:
-            self.prefix_cache.insert_referenced(h)
+            self.prefix_cache.insert_referenced(h, now_s)
             new_refs.append(h)
         seq.shared_refs = tuple(new_refs)
         # the sequence's own copy of those tokens moves to (or duplicates) the cache
@@ -625,7 +632,7 @@ class Engine:
                 s.computed += t
                 prompt_tokens += t
                 if s.computed >= s.prefill_target:
-                    self._publish_prefix(s)
+                    self._publish_prefix(s, now_s)
                     if self.role == ROLE_PREFILL:
                         s.generated = 1
                         out_tokens += 1

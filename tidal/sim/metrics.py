@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tidal.policies.interface import KvResidency
+from tidal.predictors.kv_residency import VLLM_RESIDENCY_BUCKETS_S
+from tidal.sim.prefix_cache import ResidencyHistograms
+
 
 @dataclass
 class Bucket:
@@ -35,6 +39,9 @@ class Bucket:
     output_tokens: int = 0
     ttft_s: list[float] = field(default_factory=list)
     tpot_s: list[float] = field(default_factory=list)
+    residency: ResidencyHistograms | None = None
+    """KV-block residency values the pool's engines reported in the bucket (``None``: the engines do
+    not report them, vLLM without ``--kv-cache-metrics``)."""
 
 
 class PoolMetrics:
@@ -91,6 +98,29 @@ class PoolMetrics:
         rates = [(b.completions + end - b.in_flight_at_start) / (b.end_s - b.start_s)
                  for b, end in zip(buckets, ends) if b.end_s - b.start_s > 0]
         return max(rates, default=None)
+
+    def add_residency(self, reported: ResidencyHistograms) -> None:
+        """Residency values an engine of the pool reported: counted in the current bucket."""
+        if self.current.residency is None:
+            self.current.residency = ResidencyHistograms()
+        self.current.residency.add(reported)
+
+    def kv_residency(self) -> KvResidency | None:
+        """The window's KV-block residency bucket increments, cumulative by bound as Prometheus'
+        ``sum by (le) (increase(..._bucket[window]))`` reads them; ``None`` when no bucket of the
+        window has any (the engines do not report them)."""
+        parts = [b.residency for b in self.closed if b.residency is not None]
+        if not parts:
+            return None
+        total = ResidencyHistograms()
+        for part in parts:
+            total.add(part)
+        bounds = (*VLLM_RESIDENCY_BUCKETS_S, float("inf"))
+
+        def cumulative(counts: np.ndarray) -> tuple[tuple[float, float], ...]:
+            return tuple(zip(bounds, (float(c) for c in np.cumsum(counts))))
+
+        return KvResidency(cumulative(total.reuse_gap), cumulative(total.idle_before_evict), self.window_s)
 
     def latency_percentile(self, attr: str, q: float) -> float | None:
         values = [v for b in self.closed for v in getattr(b, attr)]

@@ -28,12 +28,14 @@ from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment
 from tidal.api.types import parse_duration_s, parse_quantity_bytes
 from tidal.api.validation import InvalidResource, parse_resource
-from tidal.controllers.modeldeployment import PRESTOP_DELAY_S, drain_seconds, pools_of
+from tidal.controllers.modeldeployment import PRESTOP_DELAY_S, drain_seconds, exports_kv_residency, pools_of
 from tidal.core.modeldeployment import WorkloadDecision, accelerator_profile, decide_workload
 from tidal.core.placement import class_preference, planner_mix
 from tidal.core.state import CoreState
 from tidal.operator.settings import DEFAULT_INTERVAL_S, DEFAULT_METRICS_WINDOW_S
 from tidal.policies.interface import AcceleratorProfile, Decision, Observation
+from tidal.policies.defaults import KV_METRICS_SAMPLE_RATE
+from tidal.sim.engine import EngineConfig
 from tidal.sim.hardware import ACCELERATORS, MODELS, TFLOPS
 from tidal.sim.runner import SLO, SimClass, SimConfig
 from tidal.sim.serverless.platform import ActivatorModel
@@ -139,7 +141,8 @@ def prepare(md: ModelDeployment, classes: Mapping[str, AcceleratorClass], hardwa
 def sim_config(wl: SimulatedWorkload, **overrides: Any) -> SimConfig:
     """SimConfig from the spec: mode, TP, SLO targets and percentile, the class's hourlyCost per GPU-hour,
     the drain window of the pods tidal renders (preStop delay + ``spec.engine.drainTimeout``), the
-    operator's default tick interval and metrics window (tidal/operator/settings.py), and the
+    operator's default tick interval and metrics window (tidal/operator/settings.py), engines that
+    report KV-block residency when the rendered pods export it (``exports_kv_residency``), and the
     activator in front of the entry with ``tidal activator``'s defaults (docs/activator.md: what
     wakes a pool at zero in a cluster; ``activator=False`` removes its limits). ``overrides`` that
     are ``None`` are ignored."""
@@ -153,6 +156,10 @@ def sim_config(wl: SimulatedWorkload, **overrides: Any) -> SimConfig:
                 percentile=slo.percentile / 100.0),
         activator=ActivatorModel())
     values.update({k: v for k, v in overrides.items() if v is not None})
+    engine = values.get("engine") or EngineConfig()
+    if exports_kv_residency(wl.md) and engine.kv_metrics_sample is None:
+        values["engine"] = replace(engine, kv_metrics_sample=KV_METRICS_SAMPLE_RATE,
+                                   kv_metrics_seed=int(values.get("seed") or 0))
     if values["activator"] is False:
         values["activator"] = None
     values.setdefault("gpu_hour_cost_usd", wl.accelerators[wl.accelerator_class].hourly_cost)

@@ -45,6 +45,7 @@ from tidal.sim.engine import (ROLE_DECODE, ROLE_PREFILL, ROLE_UNIFIED, Engine, E
 from tidal.sim.hardware import get_accelerator, get_model
 from tidal.sim.metrics import PoolMetrics
 from tidal.sim.perf_model import StepTimeModel, kv_capacity_tokens
+from tidal.sim.prefix_cache import ResidencyHistograms
 from tidal.activator.settings import DEMAND_SIGNAL_INTERVAL_S
 from tidal.sim.serverless.platform import ActivatorModel
 
@@ -182,6 +183,8 @@ class Simulation:
     def __init__(self, requests: Seq[RequestLike], autoscaler: Autoscaler,
                  config: SimConfig = SimConfig()) -> None:
         self.cfg = config
+        self.residency_reported: dict[str, ResidencyHistograms] = {}
+        """Per pool, every KV-block residency value the engines reported in the run (the bench reads it)."""
         self.requests = requests
         self.autoscaler = autoscaler
         self.model = get_model(config.model)
@@ -423,7 +426,17 @@ class Simulation:
         if self._held:
             self._release_held(now_s)
 
+    def _collect_residency(self, pod: Pod) -> None:
+        """What ``pod``'s engine reported of KV-block residency since the last collection, into its
+        pool's current metrics bucket (as Prometheus scrapes it; nothing when it does not report)."""
+        cache = getattr(pod.engine, "prefix_cache", None)
+        if cache is not None and cache.residency_sample_rate:
+            reported = cache.take_residency()
+            self._metrics[pod.pool].add_residency(reported)
+            self.residency_reported.setdefault(pod.pool, ResidencyHistograms()).add(reported)
+
     def _terminate(self, pod: Pod, now_s: float) -> None:
+        self._collect_residency(pod)
         if pod in self._ready[pod.pool]:
             self._ready[pod.pool].remove(pod)
         self.cluster.terminate(pod, now_s)
@@ -532,7 +545,8 @@ class Simulation:
                 ttft_s=m.latency_percentile("ttft_s", q),
                 tpot_s=m.latency_percentile("tpot_s", q),
                 # arrivals are counted where requests enter the pool, with or without pods
-                entry_request_rate_rps=m.arrival_rate(now_s, 0.0), peak_request_rate_rps=m.peak_rate())
+                entry_request_rate_rps=m.arrival_rate(now_s, 0.0), peak_request_rate_rps=m.peak_rate(),
+                kv_residency=m.kv_residency())
             if self.cfg.activator is not None and self._no_pods(pool):
                 pools[pool] = self._activator_view(pool, pools[pool], m, now_s)
         return Observation(now_s=now_s, pools=pools, starts=self._starts())
@@ -574,6 +588,9 @@ class Simulation:
         return tuple(out)
 
     def _tick(self, now_s: float) -> None:
+        if self.cfg.engine.kv_metrics_sample:
+            for pod in self.cluster.pods_in_any_pool(READY, DRAINING):
+                self._collect_residency(pod)
         in_flight = {pool: self._in_flight(pool) for pool in self._metrics}
         for pool, m in self._metrics.items():
             m.close(now_s, float(sum(in_flight[pool])))
