@@ -406,6 +406,28 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
     return desired, reasons + general, limits, Sizing(plans, converted, frozenset(held))
 
 
+PLACEMENT_CAPACITY_KEY = "placementCapacity"
+"""``CoreState.planner[...]``: per pool, the (time, req/s) capacities placement filled within the
+scale-down window."""
+
+
+def _stabilized_capacity(md: ModelDeployment, state: CoreState, pool: str, now_s: float, capacity_rps: float,
+                         running_rps: float) -> float:
+    """``capacity_rps``, or, when it is less than what runs (``running_rps``), no less than the highest
+    capacity placement was asked for within ``scaleDownDelay``: surplus leaves as the planner's count
+    does, after the window. The load-sized capacity moves with every tick's load, and the last
+    fraction of a preferred-class replica (served by a smaller class, :func:`place_pool`) would
+    otherwise start and stop with it, paying a cold start each time. Never more than runs: the
+    window holds, it does not grow a pool."""
+    delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
+    windows = state.planner.setdefault(PLACEMENT_CAPACITY_KEY, {})
+    kept = [[t, c] for t, c in windows.get(pool, []) if now_s - delay_s < t <= now_s] + [[now_s, capacity_rps]]
+    windows[pool] = kept
+    if capacity_rps >= running_rps:
+        return capacity_rps
+    return min(running_rps, max(c for _, c in kept))
+
+
 def _place(md: ModelDeployment, observation: Observation, state: CoreState, preference: list[str],
            desired: dict[str, int], sizing: Sizing, capped: bool,
            cold_start_s: float | None) -> tuple[dict[str, PoolPlacement], list[Reason], list[Reason]]:
@@ -428,17 +450,25 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
         plan = (plans or {}).get(pool)
         rates = {c: 1.0 for c in preference}  # by count
         capacity = float(want)
-        if goodputs and all(goodputs[c][pool] > 0 for c in preference) and (
-                (plan is not None and plan.goodput_rps > 0) or pool in sizing.converted):
+        order = list(preference)
+        by_goodput = bool(goodputs) and goodputs[preference[0]][pool] > 0 and (
+            (plan is not None and plan.goodput_rps > 0) or pool in sizing.converted)
+        if by_goodput:
             # The preferred class at the planner's goodput (else its profile's); the others in
-            # proportion to their profiles.
+            # proportion to their profiles. A class where the learnt correction leaves no goodput
+            # gets no new replica; what runs there counts for nothing and leaves as surplus.
             ref = goodputs[preference[0]][pool]
             base = plan.goodput_rps if plan is not None and plan.goodput_rps > 0 else ref
             rates = {c: base * goodputs[c][pool] / ref for c in preference}
+            order = [c for c in preference if rates[c] > 0] + [c for c in preference if rates[c] <= 0]
             capacity = want * base
             if (plan is not None and not capped
                     and want == plan.replicas == replicas_needed(plan.load_rps, plan.goodput_rps)):
                 capacity = min(capacity, plan.load_rps)
+            if not capped and want > 0 and plan is not None:  # scale-to-zero and grants are not held
+                running = sum(max(0, int(current.get(c, 0))) * rates[c] for c in preference)
+                capacity = _stabilized_capacity(md, state, pool, observation.now_s, capacity, running)
+        cost = {c: accs[c].hourly_cost * gpus for c in preference}
         room = {c: None if f is None else max(f, 0) // gpus for c, f in free.items()}
         obs = observation.pools.get(pool)
         moving = obs is not None and (obs.starting_replicas + obs.pending_replicas) > 0
@@ -447,10 +477,13 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
         if pool in sizing.held and not capped:
             placed = PoolPlacement({c: max(0, int(current.get(c, 0))) for c in preference})
         else:
-            placed = place_pool(capacity, current, preference, rates, room, (lo, hi), moving)
-        if goodputs and plan is not None and not moving and pool not in sizing.held:
-            cost = {c: accs[c].hourly_cost * gpus for c in preference}
-            placed = plan_move(placed, capacity, preference, rates, room, cost, cold_start_s, hi)
+            placed = place_pool(capacity, current, order, rates, room, (lo, hi), moving,
+                                cost if by_goodput else None)
+        if by_goodput and plan is not None and not moving and pool not in sizing.held:
+            # a move starts replicas only in the room the split left (it may have filled it)
+            left = {c: None if r is None else r - max(0, placed.replicas.get(c, 0) - current.get(c, 0))
+                    for c, r in room.items()}
+            placed = plan_move(placed, capacity, order, rates, left, cost, cold_start_s, hi)
         for c, f in free.items():
             if f is not None:
                 free[c] = f - max(0, placed.replicas.get(c, 0) - current.get(c, 0)) * gpus
