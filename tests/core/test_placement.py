@@ -22,6 +22,8 @@ from tidal.core.placement import (
     place_pool,
     plan_move,
     planner_mix,
+    replicas_fitting,
+    take_replicas,
 )
 from tidal.policies.capacity import idle_violation, slo_targets
 from tidal.policies.interface import AcceleratorProfile, Observation, PoolObservation
@@ -393,3 +395,55 @@ def test_a_class_the_correction_rules_out_gets_no_replica_and_the_rest_still_spl
     assert out.replicas == {"h100": 1, "l40s": 2, "l4": 2}, "make before break: the L4s stay this tick"
     done = place_pool(30.0, out.replicas, order, rates, room, (1, 10), False, cost)
     assert done.replicas == {"h100": 1, "l40s": 2, "l4": 0}, "the L4s serve nothing the SLO counts: surplus"
+
+
+# --- multi-GPU replicas: free GPUs count per node ------------------------------------------------------
+
+def _tp(gpus: int, classes: list[str]) -> ModelDeployment:
+    md = _mixed(8, gpus, classes)
+    spec = md.model_dump(by_alias=True, exclude_none=True)["spec"]
+    spec["pools"]["unified"]["maxReplicas"] = 40
+    return ModelDeployment.model_validate({"metadata": {"name": "m", "namespace": "n"}, "spec": spec})
+
+
+def test_eight_free_gpus_one_per_node_host_no_two_gpu_replica() -> None:
+    md = _tp(2, ["l40s", "h100"])
+    spread = replace(H100_CHEAP, free_gpus=8, free_by_node=(1,) * 8)
+    classes = {"h100": spread, "l40s": replace(L40S, free_gpus=16, free_by_node=(8, 8))}
+    obs = Observation(0.0, {"unified": _busy(1, 400.0)}, accelerators=classes, placement={"unified": {"h100": 1}})
+    wd, _ = decide_workload(md, obs, None)
+    placed = {k.accelerator: n for k, n in wd.by_child.items()}
+    assert placed["h100"] == 1, "no node has 2 free H100s: nothing more starts there"
+    assert placed["l40s"] >= 1, "the rest spilled to the class with whole nodes free"
+    full = [r for r in wd.capacity_limits if r.code == REASON_CLASS_FULL and "'h100'" in r.message]
+    assert full and "8 GPU(s) free" in full[0].message and "at most 1 on one node" in full[0].message
+    # without a per-node count (an older status) the class's free GPUs count as one node's
+    lumped = {**classes, "h100": replace(spread, free_by_node=None)}
+    wd, _ = decide_workload(md, replace(obs, accelerators=lumped), None)
+    assert {k.accelerator: n for k, n in wd.by_child.items()}["h100"] > 1
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.sampled_from([1, 2, 4, 8]), st.lists(st.integers(0, 8), min_size=1, max_size=6),
+       st.lists(st.integers(0, 8), min_size=1, max_size=6), st.floats(1.0, 2000.0), st.integers(1, 4))
+def test_new_replicas_fit_on_one_node_each(gpus: int, h100_nodes: list[int], l40s_nodes: list[int], rate: float,
+                                           ready: int) -> None:
+    """Whatever the load, the core starts on a class at most ``sum(free // gpusPerReplica)`` over its
+    nodes, counting both pools' share and any move: a replica's GPUs must sit on one node."""
+    md = _tp(gpus, ["l40s", "h100"])
+    classes = {"h100": replace(H100_CHEAP, hourly_cost=2.0, free_gpus=sum(h100_nodes), free_by_node=tuple(h100_nodes)),
+               "l40s": replace(L40S, free_gpus=sum(l40s_nodes), free_by_node=tuple(l40s_nodes))}
+    obs = Observation(0.0, {"unified": _busy(ready, rate)}, accelerators=classes,
+                      placement={"unified": {"h100": ready}})
+    wd, _ = decide_workload(md, obs, None)
+    placed = {k.accelerator: n for k, n in wd.by_child.items()}
+    assert placed.get("h100", 0) - ready <= sum(f // gpus for f in h100_nodes)
+    assert placed.get("l40s", 0) <= sum(f // gpus for f in l40s_nodes)
+
+
+@given(st.lists(st.integers(0, 16), max_size=8), st.sampled_from([1, 2, 4, 8]), st.integers(0, 10))
+def test_taking_replicas_uses_whole_blocks_on_one_node(nodes: list[int], gpus: int, k: int) -> None:
+    after = take_replicas(nodes, gpus, k)
+    placed = min(k, replicas_fitting(nodes, gpus))
+    assert sum(after) == sum(nodes) - placed * gpus
+    assert replicas_fitting(after, gpus) == replicas_fitting(nodes, gpus) - placed

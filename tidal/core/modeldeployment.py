@@ -60,9 +60,12 @@ from tidal.core.placement import (
     PoolPlacement,
     class_goodput,
     class_preference,
+    free_nodes,
     place_pool,
     plan_move,
     planner_mix,
+    replicas_fitting,
+    take_replicas,
 )
 from tidal.core.policies import POLICY_TIDAL, PoolsDecision, decide_pools
 from tidal.policies.guards import REASON_HOLD_INVALID, REASON_HOLD_PARTIAL
@@ -127,9 +130,13 @@ def accelerator_profile(acc: AcceleratorClass) -> AcceleratorProfile:
     spec = acc.spec
     status = acc.status
     free = status.free if status is not None and status.nodes > 0 else None
+    # per node only when the inventory wrote it for every node it counted (an older status has none)
+    by_node = (tuple(status.free_by_node) if status is not None and free is not None
+               and len(status.free_by_node) == status.nodes else None)
     return AcceleratorProfile(name=acc.metadata.name or "", hourly_cost=spec.hourly_cost,
                               peak_tflops=spec.peak_tflops, memory_bandwidth_gbps=spec.memory_bandwidth_gbps,
-                              memory_bytes=float(parse_quantity_bytes(spec.memory)), free_gpus=free)
+                              memory_bytes=float(parse_quantity_bytes(spec.memory)), free_gpus=free,
+                              free_by_node=by_node)
 
 
 def model_size_gb(md: ModelDeployment) -> float:
@@ -442,7 +449,7 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
     plans = sizing.plans
     if (plans is not None or sizing.converted) and len(preference) > 1:
         goodputs = _class_goodputs(md, observation, state, preference)
-    free = {c: accs[c].free_gpus for c in preference}
+    free = {c: free_nodes(accs[c]) for c in preference}
     placements, reasons, limits = {}, [], []
     for pool, want in desired.items():
         gpus = pools[pool].gpus_per_replica
@@ -469,7 +476,7 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
                 running = sum(max(0, int(current.get(c, 0))) * rates[c] for c in preference)
                 capacity = _stabilized_capacity(md, state, pool, observation.now_s, capacity, running)
         cost = {c: accs[c].hourly_cost * gpus for c in preference}
-        room = {c: None if f is None else max(f, 0) // gpus for c, f in free.items()}
+        room = {c: None if f is None else replicas_fitting(f, gpus) for c, f in free.items()}
         obs = observation.pools.get(pool)
         moving = obs is not None and (obs.starting_replicas + obs.pending_replicas) > 0
         hi = want if capped else pools[pool].max_replicas
@@ -486,10 +493,12 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
             placed = plan_move(placed, capacity, order, rates, left, cost, cold_start_s, hi)
         for c, f in free.items():
             if f is not None:
-                free[c] = f - max(0, placed.replicas.get(c, 0) - current.get(c, 0)) * gpus
+                free[c] = take_replicas(f, gpus, max(0, placed.replicas.get(c, 0) - current.get(c, 0)))
         for c, got, wanted in placed.full:
+            spread = accs[c].free_by_node
+            where = (f", at most {max(spread, default=0)} on one node" if spread and gpus > 1 else "")
             limits.append(Reason(REASON_CLASS_FULL, f"AcceleratorClass {c!r} ran out: {accs[c].free_gpus} GPU(s) "
-                                 f"free (status.free), pool {pool} wanted {wanted} more replica(s) of "
+                                 f"free (status.free){where}, pool {pool} wanted {wanted} more replica(s) of "
                                  f"{gpus} GPU(s) there and got {got}; the rest went to the next class with room, "
                                  "if any (what none has room for is not started)", pool))
         if placed.move is not None:

@@ -128,7 +128,7 @@ def class_goodput(md: ModelDeployment, accelerator: AcceleratorProfile, mix: Req
     are taken at :data:`PLACEMENT_GOODPUT_RESOLUTION`: placement compares classes, and ticks whose
     mix moved less than that reuse the cached result."""
     shape, slo = model_shape(md.spec.model), slo_targets(md.spec.slo)
-    bare = replace(accelerator, free_gpus=None)  # free GPUs change every tick, the profile does not
+    bare = replace(accelerator, free_gpus=None, free_by_node=None)  # free GPUs change every tick, the profile does not
     mix = RequestMix(_coarse(mix.prompt_tokens), _coarse(mix.output_tokens))
     out = {}
     for pool, spec in pools_of(md).items():
@@ -179,6 +179,37 @@ def class_preference(md: ModelDeployment, accelerators: Mapping[str, Accelerator
     rank = {n: c * (1.0 - PLACEMENT_RANK_HYSTERESIS) if n == incumbent else c for n, c in costs.items()}
     ranked = sorted(preference, key=lambda n: (rank[n], ordered.index(n)))
     return ClassPreference(ordered, ranked, unfit, costs)
+
+
+def free_nodes(accelerator: AcceleratorProfile) -> tuple[int, ...] | None:
+    """Free GPUs of a class per node, largest first (``None``: unknown). Without a per-node count the
+    class's free GPUs are taken as one node's: the count a shell without per-node data can give."""
+    if accelerator.free_gpus is None:
+        return None
+    if accelerator.free_by_node is not None:
+        return tuple(sorted((max(0, int(f)) for f in accelerator.free_by_node), reverse=True))
+    return (max(0, int(accelerator.free_gpus)),)
+
+
+def replicas_fitting(free_by_node: Sequence[int], gpus_per_replica: int) -> int:
+    """Replicas of ``gpus_per_replica`` GPUs the nodes can still host: each on one node."""
+    g = max(1, gpus_per_replica)
+    return sum(max(0, f) // g for f in free_by_node)
+
+
+def take_replicas(free_by_node: Sequence[int], gpus_per_replica: int, replicas: int) -> tuple[int, ...]:
+    """The nodes' free GPUs after ``replicas`` more replicas, each on the fullest node it fits (a
+    packing scheduler's choice, the simulator's; with spreading, fewer large blocks may remain, and a
+    later replica waits Pending and is reported ``PodsPending``). Replicas that fit nowhere take nothing."""
+    g = max(1, gpus_per_replica)
+    nodes = sorted((max(0, f) for f in free_by_node), reverse=True)
+    for _ in range(max(0, replicas)):
+        fits = [i for i, f in enumerate(nodes) if f >= g]
+        if not fits:
+            break
+        nodes[fits[-1]] -= g  # the least free node that fits
+        nodes.sort(reverse=True)
+    return tuple(nodes)
 
 
 @dataclass(frozen=True)
