@@ -413,26 +413,30 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
     return desired, reasons + general, limits, Sizing(plans, converted, frozenset(held))
 
 
-PLACEMENT_CAPACITY_KEY = "placementCapacity"
-"""``CoreState.planner[...]``: per pool, the (time, req/s) capacities placement filled within the
-scale-down window."""
+PLACEMENT_WINDOW_KEY = "placementReplicas"
+"""``CoreState.planner[...]``: per pool and class, the (time, replicas) placement recommended within
+the scale-down window."""
 
 
-def _stabilized_capacity(md: ModelDeployment, state: CoreState, pool: str, now_s: float, capacity_rps: float,
-                         running_rps: float) -> float:
-    """``capacity_rps``, or, when it is less than what runs (``running_rps``), no less than the highest
-    capacity placement was asked for within ``scaleDownDelay``: surplus leaves as the planner's count
-    does, after the window. The load-sized capacity moves with every tick's load, and the last
-    fraction of a preferred-class replica (served by a smaller class, :func:`place_pool`) would
-    otherwise start and stop with it, paying a cold start each time. Never more than runs: the
-    window holds, it does not grow a pool."""
+def _stabilized_split(md: ModelDeployment, state: CoreState, pool: str, now_s: float, placed: PoolPlacement,
+                      current: Mapping[str, int], hi: int) -> PoolPlacement:
+    """``placed`` with no class below the most it was recommended within ``scaleDownDelay`` (nor above
+    what runs there): replicas leave a class as the planner's count leaves the pool, after the window.
+    The split moves with every tick's load and goodput estimate; the last fraction of a replica, served
+    by a smaller class (:func:`place_pool`), would otherwise start and stop with them, paying a cold
+    start each time. Within ``maxReplicas``; never adds a replica that does not run."""
     delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
-    windows = state.planner.setdefault(PLACEMENT_CAPACITY_KEY, {})
-    kept = [[t, c] for t, c in windows.get(pool, []) if now_s - delay_s < t <= now_s] + [[now_s, capacity_rps]]
-    windows[pool] = kept
-    if capacity_rps >= running_rps:
-        return capacity_rps
-    return min(running_rps, max(c for _, c in kept))
+    windows = state.planner.setdefault(PLACEMENT_WINDOW_KEY, {}).setdefault(pool, {})
+    out = dict(placed.replicas)
+    for c, n in placed.replicas.items():
+        kept = [[t, k] for t, k in windows.get(c, []) if now_s - delay_s < t <= now_s] + [[now_s, n]]
+        windows[c] = kept
+        held = min(max(0, int(current.get(c, 0))), max(k for _, k in kept))
+        if held > n and sum(out.values()) + held - n <= hi:
+            out[c] = held
+    for c in [c for c in windows if c not in placed.replicas]:
+        del windows[c]
+    return replace(placed, replicas=out) if out != placed.replicas else placed
 
 
 def _place(md: ModelDeployment, observation: Observation, state: CoreState, preference: list[str],
@@ -472,9 +476,6 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
             if (plan is not None and not capped
                     and want == plan.replicas == replicas_needed(plan.load_rps, plan.goodput_rps)):
                 capacity = min(capacity, plan.load_rps)
-            if not capped and want > 0 and plan is not None:  # scale-to-zero and grants are not held
-                running = sum(max(0, int(current.get(c, 0))) * rates[c] for c in preference)
-                capacity = _stabilized_capacity(md, state, pool, observation.now_s, capacity, running)
         cost = {c: accs[c].hourly_cost * gpus for c in preference}
         room = {c: None if f is None else replicas_fitting(f, gpus) for c, f in free.items()}
         obs = observation.pools.get(pool)
@@ -491,6 +492,8 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
             left = {c: None if r is None else r - max(0, placed.replicas.get(c, 0) - current.get(c, 0))
                     for c, r in room.items()}
             placed = plan_move(placed, capacity, order, rates, left, cost, cold_start_s, hi)
+        if by_goodput and not capped and want > 0 and plan is not None:  # scale-to-zero and grants are not held
+            placed = _stabilized_split(md, state, pool, observation.now_s, placed, current, hi)
         for c, f in free.items():
             if f is not None:
                 free[c] = take_replicas(f, gpus, max(0, placed.replicas.get(c, 0) - current.get(c, 0)))
