@@ -15,6 +15,11 @@ replica, the trace's SLO at p99 (tidal/bench/workloads.py). Only where replicas 
 - ``cheapest-only``: only the class with the lowest hourlyCost that can meet the SLO at all (L4 for
   the conversation trace; the L40S for code, whose 50 ms TPOT an L4 misses even idle), with room.
 
+Each replay starts with the trace's first :data:`~tidal.bench.settings.WARMUP_S` seconds, unscored,
+as the policy bench does (tidal/bench/warmup.py): cost and attainment count from the end of the
+warm-up, over every scored request (unfinished ones miss). Without it the first minute's cold launch
+at 4x the load (one replica, no history) held most of every rule's misses.
+
 Classes are the hardware table's (tidal/sim/hardware.py) at its list prices. The L4 has no
 calibration rows of its own: the simulator runs it on the A40's measured operator tables scaled by
 the datasheet roofline ratio (``profile_proxy``), and tidal's profile uses its datasheet figures.
