@@ -15,6 +15,7 @@ from tidal.core.modeldeployment import decide_workload
 from tidal.core.placement import (
     REASON_CLASS_FULL,
     REASON_MOVE,
+    PoolPlacement,
     class_goodput,
     class_preference,
     cost_per_goodput,
@@ -447,3 +448,26 @@ def test_taking_replicas_uses_whole_blocks_on_one_node(nodes: list[int], gpus: i
     placed = min(k, replicas_fitting(nodes, gpus))
     assert sum(after) == sum(nodes) - placed * gpus
     assert replicas_fitting(after, gpus) == replicas_fitting(nodes, gpus) - placed
+
+
+def test_each_class_keeps_its_replicas_through_the_scale_down_window() -> None:
+    """The split follows every tick's load and goodput estimate; a class's replicas leave only after
+    ``scaleDownDelay`` (5 min by default), as the planner's count does: a residual L40S is not
+    stopped and restarted with the load. Never more than run, never past maxReplicas."""
+    from tidal.core.modeldeployment import _stabilized_split
+    from tidal.core.state import CoreState
+
+    md, state = _mixed(8, 1, ["l40s", "h100"]), CoreState()
+    running = {"h100": 1, "l40s": 2}
+
+    def held(t: float, wanted: dict[str, int], hi: int = 10) -> dict[str, int]:
+        return _stabilized_split(md, state, "unified", t, PoolPlacement(wanted), running, hi).replicas
+
+    assert held(0.0, {"h100": 1, "l40s": 2}) == {"h100": 1, "l40s": 2}
+    assert held(15.0, {"h100": 1, "l40s": 1}) == {"h100": 1, "l40s": 2}, "recommended 2 within the window"
+    assert held(200.0, {"h100": 1, "l40s": 0}) == {"h100": 1, "l40s": 2}
+    assert held(200.0, {"h100": 1, "l40s": 0}, hi=2) == {"h100": 1, "l40s": 1}, "within maxReplicas"
+    assert held(301.0, {"h100": 1, "l40s": 0}) == {"h100": 1, "l40s": 1}, "the 2 left the window; 1 at 15 s did not"
+    assert held(500.0, {"h100": 1, "l40s": 0}) == {"h100": 1, "l40s": 0}
+    running = {"h100": 1, "l40s": 0}
+    assert held(510.0, {"h100": 1, "l40s": 0}) == {"h100": 1, "l40s": 0}, "never more than runs"

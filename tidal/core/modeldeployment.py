@@ -431,9 +431,8 @@ def _stabilized_split(md: ModelDeployment, state: CoreState, pool: str, now_s: f
     for c, n in placed.replicas.items():
         kept = [[t, k] for t, k in windows.get(c, []) if now_s - delay_s < t <= now_s] + [[now_s, n]]
         windows[c] = kept
-        held = min(max(0, int(current.get(c, 0))), max(k for _, k in kept))
-        if held > n and sum(out.values()) + held - n <= hi:
-            out[c] = held
+        held = min(max(0, int(current.get(c, 0))), max(k for _, k in kept), n + max(0, hi - sum(out.values())))
+        out[c] = max(n, held)
     for c in [c for c in windows if c not in placed.replicas]:
         del windows[c]
     return replace(placed, replicas=out) if out != placed.replicas else placed
