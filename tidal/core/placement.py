@@ -19,16 +19,21 @@ Split (:func:`place_pool`): the SLO planner sizes a pool in replicas of the most
 (the core shows it the replicas of other classes in those units, weighted by goodput); that many
 replicas are a capacity in requests per second, ``replicas x goodput`` of that class. Replicas stay
 where they run and count with their own class's goodput; missing capacity goes to the most
-preferred class with free GPUs (``AcceleratorProfile.free_gpus``), spilling to the next and
-reporting the class that ran out (what no class has room for is not started: a Pending replica
-would hold the pool's scale-up); surplus leaves the least preferred class first, but not while the
-pool has replicas starting or Pending on more than one class (the replicas a spill or a move
-started are not undone before they serve, nor the ones they replace removed before).
+preferred class with room (free GPUs per node, ``AcceleratorProfile.free_by_node``: a replica's GPUs
+sit on one node; :func:`replicas_fitting`), spilling to the next and reporting the class that ran
+out (what no class has room for is not started: a Pending replica would hold the pool's scale-up),
+except the last fraction of a replica, which goes to the class that serves it for the least per
+hour (granularity); surplus leaves where it saves the most per hour (by count: the least preferred
+class first), but not while the pool has replicas starting or Pending on more than one class (the
+replicas a spill or a move started are not undone before they serve, nor the ones they replace
+removed before).
 
 Moves (:func:`plan_move`): replicas start on a better class for those of a worse class only when the
 hourly saving over :data:`PLACEMENT_MOVE_HORIZON_S` exceeds the new replicas' cost during one
-predicted cold start; the old ones leave as surplus once the new ones started. Pure; both shells
-call it through the core (the simulator shell also to choose what it simulates).
+predicted cold start, in the room the split left; else a mostly-surplus replica may be replaced by
+cheaper replicas of another class that serve the rest, on the same test. The old ones leave as
+surplus once the new ones started. Pure; both shells call it through the core (the simulator shell
+also to choose what it simulates).
 """
 
 from __future__ import annotations
