@@ -87,6 +87,7 @@ def test_inventory_counts_matching_nodes_and_live_pods() -> None:
     assert inv.allocatable == 16
     assert inv.used == 2 + 1 + 4 + 3
     assert inv.free == 6
+    assert inv.free_by_node == (5, 1), "a: 8 - 3, b: 8 - 7; largest first"
 
 
 def test_empty_selector_matches_every_node_advertising_the_resource() -> None:
@@ -104,11 +105,12 @@ def test_status_and_conditions() -> None:
     status = compute_status(
         acc, class_inventory(acc, [node("a", H100, 8)], [pod("a", 3)]), None, NOW
     )
-    assert {k: status[k] for k in ("nodes", "allocatable", "used", "free")} == {
+    assert {k: status[k] for k in ("nodes", "allocatable", "used", "free", "freeByNode")} == {
         "nodes": 1,
         "allocatable": 8,
         "used": 3,
         "free": 5,
+        "freeByNode": [5],
     }
     assert (
         status["conditions"][0]["type"] == "Available"
@@ -155,3 +157,9 @@ def test_free_is_allocatable_minus_used_never_negative(node_specs, pod_specs) ->
     assert inv.used == sum(
         g for i, g, ph in pod_specs if f"n{i}" in matched and ph in ("Running", "Pending")
     )
+    per_node = {n: g for n, (m, g) in zip((f"n{i}" for i in range(len(node_specs))), node_specs) if m}
+    for i, gpus, phase in pod_specs:
+        if f"n{i}" in per_node and phase in ("Running", "Pending"):
+            per_node[f"n{i}"] -= gpus
+    assert inv.free_by_node == tuple(sorted((max(0, f) for f in per_node.values()), reverse=True))
+    assert sum(inv.free_by_node) >= inv.free, "a node used past its allocatable frees nothing elsewhere"

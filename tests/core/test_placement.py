@@ -15,6 +15,7 @@ from tidal.core.modeldeployment import decide_workload
 from tidal.core.placement import (
     REASON_CLASS_FULL,
     REASON_MOVE,
+    PoolPlacement,
     class_goodput,
     class_preference,
     cost_per_goodput,
@@ -22,6 +23,8 @@ from tidal.core.placement import (
     place_pool,
     plan_move,
     planner_mix,
+    replicas_fitting,
+    take_replicas,
 )
 from tidal.policies.capacity import idle_violation, slo_targets
 from tidal.policies.interface import AcceleratorProfile, Observation, PoolObservation
@@ -204,10 +207,12 @@ def test_a_full_class_spills_to_the_next_and_is_reported_by_name() -> None:
     assert placed["l40s"] >= 1, "the rest spilled to the next feasible class"
     full = [r for r in wd.capacity_limits if r.code == REASON_CLASS_FULL]
     assert len(full) == 1 and "'h100'" in full[0].message and "1 GPU(s) free" in full[0].message
-    # unknown free GPUs (no inventory yet) never spill
+    # unknown free GPUs (no inventory yet) never spill: the H100 takes the load, an L40S at most the
+    # last fraction of an H100 it serves for less (granularity)
     unknown = {"h100": H100_CHEAP, "l40s": L40S}
     wd, _ = decide_workload(md, replace(obs, accelerators=unknown), None)
-    assert {k.accelerator for k, n in wd.by_child.items() if n} == {"h100"}
+    placed = {k.accelerator: n for k, n in wd.by_child.items()}
+    assert placed["h100"] > 2 and placed["l40s"] * L40S.hourly_cost < H100_CHEAP.hourly_cost
     assert not [r for r in wd.capacity_limits if r.code == REASON_CLASS_FULL]
 
 
@@ -303,3 +308,166 @@ def test_a_pool_split_over_classes_is_held_as_it_runs(metrics: bool) -> None:
         wd, state = decide_workload(md, obs, state)
     assert {k.accelerator: n for k, n in wd.by_child.items()} == {"h100": 1, "l40s": 3}
     assert wd.decision.desired_replicas == {"unified": 4}
+
+
+# --- granularity, the room a move may take, classes the correction rules out ---------------------------
+
+GRAIN_RATES = {"h100": 22.0, "l40s": 4.5, "a100": 9.0}
+GRAIN_COST = {"h100": 2.99, "l40s": 1.10, "a100": 1.79}
+GRAIN_ORDER = ["h100", "a100", "l40s"]  # by cost per goodput: 0.136, 0.199, 0.244 $/h per req/s
+
+
+def test_the_last_fraction_of_a_replica_goes_where_it_is_served_cheapest() -> None:
+    """24 req/s: one H100 (22) and one L40S for the other 2 ($4.09/h), not two H100s ($5.98/h)."""
+    room = {c: None for c in GRAIN_ORDER}
+    placed = place_pool(24.0, {}, GRAIN_ORDER, GRAIN_RATES, room, (1, 10), False, GRAIN_COST)
+    assert placed.replicas == {"h100": 1, "a100": 0, "l40s": 1}
+    # 40 req/s: the rest (18) costs more on smaller classes (2 A100s, $3.58) than on an H100
+    assert place_pool(40.0, {}, GRAIN_ORDER, GRAIN_RATES, room, (1, 10), False, GRAIN_COST).replicas["h100"] == 2
+    # by count (no costs) the preferred class takes it all, as before
+    assert place_pool(24.0, {}, GRAIN_ORDER, GRAIN_RATES, room, (1, 10), False).replicas["h100"] == 2
+
+
+def test_surplus_leaves_where_it_saves_the_most_and_a_granularity_move_pays_for_its_start() -> None:
+    room = {"h100": 4, "a100": 4, "l40s": 4}
+    two = place_pool(24.0, {"h100": 2}, GRAIN_ORDER, GRAIN_RATES, room, (1, 10), False, GRAIN_COST)
+    assert two.replicas == {"h100": 2, "a100": 0, "l40s": 0}, "two H100s serve 24: nothing to add"
+    moved = plan_move(two, 24.0, GRAIN_ORDER, GRAIN_RATES, room, GRAIN_COST, 120.0, 10)
+    assert moved.move == ("h100", "l40s", 1, 1) and moved.replicas == {"h100": 2, "a100": 0, "l40s": 1}
+    assert plan_move(two, 24.0, GRAIN_ORDER, GRAIN_RATES, {"h100": 4, "a100": None, "l40s": None},
+                     GRAIN_COST, 120.0, 10).move is None, "unknown room: no move"
+    assert plan_move(two, 24.0, GRAIN_ORDER, GRAIN_RATES, room, GRAIN_COST, 7200.0, 10).move is None, \
+        "a start longer than the saving lasts: no move"
+    # while the L40S starts everything stays; once it runs, the H100 is the surplus that saves the most
+    assert place_pool(24.0, moved.replicas, GRAIN_ORDER, GRAIN_RATES, room, (1, 10), True,
+                      GRAIN_COST).replicas == moved.replicas
+    done = place_pool(24.0, moved.replicas, GRAIN_ORDER, GRAIN_RATES, room, (1, 10), False, GRAIN_COST)
+    assert done.replicas == {"h100": 1, "a100": 0, "l40s": 1}
+    # and nothing moves back: an H100 for the L40S's 2 req/s would cost more
+    assert plan_move(done, 24.0, GRAIN_ORDER, GRAIN_RATES, room, GRAIN_COST, 120.0, 10).move is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.floats(1, 120), st.lists(st.integers(0, 5), min_size=3, max_size=3),
+       st.lists(st.none() | st.integers(0, 6), min_size=3, max_size=3), st.integers(4, 30),
+       st.floats(10, 3000))
+def test_split_and_move_never_start_more_than_a_class_has_room_for(capacity: float, current: list[int],
+                                                                   rooms: list[int | None], hi: int,
+                                                                   cold_start_s: float) -> None:
+    """The split and the move together start at most ``room`` replicas on a class: a move that reused
+    the room the split already took would leave a replica Pending, and the pending-pod guard would
+    then hold the pool's scale-up (seen on the placement bench's code trace before the fix)."""
+    cur = dict(zip(GRAIN_ORDER, current))
+    room = dict(zip(GRAIN_ORDER, rooms))
+    if sum(cur.values()) == 0 or sum(cur.values()) > hi:
+        return
+    placed = place_pool(capacity, cur, GRAIN_ORDER, GRAIN_RATES, room, (1, hi), False, GRAIN_COST)
+    left = {c: None if r is None else r - max(0, placed.replicas[c] - cur[c]) for c, r in room.items()}
+    assert all(r is None or r >= 0 for r in left.values())
+    moved = plan_move(placed, capacity, GRAIN_ORDER, GRAIN_RATES, left, GRAIN_COST, cold_start_s, hi)
+    for c in GRAIN_ORDER:
+        assert room[c] is None or moved.replicas[c] - cur[c] <= room[c], (c, cur, placed, moved)
+    assert sum(moved.replicas.values()) <= hi
+
+
+def test_decide_workload_moves_only_into_the_room_the_split_left() -> None:
+    """One H100 free and a load that needs more: the split takes the free H100 and spills the rest;
+    no move then asks for another H100 (it would wait Pending for good)."""
+    md = _mixed(8, 1, ["l40s", "a100", "h100"])
+    h100 = replace(H100_CHEAP, hourly_cost=2.0)  # cheap enough that an H100 for the spilled rest would pay
+    classes = {"h100": replace(h100, free_gpus=1), "a100": replace(A100, free_gpus=8),
+               "l40s": replace(L40S, free_gpus=4)}
+    g = class_goodput(md, h100, planner_mix(None))["unified"]
+    for share in (2.2, 2.5, 2.8):  # the rest, past two H100s, costs more on A100s or L40Ss than on an H100
+        obs = Observation(0.0, {"unified": _busy(1, share * g)}, accelerators=classes,
+                          placement={"unified": {"h100": 1}})
+        wd, _ = decide_workload(md, obs, None)
+        placed = {k.accelerator: n for k, n in wd.by_child.items()}
+        assert placed["h100"] == 2 and placed["a100"] + placed["l40s"] >= 1, (share, placed)
+        assert not [r for r in wd.decision.reasons if r.code == REASON_MOVE], share
+
+
+def test_a_class_the_correction_rules_out_gets_no_replica_and_the_rest_still_split_by_goodput() -> None:
+    """A class whose goodput is 0 at the learnt correction (an L4 whose corrected decode misses the
+    TPOT) gets no new replica; the others are still sized by goodput, not by count."""
+    rates = {"h100": 22.0, "l40s": 4.5, "l4": 0.0}
+    order, room, cost = ["h100", "l40s", "l4"], {c: None for c in rates}, {"h100": 2.99, "l40s": 1.10, "l4": 0.80}
+    out = place_pool(30.0, {"l4": 2}, order, rates, room, (1, 10), False, cost)
+    assert out.replicas == {"h100": 1, "l40s": 2, "l4": 2}, "make before break: the L4s stay this tick"
+    done = place_pool(30.0, out.replicas, order, rates, room, (1, 10), False, cost)
+    assert done.replicas == {"h100": 1, "l40s": 2, "l4": 0}, "the L4s serve nothing the SLO counts: surplus"
+
+
+# --- multi-GPU replicas: free GPUs count per node ------------------------------------------------------
+
+def _tp(gpus: int, classes: list[str]) -> ModelDeployment:
+    md = _mixed(8, gpus, classes)
+    spec = md.model_dump(by_alias=True, exclude_none=True)["spec"]
+    spec["pools"]["unified"]["maxReplicas"] = 40
+    return ModelDeployment.model_validate({"metadata": {"name": "m", "namespace": "n"}, "spec": spec})
+
+
+def test_eight_free_gpus_one_per_node_host_no_two_gpu_replica() -> None:
+    md = _tp(2, ["l40s", "h100"])
+    spread = replace(H100_CHEAP, free_gpus=8, free_by_node=(1,) * 8)
+    classes = {"h100": spread, "l40s": replace(L40S, free_gpus=16, free_by_node=(8, 8))}
+    obs = Observation(0.0, {"unified": _busy(1, 400.0)}, accelerators=classes, placement={"unified": {"h100": 1}})
+    wd, _ = decide_workload(md, obs, None)
+    placed = {k.accelerator: n for k, n in wd.by_child.items()}
+    assert placed["h100"] == 1, "no node has 2 free H100s: nothing more starts there"
+    assert placed["l40s"] >= 1, "the rest spilled to the class with whole nodes free"
+    full = [r for r in wd.capacity_limits if r.code == REASON_CLASS_FULL and "'h100'" in r.message]
+    assert full and "8 GPU(s) free" in full[0].message and "at most 1 on one node" in full[0].message
+    # without a per-node count (an older status) the class's free GPUs count as one node's
+    lumped = {**classes, "h100": replace(spread, free_by_node=None)}
+    wd, _ = decide_workload(md, replace(obs, accelerators=lumped), None)
+    assert {k.accelerator: n for k, n in wd.by_child.items()}["h100"] > 1
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.sampled_from([1, 2, 4, 8]), st.lists(st.integers(0, 8), min_size=1, max_size=6),
+       st.lists(st.integers(0, 8), min_size=1, max_size=6), st.floats(1.0, 2000.0), st.integers(1, 4))
+def test_new_replicas_fit_on_one_node_each(gpus: int, h100_nodes: list[int], l40s_nodes: list[int], rate: float,
+                                           ready: int) -> None:
+    """Whatever the load, the core starts on a class at most ``sum(free // gpusPerReplica)`` over its
+    nodes, counting both pools' share and any move: a replica's GPUs must sit on one node."""
+    md = _tp(gpus, ["l40s", "h100"])
+    classes = {"h100": replace(H100_CHEAP, hourly_cost=2.0, free_gpus=sum(h100_nodes), free_by_node=tuple(h100_nodes)),
+               "l40s": replace(L40S, free_gpus=sum(l40s_nodes), free_by_node=tuple(l40s_nodes))}
+    obs = Observation(0.0, {"unified": _busy(ready, rate)}, accelerators=classes,
+                      placement={"unified": {"h100": ready}})
+    wd, _ = decide_workload(md, obs, None)
+    placed = {k.accelerator: n for k, n in wd.by_child.items()}
+    assert placed.get("h100", 0) - ready <= sum(f // gpus for f in h100_nodes)
+    assert placed.get("l40s", 0) <= sum(f // gpus for f in l40s_nodes)
+
+
+@given(st.lists(st.integers(0, 16), max_size=8), st.sampled_from([1, 2, 4, 8]), st.integers(0, 10))
+def test_taking_replicas_uses_whole_blocks_on_one_node(nodes: list[int], gpus: int, k: int) -> None:
+    after = take_replicas(nodes, gpus, k)
+    placed = min(k, replicas_fitting(nodes, gpus))
+    assert sum(after) == sum(nodes) - placed * gpus
+    assert replicas_fitting(after, gpus) == replicas_fitting(nodes, gpus) - placed
+
+
+def test_each_class_keeps_its_replicas_through_the_scale_down_window() -> None:
+    """The split follows every tick's load and goodput estimate; a class's replicas leave only after
+    ``scaleDownDelay`` (5 min by default), as the planner's count does: a residual L40S is not
+    stopped and restarted with the load. Never more than run, never past maxReplicas."""
+    from tidal.core.modeldeployment import _stabilized_split
+    from tidal.core.state import CoreState
+
+    md, state = _mixed(8, 1, ["l40s", "h100"]), CoreState()
+    running = {"h100": 1, "l40s": 2}
+
+    def held(t: float, wanted: dict[str, int], hi: int = 10) -> dict[str, int]:
+        return _stabilized_split(md, state, "unified", t, PoolPlacement(wanted), running, hi).replicas
+
+    assert held(0.0, {"h100": 1, "l40s": 2}) == {"h100": 1, "l40s": 2}
+    assert held(15.0, {"h100": 1, "l40s": 1}) == {"h100": 1, "l40s": 2}, "recommended 2 within the window"
+    assert held(200.0, {"h100": 1, "l40s": 0}) == {"h100": 1, "l40s": 2}
+    assert held(200.0, {"h100": 1, "l40s": 0}, hi=2) == {"h100": 1, "l40s": 1}, "within maxReplicas"
+    assert held(301.0, {"h100": 1, "l40s": 0}) == {"h100": 1, "l40s": 1}, "the 2 left the window; 1 at 15 s did not"
+    assert held(500.0, {"h100": 1, "l40s": 0}) == {"h100": 1, "l40s": 0}
+    running = {"h100": 1, "l40s": 0}
+    assert held(510.0, {"h100": 1, "l40s": 0}) == {"h100": 1, "l40s": 0}, "never more than runs"

@@ -54,6 +54,7 @@ def test_pods_run_on_their_class_and_each_class_is_billed_at_its_price() -> None
     last = policy.seen[-1]
     assert last.placement == {"unified": {"big": 3, "small": 2}}
     assert last.accelerators["big"].free_gpus == 0 and last.accelerators["small"].free_gpus == 2
+    assert last.accelerators["big"].free_by_node == (0,) and last.accelerators["small"].free_by_node == (2,)
 
 
 def _md(classes: list[str]) -> ModelDeployment:
@@ -103,3 +104,19 @@ def test_mixed_config_names_what_it_cannot_simulate() -> None:
         mixed_config(wl, classes, {"a100": 1})
     with pytest.raises(ManifestError, match="at least one class"):
         mixed_config(wl, classes, {"h100": 0})
+
+
+def test_a_two_gpu_replica_never_waits_on_gpus_spread_one_per_node() -> None:
+    """Four H100 nodes with one GPU each hold four free GPUs but no 2-GPU replica: the core counts free
+    GPUs per node (status.freeByNode), places on the L40S node, and no pod waits Pending."""
+    classes = {"h100": _class("h100", "H100-80GB", 2.99), "l40s": _class("l40s", "L40S", 1.1)}
+    md = _md(["l40s", "h100"])
+    spec = md.model_dump(by_alias=True, exclude_none=True)["spec"]
+    spec["pools"]["unified"]["gpusPerReplica"] = 2
+    wl = prepare(ModelDeployment.model_validate({"metadata": {"name": "m", "namespace": "n"}, "spec": spec}), classes)
+    cfg = mixed_config(wl, classes, {"h100": 4, "l40s": 1}, {"h100": 1, "l40s": 8}, tick_s=15.0)
+    sim = Simulation(make_requests(1500, gap_s=0.04, prompt=900, output=200), ModelDeploymentAutoscaler(wl), cfg)
+    result = sim.run()
+    pods = list(sim.cluster.pods.values())
+    assert pods and all(p.klass == "l40s" for p in pods), "nothing is started where no node has 2 GPUs free"
+    assert result.summary["finished"] == 1500

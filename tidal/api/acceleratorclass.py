@@ -41,6 +41,10 @@ class AcceleratorClassStatus(StatusModel):
     allocatable: int = 0
     used: int = 0
     free: int = 0
+    free_by_node: list[int] = Field(default_factory=list)
+    """Free devices on each matching node, largest first. A replica of ``gpusPerReplica`` devices fits
+    on one node only: placement counts ``sum(free // gpusPerReplica)`` over these, not ``free //
+    gpusPerReplica`` (eight nodes with one free device each host no 2-device replica)."""
     conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_MAP)
 
 

@@ -15,6 +15,11 @@ replica, the trace's SLO at p99 (tidal/bench/workloads.py). Only where replicas 
 - ``cheapest-only``: only the class with the lowest hourlyCost that can meet the SLO at all (L4 for
   the conversation trace; the L40S for code, whose 50 ms TPOT an L4 misses even idle), with room.
 
+Each replay starts with the trace's first :data:`~tidal.bench.settings.WARMUP_S` seconds, unscored,
+as the policy bench does (tidal/bench/warmup.py): cost and attainment count from the end of the
+warm-up, over every scored request (unfinished ones miss). Without it the first minute's cold launch
+at 4x the load (one replica, no history) held most of every rule's misses.
+
 Classes are the hardware table's (tidal/sim/hardware.py) at its list prices. The L4 has no
 calibration rows of its own: the simulator runs it on the A40's measured operator tables scaled by
 the datasheet roofline ratio (``profile_proxy``), and tidal's profile uses its datasheet figures.
@@ -31,7 +36,8 @@ from typing import Any
 
 from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.modeldeployment import ModelDeployment
-from tidal.bench.settings import TARGET_ATTAINMENT
+from tidal.bench.settings import TARGET_ATTAINMENT, WARMUP_S
+from tidal.bench.warmup import scored, with_warmup
 from tidal.bench.workloads import TRACES
 from tidal.core.modeldeployment import accelerator_profile, decide_workload
 from tidal.core.placement import class_preference, cost_per_goodput, planner_mix
@@ -39,7 +45,7 @@ from tidal.core.state import CoreState
 from tidal.policies.interface import Decision, Observation
 from tidal.sim.hardware import TFLOPS, get_accelerator, get_model
 from tidal.sim.modeldeployment import ModelDeploymentAutoscaler, mixed_config, prepare
-from tidal.sim.runner import Simulation
+from tidal.sim.runner import SimResult, Simulation
 from tidal.sim.traces import superpose
 
 CLASSES = {"l4": "L4", "l40s": "L40S", "a100": "A100-80GB", "h100": "H100-80GB"}
@@ -124,7 +130,8 @@ class Row:
 def run(trace: str, rule: str, duration_s: float | None = None, seed: int = 0, copies: int = COPIES,
         mixed_gpus: dict[str, int] | None = None, traces_dir: Path | None = None) -> Row:
     """Replay ``trace`` (``copies`` superposed, the first ``duration_s`` seconds) under ``rule``."""
-    requests = superpose(TRACES[trace].load(traces_dir, seed, duration_s), copies)
+    trace_requests = superpose(TRACES[trace].load(traces_dir, seed, duration_s), copies)
+    requests = with_warmup(trace_requests, WARMUP_S)
     classes = {n: accelerator_class(n) for n in CLASSES}
     if rule in ("tidal", "hourly-order"):
         allowed, nodes, per_node = list(CLASSES), {c: 1 for c in CLASSES}, mixed_gpus or MIXED_GPUS
@@ -141,12 +148,26 @@ def run(trace: str, rule: str, duration_s: float | None = None, seed: int = 0, c
     shell = HourlyOrderAutoscaler(wl) if rule == "hourly-order" else ModelDeploymentAutoscaler(wl)
     started = time.perf_counter()
     result = Simulation(requests, shell, cfg).run()
-    s = result.summary
-    hours = s["simulated_s"] / 3600.0
-    by_class = s.get("by_class", {})
-    return Row(trace, rule, "+".join(allowed), s["cost_usd"] / hours if hours else 0.0,
-               s["slo_attainment"] or 0.0, {c: round(v["gpu_hours"], 2) for c, v in by_class.items()},
-               time.perf_counter() - started)
+    hours = (result.summary["simulated_s"] - WARMUP_S) / 3600.0
+    gpu_hours = {c: 0.0 for c in allowed} | gpu_hours_by_class(result, WARMUP_S, 1)
+    cost = sum(h * classes[c].spec.hourly_cost for c, h in gpu_hours.items())
+    attainment = scored(result, WARMUP_S, len(trace_requests), 1)["slo_attainment"]
+    return Row(trace, rule, "+".join(allowed), cost / hours if hours > 0 else 0.0, attainment,
+               {c: round(h, 2) for c, h in gpu_hours.items()}, time.perf_counter() - started)
+
+
+def gpu_hours_by_class(result: SimResult, from_s: float, gpus_per_pod: int) -> dict[str, float]:
+    """GPU-hours per class from ``from_s`` on (a GPU counts from its pod's scheduling to its
+    termination, as ``tidal.bench.warmup.scored`` counts it), for every class pods ran on."""
+    end = float(result.summary["simulated_s"])
+    hours: dict[str, float] = {}
+    for pod in result.pods:
+        if pod["scheduled_s"] is None:
+            continue
+        stop = pod["terminated_s"] if pod["terminated_s"] is not None else end
+        seconds = max(0.0, stop - max(pod["scheduled_s"], from_s)) * gpus_per_pod
+        hours[pod["class"]] = hours.get(pod["class"], 0.0) + seconds / 3600.0
+    return hours
 
 
 def verdict(rows: list[Row], trace: str) -> tuple[bool, list[str]]:

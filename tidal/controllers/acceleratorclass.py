@@ -85,6 +85,8 @@ class Inventory:
     nodes: tuple[str, ...]
     allocatable: int
     used: int
+    free_by_node: tuple[int, ...] = ()
+    """Free devices on each node, largest first (a multi-device replica needs them on one node)."""
 
     @property
     def free(self) -> int:
@@ -105,12 +107,13 @@ def inventory(
         if node_matches(n, selector)
         and resource in ((n.get("status") or {}).get("allocatable") or {})
     }
-    used = sum(
-        pod_request(p, resource)
-        for p in pods
-        if pod_counts(p) and (p.get("spec") or {}).get("nodeName") in matched
-    )
-    return Inventory(tuple(sorted(matched)), sum(matched.values()), used)
+    used_on: dict[str, int] = {}
+    for p in pods:
+        node = (p.get("spec") or {}).get("nodeName")
+        if pod_counts(p) and node in matched:
+            used_on[node] = used_on.get(node, 0) + pod_request(p, resource)
+    free_by_node = sorted((max(0, n - used_on.get(name, 0)) for name, n in matched.items()), reverse=True)
+    return Inventory(tuple(sorted(matched)), sum(matched.values()), sum(used_on.values()), tuple(free_by_node))
 
 
 def class_inventory(
@@ -155,6 +158,7 @@ def compute_status(
         allocatable=inv.allocatable,
         used=inv.used,
         free=inv.free,
+        free_by_node=list(inv.free_by_node),
         conditions=[Condition.model_validate(c) for c in conditions],
     )
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -63,9 +63,12 @@ from tidal.core.placement import (
     PoolPlacement,
     class_goodput,
     class_preference,
+    free_nodes,
     place_pool,
     plan_move,
     planner_mix,
+    replicas_fitting,
+    take_replicas,
 )
 from tidal.core.policies import POLICY_TIDAL, PoolsDecision, decide_pools
 from tidal.policies.guards import (
@@ -136,9 +139,13 @@ def accelerator_profile(acc: AcceleratorClass) -> AcceleratorProfile:
     spec = acc.spec
     status = acc.status
     free = status.free if status is not None and status.nodes > 0 else None
+    # per node only when the inventory wrote it for every node it counted (an older status has none)
+    by_node = (tuple(status.free_by_node) if status is not None and free is not None
+               and len(status.free_by_node) == status.nodes else None)
     return AcceleratorProfile(name=acc.metadata.name or "", hourly_cost=spec.hourly_cost,
                               peak_tflops=spec.peak_tflops, memory_bandwidth_gbps=spec.memory_bandwidth_gbps,
-                              memory_bytes=float(parse_quantity_bytes(spec.memory)), free_gpus=free)
+                              memory_bytes=float(parse_quantity_bytes(spec.memory)), free_gpus=free,
+                              free_by_node=by_node)
 
 
 def model_size_gb(md: ModelDeployment) -> float:
@@ -465,6 +472,31 @@ def _autoscale(md: ModelDeployment, pools: Mapping[str, PoolSpec], observation: 
     return desired, reasons + general, limits, Sizing(plans, converted, frozenset(held))
 
 
+PLACEMENT_WINDOW_KEY = "placementReplicas"
+"""``CoreState.planner[...]``: per pool and class, the (time, replicas) placement recommended within
+the scale-down window."""
+
+
+def _stabilized_split(md: ModelDeployment, state: CoreState, pool: str, now_s: float, placed: PoolPlacement,
+                      current: Mapping[str, int], hi: int) -> PoolPlacement:
+    """``placed`` with no class below the most it was recommended within ``scaleDownDelay`` (nor above
+    what runs there): replicas leave a class as the planner's count leaves the pool, after the window.
+    The split moves with every tick's load and goodput estimate; the last fraction of a replica, served
+    by a smaller class (:func:`place_pool`), would otherwise start and stop with them, paying a cold
+    start each time. Within ``maxReplicas``; never adds a replica that does not run."""
+    delay_s = parse_duration_s(md.spec.autoscaling.scale_down_delay)
+    windows = state.planner.setdefault(PLACEMENT_WINDOW_KEY, {}).setdefault(pool, {})
+    out = dict(placed.replicas)
+    for c, n in placed.replicas.items():
+        kept = [[t, k] for t, k in windows.get(c, []) if now_s - delay_s < t <= now_s] + [[now_s, n]]
+        windows[c] = kept
+        held = min(max(0, int(current.get(c, 0))), max(k for _, k in kept), n + max(0, hi - sum(out.values())))
+        out[c] = max(n, held)
+    for c in [c for c in windows if c not in placed.replicas]:
+        del windows[c]
+    return replace(placed, replicas=out) if out != placed.replicas else placed
+
+
 def _place(md: ModelDeployment, observation: Observation, state: CoreState, preference: list[str],
            desired: dict[str, int], sizing: Sizing, capped: bool,
            cold_start_s: float | None) -> tuple[dict[str, PoolPlacement], list[Reason], list[Reason]]:
@@ -479,7 +511,7 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
     plans = sizing.plans
     if (plans is not None or sizing.converted) and len(preference) > 1:
         goodputs = _class_goodputs(md, observation, state, preference)
-    free = {c: accs[c].free_gpus for c in preference}
+    free = {c: free_nodes(accs[c]) for c in preference}
     placements, reasons, limits = {}, [], []
     for pool, want in desired.items():
         gpus = pools[pool].gpus_per_replica
@@ -487,18 +519,23 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
         plan = (plans or {}).get(pool)
         rates = {c: 1.0 for c in preference}  # by count
         capacity = float(want)
-        if goodputs and all(goodputs[c][pool] > 0 for c in preference) and (
-                (plan is not None and plan.goodput_rps > 0) or pool in sizing.converted):
+        order = list(preference)
+        by_goodput = bool(goodputs) and goodputs[preference[0]][pool] > 0 and (
+            (plan is not None and plan.goodput_rps > 0) or pool in sizing.converted)
+        if by_goodput:
             # The preferred class at the planner's goodput (else its profile's); the others in
-            # proportion to their profiles.
+            # proportion to their profiles. A class where the learnt correction leaves no goodput
+            # gets no new replica; what runs there counts for nothing and leaves as surplus.
             ref = goodputs[preference[0]][pool]
             base = plan.goodput_rps if plan is not None and plan.goodput_rps > 0 else ref
             rates = {c: base * goodputs[c][pool] / ref for c in preference}
+            order = [c for c in preference if rates[c] > 0] + [c for c in preference if rates[c] <= 0]
             capacity = want * base
             if (plan is not None and not capped
                     and want == plan.replicas == replicas_needed(plan.load_rps, plan.goodput_rps)):
                 capacity = min(capacity, plan.load_rps)
-        room = {c: None if f is None else max(f, 0) // gpus for c, f in free.items()}
+        cost = {c: accs[c].hourly_cost * gpus for c in preference}
+        room = {c: None if f is None else replicas_fitting(f, gpus) for c, f in free.items()}
         obs = observation.pools.get(pool)
         moving = obs is not None and (obs.starting_replicas + obs.pending_replicas) > 0
         hi = want if capped else pools[pool].max_replicas
@@ -506,16 +543,23 @@ def _place(md: ModelDeployment, observation: Observation, state: CoreState, pref
         if pool in sizing.held and not capped:
             placed = PoolPlacement({c: max(0, int(current.get(c, 0))) for c in preference})
         else:
-            placed = place_pool(capacity, current, preference, rates, room, (lo, hi), moving)
-        if goodputs and plan is not None and not moving and pool not in sizing.held:
-            cost = {c: accs[c].hourly_cost * gpus for c in preference}
-            placed = plan_move(placed, capacity, preference, rates, room, cost, cold_start_s, hi)
+            placed = place_pool(capacity, current, order, rates, room, (lo, hi), moving,
+                                cost if by_goodput else None)
+        if by_goodput and plan is not None and not moving and pool not in sizing.held:
+            # a move starts replicas only in the room the split left (it may have filled it)
+            left = {c: None if r is None else r - max(0, placed.replicas.get(c, 0) - current.get(c, 0))
+                    for c, r in room.items()}
+            placed = plan_move(placed, capacity, order, rates, left, cost, cold_start_s, hi)
+        if by_goodput and not capped and want > 0 and plan is not None:  # scale-to-zero and grants are not held
+            placed = _stabilized_split(md, state, pool, observation.now_s, placed, current, hi)
         for c, f in free.items():
             if f is not None:
-                free[c] = f - max(0, placed.replicas.get(c, 0) - current.get(c, 0)) * gpus
+                free[c] = take_replicas(f, gpus, max(0, placed.replicas.get(c, 0) - current.get(c, 0)))
         for c, got, wanted in placed.full:
+            spread = accs[c].free_by_node
+            where = (f", at most {max(spread, default=0)} on one node" if spread and gpus > 1 else "")
             limits.append(Reason(REASON_CLASS_FULL, f"AcceleratorClass {c!r} ran out: {accs[c].free_gpus} GPU(s) "
-                                 f"free (status.free), pool {pool} wanted {wanted} more replica(s) of "
+                                 f"free (status.free){where}, pool {pool} wanted {wanted} more replica(s) of "
                                  f"{gpus} GPU(s) there and got {got}; the rest went to the next class with room, "
                                  "if any (what none has room for is not started)", pool))
         if placed.move is not None:

@@ -19,16 +19,21 @@ Split (:func:`place_pool`): the SLO planner sizes a pool in replicas of the most
 (the core shows it the replicas of other classes in those units, weighted by goodput); that many
 replicas are a capacity in requests per second, ``replicas x goodput`` of that class. Replicas stay
 where they run and count with their own class's goodput; missing capacity goes to the most
-preferred class with free GPUs (``AcceleratorProfile.free_gpus``), spilling to the next and
-reporting the class that ran out (what no class has room for is not started: a Pending replica
-would hold the pool's scale-up); surplus leaves the least preferred class first, but not while the
-pool has replicas starting or Pending on more than one class (the replicas a spill or a move
-started are not undone before they serve, nor the ones they replace removed before).
+preferred class with room (free GPUs per node, ``AcceleratorProfile.free_by_node``: a replica's GPUs
+sit on one node; :func:`replicas_fitting`), spilling to the next and reporting the class that ran
+out (what no class has room for is not started: a Pending replica would hold the pool's scale-up),
+except the last fraction of a replica, which goes to the class that serves it for the least per
+hour (granularity); surplus leaves where it saves the most per hour (by count: the least preferred
+class first), but not while the pool has replicas starting or Pending on more than one class (the
+replicas a spill or a move started are not undone before they serve, nor the ones they replace
+removed before).
 
 Moves (:func:`plan_move`): replicas start on a better class for those of a worse class only when the
 hourly saving over :data:`PLACEMENT_MOVE_HORIZON_S` exceeds the new replicas' cost during one
-predicted cold start; the old ones leave as surplus once the new ones started. Pure; both shells
-call it through the core (the simulator shell also to choose what it simulates).
+predicted cold start, in the room the split left; else a mostly-surplus replica may be replaced by
+cheaper replicas of another class that serve the rest, on the same test. The old ones leave as
+surplus once the new ones started. Pure; both shells call it through the core (the simulator shell
+also to choose what it simulates).
 """
 
 from __future__ import annotations
@@ -128,7 +133,7 @@ def class_goodput(md: ModelDeployment, accelerator: AcceleratorProfile, mix: Req
     are taken at :data:`PLACEMENT_GOODPUT_RESOLUTION`: placement compares classes, and ticks whose
     mix moved less than that reuse the cached result."""
     shape, slo = model_shape(md.spec.model), slo_targets(md.spec.slo)
-    bare = replace(accelerator, free_gpus=None)  # free GPUs change every tick, the profile does not
+    bare = replace(accelerator, free_gpus=None, free_by_node=None)  # free GPUs change every tick, the profile does not
     mix = RequestMix(_coarse(mix.prompt_tokens), _coarse(mix.output_tokens))
     out = {}
     for pool, spec in pools_of(md).items():
@@ -181,6 +186,37 @@ def class_preference(md: ModelDeployment, accelerators: Mapping[str, Accelerator
     return ClassPreference(ordered, ranked, unfit, costs)
 
 
+def free_nodes(accelerator: AcceleratorProfile) -> tuple[int, ...] | None:
+    """Free GPUs of a class per node, largest first (``None``: unknown). Without a per-node count the
+    class's free GPUs are taken as one node's: the count a shell without per-node data can give."""
+    if accelerator.free_gpus is None:
+        return None
+    if accelerator.free_by_node is not None:
+        return tuple(sorted((max(0, int(f)) for f in accelerator.free_by_node), reverse=True))
+    return (max(0, int(accelerator.free_gpus)),)
+
+
+def replicas_fitting(free_by_node: Sequence[int], gpus_per_replica: int) -> int:
+    """Replicas of ``gpus_per_replica`` GPUs the nodes can still host: each on one node."""
+    g = max(1, gpus_per_replica)
+    return sum(max(0, f) // g for f in free_by_node)
+
+
+def take_replicas(free_by_node: Sequence[int], gpus_per_replica: int, replicas: int) -> tuple[int, ...]:
+    """The nodes' free GPUs after ``replicas`` more replicas, each on the fullest node it fits (a
+    packing scheduler's choice, the simulator's; with spreading, fewer large blocks may remain, and a
+    later replica waits Pending and is reported ``PodsPending``). Replicas that fit nowhere take nothing."""
+    g = max(1, gpus_per_replica)
+    nodes = sorted((max(0, f) for f in free_by_node), reverse=True)
+    for _ in range(max(0, replicas)):
+        fits = [i for i, f in enumerate(nodes) if f >= g]
+        if not fits:
+            break
+        nodes[fits[-1]] -= g  # the least free node that fits
+        nodes.sort(reverse=True)
+    return tuple(nodes)
+
+
 @dataclass(frozen=True)
 class PoolPlacement:
     """One pool's replicas per class, the classes that ran out, and the move started (if any)."""
@@ -192,13 +228,35 @@ class PoolPlacement:
     """(from, to, replicas of ``from`` replaced, replicas started on ``to``)."""
 
 
+def _cheapest_cover(deficit_rps: float, classes: Sequence[str], goodput_rps: Mapping[str, float],
+                    room: Mapping[str, int | None], replica_cost: Mapping[str, float],
+                    slots: int) -> tuple[str, int, float] | None:
+    """(class, replicas, $/h) of the cheapest way to serve ``deficit_rps`` on ONE of ``classes`` within
+    its ``room`` (``None``: unlimited) and ``slots`` replicas; ``None`` when none can."""
+    best = None
+    for c in classes:
+        if goodput_rps[c] <= 0:
+            continue
+        n = max(1, math.ceil(deficit_rps / goodput_rps[c] - 1e-9))
+        free = room.get(c)
+        if n > slots or (free is not None and n > free):
+            continue
+        if best is None or n * replica_cost[c] < best[2]:
+            best = (c, n, n * replica_cost[c])
+    return best
+
+
 def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequence[str],
                goodput_rps: Mapping[str, float], room: Mapping[str, int | None], bounds: tuple[int, int],
-               hold_surplus: bool) -> PoolPlacement:
-    """Replicas per class serving ``capacity_rps`` (module docstring). ``goodput_rps`` per class (> 0;
-    all 1 sizes by count), ``room`` replicas each class can still start (``None``: unknown, unlimited),
-    ``bounds`` the pool's ``(minReplicas, maxReplicas)`` on the total, ``hold_surplus``: the pool has
-    replicas starting or Pending."""
+               hold_surplus: bool, replica_cost: Mapping[str, float] | None = None) -> PoolPlacement:
+    """Replicas per class serving ``capacity_rps`` (module docstring). ``goodput_rps`` per class (> 0
+    to place new replicas there; 0: what runs there serves nothing the SLO counts and leaves as
+    surplus; all 1 sizes by count), ``room`` replicas each class can still start (``None``: unknown,
+    unlimited), ``bounds`` the pool's ``(minReplicas, maxReplicas)`` on the total, ``hold_surplus``:
+    the pool has replicas starting or Pending. With ``replica_cost`` ($/h per replica; by goodput
+    only) the last fraction of a replica goes to the class that serves it cheapest, and surplus
+    leaves where that saves the most per hour (granularity: one H100 plus one L40S instead of two
+    H100s when the L40S covers the rest for less)."""
     if not preference:
         return PoolPlacement({})
     lo, hi = bounds
@@ -209,11 +267,25 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
     full = []
     if have < capacity_rps - eps and total <= hi:
         for c in preference if total < hi else ():
+            if goodput_rps[c] <= 0:
+                continue
             need = math.ceil((capacity_rps - have) / goodput_rps[c] - 1e-9)
             free = room.get(c)
             k = min(need, hi - total, need if free is None else max(free, 0))
             if free is not None and free < need and total + free < hi:
                 full.append((c, max(k, 0), need))
+            if replica_cost is not None and k == need >= 1:
+                # the last replica of c serves only the rest: a smaller class may serve it for less
+                rest = capacity_rps - have - (k - 1) * goodput_rps[c]
+                later = list(preference[preference.index(c) + 1:])
+                cover = _cheapest_cover(rest, later, goodput_rps, room, replica_cost, hi - total - (k - 1))
+                if cover is not None and cover[2] < replica_cost[c]:
+                    d, n, _ = cover
+                    out[c] += k - 1
+                    out[d] += n
+                    total += k - 1 + n
+                    have += (k - 1) * goodput_rps[c] + n * goodput_rps[d]
+                    break
             out[c] += k
             total += k
             have += k * goodput_rps[c]
@@ -234,6 +306,21 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
     else:
         # While replicas start, surplus spread over classes is a move or a spill in flight: keep it.
         mixed = sum(1 for c in preference if out[c] > 0) > 1
+        if replica_cost is not None and not (hold_surplus and mixed) and total <= hi:
+            # surplus leaves where it saves the most per hour: all it can of one class at a time
+            while total > lo:
+                options = []
+                for c in preference:
+                    spare = (have - capacity_rps + eps) / goodput_rps[c] if goodput_rps[c] > 0 else out[c]
+                    r = min(out[c], total - lo, math.floor(spare))
+                    if r >= 1:
+                        options.append((r * replica_cost[c], preference.index(c), c, r))
+                if not options:
+                    break
+                _, _, c, r = max(options)
+                out[c] -= r
+                total -= r
+                have -= r * goodput_rps[c]
         for c in reversed(preference):
             if hold_surplus and mixed and total <= hi:
                 break
@@ -242,8 +329,8 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
                 total -= 1
                 have -= goodput_rps[c]
     if total < lo:  # minReplicas: on the most preferred class with room (else the most preferred)
-        first = next((c for c in preference if room.get(c) is None or room[c] - (out[c] - current.get(c, 0)) > 0),
-                     preference[0])
+        first = next((c for c in preference if goodput_rps[c] > 0 and (
+            room.get(c) is None or room[c] - (out[c] - current.get(c, 0)) > 0)), preference[0])
         out[first] += lo - total
     return PoolPlacement(out, tuple(full))
 
@@ -253,27 +340,53 @@ def plan_move(placement: PoolPlacement, capacity_rps: float, preference: Sequenc
               cold_start_s: float | None, hi: int, horizon_s: float = PLACEMENT_MOVE_HORIZON_S) -> PoolPlacement:
     """Start replicas on a better class for all those of the worst class holding some, when that pays
     (module docstring): the better class gets what the capacity the others do not serve needs there.
-    ``replica_cost`` is $/h per replica (``hourlyCost x gpusPerReplica``); the new replicas go on the
-    best class with room for them (known free GPUs only: a move never waits Pending)."""
+    Else, the granularity move: one replica whose capacity is mostly surplus is replaced by the
+    cheapest replicas of another class that serve the rest, when that pays (two H100s of which the
+    second serves a tenth of its goodput: one L40S for the tenth). ``replica_cost`` is $/h per
+    replica (``hourlyCost x gpusPerReplica``); ``room`` the replicas each class can still start
+    after ``placement`` (what the split already started there is taken); the new replicas go on the
+    best class with room for them (known free GPUs only: a move never waits Pending). The replaced
+    replicas leave as surplus once the new ones run (:func:`place_pool` with ``replica_cost``)."""
     if cold_start_s is None or len(preference) < 2:
         return placement
     out = dict(placement.replicas)
     total = sum(out.values())
-    for j in reversed(preference[1:]):
-        if out[j] == 0:
-            continue
+
+    def pays(saving_per_h: float, started_per_h: float) -> bool:
+        return saving_per_h * horizon_s / 3600.0 > started_per_h * cold_start_s / 3600.0  # type: ignore[operator]
+
+    worst = next((j for j in reversed(preference[1:]) if out[j] > 0), None)
+    if worst is not None:
+        j = worst
         elsewhere = sum(out[c] * goodput_rps[c] for c in preference if c != j)
         for i in preference[:preference.index(j)]:
             free = room.get(i)
-            if free is None or free <= 0:
+            if free is None or free <= 0 or goodput_rps[i] <= 0:
                 continue
             n_new = max(0, math.ceil((capacity_rps - elsewhere) / goodput_rps[i] - 1e-9))
             if n_new > free or total + n_new > hi:
                 continue
-            saving_per_h = out[j] * replica_cost[j] - n_new * replica_cost[i]
-            start_cost = n_new * replica_cost[i] * cold_start_s / 3600.0
-            if n_new > 0 and saving_per_h * horizon_s / 3600.0 > start_cost:
+            if n_new > 0 and pays(out[j] * replica_cost[j] - n_new * replica_cost[i], n_new * replica_cost[i]):
                 out[i] += n_new
                 return PoolPlacement(out, placement.full, (j, i, out[j], n_new))
-        return placement  # only the worst class holding replicas moves, one move at a time
+    # granularity: one replica of j serves only the rest; a smaller class may serve it for less
+    have = sum(out[c] * goodput_rps[c] for c in preference)
+    best = None
+    for j in preference:
+        if out[j] == 0 or goodput_rps[j] <= 0:
+            continue
+        rest = capacity_rps - (have - goodput_rps[j])
+        if rest <= 0:
+            continue  # already surplus: place_pool lets it go
+        known = {c: room.get(c) for c in preference if c != j and room.get(c) is not None}
+        cover = _cheapest_cover(rest, list(known), goodput_rps, known, replica_cost, hi - total)
+        if cover is None:
+            continue
+        saving = replica_cost[j] - cover[2]
+        if saving > 0 and pays(saving, cover[2]) and (best is None or saving > best[0]):
+            best = (saving, j, cover[0], cover[1])
+    if best is not None:
+        _, j, i, n_new = best
+        out[i] += n_new
+        return PoolPlacement(out, placement.full, (j, i, 1, n_new))
     return placement

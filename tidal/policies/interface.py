@@ -122,6 +122,9 @@ class AcceleratorProfile:
     free_gpus: int | None = None
     """GPUs of this class no pod holds right now (AcceleratorClass ``status.free``, the operator's
     inventory; the simulator's cluster). ``None``: unknown, so placement never spills for it."""
+    free_by_node: tuple[int, ...] | None = None
+    """The same GPUs per node (``status.freeByNode``): a replica of several GPUs needs them on one node.
+    ``None``: not reported, placement then counts ``free_gpus`` as if on one node."""
 
 
 @dataclass(frozen=True)

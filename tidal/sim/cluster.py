@@ -120,6 +120,10 @@ class Cluster:
         """GPUs of ``klass`` no pod holds (an AcceleratorClass's status.free)."""
         return sum(n.free_gpus for n in self.nodes if n.klass == klass)
 
+    def free_gpus_by_node(self, klass: str) -> tuple[int, ...]:
+        """The same per node, largest first (status.freeByNode): a multi-GPU pod fits on one node only."""
+        return tuple(sorted((n.free_gpus for n in self.nodes if n.klass == klass), reverse=True))
+
     # -- changes ----------------------------------------------------------------------
     def create_pod(self, pool: str, gpus: int, now_s: float, klass: str | None = None) -> Pod:
         klass = klass or self.default_class

@@ -206,8 +206,10 @@ class ModelDeploymentAutoscaler:
         the runner reports replicas per class and each class's free GPUs (a class of the spec with no
         nodes there has none free); otherwise every replica is on the simulated class."""
         if observation.accelerators:
-            free = {n: getattr(observation.accelerators.get(n), "free_gpus", 0) for n in self.wl.accelerators}
-            accelerators = {n: replace(p, free_gpus=free[n]) for n, p in self.wl.accelerators.items()}
+            seen = {n: observation.accelerators.get(n) for n in self.wl.accelerators}
+            accelerators = {n: replace(p, free_gpus=getattr(seen[n], "free_gpus", 0),
+                                       free_by_node=getattr(seen[n], "free_by_node", ()))
+                            for n, p in self.wl.accelerators.items()}
             placement = {pool: {c: n for c, n in by.items() if c in accelerators}
                          for pool, by in observation.placement.items()}
             return replace(observation, accelerators=accelerators, placement=placement, interval_s=self.interval_s)

@@ -515,7 +515,8 @@ class Simulation:
             price = c.gpu_hour_cost_usd if c.gpu_hour_cost_usd is not None else hw.gpu_hour_cost_usd
             accelerators[c.name] = AcceleratorProfile(c.name, price, hw.peak_bf16_flops / 1e12,
                                                       hw.memory_bandwidth_bps / 1e9, float(hw.memory_bytes),
-                                                      free_gpus=self.cluster.free_gpus(c.name))
+                                                      free_gpus=self.cluster.free_gpus(c.name),
+                                                      free_by_node=self.cluster.free_gpus_by_node(c.name))
         return Observation(now_s=now_s, pools=obs.pools, starts=obs.starts, accelerators=accelerators,
                            placement=placement)
 
