@@ -21,19 +21,20 @@ replicas are a capacity in requests per second, ``replicas x goodput`` of that c
 where they run and count with their own class's goodput; missing capacity goes to the most
 preferred class with room (free GPUs per node, ``AcceleratorProfile.free_by_node``: a replica's GPUs
 sit on one node; :func:`replicas_fitting`), spilling to the next and reporting the class that ran
-out (what no class has room for is not started: a Pending replica would hold the pool's scale-up),
-except the last fraction of a replica, which goes to the class that serves it for the least per
-hour (granularity); surplus leaves where it saves the most per hour (by count: the least preferred
-class first), but not while the pool has replicas starting or Pending on more than one class (the
+out (what no class has room for is not started: a Pending replica would hold the pool's scale-up);
+surplus leaves where it saves the most per hour (by count: the least preferred class first), but
+not while the pool has replicas starting or Pending on more than one class (the
 replicas a spill or a move started are not undone before they serve, nor the ones they replace
 removed before).
 
 Moves (:func:`plan_move`): replicas start on a better class for those of a worse class only when the
 hourly saving over :data:`PLACEMENT_MOVE_HORIZON_S` exceeds the new replicas' cost during one
-predicted cold start, in the room the split left; else a mostly-surplus replica may be replaced by
-cheaper replicas of another class that serve the rest, on the same test. The old ones leave as
-surplus once the new ones started. Pure; both shells call it through the core (the simulator shell
-also to choose what it simulates).
+predicted cold start, in the room the split left. The old ones leave as surplus once the new ones
+started. The last fraction of a replica is not placed on a cheaper class of its own (one H100 and
+one L40S for 1.1 H100s' load): the online correction is learnt per pool from latencies mixed over
+its classes, and a slower class serving part of a pool inflates the faster one's correction, which
+asks for more replicas again (docs/placement.md, "Granularity"). Pure; both shells call it through
+the core (the simulator shell also to choose what it simulates).
 """
 
 from __future__ import annotations
@@ -228,24 +229,6 @@ class PoolPlacement:
     """(from, to, replicas of ``from`` replaced, replicas started on ``to``)."""
 
 
-def _cheapest_cover(deficit_rps: float, classes: Sequence[str], goodput_rps: Mapping[str, float],
-                    room: Mapping[str, int | None], replica_cost: Mapping[str, float],
-                    slots: int) -> tuple[str, int, float] | None:
-    """(class, replicas, $/h) of the cheapest way to serve ``deficit_rps`` on ONE of ``classes`` within
-    its ``room`` (``None``: unlimited) and ``slots`` replicas; ``None`` when none can."""
-    best = None
-    for c in classes:
-        if goodput_rps[c] <= 0:
-            continue
-        n = max(1, math.ceil(deficit_rps / goodput_rps[c] - 1e-9))
-        free = room.get(c)
-        if n > slots or (free is not None and n > free):
-            continue
-        if best is None or n * replica_cost[c] < best[2]:
-            best = (c, n, n * replica_cost[c])
-    return best
-
-
 def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequence[str],
                goodput_rps: Mapping[str, float], room: Mapping[str, int | None], bounds: tuple[int, int],
                hold_surplus: bool, replica_cost: Mapping[str, float] | None = None) -> PoolPlacement:
@@ -254,9 +237,7 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
     surplus; all 1 sizes by count), ``room`` replicas each class can still start (``None``: unknown,
     unlimited), ``bounds`` the pool's ``(minReplicas, maxReplicas)`` on the total, ``hold_surplus``:
     the pool has replicas starting or Pending. With ``replica_cost`` ($/h per replica; by goodput
-    only) the last fraction of a replica goes to the class that serves it cheapest, and surplus
-    leaves where that saves the most per hour (granularity: one H100 plus one L40S instead of two
-    H100s when the L40S covers the rest for less)."""
+    only) surplus leaves where that saves the most per hour."""
     if not preference:
         return PoolPlacement({})
     lo, hi = bounds
@@ -274,18 +255,6 @@ def place_pool(capacity_rps: float, current: Mapping[str, int], preference: Sequ
             k = min(need, hi - total, need if free is None else max(free, 0))
             if free is not None and free < need and total + free < hi:
                 full.append((c, max(k, 0), need))
-            if replica_cost is not None and k == need >= 1:
-                # the last replica of c serves only the rest: a smaller class may serve it for less
-                rest = capacity_rps - have - (k - 1) * goodput_rps[c]
-                later = list(preference[preference.index(c) + 1:])
-                cover = _cheapest_cover(rest, later, goodput_rps, room, replica_cost, hi - total - (k - 1))
-                if cover is not None and cover[2] < replica_cost[c]:
-                    d, n, _ = cover
-                    out[c] += k - 1
-                    out[d] += n
-                    total += k - 1 + n
-                    have += (k - 1) * goodput_rps[c] + n * goodput_rps[d]
-                    break
             out[c] += k
             total += k
             have += k * goodput_rps[c]
@@ -340,9 +309,7 @@ def plan_move(placement: PoolPlacement, capacity_rps: float, preference: Sequenc
               cold_start_s: float | None, hi: int, horizon_s: float = PLACEMENT_MOVE_HORIZON_S) -> PoolPlacement:
     """Start replicas on a better class for all those of the worst class holding some, when that pays
     (module docstring): the better class gets what the capacity the others do not serve needs there.
-    Else, the granularity move: one replica whose capacity is mostly surplus is replaced by the
-    cheapest replicas of another class that serve the rest, when that pays (two H100s of which the
-    second serves a tenth of its goodput: one L40S for the tenth). ``replica_cost`` is $/h per
+    ``replica_cost`` is $/h per
     replica (``hourlyCost x gpusPerReplica``); ``room`` the replicas each class can still start
     after ``placement`` (what the split already started there is taken); the new replicas go on the
     best class with room for them (known free GPUs only: a move never waits Pending). The replaced
@@ -369,24 +336,4 @@ def plan_move(placement: PoolPlacement, capacity_rps: float, preference: Sequenc
             if n_new > 0 and pays(out[j] * replica_cost[j] - n_new * replica_cost[i], n_new * replica_cost[i]):
                 out[i] += n_new
                 return PoolPlacement(out, placement.full, (j, i, out[j], n_new))
-    # granularity: one replica of j serves only the rest; a smaller class may serve it for less
-    have = sum(out[c] * goodput_rps[c] for c in preference)
-    best = None
-    for j in preference:
-        if out[j] == 0 or goodput_rps[j] <= 0:
-            continue
-        rest = capacity_rps - (have - goodput_rps[j])
-        if rest <= 0:
-            continue  # already surplus: place_pool lets it go
-        known = {c: room.get(c) for c in preference if c != j and room.get(c) is not None}
-        cover = _cheapest_cover(rest, list(known), goodput_rps, known, replica_cost, hi - total)
-        if cover is None:
-            continue
-        saving = replica_cost[j] - cover[2]
-        if saving > 0 and pays(saving, cover[2]) and (best is None or saving > best[0]):
-            best = (saving, j, cover[0], cover[1])
-    if best is not None:
-        _, j, i, n_new = best
-        out[i] += n_new
-        return PoolPlacement(out, placement.full, (j, i, 1, n_new))
     return placement
