@@ -12,7 +12,7 @@ from typing import Optional
 from tidal.bench.suites.result import SuiteInputError, SuiteOptions, SuiteResult, Target
 from tidal.sim.traces.errors import TraceNotFoundError
 from tidal.sim.traces.locations import traces_dir as shared_traces_dir
-from tidal.sim.traces.registry import AZURE_LLM_FILES, MOONCAKE_FILE
+from tidal.sim.traces.registry import AZURE_FUNCTIONS_FOLDER, AZURE_LLM_FILES, MOONCAKE_FILE
 
 POLICIES_SUITE = "policies"
 """The policy comparison on real traces (tidal/bench/run.py), the suite ``tidal bench`` began as."""
@@ -36,10 +36,17 @@ def _fair_share(options: SuiteOptions) -> SuiteResult:
     return fair_share.run(options)
 
 
+def _keep_alive(options: SuiteOptions) -> SuiteResult:
+    from tidal.bench.suites import keep_alive
+
+    return keep_alive.run(options)
+
+
 SUITES: dict[str, Callable[[SuiteOptions], SuiteResult]] = {
     "kv-ttl": _kv_ttl,
     "placement": _placement,
     "fair-share": _fair_share,
+    "keep-alive": _keep_alive,
 }
 """Suite name -> runner, in the order ``tidal bench`` runs them (each imported when it runs)."""
 
@@ -50,6 +57,7 @@ SUITE_INPUTS: dict[str, tuple[str, ...]] = {
     "kv-ttl": (MOONCAKE_FILE,),
     "placement": (AZURE_LLM_FILES["azure-conv"], AZURE_LLM_FILES["azure-code"]),
     "fair-share": ("servegen/m-mid",),
+    "keep-alive": (AZURE_FUNCTIONS_FOLDER,),
 }
 """What each suite reads, relative to the traces folder (the agent workload is synthetic)."""
 
