@@ -665,3 +665,62 @@ def test_the_keep_alive_while_learning_follows_the_cold_start_price() -> None:
     # Too few idle times: the window is the keep-alive while learning.
     few = histogram_of([60.0, 90.0])
     assert KeepAlivePolicy(cold_start_cost_gb_s=3000.0).learn(few).end_s == 2400.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0, 1e6), st.floats(0, 1e6), st.one_of(st.none(), st.floats(0, 2 * HISTOGRAM_RANGE_S)))
+def test_extra_instances_while_learning_are_bounded_and_follow_the_price(
+    a: float, b: float, cap: float | None
+) -> None:
+    """The keep-alive while learning of a burst's extra instances: at most the first instance's
+    and the cap, and a dearer cold start never shortens either."""
+    low, high = (KeepAlivePolicy(cold_start_cost_gb_s=c, extra_ranks_learning_cap_s=cap) for c in sorted((a, b)))
+    for p in (low, high):
+        extra, first = p.extra_ranks_learning_keep_alive_s(), p.learning_keep_alive_s()
+        assert extra is not None and first is not None
+        assert extra <= first and (cap is None or extra <= cap)
+    assert low.extra_ranks_learning_keep_alive_s() <= high.extra_ranks_learning_keep_alive_s()  # type: ignore[operator]
+    assert low.learning_keep_alive_s() <= high.learning_keep_alive_s()  # type: ignore[operator]
+
+
+def burst_then_idle(policy: KeepAlivePolicy, size: int, gaps: int, until_s: int) -> list[int]:
+    """Instances decided every 15 s after a one-off burst of ``size`` in the first minute that
+    left ``gaps`` short idle times of 20 s."""
+    state, out = None, []
+    for t in range(0, until_s, 15):
+        peak = size if t < 60 else 0
+        d, state = policy.decide(fn_obs(t, peak=peak, gaps=(20.0,) * gaps if t == 30 else ()), state)
+        out.append(d.desired_replicas[POOL_FUNCTION])
+    return out
+
+
+def test_a_one_off_bursts_extra_instances_leave_after_the_cap_while_the_first_stays() -> None:
+    """At 16 times the default price the keep-alive while learning is 2.7 h; a one-off burst's
+    extra instances are held the platforms' 10 minutes (the cap) and only the first instance the
+    2.7 h (the Pareto bench's one-off 485-instance burst held them all through the hour)."""
+    from tidal.policies.keepalive import COLD_START_COST_GB_S, DEFAULT_KEEP_ALIVE_S
+
+    dear = 16 * COLD_START_COST_GB_S
+    for gaps in (2, 11):  # fewer than 5 idle times (no window yet) and fewer than 20 (not trusted)
+        capped = burst_then_idle(KeepAlivePolicy(concurrency_target=1, cold_start_cost_gb_s=dear,
+                                                 max_instances=500), 485, gaps, 3 * 3600)
+        uncapped = burst_then_idle(KeepAlivePolicy(concurrency_target=1, cold_start_cost_gb_s=dear,
+                                                   max_instances=500, extra_ranks_learning_cap_s=None),
+                                   485, gaps, 3 * 3600)
+        inside_cap, past_cap = int(300 // 15), int((DEFAULT_KEEP_ALIVE_S + 120) // 15)
+        assert capped[inside_cap] == uncapped[inside_cap] == 485
+        assert capped[past_cap] == 1 and uncapped[past_cap] == 485
+        two_hours = int(2 * 3600 // 15)
+        assert capped[two_hours] == 1  # the first instance: the price's keep-alive while learning
+        assert capped[-1] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 25), st.floats(0, 1.0))
+def test_the_cap_changes_nothing_at_or_below_the_default_price(size: int, gaps: int, f: float) -> None:
+    from tidal.policies.keepalive import COLD_START_COST_GB_S
+
+    for price in (COLD_START_COST_GB_S, f * COLD_START_COST_GB_S):
+        kw = {"concurrency_target": 1, "cold_start_cost_gb_s": price}
+        assert burst_then_idle(KeepAlivePolicy(**kw), size, gaps, 1500) == burst_then_idle(
+            KeepAlivePolicy(**kw, extra_ranks_learning_cap_s=None), size, gaps, 1500)

@@ -144,6 +144,12 @@ TRUST_HISTORY_S = 2 * DEFAULT_KEEP_ALIVE_S
 history has seen only short idle times. A window shorter than the platform default is trusted
 once the function has been watched twice that long (measured: without it, a busy function that
 dips and climbs again in its first minutes cold-starts more than under the fixed 10 minutes)."""
+EXTRA_RANKS_LEARNING_CAP_S = DEFAULT_KEEP_ALIVE_S
+"""10 minutes (tidal's choice, the platforms' fixed keep-alive): the most a function's extra
+instances (ranks 2 and up) are kept while learning, whatever the cold-start price; the first
+instance's keep-alive while learning follows the price
+(:meth:`KeepAlivePolicy.extra_ranks_learning_keep_alive_s`). Equal to that keep-alive at the
+default price, so it binds only above it (measured in bench/keepalive_pareto.py)."""
 MAX_RANK_STEPS = 64
 """Bound on :attr:`KeepAliveState.ranks` (tidal's choice); beyond it the two steps closest in
 time merge, to the later time, so a merged rank is kept slightly long, never dropped early."""
@@ -593,6 +599,7 @@ class KeepAlivePolicy:
     trust_samples: int = TRUST_SAMPLES
     prewarm_by_cost: bool = True
     learning_floor_all_ranks: bool = True
+    extra_ranks_learning_cap_s: float | None = EXTRA_RANKS_LEARNING_CAP_S
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -630,16 +637,27 @@ class KeepAlivePolicy:
     def _clamp(self, n: int) -> int:
         return min(max(n, self.floor), self.max_instances)
 
-    def window(self, state: KeepAliveState, learning_floor: bool = True) -> KeepAliveWindow:
+    def window(
+        self, state: KeepAliveState, learning_floor: bool = True, floor_s: float | None = None
+    ) -> KeepAliveWindow:
         """The windows this policy uses now (fixed, or learned from the state's histogram; without
-        the keep-alive while learning when ``learning_floor`` is False)."""
+        the keep-alive while learning when ``learning_floor`` is False, with ``floor_s`` instead of
+        :meth:`learning_keep_alive_s` as that keep-alive when given: a burst's extra instances,
+        :meth:`extra_ranks_learning_keep_alive_s`)."""
         if self.keep_alive_s is not None:
             return KeepAliveWindow(
                 0.0, self.keep_alive_s, "fixed", f"spec.keepAlive {self.keep_alive_s:g}s"
             )
         learned = state.learned or self.learn(state.histogram, state.memory_mb)
+        if floor_s is not None and state.histogram.total < MIN_IDLE_SAMPLES:
+            # Too few idle times for any window: the standard keep-alive, at this floor.
+            learned = KeepAliveWindow(
+                0.0, floor_s, "standard",
+                f"{state.histogram.total} idle times observed (< {MIN_IDLE_SAMPLES}): "
+                f"standard keep-alive of {floor_s:g}s for a burst's extra instances",
+            )
         if learning_floor:
-            learned = self._while_learning(learned, state)
+            learned = self._while_learning(learned, state, floor_s)
         if self.prewarm:
             return learned
         return KeepAliveWindow(0.0, learned.end_s, learned.mode, learned.message + "; pre-warm off")
@@ -682,11 +700,34 @@ class KeepAlivePolicy:
             return floor_s
         return min(floor_s * self.cold_start_cost_gb_s / COLD_START_COST_GB_S, HISTOGRAM_RANGE_S)
 
-    def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
-        """``learned``, but never ending before :meth:`learning_keep_alive_s` until the histogram
-        holds ``trust_samples`` (:data:`TRUST_SAMPLES`) idle times from at least
-        :data:`TRUST_HISTORY_S` of watching."""
+    def extra_ranks_learning_keep_alive_s(self) -> float | None:
+        """The keep-alive while learning for a function's extra instances (ranks 2 and up): that of
+        its first instance (:meth:`learning_keep_alive_s`), at most ``extra_ranks_learning_cap_s``.
+
+        Why: the keep-alive while learning follows the cold-start price because a dearer cold
+        start is worth holding an instance longer before the idle times are known (ski rental:
+        hold for the break-even time). That bet is on the function being invoked again, which
+        its first instance serves. An extra instance is reused only when as many invocations are
+        in flight again, so holding a burst's extra instances for the price's break-even time
+        (2.7 h at 12,000 GB-s) bets the burst's whole memory on a repeat the history has not shown:
+        in the Pareto bench a one-off burst held 485 instances through the measured hour (2.1 M of
+        17.4 M GB-s idle) for no cold start saved. Capped at the platforms' 10 minutes, the
+        extra instances are kept as the fixed keep-alive keeps every instance; at or below the
+        default price the cap does not bind, so the default policy is unchanged. Never
+        decreases with the price."""
         floor_s = self.learning_keep_alive_s()
+        if floor_s is None or self.extra_ranks_learning_cap_s is None:
+            return floor_s
+        return min(floor_s, self.extra_ranks_learning_cap_s)
+
+    def _while_learning(
+        self, learned: KeepAliveWindow, state: KeepAliveState, floor_s: float | None = None
+    ) -> KeepAliveWindow:
+        """``learned``, but never ending before ``floor_s`` (default :meth:`learning_keep_alive_s`)
+        until the histogram holds ``trust_samples`` (:data:`TRUST_SAMPLES`) idle times from at
+        least :data:`TRUST_HISTORY_S` of watching."""
+        if floor_s is None:
+            floor_s = self.learning_keep_alive_s()
         if floor_s is None or learned.end_s >= floor_s:
             return learned
         watched_s = 0.0
@@ -813,8 +854,13 @@ class KeepAlivePolicy:
         10-minute keep-alive on 2 of 7 workloads; a timeout two ticks longer cost more memory."""
         window = self.window(st)
         floored = window
-        if not self.learning_floor_all_ranks and self.keep_alive_s is None:
-            window = self.window(st, learning_floor=False)
+        if self.keep_alive_s is None:
+            if not self.learning_floor_all_ranks:
+                window = self.window(st, learning_floor=False)
+            else:
+                extra_s, first_s = self.extra_ranks_learning_keep_alive_s(), self.learning_keep_alive_s()
+                if extra_s is not None and first_s is not None and extra_s < first_s:
+                    window = self.window(st, floor_s=extra_s)
         hold_s = self.hold_s(window)
         prewarm_from_s = self.prewarm_from_s(window)
         kept = _ranks_aged(st.ranks, now, 0.0, hold_s)
