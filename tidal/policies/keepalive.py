@@ -37,6 +37,8 @@ tidal's deviations, each measured on the serverless simulator (docs/simulator.md
 * **Learning period.** Until :data:`TRUST_SAMPLES` idle times are known and the function has
   been watched for :data:`TRUST_HISTORY_S`, the window never ends before the platform default
   (10 min), instead of the paper's 4 h: a short history has not seen the long idle times yet.
+  That keep-alive while learning follows the cold-start price for the function's first instance;
+  a burst's extra instances keep at most the 10 minutes (:data:`EXTRA_RANKS_LEARNING_CAP_S`).
 * **Forecast.** We forecast out-of-range idle times with the median of the recent ones instead
   of ARIMA (no statsmodels at run time; the median is ARIMA's forecast for a stationary series
   without autocorrelation).
@@ -576,8 +578,11 @@ class KeepAlivePolicy:
     ``prewarm_by_cost`` False pre-warms at the paper's head instead of choosing by cost
     (:func:`keepalive_window`); ``learning_floor_all_ranks`` False holds only the function's first
     instance through the keep-alive while learning, a burst's other instances following the
-    learned window. bench/keepalive_pareto.py sweeps the last three at the largest budgets; their
-    defaults are the policy as the operator runs it.
+    learned window (bench/keepalive_pareto.py ``--variants`` sweeps these three; their defaults
+    are the policy as the operator runs it); ``extra_ranks_learning_cap_s`` is the most a
+    function's extra instances are kept while learning
+    (:meth:`extra_ranks_learning_keep_alive_s`, :data:`EXTRA_RANKS_LEARNING_CAP_S`; None: as
+    long as the first instance).
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -618,6 +623,8 @@ class KeepAlivePolicy:
             raise ValueError("slo_tail_percentile (spec.slo.percentile) must be in (0, 100)")
         if self.trust_samples < 0:
             raise ValueError("trust_samples must be >= 0")
+        if self.extra_ranks_learning_cap_s is not None and self.extra_ranks_learning_cap_s < 0:
+            raise ValueError("extra_ranks_learning_cap_s must be >= 0")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
         if (
@@ -852,15 +859,16 @@ class KeepAlivePolicy:
         count then starts it again (counted as a pre-warm start). Measured: capping the kept ranks
         at the instances that exist saved 1-2 % GB-hours but cost more cold starts than the fixed
         10-minute keep-alive on 2 of 7 workloads; a timeout two ticks longer cost more memory."""
+        # ``floored``: the function's first instance's windows; ``window``: every instance's.
         window = self.window(st)
         floored = window
         if self.keep_alive_s is None:
+            extra_s = self.extra_ranks_learning_keep_alive_s()
+            first_s = self.learning_keep_alive_s()
             if not self.learning_floor_all_ranks:
                 window = self.window(st, learning_floor=False)
-            else:
-                extra_s, first_s = self.extra_ranks_learning_keep_alive_s(), self.learning_keep_alive_s()
-                if extra_s is not None and first_s is not None and extra_s < first_s:
-                    window = self.window(st, floor_s=extra_s)
+            elif extra_s is not None and first_s is not None and extra_s < first_s:
+                window = self.window(st, floor_s=extra_s)
         hold_s = self.hold_s(window)
         prewarm_from_s = self.prewarm_from_s(window)
         kept = _ranks_aged(st.ranks, now, 0.0, hold_s)
