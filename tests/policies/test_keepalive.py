@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -724,3 +726,52 @@ def test_the_cap_changes_nothing_at_or_below_the_default_price(size: int, gaps: 
         kw = {"concurrency_target": 1, "cold_start_cost_gb_s": price}
         assert burst_then_idle(KeepAlivePolicy(**kw), size, gaps, 1500) == burst_then_idle(
             KeepAlivePolicy(**kw, extra_ranks_learning_cap_s=None), size, gaps, 1500)
+
+
+def grown_after_release(policy: KeepAlivePolicy) -> list[int]:
+    """Instances decided after a 30-instance burst at 1800 s on a busy function whose learned hold
+    is about a minute; at 2490 s forty idle times of 630 s lengthen the hold to 726 s, which
+    covers the burst's released instances (690 s old) again."""
+    state, out = None, []
+    for t in range(0, 2520, 15):
+        gaps: tuple[float, ...] = (20.0,)
+        if t == 2490:
+            gaps = (630.0,) * 40
+        d, state = policy.decide(fn_obs(t, peak=30 if t == 1800 else 1, gaps=gaps), state)
+        out.append(d.desired_replicas[POOL_FUNCTION])
+    return out
+
+
+def test_restart_by_cost_does_not_bring_back_instances_no_idle_time_outlasts() -> None:
+    """``restart_by_cost``: a keep-alive that grew does not start again the instances it let go
+    when no recorded idle time outlasts their age (a busy function started 590 instances an hour
+    after letting them go in the Pareto bench); off, the grown hold counts them again."""
+    # Pre-warm off: the grown window would otherwise pre-warm them, which it may (a bet on the
+    # idle times it has seen, chosen for unloaded instances).
+    kw = {"concurrency_target": 1, "memory_mb": 1280.0, "cold_start_cost_gb_s": 12000.0,
+          "max_instances": 50, "prewarm": False}
+    before = grown_after_release(KeepAlivePolicy(**kw))
+    after = grown_after_release(KeepAlivePolicy(**kw, restart_by_cost=True))
+    released = int((1800 + 300) // 15)
+    assert before[released] == after[released] == 1
+    assert before[-1] == 30 and after[-1] == 1
+    assert before[: released + 1] == after[: released + 1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.floats(16, 3000)), min_size=1, max_size=60))
+def test_restart_by_cost_never_keeps_more_and_hybrid_ignores_it(steps: list[tuple[int, float]]) -> None:
+    """The restart rule only ever removes instances a grown hold would have started again (at
+    each tick from the same state), and the paper's policy (no price) is unaffected by it."""
+    for base in (KeepAlivePolicy(concurrency_target=1, memory_mb=512.0, cold_start_cost_gb_s=6000.0),
+                 KeepAlivePolicy(concurrency_target=1, cold_start_cost_gb_s=None, few_samples_keep_alive_s=None)):
+        on = replace(base, restart_by_cost=True)
+        s_on = None
+        for i, (peak, gap) in enumerate(steps):
+            o = fn_obs(i * 15.0, peak=peak, gaps=(gap,) if peak else ())
+            d_on, s_next = on.decide(o, s_on)
+            d_off, _ = base.decide(o, replace(s_on, released_before_s=None) if s_on is not None else None)
+            assert d_on.desired_replicas[POOL_FUNCTION] <= d_off.desired_replicas[POOL_FUNCTION]
+            if base.cold_start_cost_gb_s is None:
+                assert d_on.desired_replicas == d_off.desired_replicas
+            s_on = s_next
