@@ -506,7 +506,7 @@ class KeepAliveState:
     learned: KeepAliveWindow | None = None
     """The windows learned from ``histogram`` (a cache: recomputed only when it changes)."""
     released_before_s: float | None = None
-    """Ranks last needed before this time were let go (their keep-alive hold ran out, or, with a
+    """With ``KeepAlivePolicy.restart_by_cost``: ranks last needed before this time were let go (their keep-alive hold ran out, or, with a
     pre-warm window, its end): a keep-alive that grows later does not bring them back, only their
     pre-warm window or a new need does. None: none let go yet."""
 
@@ -586,7 +586,9 @@ class KeepAlivePolicy:
     are the policy as the operator runs it); ``extra_ranks_learning_cap_s`` is the most a
     function's extra instances are kept while learning
     (:meth:`extra_ranks_learning_keep_alive_s`, :data:`EXTRA_RANKS_LEARNING_CAP_S`; None: as
-    long as the first instance).
+    long as the first instance); ``restart_by_cost`` True brings back instances let go only when
+    worth it at their age, not whenever the learned hold grows past it (:meth:`_decide`; off by
+    default, measured as a trade at the default price).
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -899,14 +901,17 @@ class KeepAlivePolicy:
         let go before, plus the ranks inside their pre-warm window; and the new
         :attr:`KeepAliveState.released_before_s`.
 
-        A rank let go is not brought back by a keep-alive that has grown since (new idle times
-        moved the cheapest end later): the window is the cheapest from the start of an idle time,
+        With ``restart_by_cost``, a rank let go is brought back by a keep-alive that has grown since
+        (new idle times moved the cheapest end later) only when :meth:`_back_from` finds it worth
+        it: the window is the cheapest from the start of an idle time,
         but for an instance already gone at age ``a`` the choice is whether to start one for the
         idle times that outlast ``a``, and for ranks older than the idle times seen that bet has
         nothing behind it. Measured (bench/keepalive_pareto.py, seed 0 at 12,000 GB-s): three idle
         times of 2.4 h moved a busy function's end from 57 min to 2.4 h and started 590 instances
         released an hour before, 0.94 M GB-s idle for no cold start saved. The pre-warm window,
-        chosen for unloaded instances, still starts them.
+        chosen for unloaded instances, still starts them. Off by default: on, bench/functions.py's
+        first hour (no warm-up, 200 functions) had 33 more cold starts (6,609) for 0.6 % fewer
+        GB-hours, a trade the default's results are not to make.
 
         Rank ages have tick resolution, so a platform that times instances out itself (exact
         ``idle_timeout_s``) may remove one a few seconds before the count lets its rank go; the
