@@ -58,10 +58,10 @@ from tidal.sim.traces import TraceNotFoundError
 HYBRID_TAIL_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 100.0)
 """The hybrid policy's keep-alive percentile (the paper's is 99)."""
 TIDAL_COLD_START_COSTS_GB_S = tuple(sorted(
-    [COLD_START_COST_GB_S * f for f in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)]
-    + [8000.0, 16000.0]))
-"""tidal's price of a cold start, around its default of 750 GB-s, doubling, plus two prices
-between the three largest, where the hybrid's largest budgets lie and the two fronts are close."""
+    [COLD_START_COST_GB_S * f for f in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)]
+    + [4000.0, 8000.0, 10000.0, 16000.0]))
+"""tidal's price of a cold start, around its default of 750 GB-s, doubling, plus prices between
+those from 3,000 GB-s up, where the hybrid's three largest budgets lie and the fronts are close."""
 FIXED_FLOOR_COLD_START_COSTS_GB_S = (3000.0, 6000.0, 12000.0, 16000.0, 24000.0, 48000.0)
 """Prices for the fixed-floor variant (below 3000 GB-s it is within 1 % of ``tidal``)."""
 FLOOR_4H_COLD_START_COSTS_GB_S = (1500.0, 3000.0, 6000.0, 12000.0)
