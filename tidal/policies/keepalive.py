@@ -506,9 +506,10 @@ class KeepAliveState:
     learned: KeepAliveWindow | None = None
     """The windows learned from ``histogram`` (a cache: recomputed only when it changes)."""
     released_before_s: float | None = None
-    """With ``KeepAlivePolicy.restart_by_cost``: ranks last needed before this time were let go (their keep-alive hold ran out, or, with a
-    pre-warm window, its end): a keep-alive that grows later does not bring them back, only their
-    pre-warm window or a new need does. None: none let go yet."""
+    """With ``KeepAlivePolicy.restart_by_cost``: ranks last needed before this time were let go
+    (their keep-alive hold ran out, or, with a pre-warm window, its end); a keep-alive that grows
+    later brings them back only when worth it at their age, their pre-warm window or a new need
+    always does. None: none let go yet (always None with the knob off)."""
 
 
 RankSteps = tuple[tuple[float, int], ...]
