@@ -996,6 +996,8 @@ def state_to_dict(state: KeepAliveState) -> dict[str, Any]:
     """A compact JSON-able form of the state (sparse bins, bounded size), for shells that persist
     it across restarts."""
     hist = state.histogram
+    # Written only when set (restart_by_cost), so the default's persisted form is as before.
+    extra = {} if state.released_before_s is None else {"releasedBeforeS": state.released_before_s}
     return {
         "version": STATE_FORMAT_VERSION,
         "binS": hist.bin_s,
@@ -1009,7 +1011,7 @@ def state_to_dict(state: KeepAliveState) -> dict[str, Any]:
         "idleSinceS": state.idle_since_s,
         "lastSeenS": state.last_seen_s,
         "ranks": [[t, n] for t, n in state.ranks],
-        "releasedBeforeS": state.released_before_s,
+        **extra,
     }
 
 
