@@ -775,3 +775,11 @@ def test_restart_by_cost_never_keeps_more_and_hybrid_ignores_it(steps: list[tupl
             if base.cold_start_cost_gb_s is None:
                 assert d_on.desired_replicas == d_off.desired_replicas
             s_on = s_next
+
+
+def test_released_before_round_trips_and_is_absent_when_unset() -> None:
+    from tidal.policies.keepalive import state_from_dict, state_to_dict
+
+    assert "releasedBeforeS" not in state_to_dict(KeepAliveState())
+    back = state_from_dict(state_to_dict(KeepAliveState(released_before_s=123.0)))
+    assert back is not None and back.released_before_s == 123.0
