@@ -41,6 +41,7 @@ import base64
 import dataclasses
 import io
 import json
+import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -126,6 +127,7 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = {"tidal": "tab:blue", "hybrid": "tab:orange", "tidal-fixed-floor": "tab:gray",
@@ -143,30 +145,43 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
             ax.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
                     color=colour, marker="o",
                     label=f"{'tidal (defaults, price swept)' if family == 'tidal' else family} front")
-    # The largest budgets crowd together: the same fronts, zoomed, in an inset (linear scales).
+    # The largest budgets crowd together: the same fronts, zoomed, in an inset (linear scales),
+    # labelled there instead of on the main axes.
     hybrid_front = fronts.get("hybrid", [])
+    zoom_from = 0.85 * hybrid_front[-1]["idle_gb_s"] if hybrid_front else math.inf
     if hybrid_front:
         top = hybrid_front[-1]
-        inset = ax.inset_axes((0.42, 0.42, 0.3, 0.3))
+        inset = ax.inset_axes((0.55, 0.5, 0.43, 0.47))
+        shown = []
         for name, colour in (("tidal", "tab:blue"), ("hybrid", "tab:orange")):
-            f = [p for p in fronts[name] if p["idle_gb_s"] >= 0.85 * top["idle_gb_s"]]
+            f = [p for p in fronts[name] if p["idle_gb_s"] >= zoom_from]
+            shown += f
             inset.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
                        color=colour, marker="o", markersize=3)
-        inset.set_xlim(0.85 * top["idle_gb_s"] / 1e6, 1.2 * top["idle_gb_s"] / 1e6)
-        inset.set_ylim(0.9 * 100 * top["cold_start_ratio"], 2.0 * 100 * top["cold_start_ratio"])
+            for p in f:
+                inset.annotate(p["name"].removeprefix("tidal-").removeprefix("hybrid-"),
+                               (p["idle_gb_s"] / 1e6, 100 * p["cold_start_ratio"]), fontsize=5,
+                               xytext=(2, 2), textcoords="offset points")
+        right = max(p["idle_gb_s"] for p in shown)
+        inset.set_xlim(zoom_from / 1e6, 1.03 * right / 1e6)
+        inset.set_ylim(0.95 * min(100 * p["cold_start_ratio"] for p in shown),
+                       2.0 * 100 * top["cold_start_ratio"])
         inset.tick_params(labelsize=6)
         inset.grid(alpha=0.3)
     on_front = {id(p) for f in (fronts.get("tidal", []), fronts.get("hybrid", [])) for p in f}
     for p in points:
-        if id(p) in on_front:
+        if id(p) in on_front and p["idle_gb_s"] < zoom_from:
             ax.annotate(p["name"], (p["idle_gb_s"] / 1e6, 100 * p["cold_start_ratio"]),
                         fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=6)
     ax.set_xlabel("idle memory (million GB-seconds)")
     ax.set_ylabel("cold starts (% of invocations)")
     ax.set_title("Keep-alive Pareto fronts (lower left is better)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=120)
