@@ -292,13 +292,16 @@ def _prewarm_option(
     head_percentile: float,
     bin_s: float,
     cold_start_cost_s: float,
+    late_fraction: float = 0.0,
 ) -> tuple[int, int, float] | None:
     """``(head bin, end bin, cost)`` of keeping an instance ``hold_s`` after it was needed, then
     unloading it and pre-warming it at the head (``head_percentile``) of the idle times the hold
     does not cover, until the cheapest end; None when that head is not past the hold.
 
     Cost as in :func:`cheapest_end_bin`, plus the hold (``min(x, hold_s)`` per idle time) and
-    ``cold_start_cost_s`` per idle time that ends while unloaded (``hold_s <= x < H``)."""
+    ``cold_start_cost_s`` per idle time that ends while unloaded (``hold_s <= x < H``), and
+    ``late_fraction`` of a cold start per idle time the pre-warm is for (``H <= x < E``): the
+    chance it starts too late (rank ages and decisions have tick resolution)."""
     hold_bin = math.ceil(hold_s / bin_s)  # bins from here have their centre past the hold
     if hold_bin >= len(counts) or not any(counts[hold_bin:]):
         return None
@@ -310,7 +313,8 @@ def _prewarm_option(
         c * min((i + 0.5) * bin_s, hold_s) for i, c in enumerate(counts) if c
     )
     unloaded_misses = sum(counts[hold_bin:head_bin])
-    return head_bin, end_bin, held + cold_start_cost_s * unloaded_misses + tail_cost
+    late = late_fraction * sum(counts[head_bin : end_bin + 1])
+    return head_bin, end_bin, held + cold_start_cost_s * (unloaded_misses + late) + tail_cost
 
 
 def slo_floor_bins(
@@ -365,6 +369,7 @@ def keepalive_window(
     hold_s: float = 0.0,
     slo_tail_percentile: float | None = None,
     prewarm_by_cost: bool = True,
+    prewarm_late_fraction: float = 0.0,
 ) -> KeepAliveWindow:
     """Pre-warm and keep-alive windows from an idle-time histogram (the hybrid histogram policy).
 
@@ -382,6 +387,8 @@ def keepalive_window(
     times (:func:`slo_floor_bins`). ``prewarm_by_cost`` False keeps the
     paper's head instead of that comparison (pre-warm at ``head_percentile`` of all idle times when
     it lies past ``hold_s``; stay loaded otherwise), with the end still cost-chosen from there.
+    ``prewarm_late_fraction`` charges that comparison's pre-warm option a late start's share of a
+    cold start per idle time it is for (:func:`_prewarm_option`).
     """
     if isinstance(idle_histogram, IdleHistogram):
         counts: Sequence[int] = idle_histogram.counts
@@ -443,7 +450,8 @@ def keepalive_window(
         head_bin, tail_bin, cost = 0, *_cheapest_end(counts, out_of_range, 0, bin_s, cold_start_cost_s)
         if prewarm_by_cost:
             prewarm = _prewarm_option(
-                counts, out_of_range, hold_s, head_percentile, bin_s, cold_start_cost_s
+                counts, out_of_range, hold_s, head_percentile, bin_s, cold_start_cost_s,
+                prewarm_late_fraction,
             )
             if prewarm is not None and prewarm[2] < cost:
                 head_bin, tail_bin, cost = prewarm
@@ -589,7 +597,10 @@ class KeepAlivePolicy:
     (:meth:`extra_ranks_learning_keep_alive_s`, :data:`EXTRA_RANKS_LEARNING_CAP_S`; None: as
     long as the first instance); ``restart_by_cost`` True brings back instances let go only when
     worth it at their age, not whenever the learned hold grows past it (:meth:`_decide`; off by
-    default, measured as a trade at the default price).
+    default, measured as a trade at the default price); ``prewarm_late_fraction`` charges each
+    pre-warm that share of a cold start when choosing between staying loaded and pre-warming
+    (:func:`_prewarm_option`; 0 by default, docs/bench.md measures 0.0034 on one seed's largest
+    prices, not yet swept on both).
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -613,6 +624,7 @@ class KeepAlivePolicy:
     learning_floor_all_ranks: bool = True
     extra_ranks_learning_cap_s: float | None = EXTRA_RANKS_LEARNING_CAP_S
     restart_by_cost: bool = False
+    prewarm_late_fraction: float = 0.0
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -633,6 +645,8 @@ class KeepAlivePolicy:
             raise ValueError("trust_samples must be >= 0")
         if self.extra_ranks_learning_cap_s is not None and self.extra_ranks_learning_cap_s < 0:
             raise ValueError("extra_ranks_learning_cap_s must be >= 0")
+        if not 0 <= self.prewarm_late_fraction <= 1:
+            raise ValueError("prewarm_late_fraction must be in [0, 1]")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
         if (
@@ -699,6 +713,7 @@ class KeepAlivePolicy:
             hold_s=self.stable_window_s,
             slo_tail_percentile=self.slo_tail_percentile,
             prewarm_by_cost=self.prewarm_by_cost,
+            prewarm_late_fraction=self.prewarm_late_fraction,
         )
 
     def learning_keep_alive_s(self) -> float | None:
