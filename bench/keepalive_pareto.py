@@ -7,8 +7,13 @@ minute 240 after a 4 h warm-up, seed 0) on the serverless simulator under each k
   rank (``KeepAlivePolicy(cold_start_cost_gb_s=None, few_samples_keep_alive_s=None)``), sweeping
   its keep-alive (tail) percentile; the head percentile stays the paper's 5;
 * ``tidal``: tidal's ``auto`` (the same class with its defaults), sweeping the price of a cold
-  start in GB-seconds of idle memory (``cold_start_cost_gb_s``, default 750), with the keep-alive
-  while learning following the price (``learning_follows_cost``, the default);
+  start in GB-seconds of idle memory (``cold_start_cost_gb_s``, default 750) and nothing else: the
+  keep-alive while learning follows the price (``learning_follows_cost``) for a function's first
+  instance, and for its extra instances up to the platforms' 10 minutes
+  (``extra_ranks_learning_cap_s``), all defaults;
+
+and, with ``--variants``, tidal with other knobs than its defaults (earlier rounds' families):
+
 * ``tidal-fixed-floor``: the same with the keep-alive while learning held at 10 minutes
   (``learning_follows_cost=False``), and ``tidal-floor-4h`` with it at the hybrid's 4 h range
   (``few_samples_keep_alive_s``): tidal's second knob;
@@ -16,17 +21,17 @@ minute 240 after a 4 h warm-up, seed 0) on the serverless simulator under each k
   (``trust_samples``), and ``tidal-trust5-paperhead`` with, besides, the paper's pre-warm head
   (``prewarm_by_cost=False``), and ``tidal-floor-rank1``: the keep-alive while learning for a
   function's first instance only (``learning_floor_all_ranks=False``; a one-off burst's other
-  instances follow the learned window) with the paper's head: the knobs that reach the hybrid's
-  largest budgets;
+  instances follow the learned window) with the paper's head;
 
 each behind the ObservationGuard both shells use, and writes every point (cold-start fraction of
 invocations, idle GB-seconds = wasted GB-hours x 3600, total GB-hours), the Pareto front of each
-family and of tidal over all its settings, and whether tidal's front lies below the hybrid's at
-every idle-memory budget on the hybrid's front (tidal's fewest cold starts within that budget <
-the hybrid's), as JSON and an HTML report with a PNG plot.
+family and of tidal over all its settings, and whether the front of ``tidal`` (its defaults, the
+price swept) lies below the hybrid's at every idle-memory budget on the hybrid's front (tidal's
+fewest cold starts within that budget < the hybrid's), as JSON and an HTML report with a PNG plot.
 
     .venv/bin/python bench/keepalive_pareto.py [--functions 500] [--minutes 60] [--start 240]
-        [--warmup 240] [--seed 0] [--workers 2] [--out reports/keepalive-pareto]
+        [--warmup 240] [--seed 0] [--workers 2] [--out reports/keepalive-pareto] [--variants]
+        [--only FAMILY:KNOB,...] [--render]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import base64
 import dataclasses
 import io
 import json
+import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -52,9 +58,11 @@ from tidal.sim.traces import TraceNotFoundError
 
 HYBRID_TAIL_PERCENTILES = (50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 100.0)
 """The hybrid policy's keep-alive percentile (the paper's is 99)."""
-TIDAL_COLD_START_COSTS_GB_S = tuple(COLD_START_COST_GB_S * f for f in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0,
-                                                                        16.0, 32.0))
-"""tidal's price of a cold start, around its default of 750 GB-s."""
+TIDAL_COLD_START_COSTS_GB_S = tuple(sorted(
+    [COLD_START_COST_GB_S * f for f in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)]
+    + [4000.0, 8000.0, 10000.0, 16000.0]))
+"""tidal's price of a cold start, around its default of 750 GB-s, doubling, plus prices between
+those from 3,000 GB-s up, where the hybrid's three largest budgets lie and the fronts are close."""
 FIXED_FLOOR_COLD_START_COSTS_GB_S = (3000.0, 6000.0, 12000.0, 16000.0, 24000.0, 48000.0)
 """Prices for the fixed-floor variant (below 3000 GB-s it is within 1 % of ``tidal``)."""
 FLOOR_4H_COLD_START_COSTS_GB_S = (1500.0, 3000.0, 6000.0, 12000.0)
@@ -119,6 +127,7 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter
 
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = {"tidal": "tab:blue", "hybrid": "tab:orange", "tidal-fixed-floor": "tab:gray",
@@ -129,35 +138,50 @@ def plot_png(points: list[dict[str, Any]], fronts: dict[str, list[dict[str, Any]
         if not pts:
             continue
         ax.scatter([p["idle_gb_s"] / 1e6 for p in pts], [100 * p["cold_start_ratio"] for p in pts],
-                   color=colour, alpha=0.5, label=f"{family} (every setting)")
+                   color=colour, alpha=0.5,
+                   label=f"{family} (every {'price' if family.startswith('tidal') else 'percentile'})")
         if family in ("tidal", "hybrid"):
-            f = fronts[TIDAL if family == "tidal" else family]
+            f = fronts[family]
             ax.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
-                    color=colour, marker="o", label=f"{'tidal, every setting' if family == 'tidal' else family} front")
-    # The largest budgets crowd together: the same fronts, zoomed, in an inset (linear scales).
+                    color=colour, marker="o",
+                    label=f"{'tidal (defaults, price swept)' if family == 'tidal' else family} front")
+    # The largest budgets crowd together: the same fronts, zoomed, in an inset (linear scales),
+    # labelled there instead of on the main axes.
     hybrid_front = fronts.get("hybrid", [])
+    zoom_from = 0.85 * hybrid_front[-1]["idle_gb_s"] if hybrid_front else math.inf
     if hybrid_front:
         top = hybrid_front[-1]
-        inset = ax.inset_axes((0.42, 0.42, 0.3, 0.3))
-        for name, colour in ((TIDAL, "tab:blue"), ("hybrid", "tab:orange")):
-            f = [p for p in fronts[name] if p["idle_gb_s"] >= 0.85 * top["idle_gb_s"]]
+        inset = ax.inset_axes((0.55, 0.5, 0.43, 0.47))
+        shown = []
+        for name, colour in (("tidal", "tab:blue"), ("hybrid", "tab:orange")):
+            f = [p for p in fronts[name] if p["idle_gb_s"] >= zoom_from]
+            shown += f
             inset.plot([p["idle_gb_s"] / 1e6 for p in f], [100 * p["cold_start_ratio"] for p in f],
                        color=colour, marker="o", markersize=3)
-        inset.set_xlim(0.85 * top["idle_gb_s"] / 1e6, 1.2 * top["idle_gb_s"] / 1e6)
-        inset.set_ylim(0.9 * 100 * top["cold_start_ratio"], 2.0 * 100 * top["cold_start_ratio"])
+            for p in f:
+                inset.annotate(p["name"].removeprefix("tidal-").removeprefix("hybrid-"),
+                               (p["idle_gb_s"] / 1e6, 100 * p["cold_start_ratio"]), fontsize=5,
+                               xytext=(2, 2), textcoords="offset points")
+        right = max(p["idle_gb_s"] for p in shown)
+        inset.set_xlim(zoom_from / 1e6, 1.03 * right / 1e6)
+        inset.set_ylim(0.95 * min(100 * p["cold_start_ratio"] for p in shown),
+                       2.0 * 100 * top["cold_start_ratio"])
         inset.tick_params(labelsize=6)
         inset.grid(alpha=0.3)
-    on_front = {id(p) for f in (fronts[TIDAL], fronts.get("hybrid", [])) for p in f}
+    on_front = {id(p) for f in (fronts.get("tidal", []), fronts.get("hybrid", [])) for p in f}
     for p in points:
-        if id(p) in on_front:
+        if id(p) in on_front and p["idle_gb_s"] < zoom_from:
             ax.annotate(p["name"], (p["idle_gb_s"] / 1e6, 100 * p["cold_start_ratio"]),
                         fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.tick_params(axis="y", which="minor", labelsize=6)
     ax.set_xlabel("idle memory (million GB-seconds)")
     ax.set_ylabel("cold starts (% of invocations)")
     ax.set_title("Keep-alive Pareto fronts (lower left is better)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=120)
@@ -196,6 +220,9 @@ def main() -> int:
     parser.add_argument("--out", default="reports/keepalive-pareto")
     parser.add_argument("--render", action="store_true",
                         help="run nothing: rebuild the report from the --out folder's pareto.json")
+    parser.add_argument("--variants", action="store_true",
+                        help="also sweep the variant families (fixed floor, 4 h floor, trust5, "
+                        "floor-rank1), not only the hybrid and tidal's defaults with the price swept")
     parser.add_argument("--only", help="run only FAMILY:KNOB,... (e.g. tidal:12000) and merge them "
                         "into the --out folder's pareto.json")
     args = parser.parse_args()
@@ -207,11 +234,12 @@ def main() -> int:
         return 0
     jobs = [("hybrid", p, opts) for p in HYBRID_TAIL_PERCENTILES]
     jobs += [("tidal", c, opts) for c in TIDAL_COLD_START_COSTS_GB_S]
-    jobs += [("tidal-fixed-floor", c, opts) for c in FIXED_FLOOR_COLD_START_COSTS_GB_S]
-    jobs += [("tidal-floor-4h", c, opts) for c in FLOOR_4H_COLD_START_COSTS_GB_S]
-    jobs += [("tidal-trust5", c, opts) for c in TRUST5_COLD_START_COSTS_GB_S]
-    jobs += [("tidal-trust5-paperhead", c, opts) for c in TRUST5_PAPER_HEAD_COLD_START_COSTS_GB_S]
-    jobs += [("tidal-floor-rank1", c, opts) for c in FLOOR_RANK1_COLD_START_COSTS_GB_S]
+    if args.variants:
+        jobs += [("tidal-fixed-floor", c, opts) for c in FIXED_FLOOR_COLD_START_COSTS_GB_S]
+        jobs += [("tidal-floor-4h", c, opts) for c in FLOOR_4H_COLD_START_COSTS_GB_S]
+        jobs += [("tidal-trust5", c, opts) for c in TRUST5_COLD_START_COSTS_GB_S]
+        jobs += [("tidal-trust5-paperhead", c, opts) for c in TRUST5_PAPER_HEAD_COLD_START_COSTS_GB_S]
+        jobs += [("tidal-floor-rank1", c, opts) for c in FLOOR_RANK1_COLD_START_COSTS_GB_S]
     out = Path(args.out)
     earlier: list[dict[str, Any]] = []
     if args.only:
@@ -231,7 +259,8 @@ def main() -> int:
     fronts = {f: front([p for p in points if p["family"] == f]) for f in sorted({p["family"] for p in points})}
     tidal_points = [p for p in points if p["family"].startswith("tidal")]
     fronts[TIDAL] = front(tidal_points)
-    rows = below_at_budgets(tidal_points, fronts.get("hybrid", []))
+    # The claim is about one policy: tidal's defaults with only the cold-start price swept.
+    rows = below_at_budgets([p for p in points if p["family"] == "tidal"], fronts.get("hybrid", []))
     title = (f"Keep-alive Pareto: {opts['functions']} functions, {opts['minutes']} min from minute "
              f"{opts['start']} after {opts['warmup']} min warm-up, seed {opts['seed']}")
     print(f"{title} ({time.perf_counter() - t0:.0f} s)")
@@ -243,7 +272,8 @@ def main() -> int:
         tc = r["candidate_cold_start_ratio"]
         print(f"budget {r['budget_idle_gb_s'] / 1e6:.3f} M GB-s: hybrid {100 * r['reference_cold_start_ratio']:.3f} %, "
               f"tidal {'-' if tc is None else f'{100 * tc:.3f} %'} ({r['candidate']}) -> {'below' if r['below'] else 'NOT below'}")
-    print(f"tidal's front below the hybrid's at every budget on it: {'yes' if below else 'no'}")
+    print(f"tidal's front (defaults, price swept) below the hybrid's at every budget on it: "
+          f"{'yes' if below else 'no'}")
     out.mkdir(parents=True, exist_ok=True)
     png = plot_png(points, fronts)
     (out / "pareto.png").write_bytes(png)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -665,3 +667,147 @@ def test_the_keep_alive_while_learning_follows_the_cold_start_price() -> None:
     # Too few idle times: the window is the keep-alive while learning.
     few = histogram_of([60.0, 90.0])
     assert KeepAlivePolicy(cold_start_cost_gb_s=3000.0).learn(few).end_s == 2400.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0, 1e6), st.floats(0, 1e6), st.one_of(st.none(), st.floats(0, 2 * HISTOGRAM_RANGE_S)))
+def test_extra_instances_while_learning_are_bounded_and_follow_the_price(
+    a: float, b: float, cap: float | None
+) -> None:
+    """The keep-alive while learning of a burst's extra instances: at most the first instance's
+    and the cap, and a dearer cold start never shortens either."""
+    low, high = (KeepAlivePolicy(cold_start_cost_gb_s=c, extra_ranks_learning_cap_s=cap) for c in sorted((a, b)))
+    for p in (low, high):
+        extra, first = p.extra_ranks_learning_keep_alive_s(), p.learning_keep_alive_s()
+        assert extra is not None and first is not None
+        assert extra <= first and (cap is None or extra <= cap)
+    assert low.extra_ranks_learning_keep_alive_s() <= high.extra_ranks_learning_keep_alive_s()  # type: ignore[operator]
+    assert low.learning_keep_alive_s() <= high.learning_keep_alive_s()  # type: ignore[operator]
+
+
+def burst_then_idle(policy: KeepAlivePolicy, size: int, gaps: int, until_s: int) -> list[int]:
+    """Instances decided every 15 s after a one-off burst of ``size`` in the first minute that
+    left ``gaps`` short idle times of 20 s."""
+    state, out = None, []
+    for t in range(0, until_s, 15):
+        peak = size if t < 60 else 0
+        d, state = policy.decide(fn_obs(t, peak=peak, gaps=(20.0,) * gaps if t == 30 else ()), state)
+        out.append(d.desired_replicas[POOL_FUNCTION])
+    return out
+
+
+def test_a_one_off_bursts_extra_instances_leave_after_the_cap_while_the_first_stays() -> None:
+    """At 16 times the default price the keep-alive while learning is 2.7 h; a one-off burst's
+    extra instances are held the platforms' 10 minutes (the cap) and only the first instance the
+    2.7 h (the Pareto bench's one-off 485-instance burst held them all through the hour)."""
+    from tidal.policies.keepalive import COLD_START_COST_GB_S, DEFAULT_KEEP_ALIVE_S
+
+    dear = 16 * COLD_START_COST_GB_S
+    for gaps in (2, 11):  # fewer than 5 idle times (no window yet) and fewer than 20 (not trusted)
+        capped = burst_then_idle(KeepAlivePolicy(concurrency_target=1, cold_start_cost_gb_s=dear,
+                                                 max_instances=500), 485, gaps, 3 * 3600)
+        uncapped = burst_then_idle(KeepAlivePolicy(concurrency_target=1, cold_start_cost_gb_s=dear,
+                                                   max_instances=500, extra_ranks_learning_cap_s=None),
+                                   485, gaps, 3 * 3600)
+        inside_cap, past_cap = int(300 // 15), int((DEFAULT_KEEP_ALIVE_S + 120) // 15)
+        assert capped[inside_cap] == uncapped[inside_cap] == 485
+        assert capped[past_cap] == 1 and uncapped[past_cap] == 485
+        two_hours = int(2 * 3600 // 15)
+        assert capped[two_hours] == 1  # the first instance: the price's keep-alive while learning
+        assert capped[-1] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 25), st.floats(0, 1.0))
+def test_the_cap_changes_nothing_at_or_below_the_default_price(size: int, gaps: int, f: float) -> None:
+    from tidal.policies.keepalive import COLD_START_COST_GB_S
+
+    for price in (COLD_START_COST_GB_S, f * COLD_START_COST_GB_S):
+        kw = {"concurrency_target": 1, "cold_start_cost_gb_s": price}
+        assert burst_then_idle(KeepAlivePolicy(**kw), size, gaps, 1500) == burst_then_idle(
+            KeepAlivePolicy(**kw, extra_ranks_learning_cap_s=None), size, gaps, 1500)
+
+
+def grown_after_release(policy: KeepAlivePolicy) -> list[int]:
+    """Instances decided after a 30-instance burst at 1800 s on a busy function whose learned hold
+    is about a minute; at 2490 s forty idle times of 630 s lengthen the hold to 726 s, which
+    covers the burst's released instances (690 s old) again."""
+    state, out = None, []
+    for t in range(0, 2520, 15):
+        gaps: tuple[float, ...] = (20.0,)
+        if t == 2490:
+            gaps = (630.0,) * 40
+        d, state = policy.decide(fn_obs(t, peak=30 if t == 1800 else 1, gaps=gaps), state)
+        out.append(d.desired_replicas[POOL_FUNCTION])
+    return out
+
+
+def test_restart_by_cost_does_not_bring_back_instances_no_idle_time_outlasts() -> None:
+    """``restart_by_cost``: a keep-alive that grew does not start again the instances it let go
+    when no recorded idle time outlasts their age (a busy function started 590 instances an hour
+    after letting them go in the Pareto bench); off, the grown hold counts them again."""
+    # Pre-warm off: the grown window would otherwise pre-warm them, which it may (a bet on the
+    # idle times it has seen, chosen for unloaded instances).
+    kw = {"concurrency_target": 1, "memory_mb": 1280.0, "cold_start_cost_gb_s": 12000.0,
+          "max_instances": 50, "prewarm": False}
+    before = grown_after_release(KeepAlivePolicy(**kw))
+    after = grown_after_release(KeepAlivePolicy(**kw, restart_by_cost=True))
+    released = int((1800 + 300) // 15)
+    assert before[released] == after[released] == 1
+    assert before[-1] == 30 and after[-1] == 1
+    assert before[: released + 1] == after[: released + 1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.floats(16, 3000)), min_size=1, max_size=60))
+def test_restart_by_cost_never_keeps_more_and_hybrid_ignores_it(steps: list[tuple[int, float]]) -> None:
+    """The restart rule only ever removes instances a grown hold would have started again (at
+    each tick from the same state), and the paper's policy (no price) is unaffected by it."""
+    for base in (KeepAlivePolicy(concurrency_target=1, memory_mb=512.0, cold_start_cost_gb_s=6000.0),
+                 KeepAlivePolicy(concurrency_target=1, cold_start_cost_gb_s=None, few_samples_keep_alive_s=None)):
+        on = replace(base, restart_by_cost=True)
+        s_on = None
+        for i, (peak, gap) in enumerate(steps):
+            o = fn_obs(i * 15.0, peak=peak, gaps=(gap,) if peak else ())
+            d_on, s_next = on.decide(o, s_on)
+            d_off, _ = base.decide(o, replace(s_on, released_before_s=None) if s_on is not None else None)
+            assert d_on.desired_replicas[POOL_FUNCTION] <= d_off.desired_replicas[POOL_FUNCTION]
+            if base.cold_start_cost_gb_s is None:
+                assert d_on.desired_replicas == d_off.desired_replicas
+            s_on = s_next
+
+
+def test_released_before_round_trips_and_is_absent_when_unset() -> None:
+    from tidal.policies.keepalive import state_from_dict, state_to_dict
+
+    assert "releasedBeforeS" not in state_to_dict(KeepAliveState())
+    back = state_from_dict(state_to_dict(KeepAliveState(released_before_s=123.0)))
+    assert back is not None and back.released_before_s == 123.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(idle_times, st.floats(0, 1), st.floats(0, 1), st.floats(0, 50_000))
+def test_a_likelier_late_prewarm_never_turns_staying_loaded_into_prewarming(
+    values: list[float], a: float, b: float, cost: float
+) -> None:
+    """``prewarm_late_fraction`` only adds to the pre-warm option's cost: where a smaller share
+    stays loaded, a larger one does too, and 0 is the rule without it."""
+    hist = histogram_of(values)
+    low, high = sorted((a, b))
+    kw = {"cold_start_cost_s": cost, "hold_s": STABLE_WINDOW_S}
+    if keepalive_window(hist, prewarm_late_fraction=low, **kw).prewarm_s == 0.0:
+        assert keepalive_window(hist, prewarm_late_fraction=high, **kw).prewarm_s == 0.0
+    assert keepalive_window(hist, prewarm_late_fraction=0.0, **kw) == keepalive_window(hist, **kw)
+
+
+def test_a_late_prewarm_share_keeps_a_cheap_instance_loaded_at_a_high_price() -> None:
+    """Idle times of 3 minutes after a 60 s hold: pre-warming is the cheaper choice when it is
+    always on time; charged 0.34 % of a cold start worth 53 h (128 MB at 24,000 GB-s) per pre-warm,
+    staying loaded is (docs/bench.md: 3 cold starts an hour from pre-warms one tick late)."""
+    hist = histogram_of([185.0] * 200)
+    policy = KeepAlivePolicy(cold_start_cost_gb_s=24_000.0)
+    assert policy.learn(hist, memory_mb=128.0).prewarm_s > 0
+    late = KeepAlivePolicy(cold_start_cost_gb_s=24_000.0, prewarm_late_fraction=0.0034)
+    assert late.learn(hist, memory_mb=128.0).prewarm_s == 0.0
+    with pytest.raises(ValueError, match="prewarm_late_fraction"):
+        KeepAlivePolicy(prewarm_late_fraction=2.0)

@@ -37,6 +37,8 @@ tidal's deviations, each measured on the serverless simulator (docs/simulator.md
 * **Learning period.** Until :data:`TRUST_SAMPLES` idle times are known and the function has
   been watched for :data:`TRUST_HISTORY_S`, the window never ends before the platform default
   (10 min), instead of the paper's 4 h: a short history has not seen the long idle times yet.
+  That keep-alive while learning follows the cold-start price for the function's first instance;
+  a burst's extra instances keep at most the 10 minutes (:data:`EXTRA_RANKS_LEARNING_CAP_S`).
 * **Forecast.** We forecast out-of-range idle times with the median of the recent ones instead
   of ARIMA (no statsmodels at run time; the median is ARIMA's forecast for a stationary series
   without autocorrelation).
@@ -144,6 +146,12 @@ TRUST_HISTORY_S = 2 * DEFAULT_KEEP_ALIVE_S
 history has seen only short idle times. A window shorter than the platform default is trusted
 once the function has been watched twice that long (measured: without it, a busy function that
 dips and climbs again in its first minutes cold-starts more than under the fixed 10 minutes)."""
+EXTRA_RANKS_LEARNING_CAP_S = DEFAULT_KEEP_ALIVE_S
+"""10 minutes (tidal's choice, the platforms' fixed keep-alive): the most a function's extra
+instances (ranks 2 and up) are kept while learning, whatever the cold-start price; the first
+instance's keep-alive while learning follows the price
+(:meth:`KeepAlivePolicy.extra_ranks_learning_keep_alive_s`). Equal to that keep-alive at the
+default price, so it binds only above it (measured in bench/keepalive_pareto.py)."""
 MAX_RANK_STEPS = 64
 """Bound on :attr:`KeepAliveState.ranks` (tidal's choice); beyond it the two steps closest in
 time merge, to the later time, so a merged rank is kept slightly long, never dropped early."""
@@ -284,13 +292,16 @@ def _prewarm_option(
     head_percentile: float,
     bin_s: float,
     cold_start_cost_s: float,
+    late_fraction: float = 0.0,
 ) -> tuple[int, int, float] | None:
     """``(head bin, end bin, cost)`` of keeping an instance ``hold_s`` after it was needed, then
     unloading it and pre-warming it at the head (``head_percentile``) of the idle times the hold
     does not cover, until the cheapest end; None when that head is not past the hold.
 
     Cost as in :func:`cheapest_end_bin`, plus the hold (``min(x, hold_s)`` per idle time) and
-    ``cold_start_cost_s`` per idle time that ends while unloaded (``hold_s <= x < H``)."""
+    ``cold_start_cost_s`` per idle time that ends while unloaded (``hold_s <= x < H``), and
+    ``late_fraction`` of a cold start per idle time the pre-warm is for (``H <= x < E``): the
+    chance it starts too late (rank ages and decisions have tick resolution)."""
     hold_bin = math.ceil(hold_s / bin_s)  # bins from here have their centre past the hold
     if hold_bin >= len(counts) or not any(counts[hold_bin:]):
         return None
@@ -302,7 +313,8 @@ def _prewarm_option(
         c * min((i + 0.5) * bin_s, hold_s) for i, c in enumerate(counts) if c
     )
     unloaded_misses = sum(counts[hold_bin:head_bin])
-    return head_bin, end_bin, held + cold_start_cost_s * unloaded_misses + tail_cost
+    late = late_fraction * sum(counts[head_bin : end_bin + 1])
+    return head_bin, end_bin, held + cold_start_cost_s * (unloaded_misses + late) + tail_cost
 
 
 def slo_floor_bins(
@@ -357,6 +369,7 @@ def keepalive_window(
     hold_s: float = 0.0,
     slo_tail_percentile: float | None = None,
     prewarm_by_cost: bool = True,
+    prewarm_late_fraction: float = 0.0,
 ) -> KeepAliveWindow:
     """Pre-warm and keep-alive windows from an idle-time histogram (the hybrid histogram policy).
 
@@ -374,6 +387,8 @@ def keepalive_window(
     times (:func:`slo_floor_bins`). ``prewarm_by_cost`` False keeps the
     paper's head instead of that comparison (pre-warm at ``head_percentile`` of all idle times when
     it lies past ``hold_s``; stay loaded otherwise), with the end still cost-chosen from there.
+    ``prewarm_late_fraction`` charges that comparison's pre-warm option a late start's share of a
+    cold start per idle time it is for (:func:`_prewarm_option`).
     """
     if isinstance(idle_histogram, IdleHistogram):
         counts: Sequence[int] = idle_histogram.counts
@@ -435,7 +450,8 @@ def keepalive_window(
         head_bin, tail_bin, cost = 0, *_cheapest_end(counts, out_of_range, 0, bin_s, cold_start_cost_s)
         if prewarm_by_cost:
             prewarm = _prewarm_option(
-                counts, out_of_range, hold_s, head_percentile, bin_s, cold_start_cost_s
+                counts, out_of_range, hold_s, head_percentile, bin_s, cold_start_cost_s,
+                prewarm_late_fraction,
             )
             if prewarm is not None and prewarm[2] < cost:
                 head_bin, tail_bin, cost = prewarm
@@ -497,6 +513,11 @@ class KeepAliveState:
     """Memory of one instance as last observed (0: unknown; the policy's ``memory_mb`` then)."""
     learned: KeepAliveWindow | None = None
     """The windows learned from ``histogram`` (a cache: recomputed only when it changes)."""
+    released_before_s: float | None = None
+    """With ``KeepAlivePolicy.restart_by_cost``: ranks last needed before this time were let go
+    (their keep-alive hold ran out, or, with a pre-warm window, its end); a keep-alive that grows
+    later brings them back only when worth it at their age, their pre-warm window or a new need
+    always does. None: none let go yet (always None with the knob off)."""
 
 
 RankSteps = tuple[tuple[float, int], ...]
@@ -570,8 +591,16 @@ class KeepAlivePolicy:
     ``prewarm_by_cost`` False pre-warms at the paper's head instead of choosing by cost
     (:func:`keepalive_window`); ``learning_floor_all_ranks`` False holds only the function's first
     instance through the keep-alive while learning, a burst's other instances following the
-    learned window. bench/keepalive_pareto.py sweeps the last three at the largest budgets; their
-    defaults are the policy as the operator runs it.
+    learned window (bench/keepalive_pareto.py ``--variants`` sweeps these three; their defaults
+    are the policy as the operator runs it); ``extra_ranks_learning_cap_s`` is the most a
+    function's extra instances are kept while learning
+    (:meth:`extra_ranks_learning_keep_alive_s`, :data:`EXTRA_RANKS_LEARNING_CAP_S`; None: as
+    long as the first instance); ``restart_by_cost`` True brings back instances let go only when
+    worth it at their age, not whenever the learned hold grows past it (:meth:`_decide`; off by
+    default, measured as a trade at the default price); ``prewarm_late_fraction`` charges each
+    pre-warm that share of a cold start when choosing between staying loaded and pre-warming
+    (:func:`_prewarm_option`; 0 by default, docs/bench.md measures 0.0034 on one seed's largest
+    prices, not yet swept on both).
     """
 
     concurrency_target: float = DEFAULT_CONCURRENCY_TARGET
@@ -593,6 +622,9 @@ class KeepAlivePolicy:
     trust_samples: int = TRUST_SAMPLES
     prewarm_by_cost: bool = True
     learning_floor_all_ranks: bool = True
+    extra_ranks_learning_cap_s: float | None = EXTRA_RANKS_LEARNING_CAP_S
+    restart_by_cost: bool = False
+    prewarm_late_fraction: float = 0.0
     name: str = "keepalive"
 
     def __post_init__(self) -> None:
@@ -611,6 +643,10 @@ class KeepAlivePolicy:
             raise ValueError("slo_tail_percentile (spec.slo.percentile) must be in (0, 100)")
         if self.trust_samples < 0:
             raise ValueError("trust_samples must be >= 0")
+        if self.extra_ranks_learning_cap_s is not None and self.extra_ranks_learning_cap_s < 0:
+            raise ValueError("extra_ranks_learning_cap_s must be >= 0")
+        if not 0 <= self.prewarm_late_fraction <= 1:
+            raise ValueError("prewarm_late_fraction must be in [0, 1]")
         if self.cold_start_s < 0 or self.activity_window_s < 0 or self.stable_window_s < 0:
             raise ValueError("cold_start_s, activity_window_s and stable_window_s must be >= 0")
         if (
@@ -630,16 +666,27 @@ class KeepAlivePolicy:
     def _clamp(self, n: int) -> int:
         return min(max(n, self.floor), self.max_instances)
 
-    def window(self, state: KeepAliveState, learning_floor: bool = True) -> KeepAliveWindow:
+    def window(
+        self, state: KeepAliveState, learning_floor: bool = True, floor_s: float | None = None
+    ) -> KeepAliveWindow:
         """The windows this policy uses now (fixed, or learned from the state's histogram; without
-        the keep-alive while learning when ``learning_floor`` is False)."""
+        the keep-alive while learning when ``learning_floor`` is False, with ``floor_s`` instead of
+        :meth:`learning_keep_alive_s` as that keep-alive when given: a burst's extra instances,
+        :meth:`extra_ranks_learning_keep_alive_s`)."""
         if self.keep_alive_s is not None:
             return KeepAliveWindow(
                 0.0, self.keep_alive_s, "fixed", f"spec.keepAlive {self.keep_alive_s:g}s"
             )
         learned = state.learned or self.learn(state.histogram, state.memory_mb)
+        if floor_s is not None and state.histogram.total < MIN_IDLE_SAMPLES:
+            # Too few idle times for any window: the standard keep-alive, at this floor.
+            learned = KeepAliveWindow(
+                0.0, floor_s, "standard",
+                f"{state.histogram.total} idle times observed (< {MIN_IDLE_SAMPLES}): "
+                f"standard keep-alive of {floor_s:g}s for a burst's extra instances",
+            )
         if learning_floor:
-            learned = self._while_learning(learned, state)
+            learned = self._while_learning(learned, state, floor_s)
         if self.prewarm:
             return learned
         return KeepAliveWindow(0.0, learned.end_s, learned.mode, learned.message + "; pre-warm off")
@@ -666,6 +713,7 @@ class KeepAlivePolicy:
             hold_s=self.stable_window_s,
             slo_tail_percentile=self.slo_tail_percentile,
             prewarm_by_cost=self.prewarm_by_cost,
+            prewarm_late_fraction=self.prewarm_late_fraction,
         )
 
     def learning_keep_alive_s(self) -> float | None:
@@ -682,18 +730,41 @@ class KeepAlivePolicy:
             return floor_s
         return min(floor_s * self.cold_start_cost_gb_s / COLD_START_COST_GB_S, HISTOGRAM_RANGE_S)
 
-    def _while_learning(self, learned: KeepAliveWindow, state: KeepAliveState) -> KeepAliveWindow:
-        """``learned``, but never ending before :meth:`learning_keep_alive_s` until the histogram
-        holds ``trust_samples`` (:data:`TRUST_SAMPLES`) idle times from at least
-        :data:`TRUST_HISTORY_S` of watching."""
+    def extra_ranks_learning_keep_alive_s(self) -> float | None:
+        """The keep-alive while learning for a function's extra instances (ranks 2 and up): that of
+        its first instance (:meth:`learning_keep_alive_s`), at most ``extra_ranks_learning_cap_s``.
+
+        Why: the keep-alive while learning follows the cold-start price because a dearer cold
+        start is worth holding an instance longer before the idle times are known (ski rental:
+        hold for the break-even time). That bet is on the function being invoked again, which
+        its first instance serves. An extra instance is reused only when as many invocations are
+        in flight again, so holding a burst's extra instances for the price's break-even time
+        (2.7 h at 12,000 GB-s) bets the burst's whole memory on a repeat the history has not shown:
+        in the Pareto bench a one-off burst held 485 instances through the measured hour (2.1 M of
+        17.4 M GB-s idle) for no cold start saved. Capped at the platforms' 10 minutes, the
+        extra instances are kept as the fixed keep-alive keeps every instance; at or below the
+        default price the cap does not bind, so the default policy is unchanged. Never
+        decreases with the price."""
         floor_s = self.learning_keep_alive_s()
+        if floor_s is None or self.extra_ranks_learning_cap_s is None:
+            return floor_s
+        return min(floor_s, self.extra_ranks_learning_cap_s)
+
+    def _while_learning(
+        self, learned: KeepAliveWindow, state: KeepAliveState, floor_s: float | None = None
+    ) -> KeepAliveWindow:
+        """``learned``, but never ending before ``floor_s`` (default :meth:`learning_keep_alive_s`)
+        until the histogram holds ``trust_samples`` (:data:`TRUST_SAMPLES`) idle times from at
+        least :data:`TRUST_HISTORY_S` of watching."""
+        if floor_s is None:
+            floor_s = self.learning_keep_alive_s()
         if floor_s is None or learned.end_s >= floor_s:
             return learned
         watched_s = 0.0
         if state.anchor_s is not None and state.last_seen_s is not None:
             watched_s = state.last_seen_s - state.anchor_s
         samples = state.histogram.total
-        if samples >= self.trust_samples and watched_s >= TRUST_HISTORY_S:
+        if self._trusted(state):
             return learned
         return KeepAliveWindow(
             learned.prewarm_s,
@@ -702,6 +773,14 @@ class KeepAlivePolicy:
             f"{learned.message}; still learning ({samples} idle times, watched {watched_s:g}s): "
             f"kept at least {floor_s:g}s",
         )
+
+    def _trusted(self, state: KeepAliveState) -> bool:
+        """Whether the histogram holds ``trust_samples`` idle times from at least
+        :data:`TRUST_HISTORY_S` of watching (the learned windows are used as they are)."""
+        watched_s = 0.0
+        if state.anchor_s is not None and state.last_seen_s is not None:
+            watched_s = state.last_seen_s - state.anchor_s
+        return state.histogram.total >= self.trust_samples and watched_s >= TRUST_HISTORY_S
 
     def hold_s(self, window: KeepAliveWindow) -> float:
         """How long an instance stays after it was last needed: through the keep-alive window when
@@ -736,7 +815,8 @@ class KeepAlivePolicy:
             )
             return Decision({POOL_FUNCTION: held}, (reason,), details={"phase": "hold"}), st
         need, st = self._observe(now, pool, st)
-        return self._decide(now, need, st), st
+        decision, released_before_s = self._decide(now, need, st)
+        return decision, replace(st, released_before_s=released_before_s)
 
     def _observe(
         self, now: float, pool: PoolObservation, st: KeepAliveState
@@ -791,6 +871,7 @@ class KeepAlivePolicy:
             last_seen_s=now,
             memory_mb=memory_mb,
             learned=learned,
+            released_before_s=st.released_before_s,
         )
         return need, new_state
 
@@ -802,22 +883,79 @@ class KeepAlivePolicy:
             return st.anchor_s if st.anchor_s is not None else 0.0
         return st.last_active_s - self.activity_window_s
 
-    def _decide(self, now: float, need: int, st: KeepAliveState) -> Decision:
-        """Instances: those needed now, plus the ranks still inside their keep-alive hold, plus
-        the ranks inside their pre-warm window.
+    def _back_from(self, now: float, hold_s: float, st: KeepAliveState) -> float | None:
+        """:attr:`KeepAliveState.released_before_s`, moved back over the ranks let go that the
+        keep-alive hold covers again and that are worth an instance at their age: the cheapest
+        end of a window opening at that age (:func:`cheapest_end_bin` from its bin) costs less
+        than a cold start for every idle time that outlasts the age. Youngest first; the first
+        not worth it stops the walk."""
+        released = st.released_before_s
+        if released is None or now - released >= hold_s:
+            return released
+        if not self._trusted(st):
+            return None  # while learning, the grown hold covers them again (as it did before)
+        cost_s = self.cold_start_cost_s(st.memory_mb)
+        hist = st.histogram
+        if cost_s is None:
+            return released
+        for t, _ in reversed(st.ranks):
+            age_s = now - t
+            if t >= released:
+                continue
+            if age_s >= hold_s:
+                break
+            head = min(int(age_s // hist.bin_s), len(hist.counts) - 1)
+            outlast = sum(hist.counts[head:]) + hist.out_of_range
+            _, cost = _cheapest_end(hist.counts, hist.out_of_range, head, hist.bin_s, cost_s)
+            if not outlast or cost >= cost_s * outlast:
+                break
+            released = t
+        return released
+
+    def _decide(self, now: float, need: int, st: KeepAliveState) -> tuple[Decision, float | None]:
+        """Instances: those needed now, plus the ranks still inside their keep-alive hold and not
+        let go before, plus the ranks inside their pre-warm window; and the new
+        :attr:`KeepAliveState.released_before_s`.
+
+        With ``restart_by_cost``, a rank let go is brought back by a keep-alive that has grown since
+        (new idle times moved the cheapest end later) only when :meth:`_back_from` finds it worth
+        it: the window is the cheapest from the start of an idle time,
+        but for an instance already gone at age ``a`` the choice is whether to start one for the
+        idle times that outlast ``a``, and for ranks older than the idle times seen that bet has
+        nothing behind it. Measured (bench/keepalive_pareto.py, seed 0 at 12,000 GB-s): three idle
+        times of 2.4 h moved a busy function's end from 57 min to 2.4 h and started 590 instances
+        released an hour before, 0.94 M GB-s idle for no cold start saved. The pre-warm window,
+        chosen for unloaded instances, still starts them. Off by default: on, bench/functions.py's
+        first hour (no warm-up, 200 functions) had 33 more cold starts (6,609) for 0.6 % fewer
+        GB-hours, a trade the default's results are not to make.
 
         Rank ages have tick resolution, so a platform that times instances out itself (exact
         ``idle_timeout_s``) may remove one a few seconds before the count lets its rank go; the
         count then starts it again (counted as a pre-warm start). Measured: capping the kept ranks
         at the instances that exist saved 1-2 % GB-hours but cost more cold starts than the fixed
         10-minute keep-alive on 2 of 7 workloads; a timeout two ticks longer cost more memory."""
+        # ``floored``: the function's first instance's windows; ``window``: every instance's.
         window = self.window(st)
         floored = window
-        if not self.learning_floor_all_ranks and self.keep_alive_s is None:
-            window = self.window(st, learning_floor=False)
+        if self.keep_alive_s is None:
+            extra_s = self.extra_ranks_learning_keep_alive_s()
+            first_s = self.learning_keep_alive_s()
+            if not self.learning_floor_all_ranks:
+                window = self.window(st, learning_floor=False)
+            elif extra_s is not None and first_s is not None and extra_s < first_s:
+                window = self.window(st, floor_s=extra_s)
         hold_s = self.hold_s(window)
         prewarm_from_s = self.prewarm_from_s(window)
-        kept = _ranks_aged(st.ranks, now, 0.0, hold_s)
+        released_before_s = self._back_from(now, hold_s, st)
+        kept_s = hold_s  # ranks last needed at or after released_before_s are kept through it
+        if released_before_s is not None:
+            kept_s = min(hold_s, math.nextafter(now - released_before_s, math.inf))
+        kept = _ranks_aged(st.ranks, now, 0.0, kept_s)
+        let_go_s = hold_s if math.isinf(prewarm_from_s) else max(hold_s, window.end_s)
+        if released_before_s is not None:
+            released_before_s = max(now - let_go_s, released_before_s)
+        elif self.cold_start_cost_gb_s is not None and self.restart_by_cost:
+            released_before_s = now - let_go_s
         prewarmed = _ranks_aged(st.ranks, now, max(prewarm_from_s, hold_s), window.end_s)
         if floored is not window and not kept and st.ranks:
             # The function's first instance (the rank needed last) through the keep-alive while
@@ -863,7 +1001,7 @@ class KeepAlivePolicy:
             DETAIL_IDLE_TIMEOUT_S: hold_s,
         }
         reasons = (Reason(code, f"{message} ({window.mode}: {window.message})", POOL_FUNCTION),)
-        return Decision({POOL_FUNCTION: desired}, reasons, details=details)
+        return Decision({POOL_FUNCTION: desired}, reasons, details=details), released_before_s
 
 
 STATE_FORMAT_VERSION = 1
@@ -873,6 +1011,8 @@ def state_to_dict(state: KeepAliveState) -> dict[str, Any]:
     """A compact JSON-able form of the state (sparse bins, bounded size), for shells that persist
     it across restarts."""
     hist = state.histogram
+    # Written only when set (restart_by_cost), so the default's persisted form is as before.
+    extra = {} if state.released_before_s is None else {"releasedBeforeS": state.released_before_s}
     return {
         "version": STATE_FORMAT_VERSION,
         "binS": hist.bin_s,
@@ -886,6 +1026,7 @@ def state_to_dict(state: KeepAliveState) -> dict[str, Any]:
         "idleSinceS": state.idle_since_s,
         "lastSeenS": state.last_seen_s,
         "ranks": [[t, n] for t, n in state.ranks],
+        **extra,
     }
 
 
@@ -933,6 +1074,7 @@ def state_from_dict(data: Any) -> KeepAliveState | None:
             idle_since_s=_optional_float(data.get("idleSinceS")),
             last_seen_s=_optional_float(data.get("lastSeenS")),
             ranks=_ranks_from(data.get("ranks")),
+            released_before_s=_optional_float(data.get("releasedBeforeS")),
         )
     except (KeyError, TypeError, ValueError, IndexError):
         return None
