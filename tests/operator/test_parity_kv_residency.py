@@ -20,16 +20,11 @@ import pytest
 
 from tests.operator.conftest import OPERATOR_NS, OperatorHarness, model_deployment
 from tests.operator.test_parity_modeldeployment import (
-    NAME, _children, _FakePrometheus, _Recorder, _signature, _whole_seconds,
+    NAME, _children, _FakePrometheus, _Recorder, _signature, _whole_seconds, operator_factory,
 )
 from tidal.api.acceleratorclass import AcceleratorClass
 from tidal.api.validation import parse_resource
 from tidal.operator import modeldeployment_controller as controller_module
-from tidal.operator.kube import KubeClients
-from tidal.operator.metrics import OperatorMetrics
-from tidal.operator.modeldeployment_controller import ModelDeploymentController
-from tidal.operator.settings import DEFAULT_INTERVAL_S, OperatorSettings
-from tidal.operator.workloads import StateStore, WorkloadCache
 from tidal.policies.guards import REASON_KV_RESIDENCY_INVALID
 from tidal.sim.modeldeployment import ModelDeploymentAutoscaler, prepare, sim_config, workload_decision
 from tidal.sim.runner import Simulation
@@ -82,16 +77,9 @@ def test_both_shells_learn_the_same_kv_ttl_from_the_same_histograms(
 
     # 3. The operator's tick on the same sequence, restarted halfway.
     monkeypatch.setattr(controller_module, "_event", lambda *args, **kwargs: None)
-    settings = OperatorSettings(interval_s=DEFAULT_INTERVAL_S, health_port=0, metrics_port=0,
-                                state_save_interval_s=0.0, log_format="plain")
-    clients = KubeClients(h.api)
     prometheus = _FakePrometheus()
     clock = [0.0]
-
-    def new_operator() -> ModelDeploymentController:
-        return ModelDeploymentController(settings, clients, OperatorMetrics(),
-                                         WorkloadCache(StateStore(clients, settings.field_manager)),
-                                         prometheus=prometheus, clock=lambda: clock[0])
+    new_operator = operator_factory(h.api, prometheus, clock)
 
     operator, status = new_operator(), None
     operated = []

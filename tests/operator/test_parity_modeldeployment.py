@@ -16,6 +16,7 @@ limits, forecast, predicted cold start and KV TTL, for a unified and a disaggreg
 from __future__ import annotations
 
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -203,16 +204,9 @@ def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
 
     # 3. The operator's tick on the same sequence, restarted halfway.
     monkeypatch.setattr(controller_module, "_event", lambda *args, **kwargs: None)  # Events are not decisions
-    settings = OperatorSettings(interval_s=DEFAULT_INTERVAL_S, health_port=0, metrics_port=0,
-                                state_save_interval_s=0.0, log_format="plain")
-    clients = KubeClients(h.api)
     prometheus = _FakePrometheus()
     clock = [0.0]
-
-    def new_operator() -> ModelDeploymentController:
-        return ModelDeploymentController(settings, clients, OperatorMetrics(),
-                                         WorkloadCache(StateStore(clients, settings.field_manager)),
-                                         prometheus=prometheus, clock=lambda: clock[0])
+    new_operator = operator_factory(h.api, prometheus, clock)
 
     operator, status = new_operator(), None
     operated = []
@@ -239,3 +233,17 @@ def test_operator_tick_and_simulator_shell_decide_identically_across_a_restart(
     runtime = operator.workloads.peek(OPERATOR_NS, NAME)
     assert runtime is not None and state is not None
     assert runtime.core.to_parts() == state.to_parts()
+
+
+def operator_factory(api: Any, prometheus: Any, clock: list[float]) -> Callable[[], ModelDeploymentController]:
+    """A new ModelDeploymentController per call (a restart), on ``api``, reading ``prometheus``, at
+    ``clock[0]``, saving its state every tick: what the parity tests replay a sequence through."""
+    settings = OperatorSettings(interval_s=DEFAULT_INTERVAL_S, health_port=0, metrics_port=0,
+                                state_save_interval_s=0.0, log_format="plain")
+    clients = KubeClients(api)
+
+    def new_operator() -> ModelDeploymentController:
+        return ModelDeploymentController(settings, clients, OperatorMetrics(),
+                                         WorkloadCache(StateStore(clients, settings.field_manager)),
+                                         prometheus=prometheus, clock=lambda: clock[0])
+    return new_operator
