@@ -185,16 +185,17 @@ def test_function_gets_deployment_and_service_and_scales_on_load(
         )
 
         def cleaned_up() -> bool:
-            return (
-                not apps.list_namespaced_deployment(NS).items
-                and not core.list_namespaced_service(NS).items
-                and not core.list_namespaced_config_map(
-                    NS, label_selector="tidal.dev/function=hello"
-                ).items
-                and not client.CustomObjectsApi(kube_client).list_namespaced_custom_object(
-                    GROUP, VERSION, NS, PLURAL
-                )["items"]
-            )
+            left = {
+                "deployments": [d.metadata.name for d in apps.list_namespaced_deployment(NS).items],
+                "services": [x.metadata.name for x in core.list_namespaced_service(NS).items],
+                "configmaps": [c.metadata.name for c in core.list_namespaced_config_map(
+                    NS, label_selector="tidal.dev/function=hello").items],
+                "functions": [(f["metadata"]["name"], f["metadata"].get("finalizers"))
+                              for f in client.CustomObjectsApi(kube_client).list_namespaced_custom_object(
+                                  GROUP, VERSION, NS, PLURAL)["items"]],
+            }
+            assert not any(left.values()), f"still there: {left}"  # eventually fails with the last
+            return True
 
         eventually(cleaned_up)
     assert runner.exit_code == 0, runner.output[-3000:]

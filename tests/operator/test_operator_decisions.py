@@ -98,7 +98,7 @@ def test_state_stays_bounded_and_round_trips(n_decisions: int, max_bytes: int, p
 
 def test_settle_applies_bridges_a_lagging_index_then_trusts_it_again() -> None:
     from tidal.controllers.modeldeployment import ChildKey
-    from tidal.operator.modeldeployment_controller import APPLY_SETTLE_TICKS, settle_applies
+    from tidal.operator.modeldeployment_controller import APPLY_SETTLE_TICKS, apply_settle_ticks, settle_applies
 
     key, other = ChildKey("unified", "gpu-a"), ChildKey("unified", "gpu-b")
     recent = {key: (1, 2, 10)}
@@ -113,3 +113,8 @@ def test_settle_applies_bridges_a_lagging_index_then_trusts_it_again() -> None:
     # A write that never shows up is not believed forever.
     recent = {key: (1, 2, 10)}
     assert settle_applies({key: 1}, recent, 11 + APPLY_SETTLE_TICKS) == {key: 1} and not recent
+    # ...but for a minute at least, however short the tick (1 s ticks on starved CPUs: > 3 ticks).
+    assert apply_settle_ticks(15.0) == max(APPLY_SETTLE_TICKS, 4) and apply_settle_ticks(1.0) == 60
+    recent = {key: (1, 2, 10)}
+    assert settle_applies({key: 1}, recent, 50, apply_settle_ticks(1.0)) == {key: 2}
+    assert settle_applies({key: 1}, recent, 71, apply_settle_ticks(1.0)) == {key: 1} and not recent

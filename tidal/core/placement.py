@@ -309,9 +309,9 @@ def plan_move(placement: PoolPlacement, capacity_rps: float, preference: Sequenc
               cold_start_s: float | None, hi: int, horizon_s: float = PLACEMENT_MOVE_HORIZON_S) -> PoolPlacement:
     """Start replicas on a better class for all those of the worst class holding some, when that pays
     (module docstring): the better class gets what the capacity the others do not serve needs there.
-    ``replica_cost`` is $/h per
-    replica (``hourlyCost x gpusPerReplica``); ``room`` the replicas each class can still start
-    after ``placement`` (what the split already started there is taken); the new replicas go on the
+    ``replica_cost`` is $/h per replica (``hourlyCost x gpusPerReplica``); ``room`` the replicas each
+    class can still start after ``placement`` (what the split already started there is taken); the
+    new replicas go on the
     best class with room for them (known free GPUs only: a move never waits Pending). The replaced
     replicas leave as surplus once the new ones run (:func:`place_pool` with ``replica_cost``)."""
     if cold_start_s is None or len(preference) < 2:

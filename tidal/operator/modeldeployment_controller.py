@@ -16,6 +16,7 @@ Failure policy (docs/architecture.md, "Failure behaviour"):
 
 from __future__ import annotations
 
+import math
 import logging
 import threading
 import time
@@ -395,7 +396,8 @@ class ModelDeploymentController:
             report = MetricsReport(False, "MetricsReadFailed",
                                    f"reading metrics failed ({type(exc).__name__}: {exc}); holding replicas")
         rt.state.tick += 1
-        current = settle_applies({d.key: d.spec_replicas for d in children}, rt.recent_applies, rt.state.tick)
+        current = settle_applies({d.key: d.spec_replicas for d in children}, rt.recent_applies, rt.state.tick,
+                                 apply_settle_ticks(self.settings.interval_s))
         if rt.resumed:
             rt.resumed = False
             last = rt.state.decisions[-1] if rt.state.decisions else None
@@ -740,18 +742,29 @@ def accelerator_from_body(obj: Mapping[str, Any]) -> AcceleratorClass | None:
 
 APPLY_SETTLE_TICKS = 3
 """Ticks a replica write may take to show up in the watch-fed index before the index is believed
-again (a watch event normally arrives well within one tick)."""
+again (a watch event normally arrives well within one tick), and at least :data:`APPLY_SETTLE_S`."""
+APPLY_SETTLE_S = 60.0
+"""Seconds a replica write may take to show up in the index, whatever the tick: far beyond a healthy
+watch's sub-second delivery, and beyond what an API server or operator starved of CPU takes (with
+1 s ticks on two busy cores a write took more than 3 ticks to show, and the change was written and
+announced twice)."""
+
+
+def apply_settle_ticks(interval_s: float) -> int:
+    """Ticks the operator believes its own replica writes over a lagging index: APPLY_SETTLE_TICKS,
+    and at least APPLY_SETTLE_S at this tick interval."""
+    return max(APPLY_SETTLE_TICKS, math.ceil(APPLY_SETTLE_S / max(interval_s, 1e-3)))
 
 
 def settle_applies(indexed: Mapping[ChildKey, int], recent: dict[Any, tuple[int, int, int]],
-                   tick: int) -> dict[ChildKey, int]:
+                   tick: int, settle_ticks: int = APPLY_SETTLE_TICKS) -> dict[ChildKey, int]:
     """Replicas per child as this operator last wrote them, where the watch-fed index still shows the
     value from before the write. Without this, a tick that runs before the watch event arrives sees the
     old count, writes the same change again and announces it twice. Entries the index has caught up
-    with, that someone else changed since, or older than APPLY_SETTLE_TICKS are dropped."""
+    with, that someone else changed since, or older than ``settle_ticks`` are dropped."""
     current = dict(indexed)
     for key, (before, after, written) in list(recent.items()):
-        if indexed.get(key) == before and before != after and tick - written <= APPLY_SETTLE_TICKS:
+        if indexed.get(key) == before and before != after and tick - written <= settle_ticks:
             current[key] = after
         else:
             del recent[key]
