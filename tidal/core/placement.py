@@ -311,9 +311,9 @@ def plan_move(placement: PoolPlacement, capacity_rps: float, preference: Sequenc
     (module docstring): the better class gets what the capacity the others do not serve needs there.
     ``replica_cost`` is $/h per replica (``hourlyCost x gpusPerReplica``); ``room`` the replicas each
     class can still start after ``placement`` (what the split already started there is taken); the
-    new replicas go on the
-    best class with room for them (known free GPUs only: a move never waits Pending). The replaced
-    replicas leave as surplus once the new ones run (:func:`place_pool` with ``replica_cost``)."""
+    new replicas go on the best class with room for them (known free GPUs only: a move never waits
+    Pending). The replaced replicas leave as surplus once the new ones run (:func:`place_pool` with
+    ``replica_cost``)."""
     if cold_start_s is None or len(preference) < 2:
         return placement
     out = dict(placement.replicas)
