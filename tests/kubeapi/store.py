@@ -328,7 +328,9 @@ class Store:
                 fieldmanager.record_update(None, obj, manager, "", rtype.api_version, self._now())
             if dry_run:
                 return obj
-            return self._commit(rtype, obj, None)
+            committed = self._commit(rtype, obj, None)
+            self._after_write(rtype, committed)
+            return committed
 
     def _controller_defaults(self, rtype: ResourceType, obj: Obj) -> None:
         """What kube-apiserver's strategies and fast controllers set right at creation."""
@@ -627,7 +629,12 @@ class Store:
     # --- the controllers whose effects clients observe ---------------------------------------
 
     def _after_write(self, rtype: ResourceType, obj: Obj) -> None:
-        if obj["metadata"].get("deletionTimestamp"):
+        """Run the controllers when a write gives them work: an object being deleted, or one whose
+        owner is gone (kube-controller-manager's garbage collector deletes a dependent written with,
+        or left with, an ownerReference to an object that no longer exists)."""
+        meta = obj["metadata"]
+        dangling = any(r.get("uid") not in self._by_uid for r in meta.get("ownerReferences") or [])
+        if meta.get("deletionTimestamp") or dangling:
             self._run_controllers()
 
     def _on_removed(self, rtype: ResourceType, obj: Obj) -> None:

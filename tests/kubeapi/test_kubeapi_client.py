@@ -328,6 +328,16 @@ def test_garbage_collection_of_dependents(apps: client.AppsV1Api, core: client.C
     assert names == {"bystander"}
 
 
+def test_a_dependent_written_for_an_owner_that_is_gone_is_collected(apps: client.AppsV1Api,
+                                                                     core: client.CoreV1Api) -> None:
+    """kube-controller-manager's garbage collector deletes a dependent whose owner no longer exists,
+    also when it is created after the owner was deleted (an operator's late write)."""
+    owner = apps.create_namespaced_deployment(NS, deployment("gone"))
+    apps.delete_namespaced_deployment("gone", NS)
+    core.create_namespaced_config_map(NS, _owned_config_map("late", owner))
+    assert "late" not in {o.metadata.name for o in core.list_namespaced_config_map(NS).items}
+
+
 def test_orphan_and_foreground_propagation(apps: client.AppsV1Api, core: client.CoreV1Api) -> None:
     owner = apps.create_namespaced_deployment(NS, deployment("web"))
     core.create_namespaced_config_map(NS, _owned_config_map("child", owner))

@@ -176,11 +176,14 @@ def test_restart_restores_state_and_repeats_no_scale_event(harness: OperatorHarn
 
 def test_state_of_an_earlier_object_with_the_same_name_is_not_restored(harness: OperatorHarness) -> None:
     h = harness
-    # A leftover state ConfigMap owned by a deleted ModelDeployment of the same name (GC not done yet).
+    # A leftover state ConfigMap owned by a deleted ModelDeployment of the same name (GC not done yet:
+    # the test API server collects a dependent whose owner uid is unknown at once, so the old owner's
+    # uid is one the server still knows, a bystander's).
+    old_uid = h.core.create_namespaced_config_map(OPERATOR_NS, {"metadata": {"name": "bystander"}}).metadata.uid
     h.core.create_namespaced_config_map(OPERATOR_NS, {
         "metadata": {"name": "again-tidal-state", "ownerReferences": [{
             "apiVersion": "tidal.dev/v1alpha1", "kind": "ModelDeployment", "name": "again",
-            "uid": "0000-old", "controller": True}]},
+            "uid": old_uid, "controller": True}]},
         "data": {"state.json": json.dumps({"format": 1, "tick": 500, "lastScaleEvent": "500:unified/gpu-a:1->9",
                                            "decisions": [], "countedPods": []})}})
     with h.operator():
