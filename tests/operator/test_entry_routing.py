@@ -99,8 +99,10 @@ def test_pd_entry_goes_back_only_with_router_prefill_and_decode_ready(
 def test_the_activator_finds_the_pd_entry_endpoints_only_with_both_pools_ready(harness: OperatorHarness) -> None:
     h = harness
     md = parse_resource(model_deployment(NAME, classes=(ACC,), **PD))
+    # The owner's uid must be one the server knows, or its garbage collector takes the Service at once.
+    owner_uid = h.core.create_namespaced_config_map(OPERATOR_NS, {"metadata": {"name": "owner"}}).metadata.uid
     service = render_entry_service(md, lambda: {"apiVersion": "tidal.dev/v1alpha1", "kind": "ModelDeployment",  # type: ignore[arg-type]
-                                                "name": NAME, "uid": "u", "controller": True})
+                                                "name": NAME, "uid": owner_uid, "controller": True})
     service["metadata"]["namespace"] = OPERATOR_NS
     h.core.create_namespaced_service(OPERATOR_NS, service)
     backends = KubeBackends(h.api)
