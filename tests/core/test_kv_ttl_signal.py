@@ -13,24 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.core.test_modeldeployment import ACCS, _md, _obs, _restart
+from tests.predictors.test_kv_residency import _hist
 from tidal.core.modeldeployment import decide_workload, kv_ttl_seconds
 from tidal.core.state import CoreState
 from tidal.policies.defaults import KV_SIGNAL_MIN_GAPS
 from tidal.policies.guards import REASON_KV_RESIDENCY_INVALID
 from tidal.policies.interface import KvResidency, PoolObservation
-from tidal.predictors.kv_residency import VLLM_RESIDENCY_BUCKETS_S
 
-BOUNDS = (*VLLM_RESIDENCY_BUCKETS_S, math.inf)
 WINDOW_S = 60.0
 INTERVAL_S = 15.0
-
-
-def _hist(values: dict[float, float]) -> tuple[tuple[float, float], ...]:
-    total, out = 0.0, []
-    for le in BOUNDS:
-        total += values.get(le, 0.0)
-        out.append((le, total))
-    return tuple(out)
 
 
 SHORT = KvResidency(_hist({1.0: 20.0, 2.0: 8.0}), _hist({600.0: 2.0}), WINDOW_S)
